@@ -1,0 +1,16 @@
+"""exante's predictor: per-layer regression of GPU time and energy, fitted artifacts, CLI.
+
+``from predictor import predict`` is the DESIGN.md §4 Python contract.
+
+The function is imported eagerly: the submodule ``predictor.predict`` has the same name as
+the function, and only an eager import guarantees that ``predictor.predict`` (the package
+attribute) is the function whatever is imported first.  scikit-learn is still imported only
+when an artifact is loaded.
+"""
+
+from __future__ import annotations
+
+from .artifacts import available_hardware
+from .predict import Prediction, predict
+
+__all__ = ["predict", "Prediction", "available_hardware"]

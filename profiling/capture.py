@@ -1,0 +1,804 @@
+"""Capture the distinct layer configurations a model executes in one forward pass.
+
+``capture(model, inputs)`` runs one forward (under ``torch.no_grad()``, ``meta`` tensors
+welcome) and records
+
+* every call of a *leaf* module (no children) and of an *atomic* module (a type whose cost
+  is modelled as one unit: ``MultiheadAttention`` and every module type present in
+  :data:`profiling.features.FEATURE_REGISTRY`; calls of their children are not recorded);
+* every *functional* op that runs outside any leaf/atomic module (``F.relu``, residual
+  ``+``, ``torch.matmul``, ``F.scaled_dot_product_attention``, ``torch.cat`` ...), seen
+  through a :class:`torch.overrides.TorchFunctionMode` and named ``"<parent.path>:<op>"``
+  (the root module is ``(root)``).
+
+Pure view / metadata ops (``view``, ``reshape``, ``permute``, ``transpose``, ``size``,
+``x.shape``, ``__getitem__``, ``chunk``, a ``contiguous()``/``.to()`` that returns its
+input, ...) launch no kernel: they are counted in :attr:`Capture.zero_cost_ops` and are
+neither layers nor unsupported.
+
+Calls are deduplicated into :class:`LayerConfig` objects (type, hyper-parameters, input and
+output shapes, compute dtype) with a call count, in first-seen order.
+
+Compute dtype (``LayerConfig.dtype``):
+
+* ``dtype="fp32"``: no autocast; the real dtype of the op (first floating input, else first
+  floating output), i.e. ``"fp32"`` for an fp32 model.
+* ``dtype="bf16"`` / ``"fp16"``: the usual mixed precision, ``torch.autocast`` around the
+  forward of an fp32 model. Predictions target CUDA GPUs, so the *CUDA autocast policy* is
+  applied by a rule table on every device (autocast itself is only switched on when the
+  inputs are on a CUDA device; ``meta`` has no autocast and CPU autocast uses a different
+  policy): matmul-like ops (Linear, Conv*, matmul/bmm/mm/addmm/baddbmm/einsum, sdpa,
+  MultiheadAttention, LSTM/GRU, PReLU) run in the low-precision dtype; LayerNorm, GroupNorm,
+  softmax/log_softmax, sum/prod/cumsum, exp/log/pow/rsqrt, losses run in fp32; everything
+  else runs in the widest dtype of its floating inputs (type promotion), tracked through
+  the forward (so a ReLU after a bf16 Linear is bf16, a residual add of bf16 tensors is bf16,
+  BatchNorm after a bf16 conv is bf16, and an op mixing a bf16 activation with an fp32
+  parameter is fp32).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .errors import ExanteError
+
+__all__ = [
+    "LayerConfig",
+    "CapturedLayer",
+    "Capture",
+    "capture",
+    "module_type_name",
+    "module_hparams",
+    "dtype_name",
+    "ROOT_NAME",
+]
+
+ROOT_NAME = "(root)"
+
+# --------------------------------------------------------------------------------------
+# data classes
+
+
+def _canon_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """One distinct layer execution: the dedup key of the profiler and the datasets.
+
+    ``hparams`` is a sorted tuple of ``(name, value)`` pairs with JSON-serialisable values
+    (tuples for sequences); ``input_shapes`` holds the shapes of the tensor arguments in call
+    order (positional, then keyword; ``None`` arguments skipped; tensors inside lists such as
+    ``torch.cat([a, b])`` flattened); ``output_shapes`` the shapes of the tensor outputs.
+    """
+
+    type: str
+    hparams: tuple
+    input_shapes: tuple
+    output_shapes: tuple
+    dtype: str
+
+    @property
+    def batch(self) -> int:
+        """First dim of the first input (1 if there is no input or it is a scalar)."""
+        if self.input_shapes and len(self.input_shapes[0]) > 0:
+            return int(self.input_shapes[0][0])
+        return 1
+
+    def hparams_dict(self) -> dict:
+        return dict(self.hparams)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict (tuples become lists when serialised)."""
+        return {
+            "type": self.type,
+            "hparams": self.hparams_dict(),
+            "input_shapes": [list(s) for s in self.input_shapes],
+            "output_shapes": [list(s) for s in self.output_shapes],
+            "dtype": self.dtype,
+        }
+
+    def key(self) -> str:
+        """Stable 16-hex-digit key: sha1 of the canonical JSON of all fields.
+
+        Independent of the process, the Python hash seed and dict order.
+        """
+        payload = _canon_json(
+            [self.type, [[k, v] for k, v in self.hparams], self.input_shapes,
+             self.output_shapes, self.dtype]
+        )
+        return hashlib.sha1(payload.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class CapturedLayer:
+    config: LayerConfig
+    count: int                      # calls per model forward
+    names: list                     # module paths ("layer1.0.conv1") or "<parent>:<op>"
+    module: nn.Module | None        # one instance (for replay); None for functional ops
+    supported: bool                 # FEATURE_REGISTRY has a function for config.type
+
+    @property
+    def functional(self) -> bool:
+        return self.module is None
+
+
+@dataclass
+class Capture:
+    layers: list                    # distinct CapturedLayer, first-seen order
+    unsupported: list               # the subset with supported == False
+    total_calls: int                # recorded layer calls (modules + functional ops) per forward
+    mode_restored: bool             # training flags of every submodule restored
+    zero_cost_ops: dict = field(default_factory=dict)   # view/metadata op name -> calls
+    dtype: str = "fp32"             # requested precision ("fp32" | "bf16" | "fp16")
+
+    def counts(self) -> dict:
+        """config key -> calls per forward (the dataset's ``layer_counts``)."""
+        out: dict = {}
+        for layer in self.layers:
+            k = layer.config.key()
+            out[k] = out.get(k, 0) + layer.count
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# dtype helpers
+
+_DTYPE_NAMES = {
+    torch.float32: "fp32",
+    torch.bfloat16: "bf16",
+    torch.float16: "fp16",
+    torch.float64: "fp64",
+    torch.int64: "int64",
+    torch.int32: "int32",
+    torch.int16: "int16",
+    torch.int8: "int8",
+    torch.uint8: "uint8",
+    torch.bool: "bool",
+    torch.complex64: "c64",
+    torch.complex128: "c128",
+}
+_FLOAT_NAMES = {"fp32", "bf16", "fp16", "fp64"}
+_FLOAT_RANK = {"bf16": 1, "fp16": 1, "fp32": 2, "fp64": 3}
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def dtype_name(dt: torch.dtype) -> str:
+    """``torch.float32`` -> ``"fp32"``, ``torch.bfloat16`` -> ``"bf16"``, ..."""
+    name = _DTYPE_NAMES.get(dt)
+    if name is None:
+        name = str(dt).replace("torch.", "")
+    return name
+
+
+# CUDA autocast policy (torch/csrc/autocast_mode.cpp), by LayerConfig.type
+LOWP_TYPES = frozenset({
+    "Linear", "NonDynamicallyQuantizableLinear", "LazyLinear", "Bilinear",
+    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+    "LazyConv1d", "LazyConv2d", "LazyConv3d", "MultiheadAttention", "PReLU",
+    "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell",
+    "F.linear", "F.bilinear", "F.conv1d", "F.conv2d", "F.conv3d", "F.conv_transpose1d",
+    "F.conv_transpose2d", "F.conv_transpose3d", "F.prelu", "matmul", "mm", "bmm", "mv",
+    "addmm", "addmv", "addbmm", "baddbmm", "einsum", "sdpa", "chain_matmul",
+})
+FP32_TYPES = frozenset({
+    "LayerNorm", "GroupNorm", "Softmax", "LogSoftmax", "Softmin", "Softplus",
+    "F.layer_norm", "F.group_norm", "F.softplus", "F.normalize", "F.cosine_similarity",
+    "softmax", "log_softmax", "softmin", "sum", "prod", "cumsum", "cumprod", "logsumexp",
+    "exp", "expm1", "log", "log2", "log10", "log1p", "pow", "rsqrt", "reciprocal", "norm",
+    "cdist", "dist", "acos", "asin", "cosh", "sinh", "tan", "erfinv",
+    "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss", "BCELoss",
+    "SmoothL1Loss", "HuberLoss", "KLDivLoss", "CosineSimilarity",
+    "F.mse_loss", "F.l1_loss", "F.cross_entropy", "F.nll_loss", "F.kl_div",
+    "F.binary_cross_entropy_with_logits", "F.smooth_l1_loss", "F.huber_loss",
+})
+
+_TAG = "_exante_vdtype"      # virtual (autocast-emulated) dtype tag on intermediate tensors
+
+
+def _vdtype(t: torch.Tensor) -> str:
+    tag = t.__dict__.get(_TAG) if hasattr(t, "__dict__") else None
+    return tag if tag is not None else dtype_name(t.dtype)
+
+
+def _promote(names: Iterable[str]) -> str | None:
+    best = None
+    for n in names:
+        if n not in _FLOAT_NAMES:
+            continue
+        if best is None:
+            best = n
+        elif n != best:
+            rb, rn = _FLOAT_RANK[best], _FLOAT_RANK[n]
+            if rn > rb:
+                best = n
+            elif rn == rb:          # bf16 with fp16 -> fp32
+                best = "fp32"
+    return best
+
+
+# --------------------------------------------------------------------------------------
+# module types and hyper-parameters
+
+_TYPE_CACHE: dict = {}
+
+
+def _registry() -> dict:
+    from .features import FEATURE_REGISTRY  # lazy: features imports this module
+
+    return FEATURE_REGISTRY
+
+
+def module_type_name(module_or_cls) -> str:
+    """``LayerConfig.type`` of a module.
+
+    Torch classes: the class name. A user subclass that keeps a torch layer's ``forward``
+    gets that layer's name (``class MyConv(nn.Conv2d)`` -> ``"Conv2d"``); a user class with
+    its own ``forward`` keeps its class name, qualified by its module when the bare name
+    would collide with a registered torch layer type.
+    """
+    cls = module_or_cls if isinstance(module_or_cls, type) else type(module_or_cls)
+    name = _TYPE_CACHE.get(cls)
+    if name is not None:
+        return name
+    if cls.__module__.startswith("torch."):
+        name = cls.__name__
+    else:
+        name = None
+        fwd = getattr(cls, "forward", None)
+        for base in cls.__mro__[1:]:
+            if base is nn.Module or not base.__module__.startswith("torch."):
+                continue
+            if getattr(base, "forward", None) is fwd:
+                name = base.__name__
+                break
+        if name is None:
+            name = cls.__name__
+            if name in _registry():
+                name = f"{cls.__module__}.{cls.__qualname__}"
+    _TYPE_CACHE[cls] = name
+    return name
+
+
+# fields that do not change the cost of a layer (kept out of the dedup key)
+_SKIP_FIELDS = frozenset({"training", "inplace", "eps", "momentum", "dump_patches",
+                          "call_super_init", "_version"})
+_MODE_DEPENDENT = ("BatchNorm", "SyncBatchNorm", "InstanceNorm", "Dropout", "AlphaDropout",
+                   "FeatureAlphaDropout", "MultiheadAttention", "LSTM", "GRU", "RNN")
+
+
+def _canon_value(v: Any, depth: int = 0):
+    """A JSON-serialisable, hashable version of a simple hyper-parameter value, or a
+    sentinel ``_NOPE`` when the value is not simple (tensor, module, callable ...)."""
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    if isinstance(v, torch.dtype):
+        return dtype_name(v)
+    if isinstance(v, (tuple, list, torch.Size)) and depth < 3:
+        out = tuple(_canon_value(x, depth + 1) for x in v)
+        return _NOPE if any(x is _NOPE for x in out) else out
+    return _NOPE
+
+
+_NOPE = object()
+
+
+def module_hparams(module: nn.Module) -> tuple:
+    """Sorted ``(name, value)`` pairs describing a module's cost-relevant hyper-parameters.
+
+    Torch layers keep their constructor arguments as public attributes (``in_features``,
+    ``kernel_size``, ``stride``, ``groups``, ``num_heads`` ...): every public attribute with
+    a simple value (number, bool, str, None, tuple of those) is taken, minus fields that do
+    not change the cost (``eps``, ``momentum``, ``inplace``). Presence of optional
+    parameters is added as booleans (``bias``; for MultiheadAttention ``bias`` and
+    ``add_bias_kv``), and ``training`` for layers whose cost depends on the mode
+    (BatchNorm, InstanceNorm, Dropout, MultiheadAttention, RNNs). Types without a feature
+    function also get ``param_shapes`` (their direct parameters and buffers).
+    """
+    tname = module_type_name(module)
+    hp: dict = {}
+    for k, v in vars(module).items():
+        if k.startswith("_") or k in _SKIP_FIELDS:
+            continue
+        cv = _canon_value(v)
+        if cv is not _NOPE:
+            hp[k] = cv
+    params = module._parameters
+    if "bias" in params:
+        hp["bias"] = params["bias"] is not None
+    if "in_proj_bias" in params:                        # MultiheadAttention
+        hp["bias"] = params["in_proj_bias"] is not None
+        hp["add_bias_kv"] = params.get("bias_k") is not None
+    if tname.startswith(_MODE_DEPENDENT):
+        hp["training"] = bool(module.training)
+    if tname not in _registry():
+        shapes = [(n, tuple(int(d) for d in p.shape)) for n, p in params.items() if p is not None]
+        shapes += [(n, tuple(int(d) for d in b.shape)) for n, b in module._buffers.items()
+                   if b is not None]
+        if shapes:
+            hp["param_shapes"] = tuple(shapes)
+    return tuple(sorted(hp.items()))
+
+
+# --------------------------------------------------------------------------------------
+# functional op classification
+
+_VIEW, _META, _CAST, _OP = 0, 1, 2, 3
+
+_VIEW_OPS = frozenset({
+    "view", "view_as", "reshape", "reshape_as", "permute", "transpose", "t", "unsqueeze",
+    "squeeze", "expand", "expand_as", "getitem", "chunk", "split", "split_with_sizes",
+    "tensor_split", "hsplit", "vsplit", "dsplit", "unbind", "narrow", "select", "as_strided",
+    "unflatten", "movedim", "moveaxis", "swapaxes", "swapdims", "detach", "alias", "diagonal",
+    "real", "imag", "view_as_real", "view_as_complex", "broadcast_to", "broadcast_tensors",
+    "atleast_1d", "atleast_2d", "atleast_3d", "T", "mT", "H", "mH", "unfold_view",
+    "squeeze_", "unsqueeze_", "transpose_", "t_", "detach_", "resolve_conj", "resolve_neg",
+})
+_META_OPS = frozenset({
+    "size", "dim", "numel", "nelement", "ndimension", "stride", "storage_offset",
+    "is_contiguous", "is_floating_point", "is_complex", "is_signed", "element_size",
+    "data_ptr", "get_device", "untyped_storage", "storage", "tolist", "item", "has_names",
+    "is_nonzero", "is_same_size", "is_set_to", "requires_grad_", "retain_grad", "dim_order",
+    "is_inference", "_is_view", "numpy", "len", "iter", "bool", "format", "repr", "hash",
+    "reduce_ex", "contains", "index", "int_", "float_", "complex_", "array", "deepcopy",
+    "reversed", "dir", "setstate", "reduce", "nonzero_static_meta", "is_pinned", "is_shared",
+    "register_hook", "backward", "record_stream", "share_memory_", "rename", "refine_names",
+    "align_to", "is_coalesced", "dense_dim", "sparse_dim",
+})
+# ops that may return their input unchanged (then: zero cost); otherwise a copy kernel
+_CAST_OPS = frozenset({
+    "contiguous", "to", "float", "half", "bfloat16", "double", "int", "long", "short",
+    "bool", "byte", "char", "type", "type_as", "cpu", "cuda", "dropout", "dropout1d",
+    "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
+})
+_DUNDER = {
+    "add": "add", "radd": "add", "iadd": "add", "sub": "sub", "rsub": "sub", "isub": "sub",
+    "mul": "mul", "rmul": "mul", "imul": "mul", "truediv": "div", "rtruediv": "div",
+    "itruediv": "div", "div": "div", "rdiv": "div", "idiv": "div", "floordiv": "floor_divide",
+    "rfloordiv": "floor_divide", "ifloordiv": "floor_divide", "matmul": "matmul",
+    "rmatmul": "matmul", "imatmul": "matmul", "pow": "pow", "rpow": "pow", "ipow": "pow",
+    "mod": "remainder", "rmod": "remainder", "imod": "remainder", "neg": "neg", "pos": "positive",
+    "abs": "abs", "invert": "bitwise_not", "and": "bitwise_and", "rand": "bitwise_and",
+    "iand": "bitwise_and", "or": "bitwise_or", "ror": "bitwise_or", "ior": "bitwise_or",
+    "xor": "bitwise_xor", "rxor": "bitwise_xor", "ixor": "bitwise_xor",
+    "lshift": "bitwise_left_shift", "rlshift": "bitwise_left_shift",
+    "ilshift": "bitwise_left_shift", "rshift": "bitwise_right_shift",
+    "rrshift": "bitwise_right_shift", "irshift": "bitwise_right_shift",
+    "eq": "eq", "ne": "ne", "lt": "lt", "le": "le", "gt": "gt", "ge": "ge",
+    "getitem": "getitem", "setitem": "setitem", "int": "int_", "float": "float_",
+    "complex": "complex_",
+}
+_INPLACE_DUNDER = frozenset({k for k in _DUNDER if k.startswith("i") and k not in ("int", "invert")})
+_INPLACE_DUNDER = _INPLACE_DUNDER | {"setitem"}
+
+_F_PREFIXED = frozenset({
+    # activations
+    "relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid",
+    "leaky_relu", "elu", "selu", "celu", "mish", "softplus", "hardtanh", "glu", "logsigmoid",
+    "softsign", "tanhshrink", "prelu", "threshold", "hardshrink", "softshrink", "rrelu",
+    # module equivalents
+    "linear", "bilinear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+    "conv_transpose2d", "conv_transpose3d", "layer_norm", "group_norm", "batch_norm",
+    "instance_norm", "rms_norm", "local_response_norm", "max_pool1d", "max_pool2d",
+    "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+    "adaptive_max_pool2d", "adaptive_max_pool3d", "dropout", "dropout1d", "dropout2d",
+    "dropout3d", "alpha_dropout", "feature_alpha_dropout", "embedding", "embedding_bag",
+    "interpolate", "upsample", "pad", "normalize", "pixel_shuffle", "pixel_unshuffle",
+    "one_hot", "cosine_similarity", "multi_head_attention_forward", "grid_sample",
+    "cross_entropy", "mse_loss", "l1_loss", "nll_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "smooth_l1_loss", "huber_loss", "kl_div",
+})
+_RENAME = {"scaled_dot_product_attention": "sdpa", "log_sigmoid": "logsigmoid",
+           "true_divide": "div", "divide": "div", "multiply": "mul", "subtract": "sub",
+           "clip": "clamp", "concat": "cat", "concatenate": "cat", "absolute": "abs",
+           "negative": "neg", "greater": "gt", "less": "lt", "matrix_power": "matrix_power"}
+
+_FUNC_CACHE: dict = {}
+
+
+def _classify(func) -> tuple:
+    """(kind, canonical op name, inplace) for a function seen by the TorchFunctionMode."""
+    try:
+        hit = _FUNC_CACHE.get(func)
+    except TypeError:          # unhashable callable
+        hit = None
+    if hit is not None:
+        return hit
+    raw = getattr(func, "__name__", None) or type(func).__name__
+    inplace = False
+    if raw in ("__get__", "__set__", "__delete__"):          # property access
+        owner = getattr(func, "__self__", None)
+        pname = getattr(owner, "__name__", "attr")
+        res = (_VIEW if pname in _VIEW_OPS else _META, pname, False)
+    else:
+        if raw.startswith("__") and raw.endswith("__"):
+            core = raw[2:-2]
+            name = _DUNDER.get(core, core)
+            inplace = core in _INPLACE_DUNDER
+        else:
+            name = raw
+            if name.endswith("_") and not name.startswith("_") and name not in _VIEW_OPS \
+                    and name not in _META_OPS:
+                name = name[:-1]
+                inplace = True
+            name = name.lstrip("_") or raw
+        name = _RENAME.get(name, name)
+        if func is torch.Tensor.unfold:
+            name = "unfold_view"
+        if name in _VIEW_OPS or raw in _VIEW_OPS:
+            kind = _VIEW
+        elif name in _META_OPS or raw in _META_OPS:
+            kind = _META
+        elif name in _CAST_OPS and not inplace:
+            kind = _CAST
+        else:
+            kind = _OP
+        if kind in (_OP, _CAST) and name in _F_PREFIXED:
+            name = "F." + name
+        res = (kind, name, inplace)
+    try:
+        _FUNC_CACHE[func] = res
+    except TypeError:
+        pass
+    return res
+
+
+_ELEMENTWISE_SCALAR_OPS = frozenset({
+    "add", "sub", "mul", "div", "pow", "remainder", "floor_divide", "fmod", "maximum",
+    "minimum", "eq", "ne", "lt", "le", "gt", "ge", "clamp", "masked_fill", "where", "lerp",
+    "addcmul", "addcdiv", "bitwise_and", "bitwise_or", "bitwise_xor", "fill", "rsub",
+})
+
+
+def _tensors(obj, out: list) -> None:
+    if isinstance(obj, torch.Tensor):
+        out.append(obj)
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            _tensors(x, out)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            _tensors(x, out)
+
+
+def _has_tensor(obj) -> bool:
+    if isinstance(obj, torch.Tensor):
+        return True
+    if isinstance(obj, (list, tuple)):
+        return any(_has_tensor(x) for x in obj)
+    return False
+
+
+def _op_hparams(name: str, args: tuple, kwargs: dict) -> tuple:
+    """Non-tensor arguments of a functional op as ``argN`` / keyword pairs.
+
+    Scalar operands of elementwise ops are recorded by type ("float"/"int"), not value, so
+    ``x * 0.5`` and ``x * 0.125`` share one config.
+    """
+    scalar_by_type = name in _ELEMENTWISE_SCALAR_OPS
+    hp = []
+    for i, a in enumerate(args):
+        if a is None or isinstance(a, torch.Tensor):
+            continue
+        if isinstance(a, (list, tuple)) and a and all(isinstance(x, torch.Tensor) for x in a):
+            continue
+        if scalar_by_type and isinstance(a, (int, float)) and not isinstance(a, bool):
+            hp.append((f"arg{i}", type(a).__name__))
+            continue
+        cv = _canon_value(a)
+        hp.append((f"arg{i}", cv if cv is not _NOPE else type(a).__name__))
+    for k, a in kwargs.items():
+        if a is None or isinstance(a, (torch.Tensor, torch.device)) or k.startswith("_") \
+                or k in ("device", "out", "pin_memory"):
+            continue
+        if scalar_by_type and isinstance(a, (int, float)) and not isinstance(a, bool):
+            hp.append((k, type(a).__name__))
+            continue
+        cv = _canon_value(a)
+        hp.append((k, cv if cv is not _NOPE else type(a).__name__))
+    return tuple(sorted(hp, key=lambda kv: kv[0]))
+
+
+# --------------------------------------------------------------------------------------
+# the recorder
+
+
+class _State:
+    __slots__ = ("depth", "stack", "lowp", "records", "index", "zero_cost", "calls",
+                 "supported", "tagged", "hp_cache")
+
+    def __init__(self, lowp: str | None, supported: dict):
+        self.depth = 0
+        self.stack = [ROOT_NAME]
+        self.lowp = lowp                 # "bf16" / "fp16" when emulating autocast
+        self.records: list = []          # CapturedLayer, first-seen order
+        self.index: dict = {}            # LayerConfig -> CapturedLayer
+        self.zero_cost: Counter = Counter()
+        self.calls = 0
+        self.supported = supported
+        self.tagged: list = []           # weakrefs of tagged tensors (cleanup)
+        self.hp_cache: dict = {}
+
+    # -- dtype --------------------------------------------------------------------------
+    def compute_dtype(self, tname: str, ins: list, outs: list, inplace: bool = False) -> str:
+        if self.lowp is None:
+            for t in ins:
+                if t.is_floating_point():
+                    return dtype_name(t.dtype)
+            for t in outs:
+                if t.is_floating_point():
+                    return dtype_name(t.dtype)
+            t0 = outs[0] if outs else (ins[0] if ins else None)
+            return dtype_name(t0.dtype) if t0 is not None else "fp32"
+        if inplace and ins and ins[0].is_floating_point():
+            return _vdtype(ins[0])          # an in-place op keeps its target's dtype
+        if tname in LOWP_TYPES:
+            dt = self.lowp
+        elif tname in FP32_TYPES:
+            dt = "fp32"
+        else:
+            dt = _promote(_vdtype(t) for t in ins if t.is_floating_point())
+            if dt is None:
+                dt = _promote(dtype_name(t.dtype) for t in outs if t.is_floating_point())
+            if dt is None:
+                t0 = outs[0] if outs else (ins[0] if ins else None)
+                return dtype_name(t0.dtype) if t0 is not None else "fp32"
+        for t in outs:
+            if t.is_floating_point():
+                self.tag(t, dt)
+        return dt
+
+    def tag(self, t: torch.Tensor, dt: str) -> None:
+        try:
+            t.__dict__[_TAG] = dt
+        except Exception:       # tensor without __dict__ (exotic subclass): skip
+            return
+        self.tagged.append(weakref.ref(t))
+
+    def propagate(self, src, out) -> None:
+        """View ops keep the (virtual) dtype of their input."""
+        tag = src.__dict__.get(_TAG) if isinstance(src, torch.Tensor) else None
+        if tag is None:
+            return
+        outs: list = []
+        _tensors(out, outs)
+        for t in outs:
+            if t.is_floating_point():
+                self.tag(t, tag)
+
+    def cleanup(self) -> None:
+        for r in self.tagged:
+            t = r()
+            if t is not None:
+                t.__dict__.pop(_TAG, None)
+        self.tagged.clear()
+
+    # -- recording ----------------------------------------------------------------------
+    def record(self, tname: str, hparams: tuple, ins: list, outs: list, name: str,
+               module: nn.Module | None, inplace: bool = False) -> None:
+        dt = self.compute_dtype(tname, ins, outs, inplace)
+        cfg = LayerConfig(
+            tname,
+            hparams,
+            tuple(tuple(t.shape) for t in ins),
+            tuple(tuple(t.shape) for t in outs),
+            dt,
+        )
+        self.calls += 1
+        layer = self.index.get(cfg)
+        if layer is None:
+            layer = CapturedLayer(cfg, 1, [name], module, tname in self.supported)
+            self.index[cfg] = layer
+            self.records.append(layer)
+        else:
+            layer.count += 1
+            if name not in layer.names:
+                layer.names.append(name)
+
+
+class _FunctionalRecorder(TorchFunctionMode):
+    """Records functional ops that run while no leaf/atomic module is executing."""
+
+    def __init__(self, state: _State):
+        super().__init__()
+        self.state = state
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if kwargs is None:
+            kwargs = {}
+        s = self.state
+        if s.depth:
+            return func(*args, **kwargs)
+        kind, name, inplace = _classify(func)
+        out = func(*args, **kwargs)
+        if kind == _META:
+            s.zero_cost[name] += 1
+            return out
+        src = args[0] if args else None
+        if kind == _VIEW and name == "getitem" and len(args) > 1 and _has_tensor(args[1]):
+            kind, name = _OP, "index"           # advanced indexing: a gather kernel
+        if kind == _VIEW:
+            s.zero_cost[name] += 1
+            if s.lowp is not None:
+                s.propagate(src, out)
+            return out
+        ins: list = []
+        _tensors(args, ins)
+        _tensors(kwargs, ins)
+        if kind == _CAST and any(out is t for t in ins):
+            s.zero_cost[name] += 1          # returned its input: no kernel
+            if s.lowp is not None:
+                s.propagate(src, out)
+            return out
+        outs: list = []
+        _tensors(out, outs)
+        if not outs:
+            s.zero_cost[name] += 1          # no tensor produced (e.g. .tolist(), bool())
+            return out
+        s.depth += 1                        # no re-entry while recording
+        try:
+            hp = _op_hparams(name, args, kwargs)
+            if inplace:
+                hp = tuple(sorted(hp + (("inplace", True),)))
+            s.record(name, hp, ins, outs, f"{s.stack[-1]}:{name}", None,
+                     inplace or kwargs.get("inplace") is True)
+        finally:
+            s.depth -= 1
+        return out
+
+
+def _is_atomic(module: nn.Module, registry: dict) -> bool:
+    return isinstance(module, nn.MultiheadAttention) or module_type_name(module) in registry
+
+
+def _install_hooks(model: nn.Module, state: _State, registry: dict) -> list:
+    handles: list = []
+    seen: set = set()
+
+    def make_leaf_hooks(path: str, module: nn.Module):
+        tname = module_type_name(module)
+        display = path or ROOT_NAME
+
+        def pre(mod, args):
+            state.depth += 1
+
+        def post(mod, args, kwargs, output):
+            try:
+                if state.depth == 1:        # outermost recorded module: record the call
+                    hp = state.hp_cache.get(id(mod))
+                    if hp is None:
+                        hp = state.hp_cache[id(mod)] = module_hparams(mod)
+                    ins: list = []
+                    _tensors(args, ins)
+                    _tensors(kwargs, ins)
+                    outs: list = []
+                    _tensors(output, outs)
+                    state.record(tname, hp, ins, outs, display, mod)
+            finally:
+                state.depth -= 1
+
+        return pre, post
+
+    def make_container_hooks(path: str):
+        display = path or ROOT_NAME
+
+        def pre(mod, args):
+            state.stack.append(display)
+
+        def post(mod, args, output):
+            state.stack.pop()
+
+        return pre, post
+
+    def walk(module: nn.Module, path: str) -> None:
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+        children = list(module.named_children())
+        # a childless root without a feature function is run as a container, so that a
+        # model written with functional ops only is still captured op by op
+        if _is_atomic(module, registry) or (not children and module is not model):
+            pre, post = make_leaf_hooks(path, module)
+            handles.append(module.register_forward_pre_hook(pre))
+            handles.append(module.register_forward_hook(post, with_kwargs=True))
+            return
+        pre, post = make_container_hooks(path)
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+        for cname, child in children:
+            if child is None:
+                continue
+            walk(child, f"{path}.{cname}" if path else cname)
+
+    walk(model, "")
+    return handles
+
+
+def _input_device_type(inputs) -> str:
+    ts: list = []
+    _tensors(inputs, ts)
+    return ts[0].device.type if ts else "cpu"
+
+
+def capture(model: nn.Module, inputs, *, dtype: str = "fp32", train: bool = False) -> Capture:
+    """Run one forward of ``model`` on ``inputs`` and return its distinct layer configs.
+
+    ``inputs``: a tensor, a tuple/list of tensors (positional arguments, batch dim
+    included) or a dict (keyword arguments); any device, ``meta`` included.
+    ``dtype``: ``"fp32"`` (no autocast) or ``"bf16"``/``"fp16"`` (autocast policy, see the
+    module docstring). ``train``: run the forward with the model in training mode (BatchNorm
+    batch statistics, active dropout); default eval mode. The forward always runs under
+    ``torch.no_grad()``; hooks are removed and every submodule's ``training`` flag restored
+    even if the forward raises (then an :class:`ExanteError` naming the cause is raised).
+    """
+    if not isinstance(model, nn.Module):
+        raise ExanteError(f"capture needs a torch.nn.Module, got {type(model).__name__}")
+    if dtype not in ("fp32", "bf16", "fp16"):
+        raise ExanteError(f"unknown dtype {dtype!r}; accepted: fp32, bf16, fp16")
+    if isinstance(inputs, torch.Tensor):
+        args, kwargs = (inputs,), {}
+    elif isinstance(inputs, (tuple, list)):
+        args, kwargs = tuple(inputs), {}
+    elif isinstance(inputs, dict):
+        args, kwargs = (), dict(inputs)
+    else:
+        raise ExanteError(
+            f"inputs must be a tensor, a tuple of tensors or a dict, got {type(inputs).__name__}"
+        )
+
+    registry = _registry()
+    lowp = None if dtype == "fp32" else dtype
+    state = _State(lowp, registry)
+    modes = [(m, m.training) for m in model.modules()]
+    handles: list = []
+    restored = False
+    dev = _input_device_type((args, kwargs))
+    try:
+        model.train(train)
+        handles = _install_hooks(model, state, registry)
+        with torch.no_grad(), _FunctionalRecorder(state):
+            if lowp is not None and dev == "cuda":
+                with torch.autocast(device_type="cuda", dtype=_AUTOCAST_DTYPES[lowp]):
+                    model(*args, **kwargs)
+            else:
+                model(*args, **kwargs)
+    except ExanteError:
+        raise
+    except Exception as exc:
+        raise ExanteError(
+            f"forward of {type(model).__name__} failed during capture: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+        for m, flag in modes:
+            m.training = flag
+        restored = all(m.training == flag for m, flag in modes)
+        state.cleanup()
+
+    layers = state.records
+    return Capture(
+        layers=layers,
+        unsupported=[layer for layer in layers if not layer.supported],
+        total_calls=state.calls,
+        mode_restored=restored,
+        zero_cost_ops=dict(state.zero_cost),
+        dtype=dtype,
+    )

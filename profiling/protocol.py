@@ -1,0 +1,496 @@
+"""The one measurement procedure used for everything (DESIGN.md §2).
+
+``measure(fn, meter, idle_power_w=...)`` returns per-call time and energy of ``fn``:
+
+1. **Warm-up**: at least ``warmup_calls`` calls and at least ``warmup_s`` seconds (calls run in
+   doubling batches, each followed by ``meter.sync()``), so that lazy initialisation,
+   autotuning and clock ramp-up are out of the way.
+2. **Calibrate**: time a growing number of calls (x10 at most per step), each batch between
+   two syncs, until a batch lasts >= ``calibrate_s`` (50 ms); ``t_call = batch time / n``. The
+   window size is ``k = ceil(min_window_s / t_call)`` calls, and ``k = 1`` when one call already
+   lasts >= ``min_window_s``.
+3. **Windows**: each window is preceded by a random sleep drawn uniformly from ``jitter_s``
+   (0-100 ms; phase jitter, so the ~100 ms counter quantisation averages out instead of
+   biasing), then ``sync -> E0, t0 -> k calls -> sync -> E1, t1``. A *round* is ``n_windows``
+   windows.
+4. **Consistency / re-measure rule**: per-call energy ``e_i = (E1 - E0) / k`` of each window.
+   For a set S of windows, ``spread(S) = (max e - min e) / median e``. After each round the
+   windows so far are sorted by ``e``; the candidate sets are the runs of consecutive windows in
+   that order (these are the tightest sets of each size). If some run of >= ``n_windows``
+   windows has ``spread <= max_spread``, the result uses the *largest* such run (ties: the
+   smaller spread) and measuring stops. Otherwise another round of ``n_windows`` windows is
+   measured, up to ``max_rounds`` rounds in total (``remeasured`` = rounds - 1). If no
+   consistent set exists after the last round (or the ``max_total_s`` budget would be
+   exceeded), the result uses the run of exactly ``n_windows`` windows with the smallest spread,
+   and reports that spread (> ``max_spread``), so callers can see it. All windows are kept in
+   ``Measurement.windows``; ``Window.used`` marks the ones the numbers come from.
+5. **Report per call** over the used windows, call-weighted: ``time_s = sum t / sum calls``,
+   ``energy_j = sum E / sum calls`` (total board energy), ``energy_dynamic_j = energy_j -
+   idle_power_w * time_s`` (not clipped: it can be slightly negative for workloads that draw
+   about idle power), ``power_w = energy_j / time_s``; SM clock and temperature from
+   ``meter.info()`` read right after the last window.
+
+Guard rails: an energy counter that does not advance over a window raises ``ExanteError``
+naming the counter period; a workload that takes no measurable time raises ``ExanteError``;
+nothing divides by zero; the whole procedure is bounded by ``max_total_s`` (raising if even the
+warm-up, calibration or first round cannot fit, and cutting re-measure rounds otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import random
+import statistics
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from profiling.errors import ExanteError
+from profiling.meters import EnergyMeter
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "ROW_FIELDS",
+    "Window",
+    "Measurement",
+    "measure",
+    "measure_idle_power",
+    "environment_info",
+    "select_consistent",
+    "spread_of",
+]
+
+PROTOCOL_VERSION = "1"
+
+#: keys of ``Measurement.as_row()``, in order
+ROW_FIELDS = (
+    "time_s",
+    "energy_j",
+    "energy_dynamic_j",
+    "power_w",
+    "idle_power_w",
+    "spread",
+    "n_windows",
+    "calls_per_window",
+    "sm_clock_mhz",
+    "temperature_c",
+    "meter",
+    "protocol_version",
+    "remeasured",
+    "measured",
+)
+
+_MAX_CALLS_PER_BATCH = 10_000_000  # calibration never grows a batch beyond this
+_NO_PROGRESS_CALLS = 1 << 16  # this many calls taking exactly 0 s: the clock is not moving / fn does nothing
+
+
+@dataclass
+class Window:
+    """One measured window: ``calls`` calls of fn; ``time_s``/``energy_j`` are window TOTALS."""
+
+    calls: int
+    time_s: float
+    energy_j: float
+    jitter_s: float = 0.0  # phase-jitter sleep before the window
+    round: int = 0  # 0 = first round, 1 = first re-measure round, ...
+    used: bool = False  # part of the set the reported numbers come from
+
+    @property
+    def time_per_call_s(self) -> float:
+        return self.time_s / self.calls
+
+    @property
+    def energy_per_call_j(self) -> float:
+        return self.energy_j / self.calls
+
+
+@dataclass
+class Measurement:
+    """Per-call result of :func:`measure` (all energies/times per call of fn)."""
+
+    time_s: float
+    energy_j: float  # total board energy per call
+    energy_dynamic_j: float  # energy_j - idle_power_w * time_s
+    power_w: float  # energy_j / time_s
+    idle_power_w: float
+    spread: float  # (max - min) / median of per-call energy over the USED windows
+    windows: list[Window]  # all windows measured, including unused ones
+    calls_per_window: int
+    remeasured: int  # extra rounds measured because windows disagreed
+    sm_clock_mhz: float | None
+    temperature_c: float | None
+    meter: str
+    measured: bool  # False for the "estimated" meter
+    protocol_version: str = PROTOCOL_VERSION
+    max_spread: float = 0.05
+
+    @property
+    def n_windows(self) -> int:
+        """Number of windows the reported numbers come from."""
+        return sum(1 for w in self.windows if w.used)
+
+    @property
+    def consistent(self) -> bool:
+        return self.spread <= self.max_spread
+
+    @property
+    def spread_all(self) -> float:
+        """Spread over every window measured (used or not)."""
+        return spread_of([w.energy_per_call_j for w in self.windows])
+
+    def as_row(self) -> dict:
+        """Flat dict for the dataset (INTERNALS.md §schema names); no window list."""
+        return {k: getattr(self, k) for k in ROW_FIELDS}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def spread_of(values) -> float:
+    """(max - min) / median; 0 for fewer than 2 values; inf when the median is not positive."""
+    values = list(values)
+    if len(values) < 2:
+        return 0.0
+    med = statistics.median(values)
+    rng_ = max(values) - min(values)
+    if med <= 0:
+        return 0.0 if rng_ == 0 else math.inf
+    return rng_ / med
+
+
+def select_consistent(values: list[float], n_min: int, max_spread: float) -> list[int]:
+    """Indices of the set of windows to report on (the rule in the module docstring).
+
+    Among runs of consecutive values in sorted order with at least ``n_min`` members: the
+    largest run with spread <= ``max_spread`` (ties: smaller spread, then earlier run);
+    if there is none, the run of exactly ``n_min`` members with the smallest spread.
+    """
+    n = len(values)
+    if n == 0:
+        return []
+    n_min = max(1, min(n_min, n))
+    order = sorted(range(n), key=lambda i: values[i])
+    best = None  # (key, indices)
+    for size in range(n_min, n + 1):
+        for start in range(0, n - size + 1):
+            idx = order[start:start + size]
+            s = spread_of([values[i] for i in idx])
+            if s <= max_spread:
+                key = (0, -size, s, start)
+            elif size == n_min:
+                key = (1, 0, s, start)
+            else:
+                continue
+            if best is None or key < best[0]:
+                best = (key, idx)
+    return sorted(best[1])
+
+
+def _make_rng(rng):
+    if rng is None:
+        return random.Random()
+    if isinstance(rng, int):
+        return random.Random(rng)
+    if not hasattr(rng, "uniform"):
+        raise ExanteError(f"rng must be None, an int seed or have .uniform(a, b); got {type(rng).__name__}")
+    return rng
+
+
+def _period_text(meter: EnergyMeter) -> str:
+    p = getattr(meter, "counter_period_s", None)
+    return f"~{p:g} s" if p else "unknown"
+
+
+def _check_number(name: str, value, *, minimum: float = 0.0, strict: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ExanteError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < minimum or (strict and v == minimum):
+        op = ">" if strict else ">="
+        raise ExanteError(f"{name} must be a finite number {op} {minimum:g}, got {value!r}")
+    return v
+
+
+# --------------------------------------------------------------------------- measure
+
+
+def measure(
+    fn: Callable[[], object],
+    meter: EnergyMeter,
+    *,
+    idle_power_w: float,
+    min_window_s: float = 1.5,
+    n_windows: int = 2,
+    max_spread: float = 0.05,
+    max_rounds: int = 3,
+    warmup_s: float = 0.2,
+    warmup_calls: int = 3,
+    jitter_s: tuple[float, float] = (0.0, 0.1),
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
+    rng=None,
+    calibrate_s: float = 0.05,
+    max_total_s: float = 600.0,
+) -> Measurement:
+    """Measure per-call time and energy of ``fn()`` with ``meter`` (protocol in the module doc)."""
+    if not callable(fn):
+        raise ExanteError(f"fn must be callable, got {type(fn).__name__}")
+    idle_power_w = _check_number("idle_power_w", idle_power_w)
+    min_window_s = _check_number("min_window_s", min_window_s, strict=True)
+    max_spread = _check_number("max_spread", max_spread)
+    warmup_s = _check_number("warmup_s", warmup_s)
+    calibrate_s = _check_number("calibrate_s", calibrate_s, strict=True)
+    max_total_s = _check_number("max_total_s", max_total_s, strict=True)
+    if int(n_windows) != n_windows or n_windows < 1:
+        raise ExanteError(f"n_windows must be an integer >= 1, got {n_windows!r}")
+    if int(max_rounds) != max_rounds or max_rounds < 1:
+        raise ExanteError(f"max_rounds must be an integer >= 1, got {max_rounds!r}")
+    if int(warmup_calls) != warmup_calls or warmup_calls < 0:
+        raise ExanteError(f"warmup_calls must be an integer >= 0, got {warmup_calls!r}")
+    n_windows, max_rounds, warmup_calls = int(n_windows), int(max_rounds), int(warmup_calls)
+    try:
+        j_lo, j_hi = (float(x) for x in jitter_s)
+    except (TypeError, ValueError):
+        raise ExanteError(f"jitter_s must be a (low, high) pair of seconds, got {jitter_s!r}") from None
+    if not (0 <= j_lo <= j_hi and math.isfinite(j_hi)):
+        raise ExanteError(f"jitter_s must satisfy 0 <= low <= high, got {jitter_s!r}")
+    rng = _make_rng(rng)
+    period = getattr(meter, "counter_period_s", None)
+    if period and min_window_s < 10 * period:
+        warnings.warn(
+            f"min_window_s={min_window_s:g} s is < 10x the counter period of meter {meter.name!r} ({period:g} s); "
+            "expect large quantisation error",
+            stacklevel=2,
+        )
+
+    t_begin = clock()
+
+    def elapsed() -> float:
+        return clock() - t_begin
+
+    def run_batch(n: int) -> float:
+        meter.sync()
+        t0 = clock()
+        for _ in range(n):
+            fn()
+        meter.sync()
+        return clock() - t0
+
+    def check_budget(stage: str) -> None:
+        if elapsed() > max_total_s:
+            raise ExanteError(f"measurement exceeded max_total_s={max_total_s:g} s during {stage}")
+
+    # 1. warm-up: >= warmup_calls calls, then doubling batches until >= warmup_s
+    if warmup_calls:
+        run_batch(warmup_calls)
+    batch = 1
+    while elapsed() < warmup_s:
+        check_budget("warm-up")
+        if run_batch(batch) <= 0 and batch >= _NO_PROGRESS_CALLS:
+            raise ExanteError(f"fn takes no measurable time ({batch} calls took 0 s during warm-up)")
+        batch = min(batch * 2, _MAX_CALLS_PER_BATCH)
+    check_budget("warm-up")
+
+    # 2. calibrate the time per call
+    n = 1
+    while True:
+        dt = run_batch(n)
+        if dt >= calibrate_s or dt >= min_window_s:
+            break
+        if dt <= 0 and n >= _NO_PROGRESS_CALLS:
+            raise ExanteError(f"fn takes no measurable time ({n} calls took 0 s during calibration)")
+        if n >= _MAX_CALLS_PER_BATCH:
+            break  # very fast fn: calibrate on what we have
+        check_budget("calibration")
+        grow = 10 if dt <= 0 else min(10.0, max(2.0, 1.2 * calibrate_s / dt))
+        n = min(int(math.ceil(n * grow)), _MAX_CALLS_PER_BATCH)
+    t_call = dt / n
+    k = 1 if t_call >= min_window_s else max(1, int(math.ceil(min_window_s / t_call)))
+    window_est_s = k * t_call + j_hi
+    check_budget("calibration")
+    if elapsed() + n_windows * window_est_s > max_total_s:
+        raise ExanteError(
+            f"one call takes {t_call:.3g} s; {n_windows} windows of {k} call(s) would exceed max_total_s={max_total_s:g} s"
+        )
+
+    # 3. windows, 4. re-measure rounds
+    windows: list[Window] = []
+
+    def measure_window(rnd: int) -> Window:
+        j = rng.uniform(j_lo, j_hi) if j_hi > 0 else 0.0
+        if j > 0:
+            sleep(j)
+        meter.sync()
+        e0 = meter.energy_j()
+        t0 = clock()
+        for _ in range(k):
+            fn()
+        meter.sync()
+        e1 = meter.energy_j()
+        t1 = clock()
+        dt_w, de = t1 - t0, e1 - e0
+        if dt_w <= 0:
+            raise ExanteError(f"fn takes no measurable time ({k} calls took {dt_w:.3g} s)")
+        if de <= 0:
+            raise ExanteError(
+                f"energy counter of meter {meter.name!r} did not advance over a {dt_w:.3f} s window "
+                f"(counter period {_period_text(meter)}); use windows much longer than the counter period "
+                "or check the meter"
+            )
+        return Window(calls=k, time_s=dt_w, energy_j=de, jitter_s=j, round=rnd)
+
+    rounds = 0
+    while True:
+        for _ in range(n_windows):
+            windows.append(measure_window(rounds))
+        rounds += 1
+        per_call = [w.energy_per_call_j for w in windows]
+        sel = select_consistent(per_call, n_windows, max_spread)
+        sel_spread = spread_of([per_call[i] for i in sel])
+        if sel_spread <= max_spread or rounds >= max_rounds:
+            break
+        if elapsed() + n_windows * window_est_s > max_total_s:
+            warnings.warn(
+                f"windows disagree (spread {sel_spread:.1%}) but max_total_s={max_total_s:g} s leaves no time to re-measure",
+                stacklevel=2,
+            )
+            break
+
+    for i in sel:
+        windows[i].used = True
+    used = [windows[i] for i in sel]
+    calls = sum(w.calls for w in used)
+    time_per_call = sum(w.time_s for w in used) / calls
+    energy_per_call = sum(w.energy_j for w in used) / calls
+
+    # 5. report
+    meter.sync()
+    try:
+        info = meter.info() or {}
+    except Exception:
+        info = {}
+    return Measurement(
+        time_s=time_per_call,
+        energy_j=energy_per_call,
+        energy_dynamic_j=energy_per_call - idle_power_w * time_per_call,
+        power_w=energy_per_call / time_per_call,
+        idle_power_w=idle_power_w,
+        spread=sel_spread,
+        windows=windows,
+        calls_per_window=k,
+        remeasured=rounds - 1,
+        sm_clock_mhz=_opt_float(info.get("sm_clock_mhz")),
+        temperature_c=_opt_float(info.get("temperature_c")),
+        meter=meter.name,
+        measured=bool(getattr(meter, "measured", True)),
+        protocol_version=PROTOCOL_VERSION,
+        max_spread=max_spread,
+    )
+
+
+def _opt_float(x) -> float | None:
+    try:
+        return None if x is None else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- idle power
+
+
+def measure_idle_power(
+    meter: EnergyMeter,
+    duration_s: float = 3.0,
+    settle_s: float = 2.0,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """Idle power in watts: ``sync``, wait ``settle_s`` (active idle decays toward deep idle,
+    ~120 W -> ~75 W on an H100), then energy delta / time over ``duration_s`` of sleeping.
+
+    With the ``estimated`` meter this simply returns its rated power.
+    """
+    duration_s = _check_number("duration_s", duration_s, strict=True)
+    settle_s = _check_number("settle_s", settle_s)
+    period = getattr(meter, "counter_period_s", None)
+    if period and duration_s < 10 * period:
+        warnings.warn(
+            f"idle window {duration_s:g} s is < 10x the counter period of meter {meter.name!r} ({period:g} s)",
+            stacklevel=2,
+        )
+    meter.sync()
+    if settle_s > 0:
+        sleep(settle_s)
+    e0 = meter.energy_j()
+    t0 = clock()
+    sleep(duration_s)
+    e1 = meter.energy_j()
+    t1 = clock()
+    dt, de = t1 - t0, e1 - e0
+    if dt <= 0:
+        raise ExanteError(f"clock did not advance during a {duration_s:g} s idle window; check clock/sleep")
+    if de <= 0:
+        raise ExanteError(
+            f"energy counter of meter {meter.name!r} did not advance over a {dt:.3f} s idle window "
+            f"(counter period {_period_text(meter)}); check the meter"
+        )
+    return de / dt
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def environment_info(meter: EnergyMeter) -> dict:
+    """Provenance for a dataset: device, driver, power limit, software versions, date (UTC).
+
+    Never includes a hostname or user name.
+    """
+    try:
+        info = meter.info() or {}
+    except Exception:
+        info = {}
+    env = {
+        "gpu_name": info.get("gpu_name"),
+        "driver": info.get("driver"),
+        "power_limit_w": _opt_float(info.get("power_limit_w")),
+        "sm_clock_mhz": _opt_float(info.get("sm_clock_mhz")),
+        "temperature_c": _opt_float(info.get("temperature_c")),
+        "meter": getattr(meter, "name", None),
+        "measured": bool(getattr(meter, "measured", True)),
+        "torch_version": None,
+        "cuda_version": None,
+        "cudnn_version": None,
+        "allow_tf32_matmul": None,
+        "allow_tf32_cudnn": None,
+        "python_version": platform.python_version(),
+        "platform": f"{platform.system()}-{platform.machine()}",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "protocol_version": PROTOCOL_VERSION,
+    }
+    if info.get("estimated"):
+        env["estimated"] = True
+        env["rated_power_w"] = info.get("rated_power_w")
+        env["rated_power_source"] = info.get("rated_power_source")
+    if info.get("cpu_name"):
+        env["cpu_name"] = info["cpu_name"]
+    try:
+        import torch
+    except ImportError:
+        return env
+    env["torch_version"] = str(torch.__version__)
+    env["cuda_version"] = getattr(torch.version, "cuda", None)
+    try:
+        env["cudnn_version"] = torch.backends.cudnn.version()
+    except Exception:
+        env["cudnn_version"] = None
+    try:
+        env["allow_tf32_matmul"] = bool(torch.backends.cuda.matmul.allow_tf32)
+        env["allow_tf32_cudnn"] = bool(torch.backends.cudnn.allow_tf32)
+    except Exception:
+        pass
+    return env

@@ -1,0 +1,57 @@
+"""The `exante` command line: user errors are one line and exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from predictor.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["features", "nosuch:thing", "--input", "10", "--batch", "2"], "accepted forms"),
+    (["features", "not a ref", "--input", "10", "--batch", "2"], "unknown MODEL_REF"),
+    (["features", "mlp:in=10,depth=2,width=8", "--input", "3xq", "--batch", "2"], "malformed --input"),
+    (["features", "mlp:in=10,depth=2,width=8", "--input", "10", "--batch", "0"], "positive integer"),
+    (["features", "mlp:in=10,depth=2,width=8", "--input", "10", "--batch", "-4"], "positive integer"),
+    (["predict", "mlp:in=10,depth=2,width=8", "--input", "10", "--batch", "abc"], "positive integer"),
+    (["predict", "mlp:in=10,depth=2,width=8", "--input", "10", "--batch", "2", "--hardware", "tpu-v9"], "tpu-v9"),
+    (["sweep", "no-such-sweep", "--out", "unused"], "unknown sweep"),
+    (["estimate", "--epochs", "3"], "MODEL_REF"),
+])
+def test_user_errors_are_one_line_exit_2(capsys, argv, needle):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("exante: error:") and needle in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_missing_optional_package_exit_2(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import raises ImportError
+    code, _, err = run(capsys, "features", "torchvision:resnet18", "--input", "3x32x32", "--batch", "1")
+    assert code == 2 and "exante[models]" in err
+
+
+def test_features_table_for_mlp(capsys):
+    code, out, _ = run(capsys, "features", "mlp:in=100,depth=3,width=64,out=1", "--input", "100",
+                       "--batch", "32", "--json")
+    assert code == 0
+    table = json.loads(out)
+    linear = [r for r in table["rows"] if r["type"] == "Linear"]
+    # three distinct Linear shapes: 100->64, 64->64 (x2), 64->1
+    assert sorted(r["count"] for r in linear) == [1, 1, 2]
+    macs = sum(r["count"] * r["macs"] for r in linear)
+    assert macs == 32 * (100 * 64 + 2 * 64 * 64 + 64 * 1)
+
+
+def test_console_script_help_runs():
+    res = subprocess.run([sys.executable, "-m", "predictor.cli", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "predict" in res.stdout and "estimate" in res.stdout
