@@ -1,0 +1,215 @@
+"""Prediction latency for a ResNet-50-size model on this CPU (a benchmark, not a test).
+
+Compares, in the same process and run:
+
+* ``predictor.predict`` (capture on ``meta`` + features + regression + composition), cold
+  (first call: nothing cached) and warm (per-layer predictions cached);
+* ``torch.utils.flop_counter.FlopCounterMode`` over a forward on the ``meta`` device;
+* ``fvcore.nn.FlopCountAnalysis`` (jit trace based) feature extraction -- on ``meta`` if
+  it works there, else on CPU at batch 1 (said in the output).
+
+The ResNet-50 is built here from ``torch.nn`` (torchvision may not import).  Without a
+shipped artifact for ``--hardware``, the benchmark fits one on the SYNTHETIC test-fixture
+dataset into a temporary folder (and says so): the latency is the same, the numbers are
+meaningless.
+
+    python experiments/bench_predict.py [--batch 32] [--repeats 20] [--hardware h100] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+
+import torch
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# ----------------------------------------------------------------------------- ResNet-50
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        idt = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            idt = self.downsample(x)
+        return self.relu(out + idt)
+
+
+def resnet50(num_classes: int = 1000) -> nn.Module:
+    """torchvision's ResNet-50 layout (25.6 M parameters), built from torch.nn."""
+    layers_cfg = (3, 4, 6, 3)
+    inplanes = 64
+    stem = [nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1)]
+    stages = []
+    for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers_cfg)):
+        stride = 1 if i == 0 else 2
+        down = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False),
+                             nn.BatchNorm2d(planes * 4))
+        blocks = [Bottleneck(inplanes, planes, stride, down)]
+        inplanes = planes * 4
+        blocks += [Bottleneck(inplanes, planes) for _ in range(1, n)]
+        stages.append(nn.Sequential(*blocks))
+    return nn.Sequential(*stem, *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(2048, num_classes))
+
+
+# ----------------------------------------------------------------------------- timing
+def _time(fn, repeats: int) -> dict:
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return {"median_ms": 1e3 * statistics.median(ts), "min_ms": 1e3 * min(ts),
+            "repeats": repeats}
+
+
+def _artifact(hardware: str):
+    from predictor.artifacts import available_hardware
+
+    if hardware in available_hardware():
+        return None, f"shipped artifact for {hardware!r}"
+    sys.path.insert(0, os.path.join(HERE, "accuracy"))
+    from synthetic import make_synthetic_dataset
+
+    from predictor.fit import fit_hardware
+
+    tmp = tempfile.mkdtemp(prefix="exante-bench-")
+    make_synthetic_dataset(tmp, hardware=hardware)
+    fit_hardware(hardware, datasets_dir=tmp, out_dir=os.path.join(tmp, "art"), quick=True)
+    return os.path.join(tmp, "art"), (
+        f"NO shipped artifact for {hardware!r}: using one fitted on the SYNTHETIC test-fixture "
+        "dataset in a temp folder (latency is representative, the predicted numbers are not)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--hardware", default="h100")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    from predictor import predict
+    from predictor.predict import clear_cache
+
+    art_dir, art_note = _artifact(args.hardware)
+    model = resnet50()
+    n_params = sum(p.numel() for p in model.parameters())
+    shape = (args.batch, 3, 224, 224)
+    res: dict = {"model": "ResNet-50 (torch.nn re-implementation)", "params": n_params,
+                 "batch": args.batch, "artifact": art_note, "cpu_threads": torch.get_num_threads(),
+                 "torch": torch.__version__}
+
+    def run_predict():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return predict(model, shape, hardware=args.hardware, artifact_dir=art_dir)
+
+    def run_predict_cold():
+        clear_cache()
+        return run_predict()
+
+    p = run_predict()   # loads the artifact (not timed: once per process)
+    res["prediction"] = {"energy_j": p.energy_j, "time_s": p.time_s,
+                         "n_distinct_layers": len(p.layers)}
+    res["predict_cold"] = _time(run_predict_cold, args.repeats)
+    res["predict_warm"] = _time(run_predict, args.repeats)
+    p_train = predict(model, shape, mode="train_step", hardware=args.hardware, artifact_dir=art_dir)
+    res["predict_train_step_warm"] = _time(
+        lambda: predict(model, shape, mode="train_step", hardware=args.hardware,
+                        artifact_dir=art_dir), args.repeats)
+    res["theta_train_over_inference"] = p_train.energy_j / p.energy_j
+
+    # FlopCounterMode on meta (model already on meta: conversion timed separately)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    t0 = time.perf_counter()
+    meta_model = copy.deepcopy(model).to("meta")
+    res["deepcopy_to_meta_ms"] = 1e3 * (time.perf_counter() - t0)
+    x_meta = torch.empty(shape, device="meta")
+
+    def flopcounter():
+        with FlopCounterMode(display=False) as fc:
+            meta_model(x_meta)
+        return fc.get_total_flops()
+
+    res["flopcounter_total_flops"] = flopcounter()
+    res["flopcounter_meta"] = _time(flopcounter, args.repeats)
+
+    # fvcore
+    try:
+        from fvcore.nn import FlopCountAnalysis
+
+        def fv(m, x):
+            a = FlopCountAnalysis(m, x)
+            a.unsupported_ops_warnings(False)
+            a.uncalled_modules_warnings(False)
+            return a.total()
+
+        try:
+            res["fvcore_total_macs"] = fv(meta_model, x_meta)
+            res["fvcore"] = _time(lambda: fv(meta_model, x_meta), max(3, args.repeats // 4))
+            res["fvcore_device"] = "meta"
+        except Exception as exc:
+            x1 = torch.zeros((1, 3, 224, 224))
+            res["fvcore_total_macs_batch1"] = fv(model.eval(), x1)
+            res["fvcore"] = _time(lambda: fv(model, x1), max(3, args.repeats // 4))
+            res["fvcore_device"] = f"cpu, batch 1 (meta failed: {type(exc).__name__})"
+    except ImportError:
+        res["fvcore"] = None
+    pw = res["predict_warm"]["median_ms"]
+    res["ratios"] = {
+        "predict_warm / flopcounter_meta": pw / res["flopcounter_meta"]["median_ms"],
+        "predict_cold / flopcounter_meta": res["predict_cold"]["median_ms"]
+        / res["flopcounter_meta"]["median_ms"],
+    }
+    if res.get("fvcore"):
+        res["ratios"]["predict_warm / fvcore"] = pw / res["fvcore"]["median_ms"]
+        res["ratios"]["predict_cold / fvcore"] = res["predict_cold"]["median_ms"] / res["fvcore"]["median_ms"]
+    if args.json:
+        print(json.dumps(res, indent=2, default=str))
+    else:
+        print(f"{res['model']}, {n_params / 1e6:.1f} M params, batch {args.batch}, "
+              f"{res['cpu_threads']} CPU threads, torch {torch.__version__}")
+        print(f"artifact: {art_note}")
+        print(f"predict (cold, nothing cached) : {res['predict_cold']['median_ms']:8.1f} ms median")
+        print(f"predict (warm: same model+shape): {pw:8.1f} ms median")
+        print(f"predict train_step (warm)      : {res['predict_train_step_warm']['median_ms']:8.1f} ms")
+        print(f"FlopCounterMode on meta        : {res['flopcounter_meta']['median_ms']:8.1f} ms median "
+              f"(+{res['deepcopy_to_meta_ms']:.0f} ms once for deepcopy().to('meta'))")
+        if res.get("fvcore"):
+            print(f"fvcore FlopCountAnalysis       : {res['fvcore']['median_ms']:8.1f} ms median "
+                  f"({res['fvcore_device']})")
+        for k, v in res["ratios"].items():
+            print(f"  {k}: {v:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""predictor.artifacts and predictor.fit: manifests, checksums, lookup, refusals."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pickle
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from predictor import artifacts as A
+from predictor.regression import LayerRegressor
+from profiling.errors import ExanteError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _synthetic():
+    path = os.path.join(ROOT, "experiments", "accuracy", "synthetic.py")
+    spec = importlib.util.spec_from_file_location("exante_synthetic_fixture", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    monkeypatch.delenv(A.ARTIFACT_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    SYN = _synthetic()
+    layers, _ = SYN.make_synthetic_dataset(families=("mlp_relu",), batches=(1, 64),
+                                           dtypes=("fp32",), optimizers=("sgd",))
+    L = layers[layers["mode"] == "inference"]
+    return LayerRegressor(base="rf", quick=True).fit(L, L["time_s"]), L
+
+
+class _Evil:
+    """Unpickling this creates a marker file: proves a tampered file is never unpickled."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_round_trip_and_manifest(tmp_path, small_model):
+    reg, L = small_model
+    man = A.save_artifact(reg, "hwa", tmp_path, cv_scores={"time": {"mape": 5.0}},
+                          training_data_digest="abc", extra={"note": "x"})
+    assert (tmp_path / "hwa.joblib").is_file() and (tmp_path / "hwa.json").is_file()
+    on_disk = json.loads((tmp_path / "hwa.json").read_text())
+    assert on_disk == man
+    assert man["sha256"] == A.file_sha256(tmp_path / "hwa.joblib")
+    assert man["id"] == f"hwa-{man['sha256'][:12]}"
+    for lib in ("exante", "scikit-learn", "numpy", "torch", "joblib"):
+        assert lib in man["versions"]
+    assert man["training_data_digest"] == "abc" and man["cv_scores"]["time"]["mape"] == 5.0
+    assert man["created"] and man["note"] == "x" and man["format"] == A.MANIFEST_FORMAT
+    art = A.load_artifact("hwa", tmp_path, use_cache=False)
+    np.testing.assert_allclose(art.model.predict(L), reg.predict(L))
+    assert art.id == man["id"]
+    assert A.available_hardware(tmp_path) == ["hwa"] or "hwa" in A.available_hardware(tmp_path)
+
+
+def test_checksum_mismatch_is_refused_before_unpickling(tmp_path, small_model):
+    reg, _ = small_model
+    A.save_artifact(reg, "hwb", tmp_path)
+    marker = tmp_path / "pwned"
+    (tmp_path / "hwb.joblib").write_bytes(pickle.dumps(_Evil(str(marker))))
+    with pytest.raises(ExanteError, match="checksum mismatch.*refusing"):
+        A.load_artifact("hwb", tmp_path, use_cache=False)
+    assert not marker.exists()
+    # a flipped byte in a genuine file is refused too
+    A.save_artifact(reg, "hwc", tmp_path)
+    data = bytearray((tmp_path / "hwc.joblib").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "hwc.joblib").write_bytes(bytes(data))
+    with pytest.raises(ExanteError, match="checksum mismatch"):
+        A.load_artifact("hwc", tmp_path, use_cache=False)
+
+
+def test_missing_hardware_lists_available(tmp_path, small_model):
+    reg, _ = small_model
+    A.save_artifact(reg, "hwd", tmp_path)
+    with pytest.raises(ExanteError) as ei:
+        A.load_artifact("nothere", tmp_path)
+    msg = str(ei.value)
+    assert "no fitted model for hardware 'nothere'" in msg
+    assert "hwd" in msg and "exante fit --hardware nothere" in msg and "exante sweep" in msg
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    if not A.available_hardware(empty):
+        with pytest.raises(ExanteError, match="available: none"):
+            A.load_artifact("nothere", empty)
+
+
+def test_env_var_lookup_and_order(tmp_path, monkeypatch, small_model):
+    reg, _ = small_model
+    d1, d2 = tmp_path / "one", tmp_path / "two"
+    A.save_artifact(reg, "hwe", d1, extra={"where": "one"})
+    A.save_artifact(reg, "hwe", d2, extra={"where": "two"})
+    monkeypatch.setenv(A.ARTIFACT_ENV, str(d2))
+    assert "hwe" in A.available_hardware()
+    assert A.load_artifact("hwe").manifest["where"] == "two"
+    assert A.load_artifact("hwe", d1).manifest["where"] == "one"   # explicit dir first
+    dirs = A.search_dirs(d1)
+    assert dirs[0] == d1 and dirs[1] == d2 and dirs[-1] == A.package_artifact_dir()
+
+
+def test_sklearn_version_mismatch_warns(tmp_path, small_model):
+    reg, _ = small_model
+    A.save_artifact(reg, "hwf", tmp_path)
+    m = json.loads((tmp_path / "hwf.json").read_text())
+    m["versions"]["scikit-learn"] = "0.0.1"
+    (tmp_path / "hwf.json").write_text(json.dumps(m))
+    with pytest.warns(A.ArtifactVersionWarning, match="scikit-learn 0.0.1"):
+        art = A.load_artifact("hwf", tmp_path, use_cache=False)
+    assert art.model is not None
+
+
+def test_incomplete_or_bad_ids(tmp_path, small_model):
+    reg, _ = small_model
+    with pytest.raises(ExanteError, match="invalid hardware id"):
+        A.save_artifact(reg, "../evil", tmp_path)
+    with pytest.raises(ExanteError, match="invalid hardware id"):
+        A.load_artifact("a/b", tmp_path)
+    A.save_artifact(reg, "hwg", tmp_path)
+    (tmp_path / "hwg.joblib").unlink()
+    with pytest.raises(ExanteError, match="incomplete artifact"):
+        A.load_artifact("hwg", tmp_path)
+    m = {"hardware": "hwh", "sha256": "nope"}
+    (tmp_path / "hwh.json").write_text(json.dumps(m))
+    (tmp_path / "hwh.joblib").write_bytes(b"x")
+    with pytest.raises(ExanteError, match="no valid sha256"):
+        A.load_artifact("hwh", tmp_path)
+
+
+def test_dataset_digest(tmp_path):
+    a, b = tmp_path / "layers.csv", tmp_path / "models.csv"
+    a.write_text("x,y\n1,2\n")
+    b.write_text("m\n1\n")
+    d1 = A.dataset_digest([a, b])
+    assert d1 == A.dataset_digest([b, a]) and len(d1) == 64
+    a.write_text("x,y\n1,3\n")
+    assert A.dataset_digest([a, b]) != d1
+
+
+def test_fit_hardware_errors(tmp_path):
+    from predictor.fit import fit_hardware
+
+    with pytest.raises(ExanteError, match="exante sweep") as ei:
+        fit_hardware("h100", datasets_dir=tmp_path / "nothing", out_dir=tmp_path / "art")
+    assert "h100" in str(ei.value)
+    (tmp_path / "ds" / "h100").mkdir(parents=True)
+    with pytest.raises(ExanteError, match="layers.csv is missing"):
+        fit_hardware("h100", datasets_dir=tmp_path / "ds", out_dir=tmp_path / "art")
+
+
+def test_fit_hardware_synthetic_refused_into_package_then_fits_elsewhere(tmp_path):
+    SYN = _synthetic()
+    from predictor.fit import fit_hardware
+
+    SYN.make_synthetic_dataset(tmp_path / "ds", hardware="synth", families=("mlp_relu", "mlp_tanh"),
+                               batches=(1, 64), dtypes=("fp32",), optimizers=("sgd",))
+    before = set(os.listdir(A.package_artifact_dir()))
+    with pytest.raises(ExanteError, match="not a GPU measurement"):
+        fit_hardware("synth", datasets_dir=tmp_path / "ds")
+    assert set(os.listdir(A.package_artifact_dir())) == before
+    man = fit_hardware("synth", datasets_dir=tmp_path / "ds", out_dir=tmp_path / "art", quick=True)
+    assert man["measured"] is False and "synthetic" in man["not_measured_reason"]
+    assert man["cv_scores"]["chosen"] == {"time": "gbr", "energy": "gbr"}
+    assert len(man["training_data_digest"]) == 64
+    assert man["coverage"] == 0.9 and "flops" in man["features"]
+    art = A.load_artifact("synth", tmp_path / "art")
+    assert art.model.hardware == "synth"
+
+
+def test_no_shipped_artifact_is_synthetic():
+    for f in A.package_artifact_dir().glob("*.json"):
+        m = json.loads(f.read_text())
+        assert m.get("measured", True) is True, f
