@@ -59,13 +59,15 @@ def cmd_profile(args) -> int:
     if args.meter in ("auto", "nvml", "nvml-power") and not torch.cuda.is_available():
         raise ExanteError(
             "exante profile measures on an NVIDIA GPU and none is visible here; "
-            "use `exante predict` for an estimate, or --meter estimated --device cpu for a dry run"
+            "use `exante predict` for an estimate, or --meter estimated --rated-power-w W --device cpu "
+            "for a labelled dry run"
         )
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     inputs = torch.randn((batch, *shape), device=device)
     result = profile_model(
         model, inputs, mode=args.mode, dtype=args.dtype, optimizer=args.optimizer,
         meter=args.meter, device=device, hardware=args.hardware,
+        rated_power_w=args.rated_power_w,
     )
     if args.out:
         result.write(args.out)
@@ -93,7 +95,7 @@ def cmd_sweep(args) -> int:
     summary = run_sweep(
         args.name, args.out, resume=args.resume, backend=args.backend, scheduler=args.scheduler,
         meter=args.meter, limit=args.limit, hardware=args.hardware,
-        time_budget_s=args.time_budget_s,
+        time_budget_s=args.time_budget_s, rated_power_w=args.rated_power_w,
     )
     print(summary)
     return 0
@@ -169,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
     p.add_argument("--meter", default="auto", help="auto | nvml | nvml-power | rapl | estimated")
     p.add_argument("--device", default=None, help="cuda (default when visible) or cpu")
+    p.add_argument("--rated-power-w", type=float, default=None,
+                   help="rated power for --meter estimated (labelled estimate: time x this power)")
     p.add_argument("--hardware", default=None, help="hardware id stored in the rows (e.g. h100)")
     p.add_argument("--out", default=None, help="dataset folder to append the rows to")
     p.set_defaults(func=cmd_profile)
@@ -182,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="dask scheduler address (with --backend dask)")
     p.add_argument("--meter", default="auto")
     p.add_argument("--limit", type=int, default=None, help="measure at most this many tasks")
+    p.add_argument("--rated-power-w", type=float, default=None,
+                   help="rated power for --meter estimated (labelled estimate: time x this power)")
     p.add_argument("--time-budget-s", type=float, default=None,
                    help="stop cleanly (resumable) after this many seconds")
     p.add_argument("--hardware", default="h100")
