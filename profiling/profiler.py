@@ -362,21 +362,14 @@ def profile_model(
     from profiling.capture import capture
     from profiling.features import layer_features
 
-    replay.check_choice("mode", mode, replay.MODES)
-    replay.check_choice("dtype", dtype, ("fp32", "bf16", "fp16"))
     execs = tuple(execs)
-    for ex in execs:
-        replay.check_choice("exec", ex, replay.EXECS)
     if not execs:
         raise ExanteError("execs must name at least one of: eager, graph")
     notes: list = []
-    if mode == "train_step":
-        if optimizer is None:
-            optimizer = "sgd"
-            notes.append("train_step without an optimizer: using sgd (momentum 0.9)")
-        replay.check_choice("optimizer", optimizer, replay.OPTIMIZERS)
-    else:
-        optimizer = None
+    if mode == "train_step" and optimizer is None:
+        notes.append("train_step without an optimizer: using sgd (momentum 0.9)")
+    for ex in execs:
+        optimizer = schema.check_run(mode, ex, dtype, optimizer, default_optimizer="sgd")
     if not isinstance(model, nn.Module):
         raise ExanteError(f"profile_model needs a torch.nn.Module, got {type(model).__name__}")
 

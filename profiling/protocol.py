@@ -325,22 +325,13 @@ def measure(
         if j > 0:
             sleep(j)
         meter.sync()
-        e0 = meter.energy_j()
-        t0 = clock()
-        for _ in range(k):
-            fn()
-        meter.sync()
-        e1 = meter.energy_j()
-        t1 = clock()
-        dt_w, de = t1 - t0, e1 - e0
-        if dt_w <= 0:
-            raise ExanteError(f"fn takes no measurable time ({k} calls took {dt_w:.3g} s)")
-        if de <= 0:
-            raise ExanteError(
-                f"energy counter of meter {meter.name!r} did not advance over a {dt_w:.3f} s window "
-                f"(counter period {_period_text(meter)}); use windows much longer than the counter period "
-                "or check the meter"
-            )
+
+        def calls():
+            for _ in range(k):
+                fn()
+            meter.sync()
+
+        dt_w, de = _metered(meter, clock, calls, what=f"{k} call(s) of fn", hint="use windows much longer than the counter period or check the meter")
         return Window(calls=k, time_s=dt_w, energy_j=de, jitter_s=j, round=rnd)
 
     rounds = 0
@@ -426,20 +417,28 @@ def measure_idle_power(
     meter.sync()
     if settle_s > 0:
         sleep(settle_s)
+    dt, de = _metered(meter, clock, lambda: sleep(duration_s), what=f"a {duration_s:g} s idle window",
+                      hint="check the meter and the clock/sleep functions")
+    return de / dt
+
+
+def _metered(meter: EnergyMeter, clock: Callable[[], float], body: Callable[[], None], *,
+             what: str, hint: str) -> tuple[float, float]:
+    """Run ``body`` between two (energy, time) reads; return (seconds, joules), both > 0."""
     e0 = meter.energy_j()
     t0 = clock()
-    sleep(duration_s)
+    body()
     e1 = meter.energy_j()
     t1 = clock()
     dt, de = t1 - t0, e1 - e0
     if dt <= 0:
-        raise ExanteError(f"clock did not advance during a {duration_s:g} s idle window; check clock/sleep")
+        raise ExanteError(f"no measurable time passed over {what} ({dt:.3g} s); {hint}")
     if de <= 0:
         raise ExanteError(
-            f"energy counter of meter {meter.name!r} did not advance over a {dt:.3f} s idle window "
-            f"(counter period {_period_text(meter)}); check the meter"
+            f"energy counter of meter {meter.name!r} did not advance over {what} lasting {dt:.3f} s "
+            f"(counter period {_period_text(meter)}); {hint}"
         )
-    return de / dt
+    return dt, de
 
 
 # --------------------------------------------------------------------------- environment

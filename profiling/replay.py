@@ -39,10 +39,7 @@ import torch
 from torch import nn
 
 from profiling.errors import ExanteError, UnsupportedLayerError
-
-MODES = ("inference", "forward_backward", "train_step")
-EXECS = ("eager", "graph")
-OPTIMIZERS = ("sgd", "adam", "adamw")
+from profiling.schema import OPTIMIZERS, check_choice, check_run
 
 _TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
                  "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
@@ -84,11 +81,6 @@ def _closed():
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def check_choice(name: str, value, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ExanteError(f"unknown {name} {value!r}; accepted: {', '.join(map(str, choices))}")
 
 
 def resolve_device(device=None) -> torch.device:
@@ -467,12 +459,8 @@ def build_layer_workload(layer, *, mode: str = "inference", dtype: str = "fp32",
                          graph_max_calls: int = 4096) -> Workload:
     """The captured ``layer`` (a ``capture.CapturedLayer``) alone, with synthetic inputs of its
     real shapes, on ``device``; see the module docstring for modes, dtype and exec."""
-    check_choice("mode", mode, MODES)
-    check_choice("exec", exec, EXECS)
+    optimizer = check_run(mode, exec, None, optimizer, default_optimizer="sgd")
     device = resolve_device(device)
-    if mode == "train_step":
-        optimizer = optimizer or "sgd"
-        check_choice("optimizer", optimizer, OPTIMIZERS)
     if exec == "graph" and device.type != "cuda":
         raise GraphCaptureError(f"exec='graph' needs a CUDA device (device is {device})")
     cfg = layer.config
@@ -563,12 +551,8 @@ def build_model_workload(model: nn.Module, inputs, *, mode: str = "inference", d
     ``train_step`` = zero_grad(set_to_none) -> forward -> loss -> backward -> step (train);
     ``forward_backward`` = the same without the optimizer. The model is moved to ``device`` in
     place and its train/eval mode is set (callers restore it)."""
-    check_choice("mode", mode, MODES)
-    check_choice("exec", exec, EXECS)
+    optimizer = check_run(mode, exec, None, optimizer, default_optimizer="sgd")
     device = resolve_device(device)
-    if mode == "train_step":
-        optimizer = optimizer or "sgd"
-        check_choice("optimizer", optimizer, OPTIMIZERS)
     materialize(model, device)
     xs = prepare_inputs(inputs, device, int_high=_min_embedding_rows(model) or 2)
     ac = lambda: autocast_context(dtype, device)  # noqa: E731

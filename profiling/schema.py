@@ -304,12 +304,7 @@ def layer_row(
     identity, e.g. for reference rows); ``measurement`` a ``protocol.Measurement`` or its
     ``as_row()`` dict; ``env`` ``protocol.environment_info(meter)`` (+ ``session_id``).
     """
-    _check_choice("mode", mode, MODES)
-    _check_choice("exec", exec, EXECS)
-    _check_choice("dtype", dtype, DTYPES)
-    opt = optimizer if mode == "train_step" else None
-    if mode == "train_step":
-        _check_choice("optimizer", optimizer, OPTIMIZERS)
+    opt = check_run(mode, exec, dtype, optimizer)
     row: dict[str, Any] = {
         "hardware": hardware,
         "sweep_id": sweep_id,
@@ -373,12 +368,7 @@ def model_row(
     ``totals`` carries the summary fields (params, macs, ..., sum_layer_energy_j,
     additivity_ratio, ...; see ``MODEL_SUMMARY_COLUMNS``).
     """
-    _check_choice("mode", mode, MODES)
-    _check_choice("exec", exec, EXECS)
-    _check_choice("dtype", dtype, DTYPES)
-    opt = optimizer if mode == "train_step" else None
-    if mode == "train_step":
-        _check_choice("optimizer", optimizer, OPTIMIZERS)
+    opt = check_run(mode, exec, dtype, optimizer)
     row: dict[str, Any] = {
         "hardware": hardware,
         "sweep_id": sweep_id,
@@ -416,9 +406,27 @@ def task_row(**fields) -> dict:
     return _complete(dict(fields), TASK_COLUMNS, "task")
 
 
-def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise ExanteError(f"unknown {name} {value!r}; accepted: {', '.join(choices)}")
+        raise ExanteError(f"unknown {name} {value!r}; accepted: {', '.join(map(str, choices))}")
+
+
+def check_run(mode: str, exec: str, dtype: str | None, optimizer: str | None, *,
+              default_optimizer: str | None = None) -> str | None:
+    """Validate one (mode, exec, dtype, optimizer) combination (``dtype=None`` skips it).
+
+    Returns the optimizer that applies: ``None`` outside ``train_step``; in ``train_step`` the
+    given one, or ``default_optimizer`` when none is given (an error when that is ``None``).
+    """
+    check_choice("mode", mode, MODES)
+    check_choice("exec", exec, EXECS)
+    if dtype is not None:
+        check_choice("dtype", dtype, DTYPES)
+    if mode != "train_step":
+        return None
+    optimizer = optimizer or default_optimizer
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    return optimizer
 
 
 # --------------------------------------------------------------------------- CSV

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
-import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -15,17 +12,8 @@ import pytest
 from predictor import artifacts as A
 from predictor.regression import LayerRegressor
 from profiling.errors import ExanteError
+from synthetic_fixture import SYN
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _synthetic():
-    path = os.path.join(ROOT, "experiments", "accuracy", "synthetic.py")
-    spec = importlib.util.spec_from_file_location("exante_synthetic_fixture", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +23,6 @@ def _no_env(monkeypatch):
 
 @pytest.fixture(scope="module")
 def small_model():
-    SYN = _synthetic()
     layers, _ = SYN.make_synthetic_dataset(families=("mlp_relu",), batches=(1, 64),
                                            dtypes=("fp32",), optimizers=("sgd",))
     L = layers[layers["mode"] == "inference"]
@@ -166,7 +153,6 @@ def test_fit_hardware_errors(tmp_path):
 
 
 def test_fit_hardware_synthetic_refused_into_package_then_fits_elsewhere(tmp_path):
-    SYN = _synthetic()
     from predictor.fit import fit_hardware
 
     SYN.make_synthetic_dataset(tmp_path / "ds", hardware="synth", families=("mlp_relu", "mlp_tanh"),

@@ -5,38 +5,14 @@ the real predictor (no stub), and the interval/θ relations between them. The nu
 synthetic: these tests check plumbing and arithmetic, never accuracy on any GPU.
 """
 
-import importlib.util
 import json
 import math
-import os
-import sys
 
 import pytest
 
 from predictor.cli import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HW = "synthe2e"
-
-
-def _synthetic():
-    path = os.path.join(ROOT, "experiments", "accuracy", "synthetic.py")
-    spec = importlib.util.spec_from_file_location("exante_synthetic_fixture_e2e", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="module")
-def art_dir(tmp_path_factory):
-    from predictor.fit import fit_hardware
-
-    d = tmp_path_factory.mktemp("e2e")
-    _synthetic().make_synthetic_dataset(d / "ds", hardware=HW, families=("mlp_relu", "mlp_tanh"),
-                                        batches=(1, 32, 512), optimizers=("sgd", "adam"))
-    fit_hardware(HW, datasets_dir=d / "ds", out_dir=d / "art", quick=True)
-    return d / "art"
+from synthetic_fixture import SYNTH_HW as HW
 
 
 def run_json(capsys, *argv):

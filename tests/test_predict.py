@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import sys
 import warnings
 
 import pytest
@@ -18,33 +15,12 @@ from predictor.artifacts import ARTIFACT_ENV
 from predictor.predict import clear_cache
 from profiling.errors import ExanteError, UnsupportedLayerError
 from profiling.features import UnsupportedLayerWarning
+from synthetic_fixture import SYN, SYNTH_HW
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HW = "synthtest"
-
-
-def _synthetic():
-    path = os.path.join(ROOT, "experiments", "accuracy", "synthetic.py")
-    spec = importlib.util.spec_from_file_location("exante_synthetic_fixture", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+HW = SYNTH_HW
 
 
-SYN = _synthetic()
 
-
-@pytest.fixture(scope="module")
-def art_dir(tmp_path_factory):
-    from predictor.fit import fit_hardware
-
-    d = tmp_path_factory.mktemp("exante")
-    SYN.make_synthetic_dataset(d / "ds", hardware=HW,
-                               families=("mlp_relu", "mlp_gelu_ln", "mlp_tanh"),
-                               batches=(1, 32, 512), optimizers=("sgd", "adam"))
-    fit_hardware(HW, datasets_dir=d / "ds", out_dir=d / "art", quick=True)
-    return d / "art"
 
 
 @pytest.fixture(autouse=True)

@@ -6,10 +6,7 @@ can check that the machinery recovers it; they say nothing about any real GPU.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
-import sys
 
 import numpy as np
 import pandas as pd
@@ -22,20 +19,9 @@ from sklearn.pipeline import Pipeline
 
 from predictor import regression as R
 from profiling.errors import ExanteError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _synthetic():
-    path = os.path.join(ROOT, "experiments", "accuracy", "synthetic.py")
-    spec = importlib.util.spec_from_file_location("exante_synthetic_fixture", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from synthetic_fixture import SYN
 
 
-SYN = _synthetic()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ exists.  Its numbers say nothing about any GPU.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
