@@ -547,6 +547,7 @@ class _Predictor:
         self.model, self.input_shape, self.hardware = model, input_shape, hardware
         self.predict_fn = predict_fn
         self.cache: dict[tuple, _Cost] = {}
+        self.warnings: dict[str, list[str]] = {}   # predictor warning -> calls it came from
 
     def __call__(self, mode: str, batch: int, dtype: str, optimizer: str | None) -> _Cost:
         key = (mode, batch, dtype, optimizer if mode == "train_step" else None)
@@ -557,7 +558,14 @@ class _Predictor:
             p = self.predict_fn(self.model, inputs, mode=mode, dtype=dtype,
                                 hardware=self.hardware, optimizer=key[3])
             self.cache[key] = _as_cost(p)
+            for w in getattr(p, "warnings", None) or ():
+                self.warnings.setdefault(str(w), []).append(f"{mode} b{batch} {dtype}")
         return self.cache[key]
+
+    def warning_notes(self) -> list[str]:
+        """The predictor's own warnings (non-measured artifact, unsupported layers, ...)."""
+        return [f"predictor ({', '.join(calls[:3])}{', ...' if len(calls) > 3 else ''}): {w}"
+                for w, calls in self.warnings.items()]
 
 
 def _default_predict_fn() -> Callable:
@@ -730,7 +738,7 @@ def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> Lifecycl
                     "formula": "embodied_kg × GPU-hours / (gpus × hardware_lifetime_h) "
                                "(SCI's M, seed 002 §3.1)"}
 
-    notes = _notes(scenario, share)
+    notes = _notes(scenario, share) + cost_of.warning_notes()
     return LifecycleReport(
         model=scenario.model_ref, input_shape=scenario.input_shape, hardware=scenario.hardware,
         stages=ordered, theta=theta, theta_detail=theta_detail, pue=pue,

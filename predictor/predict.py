@@ -511,6 +511,10 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
     e_lo, e_hi = hm.interval("energy", E, hb, mode, share_e)
 
     # ---- warnings
+    if art.manifest.get("measured") is False:
+        notes.append("artifact NOT fitted on measurements ("
+                     f"{art.manifest.get('not_measured_reason') or 'synthetic or estimated data'}): "
+                     "these numbers say nothing about real hardware")
     if unsupported:
         msg = ("no feature function for " + ", ".join(
             f"{u['type']} x{u['count']} ({', '.join(u['names'][:3])}"

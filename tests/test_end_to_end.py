@@ -34,6 +34,7 @@ def test_predict_json_contract(art_dir, capsys, monkeypatch):
     assert p["hardware"] == HW and p["mode"] == "inference" and p["dtype"] == "fp32" and p["batch"] == 32
     assert 0 < p["energy_j_low"] <= p["energy_j"] <= p["energy_j_high"]
     assert sum(r["count"] for r in p["layers"] if r["type"] == "Linear") == 5
+    assert any("NOT fitted on measurements" in w for w in p["warnings"])
 
 
 def test_estimate_json_contract_and_composition(art_dir, capsys, monkeypatch):
@@ -60,6 +61,8 @@ def test_estimate_json_contract_and_composition(art_dir, capsys, monkeypatch):
     assert r["total_energy_kwh"] == pytest.approx(total_j / 3.6e6 * 1.5, rel=1e-9)
     assert r["co2_kg"] == pytest.approx(r["total_energy_kwh"] * 400 / 1000, rel=1e-9)
     assert math.isfinite(r["search_energy_j"]) and r["search_energy_j"] > 0
+    # the predictor's warnings reach the life-cycle report
+    assert any(n.startswith("predictor (") and "NOT fitted on measurements" in n for n in r["notes"])
 
 
 def test_estimate_bad_counts_exit_2(art_dir, capsys, monkeypatch):
