@@ -4,6 +4,8 @@ Compares, in the same process and run:
 
 * ``predictor.predict`` (capture on ``meta`` + features + regression + composition), cold
   (first call: nothing cached) and warm (per-layer predictions cached);
+* ``profiling.capture.capture`` alone on the ``meta`` copy of the model (the first stage of
+  predict; predict itself swaps the real weights for meta placeholders around it);
 * ``torch.utils.flop_counter.FlopCounterMode`` over a forward on the ``meta`` device;
 * ``fvcore.nn.FlopCountAnalysis`` (jit trace based) feature extraction -- on ``meta`` if
   it works there, else on CPU at batch 1 (said in the output).
@@ -161,6 +163,17 @@ def main(argv=None) -> int:
 
     res["flopcounter_total_flops"] = flopcounter()
     res["flopcounter_meta"] = _time(flopcounter, args.repeats)
+    # the model above is in training mode (as built); predict(mode="inference") captures in
+    # eval mode, where BatchNorm is cheaper on meta: FlopCounterMode in eval mode as well
+    meta_model.eval()
+    flopcounter()
+    res["flopcounter_meta_eval"] = _time(flopcounter, args.repeats)
+    meta_model.train()
+
+    from profiling.capture import capture
+
+    capture(meta_model, x_meta)
+    res["capture_meta"] = _time(lambda: capture(meta_model, x_meta), args.repeats)
 
     # fvcore
     try:
@@ -188,6 +201,10 @@ def main(argv=None) -> int:
         "predict_warm / flopcounter_meta": pw / res["flopcounter_meta"]["median_ms"],
         "predict_cold / flopcounter_meta": res["predict_cold"]["median_ms"]
         / res["flopcounter_meta"]["median_ms"],
+        "capture_meta / flopcounter_meta": res["capture_meta"]["median_ms"]
+        / res["flopcounter_meta"]["median_ms"],
+        "predict_cold / flopcounter_meta_eval": res["predict_cold"]["median_ms"]
+        / res["flopcounter_meta_eval"]["median_ms"],
     }
     if res.get("fvcore"):
         res["ratios"]["predict_warm / fvcore"] = pw / res["fvcore"]["median_ms"]
@@ -201,8 +218,10 @@ def main(argv=None) -> int:
         print(f"predict (cold, nothing cached) : {res['predict_cold']['median_ms']:8.1f} ms median")
         print(f"predict (warm: same model+shape): {pw:8.1f} ms median")
         print(f"predict train_step (warm)      : {res['predict_train_step_warm']['median_ms']:8.1f} ms")
+        print(f"capture alone (meta model)     : {res['capture_meta']['median_ms']:8.1f} ms median")
         print(f"FlopCounterMode on meta        : {res['flopcounter_meta']['median_ms']:8.1f} ms median "
               f"(+{res['deepcopy_to_meta_ms']:.0f} ms once for deepcopy().to('meta'))")
+        print(f"FlopCounterMode on meta, eval  : {res['flopcounter_meta_eval']['median_ms']:8.1f} ms median")
         if res.get("fvcore"):
             print(f"fvcore FlopCountAnalysis       : {res['fvcore']['median_ms']:8.1f} ms median "
                   f"({res['fvcore_device']})")

@@ -34,6 +34,18 @@ Compute dtype (``LayerConfig.dtype``):
   the forward (so a ReLU after a bf16 Linear is bf16, a residual add of bf16 tensors is bf16,
   BatchNorm after a bf16 conv is bf16, and an op mixing a bf16 activation with an fp32
   parameter is fp32).
+
+Speed on ``meta`` (what ``predictor.predict`` uses): torch runs many meta kernels as Python
+decompositions (BatchNorm ~0.5-1 ms a call). During a capture whose inputs are on ``meta``,
+exact torch leaf types with a closed-form output (BatchNorm*, InstanceNorm*, LayerNorm,
+GroupNorm, Linear, Conv1d-3d, AdaptiveAvgPool*, Dropout, common activations) get a
+temporary instance ``forward`` that returns ``torch.empty(out_shape, dtype, device="meta")``
+(or the input itself, where the real forward returns it), and a few functional ops outside
+leaves (same-shape add/sub/mul/div, relu/gelu/silu/sigmoid/tanh) are answered the same way.
+Each rule applies only to a plain contiguous floating meta input with matching parameters
+and no error case of the real op; otherwise the real forward runs. The recorded configs are
+identical either way (``_FAST_PATH = False`` switches it off). Forwards and hooks are
+restored in ``finally``.
 """
 
 from __future__ import annotations
@@ -49,6 +61,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
 
 from .errors import ExanteError
 
@@ -313,7 +326,12 @@ def module_hparams(module: nn.Module) -> tuple:
     tname = module_type_name(module)
     hp: dict = {}
     for k, v in vars(module).items():
-        if k.startswith("_") or k in _SKIP_FIELDS:
+        if k[:1] == "_" or k in _SKIP_FIELDS:
+            continue
+        tv = type(v)
+        if tv is int or tv is bool or tv is str or v is None \
+                or (tv is tuple and all(type(e) is int for e in v)):
+            hp[k] = v                   # already canonical (what _canon_value returns)
             continue
         cv = _canon_value(v)
         if cv is not _NOPE:
@@ -534,7 +552,15 @@ _FAST_PATH = True               # switch (tests compare the results with it off)
 _FAST_FLOATS = frozenset({torch.float32, torch.bfloat16, torch.float16, torch.float64})
 _META_DEV = torch.device("meta")
 _NoTorchFunction = torch._C.DisableTorchFunction
+_PLAIN_TENSORS = frozenset({torch.Tensor, nn.Parameter})     # no own __torch_function__
 _empty = torch.empty
+
+
+def _all_plain(ts: list) -> bool:
+    for t in ts:
+        if type(t) not in _PLAIN_TENSORS:
+            return False
+    return True
 
 
 def _fast_input(args: tuple, kwargs: dict):
@@ -553,13 +579,13 @@ def _state_ok(mod: nn.Module, dt, shape) -> bool:
     """Parameters and floating buffers on meta with dtype ``dt`` (and shape ``shape`` when
     given); other buffers on meta."""
     for p in mod._parameters.values():
-        if p is not None and (not p.is_meta or p.dtype is not dt
-                              or (shape is not None and p.shape != shape)):
+        if p is not None and (type(p) not in _PLAIN_TENSORS or not p.is_meta
+                              or p.dtype is not dt or (shape is not None and p.shape != shape)):
             return False
     for b in mod._buffers.values():
         if b is None:
             continue
-        if not b.is_meta:
+        if type(b) is not torch.Tensor or not b.is_meta:
             return False
         if b.is_floating_point() and (b.dtype is not dt or (shape is not None
                                                              and b.shape != shape)):
@@ -684,6 +710,108 @@ def _rule_adaptive_avg_pool(mod, x):
     return _empty(s[:nd - n] + out, dtype=x.dtype, device=_META_DEV)
 
 
+_CONV_N = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
+
+
+def _int_tuple(v, n: int) -> bool:
+    return type(v) is tuple and len(v) == n and all(type(e) is int for e in v)
+
+
+def _rule_conv(mod, x):
+    n = _CONV_N[type(mod)]
+    w = mod._parameters.get("weight")
+    if mod.padding_mode != "zeros" or w is None or w.dim() != n + 2 \
+            or len(mod._parameters) != 2 or mod._buffers:
+        return None
+    nd = x.dim()
+    if nd != n + 2 and nd != n + 1:
+        return None
+    s = tuple(x.shape)
+    out_c, cin_g = w.shape[0], w.shape[1]
+    g = mod.groups
+    if type(g) is not int or g < 1 or s[nd - n - 1] != cin_g * g or out_c % g:
+        return None
+    stride, dil, pad = mod.stride, mod.dilation, mod.padding
+    if not (_int_tuple(stride, n) and _int_tuple(dil, n)) or min(stride) < 1 or min(dil) < 1:
+        return None
+    if not _state_ok(mod, x.dtype, None):
+        return None
+    b = mod._parameters.get("bias")
+    if b is not None and tuple(b.shape) != (out_c,):
+        return None
+    ks = tuple(w.shape[2:])
+    if pad == "same":
+        # symmetric "same" padding only (the asymmetric case pads a copy, with a warning)
+        if max(stride) != 1 or any(dil[i] * (ks[i] - 1) % 2 for i in range(n)):
+            return None
+        pad = tuple(dil[i] * (ks[i] - 1) // 2 for i in range(n))
+    elif pad == "valid":
+        pad = (0,) * n
+    elif not _int_tuple(pad, n) or min(pad) < 0:
+        return None
+    out = tuple((s[nd - n + i] + 2 * pad[i] - dil[i] * (ks[i] - 1) - 1) // stride[i] + 1
+                for i in range(n))
+    if min(out) < 1 or min(ks) < 1:
+        return None
+    return _empty(s[:nd - n - 1] + (out_c,) + out, dtype=x.dtype, device=_META_DEV)
+
+
+# functional ops (seen by the TorchFunctionMode outside leaves) with a shape rule on meta:
+# binary elementwise ops on two same-shape, same-dtype tensors or a tensor and a Python
+# number, and a few unary activations
+_T = torch.Tensor
+_BINARY, _UNARY, _UNARY_INPLACE = 1, 2, 3
+_FAST_FUNCS: dict = {}
+for _f in (torch.add, _T.add, torch.sub, _T.sub, torch.mul, _T.mul, torch.div, _T.div,
+           _T.__rsub__, _T.__rdiv__, _T.__rtruediv__):
+    _FAST_FUNCS[_f] = _BINARY
+for _f in (torch.relu, _T.relu, torch.sigmoid, _T.sigmoid, torch.tanh, _T.tanh,
+           torch.nn.functional.gelu):
+    _FAST_FUNCS[_f] = _UNARY
+for _f in (torch.nn.functional.relu, torch.nn.functional.silu):
+    _FAST_FUNCS[_f] = _UNARY_INPLACE
+del _f, _T
+_INT32 = 2 ** 31
+
+
+def _fast_functional(func, args: tuple, kwargs: dict):
+    """Output of a functional op from :data:`_FAST_FUNCS` by shape rule, or None (then the
+    op runs)."""
+    op = _FAST_FUNCS.get(func)
+    if op is None or not args:
+        return None
+    with _NoTorchFunction():
+        x = args[0]
+        if type(x) is not torch.Tensor or not x.is_meta or x.dtype not in _FAST_FLOATS \
+                or not x.is_contiguous() or x.numel() == 0:
+            return None
+        if op == _BINARY:
+            if kwargs or len(args) != 2:
+                return None
+            y = args[1]
+            ty = type(y)
+            if ty is torch.Tensor:
+                if not y.is_meta or y.dtype is not x.dtype or y.shape != x.shape \
+                        or not y.is_contiguous():
+                    return None
+            elif ty is int:
+                if not -_INT32 < y < _INT32:
+                    return None
+            elif ty is not float:
+                return None
+            return _empty(x.shape, dtype=x.dtype, device=_META_DEV)
+        if len(args) != 1:
+            return None
+        inplace = False
+        for k, v in kwargs.items():
+            if k == "inplace" and op == _UNARY_INPLACE and type(v) is bool:
+                inplace = v
+            elif not (k == "approximate" and func is torch.nn.functional.gelu
+                      and v in ("none", "tanh")):
+                return None
+        return x if inplace else _empty(x.shape, dtype=x.dtype, device=_META_DEV)
+
+
 _FAST_RULES: dict = {}
 for _cls in _BN_DIMS:
     _FAST_RULES[_cls] = _rule_batchnorm
@@ -691,6 +819,8 @@ for _cls in _IN_DIMS:
     _FAST_RULES[_cls] = _rule_instancenorm
 for _cls in _AAP_DIMS:
     _FAST_RULES[_cls] = _rule_adaptive_avg_pool
+for _cls in _CONV_N:
+    _FAST_RULES[_cls] = _rule_conv
 _FAST_RULES[nn.LayerNorm] = _rule_layernorm
 _FAST_RULES[nn.GroupNorm] = _rule_groupnorm
 _FAST_RULES[nn.Dropout] = _rule_dropout
@@ -702,18 +832,37 @@ for _cls in (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardsw
 del _cls
 
 
+def _no_outer_modes() -> bool:
+    """No dispatch mode and no torch-function mode other than a ``torch.device`` context is
+    active: nothing outside the capture would miss the ops a shape rule skips."""
+    if torch._C._len_torch_dispatch_stack():
+        return False
+    if not torch._C._len_torch_function_stack():
+        return True
+    try:
+        from torch.overrides import _get_current_function_mode_stack
+        from torch.utils._device import DeviceContext
+    except ImportError:                 # pragma: no cover - other torch versions
+        return False
+    return all(type(m) is DeviceContext for m in _get_current_function_mode_stack())
+
+
 def _fast_forward(mod: nn.Module, rule, orig):
     """A ``forward`` for ``mod`` that applies ``rule`` when it can, else calls ``orig``."""
 
     def forward(*args, **kwargs):
+        out = None
         with _NoTorchFunction():
             x = _fast_input(args, kwargs)
-            out = rule(mod, x) if x is not None else None
+            if x is not None:
+                try:
+                    out = rule(mod, x)
+                except Exception:       # an unforeseen module state: the real forward decides
+                    out = None
         if out is not None:
             return out
         return orig(*args, **kwargs)
 
-    forward._exante_fast = True
     return forward
 
 
@@ -723,19 +872,20 @@ def _fast_forward(mod: nn.Module, rule, orig):
 
 class _State:
     __slots__ = ("depth", "stack", "lowp", "records", "index", "zero_cost", "calls",
-                 "supported", "tagged", "hp_cache")
+                 "supported", "tagged", "hp_cache", "fast")
 
     def __init__(self, lowp: str | None, supported: dict):
         self.depth = 0
         self.stack = [ROOT_NAME]
         self.lowp = lowp                 # "bf16" / "fp16" when emulating autocast
         self.records: list = []          # CapturedLayer, first-seen order
-        self.index: dict = {}            # LayerConfig -> CapturedLayer
+        self.index: dict = {}            # LayerConfig field tuple -> CapturedLayer
         self.zero_cost: Counter = Counter()
         self.calls = 0
         self.supported = supported
         self.tagged: list = []           # weakrefs of tagged tensors (cleanup)
         self.hp_cache: dict = {}
+        self.fast = False                # meta fast path (shape rules) for functional ops
 
     # -- dtype --------------------------------------------------------------------------
     def compute_dtype(self, tname: str, ins: list, outs: list, inplace: bool = False) -> str:
@@ -795,18 +945,14 @@ class _State:
     def record(self, tname: str, hparams: tuple, ins: list, outs: list, name: str,
                module: nn.Module | None, inplace: bool = False) -> None:
         dt = self.compute_dtype(tname, ins, outs, inplace)
-        cfg = LayerConfig(
-            tname,
-            hparams,
-            tuple(tuple(t.shape) for t in ins),
-            tuple(tuple(t.shape) for t in outs),
-            dt,
-        )
+        # the plain field tuple: equal and hashes like the LayerConfig built from it
+        key = (tname, hparams, tuple([tuple(t.shape) for t in ins]),
+               tuple([tuple(t.shape) for t in outs]), dt)
         self.calls += 1
-        layer = self.index.get(cfg)
+        layer = self.index.get(key)
         if layer is None:
-            layer = CapturedLayer(cfg, 1, [name], module, tname in self.supported)
-            self.index[cfg] = layer
+            layer = CapturedLayer(LayerConfig(*key), 1, [name], module, tname in self.supported)
+            self.index[key] = layer
             self.records.append(layer)
         else:
             layer.count += 1
@@ -828,7 +974,9 @@ class _FunctionalRecorder(TorchFunctionMode):
         if s.depth:
             return func(*args, **kwargs)
         kind, name, inplace = _classify(func)
-        out = func(*args, **kwargs)
+        out = _fast_functional(func, args, kwargs) if s.fast else None
+        if out is None:
+            out = func(*args, **kwargs)
         if kind == _META:
             s.zero_cost[name] += 1
             return out
@@ -884,8 +1032,64 @@ class _ForwardPatch:
             del d["forward"]
 
 
-def _install_hooks(model: nn.Module, state: _State, registry: dict, fast: bool = False) -> list:
-    handles: list = []
+class _HookSet:
+    """The capture's forward (pre-)hooks, put straight into the modules' hook dicts -- what
+    ``register_forward_pre_hook`` / ``register_forward_hook(with_kwargs=...)`` do, with
+    ids from the same counter, minus a :class:`RemovableHandle` per hook. ``remove``
+    takes them all out again."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self):
+        self.entries: list = []         # (hook dict, id, extra dict or None)
+
+    def add(self, module: nn.Module, hook, *, pre: bool, with_kwargs: bool = False):
+        cls = type(module)
+        if cls.register_forward_pre_hook is not _REGISTER_PRE \
+                or cls.register_forward_hook is not _REGISTER_POST:
+            # overridden registration (e.g. script modules): use the public API
+            h = (module.register_forward_pre_hook(hook) if pre else
+                 module.register_forward_hook(hook, with_kwargs=with_kwargs))
+            self.entries.append((None, h, None))
+            return
+        hid = RemovableHandle.next_id
+        RemovableHandle.next_id = hid + 1
+        if pre:
+            d = module._forward_pre_hooks
+            d[hid] = hook
+            self.entries.append((d, hid, None))
+        else:
+            d = module._forward_hooks
+            d[hid] = hook
+            extra = None
+            if with_kwargs:
+                extra = module._forward_hooks_with_kwargs
+                extra[hid] = True
+            self.entries.append((d, hid, extra))
+
+    def remove(self) -> None:
+        for d, hid, extra in self.entries:
+            if d is None:
+                hid.remove()
+                continue
+            d.pop(hid, None)
+            if extra is not None:
+                extra.pop(hid, None)
+        self.entries.clear()
+
+
+_REGISTER_PRE = nn.Module.register_forward_pre_hook
+_REGISTER_POST = nn.Module.register_forward_hook
+
+
+def _install_hooks(model: nn.Module, state: _State, registry: dict, fast: bool = False,
+                   handles: list | None = None) -> list:
+    """Hooks (and fast-path forwards) on ``model``'s modules, appended to ``handles``
+    as they are installed (so that a failure half-way still removes them)."""
+    if handles is None:
+        handles = []
+    hooks = _HookSet()
+    handles.append(hooks)
     seen: set = set()
 
     def make_leaf_hooks(path: str, module: nn.Module):
@@ -898,15 +1102,25 @@ def _install_hooks(model: nn.Module, state: _State, registry: dict, fast: bool =
         def post(mod, args, kwargs, output):
             try:
                 if state.depth == 1:        # outermost recorded module: record the call
-                    hp = state.hp_cache.get(id(mod))
-                    if hp is None:
-                        hp = state.hp_cache[id(mod)] = module_hparams(mod)
                     ins: list = []
                     _tensors(args, ins)
                     _tensors(kwargs, ins)
                     outs: list = []
                     _tensors(output, outs)
-                    state.record(tname, hp, ins, outs, display, mod)
+                    # plain tensors: read shapes/dtypes without the TorchFunctionMode
+                    # (it would only pass them through); subclasses keep their
+                    # __torch_function__
+                    if _all_plain(ins) and _all_plain(outs):
+                        with _NoTorchFunction():
+                            hp = state.hp_cache.get(id(mod))
+                            if hp is None:
+                                hp = state.hp_cache[id(mod)] = module_hparams(mod)
+                            state.record(tname, hp, ins, outs, display, mod)
+                    else:
+                        hp = state.hp_cache.get(id(mod))
+                        if hp is None:
+                            hp = state.hp_cache[id(mod)] = module_hparams(mod)
+                        state.record(tname, hp, ins, outs, display, mod)
             finally:
                 state.depth -= 1
 
@@ -932,8 +1146,8 @@ def _install_hooks(model: nn.Module, state: _State, registry: dict, fast: bool =
         # model written with functional ops only is still captured op by op
         if _is_atomic(module, registry) or (not children and module is not model):
             pre, post = make_leaf_hooks(path, module)
-            handles.append(module.register_forward_pre_hook(pre))
-            handles.append(module.register_forward_hook(post, with_kwargs=True))
+            hooks.add(module, pre, pre=True)
+            hooks.add(module, post, pre=False, with_kwargs=True)
             rule = _FAST_RULES.get(type(module)) if fast else None
             if rule is not None and not children and "forward" not in module.__dict__:
                 fn = _fast_forward(module, rule, module.forward)
@@ -941,8 +1155,8 @@ def _install_hooks(model: nn.Module, state: _State, registry: dict, fast: bool =
                 handles.append(_ForwardPatch(module, fn))
             return
         pre, post = make_container_hooks(path)
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
+        hooks.add(module, pre, pre=True)
+        hooks.add(module, post, pre=False)
         for cname, child in children:
             if child is None:
                 continue
@@ -950,6 +1164,32 @@ def _install_hooks(model: nn.Module, state: _State, registry: dict, fast: bool =
 
     walk(model, "")
     return handles
+
+
+_PLAIN_TRAINING: dict = {}
+
+
+def _plain_training(cls) -> bool:
+    """``cls`` keeps ``nn.Module``'s ``train`` and ``__setattr__`` and has no class-level
+    ``training``: setting ``training`` is then a plain instance-dict write."""
+    hit = _PLAIN_TRAINING.get(cls)
+    if hit is None:
+        hit = _PLAIN_TRAINING[cls] = (
+            cls.train is nn.Module.train and cls.__setattr__ is nn.Module.__setattr__
+            and not hasattr(cls, "training"))
+    return hit
+
+
+def _set_training(model: nn.Module, modes: list, flag) -> None:
+    """``model.train(flag)``; done as direct writes of the changed flags when no module
+    type customises ``train``/``__setattr__`` (same result: ``Module.train`` sets the flag
+    on every module reachable through ``children()``, i.e. ``model.modules()``)."""
+    if type(flag) is bool and all(_plain_training(type(m)) for m, _ in modes):
+        for m, cur in modes:
+            if cur is not flag:
+                m.__dict__["training"] = flag
+    else:
+        model.train(flag)
 
 
 def _input_device_type(inputs) -> str:
@@ -992,9 +1232,9 @@ def capture(model: nn.Module, inputs, *, dtype: str = "fp32", train: bool = Fals
     restored = False
     dev = _input_device_type((args, kwargs))
     try:
-        model.train(train)
-        handles = _install_hooks(model, state, registry,
-                                 fast=_FAST_PATH and dev == "meta")
+        _set_training(model, modes, train)
+        state.fast = _FAST_PATH and dev == "meta" and _no_outer_modes()
+        _install_hooks(model, state, registry, fast=state.fast, handles=handles)
         with torch.no_grad(), _FunctionalRecorder(state):
             if lowp is not None and dev == "cuda":
                 with torch.autocast(device_type="cuda", dtype=_AUTOCAST_DTYPES[lowp]):
@@ -1012,7 +1252,11 @@ def capture(model: nn.Module, inputs, *, dtype: str = "fp32", train: bool = Fals
         for h in handles:
             h.remove()
         for m, flag in modes:
-            m.training = flag
+            if m.training != flag:
+                if _plain_training(type(m)):
+                    m.__dict__["training"] = flag
+                else:
+                    m.training = flag
         restored = all(m.training == flag for m, flag in modes)
         state.cleanup()
 

@@ -146,11 +146,48 @@ def _decode(x) -> str:
     return x.decode() if isinstance(x, (bytes, bytearray)) else str(x)
 
 
+def _torch_cuda_uuid(cuda_index: int) -> str | None:
+    """The UUID torch's CUDA device ``cuda_index`` reports, if torch is loaded and CUDA is
+    already initialised (never imports torch, never creates a CUDA context); else None."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None) if torch is not None else None
+    try:
+        if cuda is None or not cuda.is_available() or not cuda.is_initialized():
+            return None
+        uuid = getattr(cuda.get_device_properties(cuda_index), "uuid", None)
+        return None if uuid is None else str(uuid)
+    except Exception:
+        return None
+
+
+def _nvml_index_by_uuid(pynvml, count: int, uuid: str):
+    want = uuid.lower().removeprefix("gpu-")
+    for idx in range(count):
+        h = pynvml.nvmlDeviceGetHandleByIndex(idx)
+        have = _decode(pynvml.nvmlDeviceGetUUID(h)).lower().removeprefix("gpu-")
+        if have == want:
+            return idx, h
+    return None
+
+
 def _cuda_to_nvml_index(pynvml, cuda_index: int, meter: str) -> tuple[int, object]:
-    """Map a CUDA device index to (NVML index, NVML handle), honouring CUDA_VISIBLE_DEVICES."""
+    """Map a CUDA device index to (NVML index, NVML handle), honouring CUDA_VISIBLE_DEVICES.
+
+    With several GPUs, and torch's CUDA already initialised, the device is matched by UUID
+    (exact whatever ``CUDA_DEVICE_ORDER`` is: CUDA enumerates fastest-first by default, NVML
+    by PCI bus id); otherwise by the index rules below."""
     count = pynvml.nvmlDeviceGetCount()
     if count < 1:
         raise MeterUnavailable(f"meter {meter!r} unavailable: no NVIDIA GPU visible (NVML reports 0 devices)")
+    if count > 1:
+        uuid = _torch_cuda_uuid(cuda_index)
+        if uuid:
+            try:
+                hit = _nvml_index_by_uuid(pynvml, count, uuid)
+            except Exception:
+                hit = None
+            if hit is not None:
+                return hit
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
         if not 0 <= cuda_index < count:
@@ -659,6 +696,7 @@ class ReplayMeter(EnergyMeter):
 
     def sync(self) -> None:
         self.syncs += 1
+        _cuda_sync(None)  # a dry run on a GPU: windows must still end when the queued work has
 
     def info(self) -> dict:
         d = {

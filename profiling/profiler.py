@@ -23,6 +23,8 @@ labelled by ``meter``/``meter_measured``), eager only (CUDA graphs are recorded 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import re
@@ -438,6 +440,7 @@ def profile_model(
                 cfg = layer.config
                 session.maybe_reference(ref_rows, task_key=task_key)
                 wl = None
+                failed = False
                 try:
                     wl = replay.build_layer_workload(layer, mode=mode, dtype=dtype, device=dev, exec=ex,
                                                      optimizer=optimizer)
@@ -452,11 +455,15 @@ def profile_model(
                 except Exception as exc:  # unsupported replay, graph capture, OOM, protocol refusal
                     msg = str(exc).splitlines()[0] if str(exc) else ""
                     skipped.append({"key": rk, "type": cfg.type, "exec": ex, "reason": f"{type(exc).__name__}: {msg}"[:300]})
-                    _free_cuda(dev)
+                    failed = True
                 finally:
                     if wl is not None:
                         wl.close()
                     del wl
+                if failed or ex == "graph":
+                    # after the except block (its traceback holds the failed workload's frames) and
+                    # after close(): return the graph's private pool / the failed config's blocks
+                    _free_cuda(dev, collect=failed)
                 if bar is not None:
                     bar.update(1)
 
@@ -467,6 +474,13 @@ def profile_model(
                                            model_ref=model_ref, family=family, spec=spec, reused=len(reused))
                 if bar is not None:
                     bar.update(1)
+        except BaseException as exc:
+            # keep what was measured before the failure (whole-model OOM, reference or meter error):
+            # the rows are in session.known already, so a sweep must still write them
+            with contextlib.suppress(Exception):
+                exc.exante_partial = {"layer_rows": list(layer_rows), "reference_rows": list(ref_rows),
+                                      "skipped": list(skipped), "reused_keys": list(reused)}
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -481,13 +495,16 @@ def profile_model(
                          dtype=dtype, optimizer=optimizer, hardware=hw, layer_counts=counts, names=names, notes=notes)
 
 
-def _free_cuda(dev: torch.device) -> None:
+def _free_cuda(dev: torch.device, *, collect: bool = False) -> None:
+    """Return cached CUDA blocks (and released graph pools) to the driver between configs."""
     if dev.type == "cuda":
+        if collect:
+            gc.collect()
         try:
             torch.cuda.synchronize(dev)
+            torch.cuda.empty_cache()
         except Exception:
             pass
-        torch.cuda.empty_cache()
 
 
 def _sum_over(counts: dict, session: ProfileSession, field_: str, mode, exec_, dtype, optimizer) -> float | None:

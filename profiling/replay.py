@@ -32,6 +32,7 @@ import contextlib
 import copy
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -94,12 +95,18 @@ def resolve_device(device=None) -> torch.device:
     return dev
 
 
-def autocast_context(dtype: str, device: torch.device):
-    """``torch.autocast`` for bf16/fp16, a no-op for fp32."""
+def autocast_context(dtype: str, device: torch.device, *, cache_enabled: bool | None = None):
+    """``torch.autocast`` for bf16/fp16, a no-op for fp32.
+
+    ``cache_enabled=False`` is what the torch docs require inside CUDA-graph capture (the
+    autocast weight-cast cache must not outlive or straddle a captured region); eager replays
+    keep torch's default (``None``: the cache is on, as in users' code)."""
     check_choice("dtype", dtype, ("fp32", "bf16", "fp16"))
     if dtype == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=_TORCH_DTYPES[dtype])
+    if cache_enabled is None:
+        return torch.autocast(device.type, dtype=_TORCH_DTYPES[dtype])
+    return torch.autocast(device.type, dtype=_TORCH_DTYPES[dtype], cache_enabled=bool(cache_enabled))
 
 
 def sync(device: torch.device) -> None:
@@ -126,11 +133,15 @@ def _has_meta(module: nn.Module) -> bool:
 def materialize(module: nn.Module, device: torch.device) -> nn.Module:
     """Move ``module`` to ``device`` in place; parameters on ``meta`` are re-created there with
     ``to_empty`` and re-initialised (``reset_parameters`` where a submodule has one, else a
-    small normal init; BatchNorm-like running stats reset)."""
+    small normal init; BatchNorm-like running stats reset; every other buffer zeroed, never
+    left as uninitialised memory: a garbage index buffer would be an out-of-bounds access on
+    the GPU, which poisons the whole CUDA context)."""
     if not _has_meta(module):
         return module.to(device)
     module.to_empty(device=device)
     with torch.no_grad():
+        for b in module.buffers():
+            b.zero_()
         done: set[int] = set()
         for sub in module.modules():
             if hasattr(sub, "reset_parameters") and callable(sub.reset_parameters):
@@ -145,9 +156,6 @@ def materialize(module: nn.Module, device: torch.device) -> nn.Module:
         for p in module.parameters():
             if id(p) not in done and p.is_floating_point():
                 p.normal_(0.0, 0.02)
-        for name, b in module.named_buffers():
-            if b.is_floating_point() and not torch.isfinite(b).all():
-                b.zero_()
     return module
 
 
@@ -239,19 +247,57 @@ def _time_calls(fn: Callable, n: int, device: torch.device) -> float:
 
 
 def _capture_graph(step: Callable, n: int, device: torch.device, warmup: int = 3):
+    """Warm up ``step`` on a side stream, then capture ``n`` calls in one CUDA graph (torch docs,
+    "CUDA Graphs": whole-network capture). On failure the caller's current stream is restored
+    (``torch.cuda.graph.__exit__`` skips that when ``capture_end`` itself raises)."""
+    prev = torch.cuda.current_stream(device)
     s = torch.cuda.Stream(device=device)
-    s.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(s):
-        for _ in range(warmup):
-            step()
-    torch.cuda.current_stream(device).wait_stream(s)
-    torch.cuda.synchronize(device)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(n):
-            step()
-    torch.cuda.synchronize(device)
+    s.wait_stream(prev)
+    try:
+        with torch.cuda.stream(s):
+            for _ in range(warmup):
+                step()
+        prev.wait_stream(s)
+        torch.cuda.synchronize(device)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            for _ in range(n):
+                step()
+        torch.cuda.synchronize(device)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            torch.cuda.set_stream(prev)
+        raise
     return g
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _capture_reason(exc: BaseException) -> str:
+    """The error that broke the capture: when an op fails inside ``torch.cuda.graph``, its
+    ``__exit__`` (capture_end) raises a second, generic CUDA error whose ``__context__`` is the
+    real cause (e.g. a host sync inside an op: "operation not permitted when stream is capturing")."""
+    outer = _one_line(exc)
+    inner = exc
+    seen = {id(exc)}
+    while inner.__context__ is not None and id(inner.__context__) not in seen:
+        inner = inner.__context__
+        seen.add(id(inner))
+    if inner is exc:
+        return outer
+    return f"{_one_line(inner)} (then {outer})"
+
+
+@contextlib.contextmanager
+def _quiet_capturable_warning():
+    """Eager warm-ups of a ``capturable=True`` optimizer warn once per instance (torch >= 2.x:
+    "capturable=True ... step() is running without CUDA graph capture"); expected here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*capturable=True.*", category=UserWarning)
+        yield
 
 
 def graph_workload(step: Callable, device: torch.device, *, target_s: float = 1e-3, max_calls: int = 4096,
@@ -259,22 +305,28 @@ def graph_workload(step: Callable, device: torch.device, *, target_s: float = 1e
     """Capture ``n`` calls of ``step`` in one CUDA graph so that one replay lasts >= ``target_s``."""
     if device.type != "cuda":
         raise GraphCaptureError(f"CUDA graphs need a CUDA device (device is {device})")
+    g = None
     try:
-        for _ in range(3):  # eager warm-up (lazy init, cuDNN/cuBLAS heuristics, optimizer state)
-            step()
-        t_eager = _time_calls(step, 3, device)
-        n = int(min(max_calls, max(1, math.ceil(target_s / max(t_eager, 1e-7)))))
-        g = _capture_graph(step, n, device)
+        with _quiet_capturable_warning():
+            for _ in range(3):  # eager warm-up (lazy init, cuDNN/cuBLAS heuristics, optimizer state)
+                step()
+            t_eager = _time_calls(step, 3, device)
+            n = int(min(max_calls, max(1, math.ceil(target_s / max(t_eager, 1e-7)))))
+            g = _capture_graph(step, n, device)
+        g.replay()  # the first replay uploads the graph: keep it out of the timing
         t_replay = _time_calls(g.replay, 3, device)
         if t_replay < target_s and n < max_calls:  # graph replay is faster than eager: grow n
             n = int(min(max_calls, math.ceil(n * 1.2 * target_s / max(t_replay, 1e-9))))
-            del g
-            g = _capture_graph(step, n, device)
+            g = None  # free the first graph (and its private memory pool) before the second capture
+            with _quiet_capturable_warning():
+                g = _capture_graph(step, n, device)
+            g.replay()
             t_replay = _time_calls(g.replay, 3, device)
     except Exception as exc:  # capture errors: keep the reason, leave the device usable
+        g = None
         with contextlib.suppress(Exception):
             torch.cuda.synchronize(device)
-        raise GraphCaptureError(f"CUDA graph capture failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        raise GraphCaptureError(f"CUDA graph capture failed: {_capture_reason(exc)}") from exc
     info = {"graph_calls": n, "graph_replay_s": t_replay, "eager_call_s": t_eager}
     return Workload(fn=g.replay, calls_per_invocation=n, description=description, exec="graph",
                     device=str(device), info=info, _keep=[g, step, *keep], **meta)
@@ -476,7 +528,8 @@ def build_layer_workload(layer, *, mode: str = "inference", dtype: str = "fp32",
             info["note"] = "in-place layer replayed out of place"
     args, kwargs, xs = _layer_args(layer, device, dtype, module, requires_grad=training)
     call = _layer_call(layer, module, args, kwargs)
-    ac = lambda: autocast_context(dtype, device)  # noqa: E731
+    cache = False if exec == "graph" else None  # torch docs: no autocast cache inside graph capture
+    ac = lambda: autocast_context(dtype, device, cache_enabled=cache)  # noqa: E731
     desc = f"{cfg.type} {[list(s) for s in cfg.input_shapes]} {mode} {dtype} {exec}"
     meta = dict(mode=mode, dtype=dtype, optimizer=optimizer if mode == "train_step" else None)
     try:  # a first call checks that the reconstructed call works
@@ -555,7 +608,8 @@ def build_model_workload(model: nn.Module, inputs, *, mode: str = "inference", d
     device = resolve_device(device)
     materialize(model, device)
     xs = prepare_inputs(inputs, device, int_high=_min_embedding_rows(model) or 2)
-    ac = lambda: autocast_context(dtype, device)  # noqa: E731
+    cache = False if exec == "graph" else None  # torch docs: no autocast cache inside graph capture
+    ac = lambda: autocast_context(dtype, device, cache_enabled=cache)  # noqa: E731
     desc = f"model {type(model).__name__} {mode} {dtype} {exec}"
     meta = dict(mode=mode, dtype=dtype, optimizer=optimizer if mode == "train_step" else None)
     info: dict = {}

@@ -1102,7 +1102,25 @@ def _free_memory():
     """Give the task's device memory back before the next task (a full gc costs ~0.1 s: GPU only)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         gc.collect()
-        torch.cuda.empty_cache()
+        with contextlib.suppress(Exception):  # a broken context is reported by _cuda_context_error
+            torch.cuda.empty_cache()
+
+
+def _cuda_context_error(device) -> str | None:
+    """None if CUDA still works on ``device``; else the error. A sticky CUDA error (illegal
+    memory access, device-side assert) makes every later CUDA call in this process fail, so
+    the sweep must stop rather than record every following task as failed."""
+    dev = torch.device(device) if device is not None else None
+    if dev is None or dev.type != "cuda" or not torch.cuda.is_initialized():
+        return None
+    try:
+        torch.cuda.synchronize(dev)
+        if float(torch.ones(1, device=dev).add_(1).sum()) != 2.0:
+            return "a tiny CUDA computation returned a wrong result"
+    except Exception as exc:
+        text = str(exc).strip()
+        return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    return None
 
 
 def execute_task(task: SweepTask, session, *, deadline: float | None = None) -> dict:
@@ -1138,9 +1156,19 @@ def execute_task(task: SweepTask, session, *, deadline: float | None = None) -> 
         msg = str(exc).splitlines()[0] if str(exc) else ""
         out["error"] = f"{type(exc).__name__}: {msg}"[:500]
         out["traceback"] = traceback.format_exc(limit=4)[-2000:]
+        # rows measured before the failure (e.g. the whole model ran out of memory after its
+        # layers were measured) are written too: the session already counts them as known
+        partial = getattr(exc, "exante_partial", None)
+        if isinstance(partial, dict):
+            for k in ("layer_rows", "reference_rows", "skipped", "reused_keys"):
+                out[k] = list(partial.get(k) or [])
     finally:
         del model, inputs
         _free_memory()
+    if out["status"] != "ok" or out["skipped"]:
+        broken = _cuda_context_error(session.device)
+        if broken:
+            out["fatal"] = f"CUDA context unusable after task {task.key} ({broken})"
     out["elapsed_s"] = time.perf_counter() - t0
     out["session"] = session.describe()
     return out
@@ -1264,9 +1292,13 @@ class _Writer:
         self.models.append(model_rows)
         self.model_keys.update(r["key"] for r in model_rows)
         sess = res.get("session") or {}
+        error = res.get("error")
+        if not error and res.get("skipped"):  # an ok task whose layers were not all measured (e.g. graph capture)
+            error = ("not measured: " + "; ".join(f"{s.get('type')} [{s.get('exec')}]: {s.get('reason')}"
+                                                  for s in res["skipped"]))[:500]
         self.tasks.append([schema.task_row(
             sweep_id=self.sweep_id, key=res["task_key"], kind=res.get("kind"), family=res.get("family"),
-            status=res["status"], error=res.get("error"), n_layer_rows=len(layer_rows), n_model_rows=len(model_rows),
+            status=res["status"], error=error, n_layer_rows=len(layer_rows), n_model_rows=len(model_rows),
             elapsed_s=res.get("elapsed_s"), session_id=sess.get("session_id"), date=_now_iso())])
         s = self.summary
         s.n_run += 1
@@ -1395,6 +1427,9 @@ def run_sweep(name, out_dir, *, resume: bool = True, backend: str = "local", sch
         if bar is not None:
             bar.update(1)
             bar.set_postfix_str(res["task_key"][:40], refresh=False)
+        if res.get("fatal"):
+            raise ExanteError(f"sweep {sweep_id}: {res['fatal']}; stopping (resumable: run the sweep again in a "
+                              "new process)")
         if consecutive_errors >= max_consecutive_errors:
             raise ExanteError(f"sweep {sweep_id}: {consecutive_errors} tasks failed in a row (last: {res.get('error')}); "
                               "stopping (resumable)")
@@ -1405,18 +1440,21 @@ def run_sweep(name, out_dir, *, resume: bool = True, backend: str = "local", sch
             from profiling.profiler import ProfileSession
 
             session = None
-            for task in remaining:
-                if over_budget():
-                    summary.stopped = "time_budget"
-                    break
-                if session is None:
-                    session = ProfileSession(meter=meter, device=device, rated_power_w=rated_power_w, hardware=hardware, sweep_id=sweep_id,
-                                             protocol_kwargs=protocol_kwargs, idle_kwargs=idle_kwargs,
-                                             idle_power_w=idle_power_w, reference=reference,
-                                             reference_every=reference_every, known=known)
-                handle(_execute(task, session))
-            if session is not None:
-                session.close()
+            try:
+                for task in remaining:
+                    if over_budget():
+                        summary.stopped = "time_budget"
+                        break
+                    if session is None:
+                        session = ProfileSession(meter=meter, device=device, rated_power_w=rated_power_w,
+                                                 hardware=hardware, sweep_id=sweep_id,
+                                                 protocol_kwargs=protocol_kwargs, idle_kwargs=idle_kwargs,
+                                                 idle_power_w=idle_power_w, reference=reference,
+                                                 reference_every=reference_every, known=known)
+                    handle(_execute(task, session))
+            finally:
+                if session is not None:
+                    session.close()
         else:
             _run_dask(remaining, writer, handle, scheduler=scheduler, n_jobs=n_jobs, deadline=deadline,
                       cfg={"meter": meter_name, "hardware": hardware, "sweep_id": sweep_id,

@@ -127,7 +127,9 @@ def test_reference_rows_and_session_dedup():
     refs = a.reference_rows
     assert len(refs) >= 2 and {r["layer_type"] for r in refs} == {"reference"}
     assert len({r["key"] for r in refs}) == len(refs)
-    assert all(r["power_w"] == pytest.approx(120.0, rel=0.01) and r["meter"] == "replay" for r in refs)
+    # the meter and the protocol read the real clock one after the other, so on millisecond
+    # windows a preempted read shifts the ratio by a few percent under CPU load
+    assert all(r["power_w"] == pytest.approx(120.0, rel=0.05) and r["meter"] == "replay" for r in refs)
     # the same layers again in the same session: reused, not re-measured
     deeper = nn.Sequential(*tiny_mlp()[:4], nn.Linear(32, 32), nn.ReLU(), tiny_mlp()[4])
     b = profile_model(deeper, torch.randn(8, 16), session=session, progress=False, execs=("eager",))
