@@ -10,7 +10,7 @@ Compares, in the same process and run:
 * ``fvcore.nn.FlopCountAnalysis`` (jit trace based) feature extraction -- on ``meta`` if
   it works there, else on CPU at batch 1 (said in the output).
 
-The ResNet-50 is built here from ``torch.nn`` (torchvision may not import).  Without a
+The ResNet-50 is ``profiling.zoo.resnet50`` (torchvision's layout from ``torch.nn``; torchvision may not import).  Without a
 shipped artifact for ``--hardware``, the benchmark fits one on the SYNTHETIC test-fixture
 dataset into a temporary folder (and says so): the latency is the same, the numbers are
 meaningless.
@@ -31,53 +31,10 @@ import time
 import warnings
 
 import torch
-from torch import nn
+
+from profiling.zoo import resnet50
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-# ----------------------------------------------------------------------------- ResNet-50
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x):
-        idt = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.downsample is not None:
-            idt = self.downsample(x)
-        return self.relu(out + idt)
-
-
-def resnet50(num_classes: int = 1000) -> nn.Module:
-    """torchvision's ResNet-50 layout (25.6 M parameters), built from torch.nn."""
-    layers_cfg = (3, 4, 6, 3)
-    inplanes = 64
-    stem = [nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64),
-            nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1)]
-    stages = []
-    for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers_cfg)):
-        stride = 1 if i == 0 else 2
-        down = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False),
-                             nn.BatchNorm2d(planes * 4))
-        blocks = [Bottleneck(inplanes, planes, stride, down)]
-        inplanes = planes * 4
-        blocks += [Bottleneck(inplanes, planes) for _ in range(1, n)]
-        stages.append(nn.Sequential(*blocks))
-    return nn.Sequential(*stem, *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(2048, num_classes))
 
 
 # ----------------------------------------------------------------------------- timing

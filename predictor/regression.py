@@ -80,6 +80,7 @@ from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from profiling.errors import ExanteError
+from profiling.features import CORE_FEATURES
 
 __all__ = [
     "CORE_NUMERIC",
@@ -104,11 +105,8 @@ __all__ = [
     "cross_validate_models",
 ]
 
-#: numeric features used by the per-layer models (log1p-transformed)
-CORE_NUMERIC = (
-    "macs", "flops", "params", "bytes_read", "bytes_written", "input_numel", "output_numel",
-    "batch", "dtype_bytes", "arith_intensity",
-)
+#: numeric features used by the per-layer models (log1p-transformed): the feature registry's core
+CORE_NUMERIC = CORE_FEATURES
 #: features computable for any layer from its shapes and module alone (no feature function)
 SHAPE_NUMERIC = ("params", "input_numel", "output_numel", "batch", "dtype_bytes", "shape_bytes")
 #: one-hot encoded categorical columns and their levels (unknown levels encode as all-zero)

@@ -84,3 +84,11 @@ def test_example_inputs_on_meta_allocate_nothing():
     x = example_inputs((3, 224, 224), 512)
     assert x.device.type == "meta" and x.shape == (512, 3, 224, 224) and x.dtype == torch.float32
     assert build_mlp(2, 1, 2, 1)(torch.zeros(1, 2)).shape == (1, 1)
+
+
+def test_zoo_resnet50_matches_torchvision_layout():
+    m = resolve_model("profiling.zoo:resnet50")
+    assert sum(p.numel() for p in m.parameters()) == 25_557_032  # torchvision's resnet50
+    with torch.device("meta"):
+        out = resolve_model("profiling.zoo:resnet50")(torch.zeros(2, 3, 224, 224))
+    assert out.shape == (2, 1000)

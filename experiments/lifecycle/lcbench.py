@@ -651,6 +651,25 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"[:300]
 
 
+def attempt(status: dict, key: str, fn: Callable[[], Any], *, cleanup: Callable[[], None] | None = None):
+    """Run one measurement; a failure (OOM, refusal) is recorded in ``status["failed"]`` and
+    printed, and ``None`` is returned so the caller goes on with the next run. A ``None``
+    result (the time budget ran out mid-run) is recorded in ``status["skipped_budget"]``."""
+    try:
+        result = fn()
+    except Exception as exc:  # noqa: BLE001 - OOM, refusals: record, go on
+        msg = describe(exc)
+        status["failed"].append({"run": key, "error": msg})
+        print(f"failed: {key}: {msg}", file=sys.stderr)
+        return None
+    finally:
+        if cleanup is not None:
+            cleanup()
+    if result is None:
+        status["skipped_budget"].append(key)
+    return result
+
+
 def post_analysis(fn: Callable, *args) -> int:
     """Run the summary/plot step; the measured rows are already saved, so a failure here
     (a missing plotting/pandas library, say) is reported and gives exit status 3, not a crash."""

@@ -186,15 +186,10 @@ def run(args, cfg) -> int:
                         status["skipped_budget"].append(key)
                         print(f"time budget spent: not starting {key}")
                         continue
-                    try:
-                        row = measure(sess, args, cfg, spec, key, kind, n, e, x_all[:n], y_all[:n], warm, budget)
-                    except Exception as exc:  # noqa: BLE001 - OOM, refusals: record, go on
-                        msg = L.describe(exc)
-                        status["failed"].append({"run": key, "error": msg})
-                        print(f"failed: {key}: {msg}", file=sys.stderr)
-                        continue
+                    xs, ys = x_all[:n], y_all[:n]
+                    row = L.attempt(status, key, lambda: measure(sess, args, cfg, spec, key, kind, n, e, xs, ys,
+                                                                 warm, budget))
                     if row is None:
-                        status["skipped_budget"].append(key)
                         continue
                     tab.append([row])
                     status["measured"].append(key)
@@ -203,6 +198,7 @@ def run(args, cfg) -> int:
                           + (L.fmt(row["pred_energy_j"]) + " J" if row["prediction_status"] == "ok"
                              else row["prediction_status"]))
             finally:
+                xs = ys = None  # views of x_all/y_all: drop them too so the device memory is freed
                 del x_all, y_all
                 L.free(dev)
                 torch.manual_seed(args.seed)

@@ -140,15 +140,9 @@ def run(args) -> int:
                 status["skipped_budget"].append(key)
                 print(f"time budget spent: not starting {key}")
                 continue
-            try:
-                row = measure_run(sess, args, key, model_name, n, epochs, batch, opt, warm, budget, grid)
-            except Exception as exc:  # noqa: BLE001 - OOM, refusals: record, go on
-                msg = L.describe(exc)
-                status["failed"].append({"run": key, "error": msg})
-                print(f"failed: {key}: {msg}", file=sys.stderr)
-                continue
+            row = L.attempt(status, key, lambda: measure_run(sess, args, key, model_name, n, epochs, batch,
+                                                             opt, warm, budget, grid))
             if row is None:
-                status["skipped_budget"].append(key)
                 continue
             tab.append([row])
             status["measured"].append(key)

@@ -180,16 +180,12 @@ def run(args) -> int:
                 if not budget.fits(per_measure_s):
                     status["skipped_budget"].append(key)
                     continue
-                try:
-                    row, mrow = measure_one(args, sess, psess, key, line, d, w, nodes, p_seed, kwh, in_f, mode,
-                                            have_art, art_note, art_id)
-                except Exception as exc:  # noqa: BLE001 - OOM, refusals: record, go on
-                    msg = L.describe(exc)
-                    status["failed"].append({"run": key, "error": msg})
-                    print(f"failed: {key}: {msg}", file=sys.stderr)
+                rows = L.attempt(status, key, lambda: measure_one(args, sess, psess, key, line, d, w, nodes, p_seed,
+                                                                  kwh, in_f, mode, have_art, art_note, art_id),
+                                 cleanup=lambda: L.free(sess.device))
+                if rows is None:
                     continue
-                finally:
-                    L.free(sess.device)
+                row, mrow = rows
                 models_tab.append([mrow])
                 tab.append([row])           # the resume key goes in last
                 status["measured"].append(key)
