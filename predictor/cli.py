@@ -21,11 +21,13 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def _model_and_inputs(args, device="meta"):
-    from profiling.model_refs import check_batch, example_inputs, parse_input_shape, resolve_model
+    """The model and example inputs; on ``meta`` (features, predict) nothing is allocated."""
+    from profiling.model_refs import (check_batch, example_inputs, parse_input_shape, resolve_model,
+                                      resolve_model_on_meta)
 
     shape = parse_input_shape(args.input)
     batch = check_batch(args.batch)
-    model = resolve_model(args.model_ref)
+    model = resolve_model_on_meta(args.model_ref) if device == "meta" else resolve_model(args.model_ref)
     return model, example_inputs(shape, batch, device=device), shape, batch
 
 
@@ -37,7 +39,6 @@ def cmd_features(args) -> int:
     from profiling.features import feature_table
 
     model, inputs, _, _ = _model_and_inputs(args)
-    model = model.to("meta")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = feature_table(model, inputs, dtype=args.dtype)
@@ -53,8 +54,9 @@ def cmd_features(args) -> int:
 def cmd_profile(args) -> int:
     from profiling.profiler import profile_model
 
-    model, _, shape, batch = _model_and_inputs(args)
     import torch
+
+    model, _, shape, batch = _model_and_inputs(args, device="cpu")
 
     if args.meter in ("auto", "nvml", "nvml-power") and not torch.cuda.is_available():
         raise ExanteError(

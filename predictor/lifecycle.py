@@ -582,17 +582,9 @@ def _default_predict_fn() -> Callable:
 def _resolve_model(model):
     if not isinstance(model, str):
         return model
-    import torch
+    from profiling.model_refs import resolve_model_on_meta
 
-    from profiling.model_refs import resolve_model
-
-    try:  # build on the meta device: allocates no weights (capture works on meta)
-        with torch.device("meta"):
-            return resolve_model(model)
-    except ExanteError:
-        raise
-    except Exception:  # a factory that cannot run on meta: build it normally
-        return resolve_model(model)
+    return resolve_model_on_meta(model)  # capture works on meta: no weights allocated
 
 
 class _Acc:

@@ -129,6 +129,19 @@ def resolve_model(ref: str) -> nn.Module:
     return _call_factory(factory, ref)
 
 
+def resolve_model_on_meta(ref: str) -> nn.Module:
+    """``resolve_model`` under ``torch.device("meta")``: no weights are allocated, so a
+    billion-parameter model costs nothing. A factory that cannot run on meta (data-dependent
+    initialisation, say) is built normally and moved to meta."""
+    try:
+        with torch.device("meta"):
+            return resolve_model(ref)
+    except ExanteError:
+        raise
+    except Exception:
+        return resolve_model(ref).to("meta")
+
+
 def parse_input_shape(text: str) -> tuple[int, ...]:
     """Parse ``--input`` like ``3x224x224`` or ``100`` (per-sample shape, no batch dim)."""
     parts = str(text).lower().replace("×", "x").split("x")

@@ -92,3 +92,18 @@ def test_zoo_resnet50_matches_torchvision_layout():
     with torch.device("meta"):
         out = resolve_model("profiling.zoo:resnet50")(torch.zeros(2, 3, 224, 224))
     assert out.shape == (2, 1000)
+
+
+def test_meta_build_allocates_nothing_and_falls_back(tmp_path):
+    from profiling.model_refs import resolve_model_on_meta
+
+    big = resolve_model_on_meta("mlp:in=65536,depth=4,width=65536,out=1")  # ~17 G params
+    assert all(p.device.type == "meta" for p in big.parameters())
+    f = tmp_path / "picky.py"
+    f.write_text("import torch\nfrom torch import nn\n"
+                 "def make():\n    m = nn.Linear(3, 3)\n    assert m.weight.sum().item() == m.weight.sum().item()\n"
+                 "    return m\n")
+    m = resolve_model_on_meta(f"{f}:make")          # .item() fails on meta: built on CPU, moved
+    assert m.weight.device.type == "meta"
+    with pytest.raises(ExanteError):
+        resolve_model_on_meta("mlp:in=0,depth=1,width=1")
