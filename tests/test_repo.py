@@ -1,0 +1,33 @@
+"""Repository contracts: CI runs the README's test command; the README's main command is real."""
+
+import os
+import re
+import shlex
+
+from predictor.cli import build_parser
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _read(*parts):
+    with open(os.path.join(ROOT, *parts), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _readme_commands():
+    block = re.search(r"```bash\n(.*?)```", _read("README.md"), re.S).group(1)
+    return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_ci_runs_the_readme_test_command():
+    main_cmd, test_cmd = _readme_commands()[:2]
+    assert "pytest" in test_cmd
+    assert test_cmd in _read(".ci", "run")
+
+
+def test_readme_main_command_parses_with_the_cli():
+    main_cmd = _readme_commands()[0]
+    exante_part = main_cmd.split("&&", 1)[1].split()
+    assert exante_part[0] == "exante"
+    args = build_parser().parse_args(shlex.split(" ".join(exante_part[1:])))
+    assert args.command == "estimate" and args.model_ref and args.epochs > 0
