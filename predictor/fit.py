@@ -42,7 +42,7 @@ DEFAULT_FAMILIES = ("poly_lasso", "gbr", "rf")
 def _no_data(hardware: str, folder: Path, what: str) -> ExanteError:
     return ExanteError(
         f"no usable dataset for hardware {hardware!r}: {what} in {folder}/; measure it on that "
-        f"GPU first with `exante sweep <SWEEP> --out {folder.parent} --hardware {hardware}` "
+        f"GPU first with `exante sweep <SWEEP> --out {folder} --hardware {hardware}` "
         f"(see `exante sweep --help`), then run `exante fit --hardware {hardware}`")
 
 
