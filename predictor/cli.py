@@ -20,15 +20,18 @@ DTYPES = ("fp32", "bf16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-def _model_and_inputs(args, device="meta"):
-    """The model and example inputs; on ``meta`` (features, predict) nothing is allocated."""
-    from profiling.model_refs import (check_batch, example_inputs, parse_input_shape, resolve_model,
-                                      resolve_model_on_meta)
+def _shape_and_batch(args) -> tuple[tuple[int, ...], int]:
+    from profiling.model_refs import check_batch, parse_input_shape
 
-    shape = parse_input_shape(args.input)
-    batch = check_batch(args.batch)
-    model = resolve_model_on_meta(args.model_ref) if device == "meta" else resolve_model(args.model_ref)
-    return model, example_inputs(shape, batch, device=device), shape, batch
+    return parse_input_shape(args.input), check_batch(args.batch)
+
+
+def _meta_model_and_inputs(args):
+    """The model and example inputs on ``meta`` (features, predict): nothing is allocated."""
+    from profiling.model_refs import example_inputs, resolve_model_on_meta
+
+    shape, batch = _shape_and_batch(args)
+    return resolve_model_on_meta(args.model_ref), example_inputs(shape, batch, device="meta")
 
 
 def _print_json(obj) -> None:
@@ -38,7 +41,7 @@ def _print_json(obj) -> None:
 def cmd_features(args) -> int:
     from profiling.features import feature_table
 
-    model, inputs, _, _ = _model_and_inputs(args)
+    model, inputs = _meta_model_and_inputs(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = feature_table(model, inputs, dtype=args.dtype)
@@ -52,12 +55,12 @@ def cmd_features(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from profiling.profiler import profile_model
-
     import torch
 
-    model, _, shape, batch = _model_and_inputs(args, device="cpu")
+    from profiling.model_refs import resolve_model
+    from profiling.profiler import profile_model
 
+    shape, batch = _shape_and_batch(args)
     if args.meter in ("auto", "nvml", "nvml-power") and not torch.cuda.is_available():
         raise ExanteError(
             "exante profile measures on an NVIDIA GPU and none is visible here; "
@@ -65,6 +68,7 @@ def cmd_profile(args) -> int:
             "for a labelled dry run"
         )
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = resolve_model(args.model_ref)
     inputs = torch.randn((batch, *shape), device=device)
     result = profile_model(
         model, inputs, mode=args.mode, dtype=args.dtype, optimizer=args.optimizer,
@@ -108,16 +112,18 @@ def cmd_fit(args) -> int:
 
     manifest = fit_hardware(args.hardware, datasets_dir=args.datasets, out_dir=args.out,
                             quick=args.quick)
-    _print_json(manifest) if args.json else print(
-        f"fitted {args.hardware}: {manifest.get('artifact', '')} "
-        f"(CV scores: {json.dumps(manifest.get('cv_scores', {}), default=str)})")
+    if args.json:
+        _print_json(manifest)
+    else:
+        print(f"fitted {args.hardware}: {manifest.get('artifact', '')} "
+              f"(CV scores: {json.dumps(manifest.get('cv_scores', {}), default=str)})")
     return 0
 
 
 def cmd_predict(args) -> int:
     from predictor.predict import predict
 
-    model, inputs, _, batch = _model_and_inputs(args)
+    model, inputs = _meta_model_and_inputs(args)
     p = predict(model, inputs, mode=args.mode, dtype=args.dtype, hardware=args.hardware,
                 optimizer=args.optimizer)
     if args.json:
