@@ -88,19 +88,22 @@ def grid_regions() -> dict[str, dict]:
 
 @lru_cache(maxsize=None)
 def hardware_table() -> tuple[dict, ...]:
-    """Rows ``{device, tdp_w, peak_tflops_fp32, peak_tflops_fp16, gflops_fp32_per_w,
-    gflops_fp16_per_w, source}`` (numbers as float, None where the seed gives none).
+    """Rows ``{device, key, tdp_w, peak_tflops_fp32, peak_tflops_fp16, gflops_fp32_per_w,
+    gflops_fp16_per_w, source}`` derived from the hardware catalogue
+    (:func:`predictor.hardware.catalogue`, one resolved row per device); numbers as float,
+    None where nothing is published. ``source`` names the TDP's source."""
+    from predictor.hardware import catalogue
 
-    A device may appear twice when two seeds give it (e.g. TPU v3: 200 W in seed 001,
-    450 W in seed 000) — both rows are kept with their sources.
-    """
     rows = []
-    for row in _read_csv("hardware.csv"):
-        row = dict(row)
-        for k in ("tdp_w", "peak_tflops_fp32", "peak_tflops_fp16", "gflops_fp32_per_w",
-                  "gflops_fp16_per_w"):
-            row[k] = _num(row[k])
-        rows.append(row)
+    for spec in catalogue():
+        fp32 = spec.peak_tflops.get("fp32")
+        fp16 = spec.peak_tflops.get("fp16")
+        per_w = (lambda t: round(t * 1000.0 / spec.tdp_w, 2)
+                 if t is not None and spec.tdp_w else None)
+        rows.append({"device": spec.name, "key": spec.key, "tdp_w": spec.tdp_w,
+                     "peak_tflops_fp32": fp32, "peak_tflops_fp16": fp16,
+                     "gflops_fp32_per_w": per_w(fp32), "gflops_fp16_per_w": per_w(fp16),
+                     "source": spec.sources.get("tdp_w") or spec.sources.get("peak_tflops", "")})
     return tuple(rows)
 
 

@@ -11,7 +11,8 @@ import pytest
 from predictor import carbon
 from profiling.errors import ExanteError
 
-FILES = ("grid_intensity_regions.csv", "hardware.csv", "energy_sources.csv", "equivalents.csv")
+FILES = ("grid_intensity_regions.csv", "energy_sources.csv", "equivalents.csv")
+# hardware.csv has per-field source columns; tests/test_hardware.py checks them
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -30,7 +31,7 @@ def test_loaders_and_row_counts():
     assert sum(k.startswith("gcp:") for k in regions) == 20
     assert sum(k.startswith("aws:") for k in regions) == 22
     assert not any(k.startswith("azure:") for k in regions)    # garbled in seed 001: left out
-    assert len(carbon.hardware_table()) == 15
+    assert len(carbon.hardware_table()) >= 34       # one resolved row per catalogue device
     assert set(carbon.energy_sources()) == {"coal", "natural gas", "hydroelectricity", "oil",
                                             "nuclear"}
     assert len(carbon.equivalents()) == 6
@@ -46,12 +47,14 @@ def test_spot_values_match_the_seeds():
     assert r["location:quebec"]["g_co2eq_per_kwh"] == 20       # seed 004 line 226
     assert r["location:iowa"]["g_co2eq_per_kwh"] == 736.6      # seed 004 line 226
     assert r["location:world"]["g_co2eq_per_kwh"] == 475       # seed 000 line 85
-    hw = {(row["device"], row["source"][:8]): row for row in carbon.hardware_table()}
-    v100 = hw[("Tesla V100", "seed 001")]                      # seed 001 line 437
-    assert (v100["tdp_w"], v100["peak_tflops_fp32"], v100["peak_tflops_fp16"]) == (300, 15.0, 30.0)
-    assert hw[("TPU3", "seed 001")]["tdp_w"] == 200            # seed 001 line 439
-    assert hw[("TPU v3", "seed 000")]["tdp_w"] == 450          # seed 000 line 277
-    assert hw[("TPU v3", "seed 000")]["peak_tflops_fp32"] is None
+    hw = {row["key"]: row for row in carbon.hardware_table()}
+    assert len(hw) == len(carbon.hardware_table())             # duplicates resolved
+    r2080 = hw["rtx2080ti"]                                    # seed 001 line 430
+    assert (r2080["tdp_w"], r2080["peak_tflops_fp32"], r2080["peak_tflops_fp16"]) == \
+        (250, 13.45, 26.90)
+    assert r2080["gflops_fp32_per_w"] == 53.80                 # derived = seed's GFLOPS32/W
+    assert hw["tpu-v3"]["tdp_w"] == 450 and "seed 000" in hw["tpu-v3"]["source"]  # line 277
+    assert hw["tpu-v3"]["peak_tflops_fp32"] is None
     es = carbon.energy_sources()                               # seed 000 line 81
     assert es["coal"]["g_co2eq_per_kwh"] == 512.3 and es["coal"]["n_models"] == 38
     assert es["nuclear"]["g_co2eq_per_kwh"] == 147.2 and es["nuclear"]["low_carbon"]

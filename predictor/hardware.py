@@ -1,0 +1,167 @@
+"""Hardware catalogue: one resolved row per device with datasheet numbers and their sources.
+
+Data: ``predictor/data/hardware.csv`` (package data, loaded with ``importlib.resources``);
+what each value is and where it came from is in ``predictor/data/README.md``.
+
+Units: ``tdp_w``, ``idle_w``, ``measured_idle_w`` in W; ``peak_tflops`` in dense TFLOP/s
+(TOP/s for ``int8``) per device — tensor-core rates for ``tf32``/``fp16``/``bf16``/``fp8``/``int8``,
+never the 2:4-sparsity figures; ``memory_gb`` in GB; ``mem_bw_gbs`` in GB/s.
+
+>>> from predictor.hardware import lookup
+>>> lookup("NVIDIA H100 80GB HBM3").peak_tflops["bf16"]
+989.5
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Mapping
+
+from profiling.errors import ExanteError
+
+DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8")
+KINDS = ("gpu", "tpu", "cpu", "soc")
+_SOURCE_FIELDS = {"tdp_w": "source_tdp", "idle_w": "source_idle",
+                  "measured_idle_w": "source_measured_idle", "peak_tflops": "source_peak",
+                  "memory_gb": "source_memory", "mem_bw_gbs": "source_memory"}
+_KEY_RE = re.compile(r"^[a-z0-9_-]+$")
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """One device. ``None`` means no published figure (never zero)."""
+
+    key: str                      # short id, the --hardware / --device value, e.g. "h100"
+    name: str                     # canonical name, e.g. "H100 SXM"
+    kind: str                     # "gpu" | "tpu" | "cpu" | "soc"
+    vendor: str
+    year: int | None
+    tdp_w: float | None           # board / chip TDP (W)
+    idle_w: float | None          # published idle power (W)
+    measured_idle_w: float | None  # this project's own idle measurement (W), source in sources
+    peak_tflops: Mapping[str, float]  # dtype -> dense peak TFLOP/s
+    memory_gb: float | None
+    mem_bw_gbs: float | None
+    aliases: tuple[str, ...] = ()
+    sources: Mapping[str, str] = field(default_factory=dict)  # field -> source text
+    notes: str = ""
+
+    def peak(self, dtype: str) -> float:
+        """Dense peak TFLOP/s for ``dtype``; ExanteError naming what is published if absent."""
+        d = str(dtype).strip().lower()
+        if d not in DTYPES:
+            raise ExanteError(f"unknown dtype {dtype!r}; accepted: {', '.join(DTYPES)}")
+        if d not in self.peak_tflops:
+            have = ", ".join(self.peak_tflops) or "none"
+            raise ExanteError(f"{self.name} has no published {d} peak; published: {have}")
+        return self.peak_tflops[d]
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "name": self.name, "kind": self.kind, "vendor": self.vendor,
+                "year": self.year, "tdp_w": self.tdp_w, "idle_w": self.idle_w,
+                "measured_idle_w": self.measured_idle_w, "peak_tflops": dict(self.peak_tflops),
+                "memory_gb": self.memory_gb, "mem_bw_gbs": self.mem_bw_gbs,
+                "aliases": list(self.aliases), "sources": dict(self.sources), "notes": self.notes}
+
+
+def _num(text: str) -> float | None:
+    text = (text or "").strip()
+    return float(text) if text else None
+
+
+def _norm(name: str) -> str:
+    """Case-, space-, dash- and underscore-insensitive form used for matching."""
+    return re.sub(r"[\s_\-]+", "", str(name).strip().lower())
+
+
+def _row_to_spec(row: dict, line: int) -> HardwareSpec:
+    key = row["key"].strip()
+    if not _KEY_RE.match(key):
+        raise RuntimeError(f"hardware.csv line {line}: bad key {key!r}")  # pragma: no cover
+    if row["kind"] not in KINDS:
+        raise RuntimeError(f"hardware.csv line {line}: bad kind {row['kind']!r}")  # pragma: no cover
+    peaks = {d: _num(row[d]) for d in DTYPES}
+    peaks = {d: v for d, v in peaks.items() if v is not None}
+    values = {"tdp_w": _num(row["tdp_w"]), "idle_w": _num(row["idle_w"]),
+              "measured_idle_w": _num(row["measured_idle_w"]),
+              "peak_tflops": peaks or None, "memory_gb": _num(row["memory_gb"]),
+              "mem_bw_gbs": _num(row["mem_bw_gbs"])}
+    sources = {}
+    for fld, col in _SOURCE_FIELDS.items():
+        src = (row.get(col) or "").strip()
+        if values[fld] is not None:
+            if not src:
+                raise RuntimeError(  # pragma: no cover - guarded by tests
+                    f"hardware.csv line {line} ({key}): {fld} has a value but no {col}")
+            sources[fld] = src
+    year = _num(row["year"])
+    return HardwareSpec(
+        key=key, name=row["name"].strip(), kind=row["kind"], vendor=row["vendor"].strip(),
+        year=int(year) if year is not None else None, tdp_w=values["tdp_w"],
+        idle_w=values["idle_w"], measured_idle_w=values["measured_idle_w"],
+        peak_tflops=MappingProxyType(peaks), memory_gb=values["memory_gb"],
+        mem_bw_gbs=values["mem_bw_gbs"],
+        aliases=tuple(a.strip() for a in row["aliases"].split("|") if a.strip()),
+        sources=MappingProxyType(sources), notes=(row.get("notes") or "").strip())
+
+
+@lru_cache(maxsize=None)
+def catalogue() -> tuple[HardwareSpec, ...]:
+    """All devices, in file order (seed devices first, then data-centre GPUs, AMD, TPUs)."""
+    text = resources.files("predictor.data").joinpath("hardware.csv").read_text(encoding="utf-8")
+    specs = tuple(_row_to_spec(row, i) for i, row in
+                  enumerate(csv.DictReader(io.StringIO(text)), start=2))
+    _index(specs)  # fail at load time on an ambiguous alias
+    return specs
+
+
+def _index(specs: tuple[HardwareSpec, ...]) -> dict[str, HardwareSpec]:
+    index: dict[str, HardwareSpec] = {}
+    for spec in specs:
+        for name in (spec.key, spec.name, *spec.aliases):
+            n = _norm(name)
+            if n in index and index[n] is not spec:
+                raise RuntimeError(  # pragma: no cover - guarded by tests
+                    f"hardware.csv: name {name!r} names both {index[n].key} and {spec.key}")
+            index[n] = spec
+    return index
+
+
+@lru_cache(maxsize=None)
+def _lookup_index() -> dict[str, HardwareSpec]:
+    return _index(catalogue())
+
+
+def keys() -> tuple[str, ...]:
+    """The short ids (``--device`` values) of every device."""
+    return tuple(s.key for s in catalogue())
+
+
+def lookup(name: str) -> HardwareSpec:
+    """Resolve a device by key, canonical name or alias, ignoring case, spaces, ``-`` and ``_``
+    (``"h100"``, ``"H100 SXM"``, ``"NVIDIA H100 80GB HBM3"`` — what NVML reports — all work).
+
+    Raises :class:`ExanteError` naming the input, close matches and the known keys.
+    """
+    if isinstance(name, HardwareSpec):
+        return name
+    if not isinstance(name, str) or not name.strip():
+        raise ExanteError(f"device must be a non-empty name like 'h100' or 'V100', got {name!r}")
+    index = _lookup_index()
+    n = _norm(name)
+    if n in index:
+        return index[n]
+    if n.startswith("nvidia") and n[6:] in index:  # "NVIDIA L40S", "nvidia t4", ...
+        return index[n[6:]]
+    close = difflib.get_close_matches(n, list(index), n=8, cutoff=0.6)
+    close_keys = list(dict.fromkeys(index[c].key for c in close))
+    hint = f"close matches: {', '.join(close_keys)}; " if close_keys else ""
+    raise ExanteError(f"unknown device {name!r}; {hint}known devices: {', '.join(keys())} "
+                      f"(see predictor.hardware.catalogue())")
