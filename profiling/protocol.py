@@ -30,6 +30,15 @@
    about idle power), ``power_w = energy_j / time_s``; SM clock and temperature from
    ``meter.info()`` read right after the last window.
 
+**Energy of a window** (protocol version 2): a meter with ``interval_energy_j(t0, t1)`` (the
+``*-changes`` meters, ``meters.CounterChangeMeter``) gives the mean power between the first and
+last counter change inside the window x its length -- the H100 reference set's method, free of
+the counter's ~100 ms quantisation; other meters give ``E(t1) - E(t0)`` from two edge reads.
+
+**Time-bounded windows** (``sync_every=n``, the H100 reference set's rule): instead of a
+calibrated ``k``, each window runs chunks of ``n`` calls with a sync after each chunk until
+``min_window_s`` has passed (no calibration step; ``Window.calls`` may differ between windows).
+
 Guard rails: an energy counter that does not advance over a window raises ``ExanteError``
 naming the counter period; a workload that takes no measurable time raises ``ExanteError``;
 nothing divides by zero; the whole procedure is bounded by ``max_total_s`` (raising if even the
@@ -63,7 +72,7 @@ __all__ = [
     "spread_of",
 ]
 
-PROTOCOL_VERSION = "1"
+PROTOCOL_VERSION = "2"  # 2: counter-change energy when the meter offers it; sync_every windows
 
 #: keys of ``Measurement.as_row()``, in order
 ROW_FIELDS = (
@@ -97,6 +106,8 @@ class Window:
     jitter_s: float = 0.0  # phase-jitter sleep before the window
     round: int = 0  # 0 = first round, 1 = first re-measure round, ...
     used: bool = False  # part of the set the reported numbers come from
+    n_changes: int | None = None  # counter changes inside the window (counter-change meters)
+    span_s: float | None = None  # seconds between the first and last of them
 
     @property
     def time_per_call_s(self) -> float:
@@ -235,6 +246,7 @@ def measure(
     rng=None,
     calibrate_s: float = 0.05,
     max_total_s: float = 600.0,
+    sync_every: int | None = None,
 ) -> Measurement:
     """Measure per-call time and energy of ``fn()`` with ``meter`` (protocol in the module doc)."""
     if not callable(fn):
@@ -252,6 +264,8 @@ def measure(
     if int(warmup_calls) != warmup_calls or warmup_calls < 0:
         raise ExanteError(f"warmup_calls must be an integer >= 0, got {warmup_calls!r}")
     n_windows, max_rounds, warmup_calls = int(n_windows), int(max_rounds), int(warmup_calls)
+    if sync_every is not None and (int(sync_every) != sync_every or sync_every < 1):
+        raise ExanteError(f"sync_every must be None or an integer >= 1, got {sync_every!r}")
     try:
         j_lo, j_hi = (float(x) for x in jitter_s)
     except (TypeError, ValueError):
@@ -295,9 +309,9 @@ def measure(
         batch = min(batch * 2, _MAX_CALLS_PER_BATCH)
     check_budget("warm-up")
 
-    # 2. calibrate the time per call
+    # 2. calibrate the time per call (time-bounded windows: from the last warm-up batch)
     n = 1
-    while True:
+    while sync_every is None:
         dt = run_batch(n)
         if dt >= calibrate_s or dt >= min_window_s:
             break
@@ -308,8 +322,15 @@ def measure(
         check_budget("calibration")
         grow = 10 if dt <= 0 else min(10.0, max(2.0, 1.2 * calibrate_s / dt))
         n = min(int(math.ceil(n * grow)), _MAX_CALLS_PER_BATCH)
+    if sync_every is not None:
+        n = max(1, int(sync_every))
+        dt = run_batch(n)
+        if dt <= 0:
+            raise ExanteError(f"fn takes no measurable time ({n} calls took 0 s)")
     t_call = dt / n
     k = 1 if t_call >= min_window_s else max(1, int(math.ceil(min_window_s / t_call)))
+    if sync_every is not None:  # whole chunks until min_window_s has passed
+        k = int(sync_every) * max(1, int(math.ceil(min_window_s / (t_call * sync_every))))
     window_est_s = k * t_call + j_hi
     check_budget("calibration")
     if elapsed() + n_windows * window_est_s > max_total_s:
@@ -326,13 +347,29 @@ def measure(
             sleep(j)
         meter.sync()
 
-        def calls():
-            for _ in range(k):
-                fn()
-            meter.sync()
+        done = [0]
 
-        dt_w, de = _metered(meter, clock, calls, what=f"{k} call(s) of fn", hint="use windows much longer than the counter period or check the meter")
-        return Window(calls=k, time_s=dt_w, energy_j=de, jitter_s=j, round=rnd)
+        def calls():
+            if sync_every is None:
+                for _ in range(k):
+                    fn()
+                meter.sync()
+                done[0] = k
+                return
+            t0 = clock()
+            while True:
+                for _ in range(sync_every):
+                    fn()
+                meter.sync()
+                done[0] += sync_every
+                if clock() - t0 >= min_window_s:
+                    return
+
+        dt_w, de = _metered(meter, clock, calls, what="a window of calls of fn",
+                            hint="use windows much longer than the counter period or check the meter")
+        iv = getattr(meter, "last_interval", None) or {}
+        return Window(calls=done[0], time_s=dt_w, energy_j=de, jitter_s=j, round=rnd,
+                      n_changes=iv.get("n_changes"), span_s=iv.get("span_s"))
 
     rounds = 0
     while True:
@@ -372,7 +409,7 @@ def measure(
         idle_power_w=idle_power_w,
         spread=sel_spread,
         windows=windows,
-        calls_per_window=k,
+        calls_per_window=k if sync_every is None else int(round(calls / len(used))),
         remeasured=rounds - 1,
         sm_clock_mhz=_opt_float(info.get("sm_clock_mhz")),
         temperature_c=_opt_float(info.get("temperature_c")),
@@ -424,7 +461,24 @@ def measure_idle_power(
 
 def _metered(meter: EnergyMeter, clock: Callable[[], float], body: Callable[[], None], *,
              what: str, hint: str) -> tuple[float, float]:
-    """Run ``body`` between two (energy, time) reads; return (seconds, joules), both > 0."""
+    """Run ``body`` between two (energy, time) reads; return (seconds, joules), both > 0.
+
+    A meter with ``interval_energy_j(t0, t1)`` (counter changes) gives the energy of the
+    window from its own log instead of two edge reads; its clock is used for t0/t1."""
+    interval = getattr(meter, "interval_energy_j", None)
+    if callable(interval):
+        clk = getattr(meter, "clock", None) or clock
+        t0 = clk()
+        body()
+        t1 = clk()
+        dt = t1 - t0
+        if dt <= 0:
+            raise ExanteError(f"no measurable time passed over {what} ({dt:.3g} s); {hint}")
+        de = interval(t0, t1)
+        if de <= 0:
+            raise ExanteError(f"energy counter of meter {meter.name!r} did not advance over {what} lasting {dt:.3f} s "
+                              f"(counter period {_period_text(meter)}); {hint}")
+        return dt, de
     e0 = meter.energy_j()
     t0 = clock()
     body()

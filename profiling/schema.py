@@ -223,7 +223,7 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-_WINDOW_FIELDS = ("calls", "time_s", "energy_j", "jitter_s", "round", "used")
+_WINDOW_FIELDS = ("calls", "time_s", "energy_j", "jitter_s", "round", "used", "n_changes", "span_s")
 
 
 def _measurement_dict(measurement: Any) -> dict:

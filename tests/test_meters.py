@@ -12,6 +12,7 @@ import pytest
 
 from profiling.errors import ExanteError, MeterUnavailable
 from profiling.meters import (
+    CounterChangeMeter,
     EnergyMeter,
     EstimatedMeter,
     FakeClock,
@@ -348,7 +349,7 @@ def test_get_meter_no_gpu(fake_nvml):
 
 
 def test_get_meter_names():
-    with pytest.raises(ExanteError, match="unknown meter 'bogus'; accepted: auto, nvml, nvml-power, rapl, estimated"):
+    with pytest.raises(ExanteError, match="unknown meter 'bogus'; accepted: auto, nvml, nvml-changes, nvml-power, rapl, estimated"):
         get_meter("bogus")
     with pytest.raises(ExanteError, match="rated"):
         get_meter("estimated")
@@ -389,3 +390,71 @@ def test_power_polling_thread(fake_nvml):
     assert 0 < e <= 200.0 * dt + 1e-9
     assert e == pytest.approx(200.0 * dt, rel=0.3)
     assert m._thread is None
+
+
+# --------------------------------------------------------------------------- counter changes
+
+
+def _polled(meter: CounterChangeMeter, clock: FakeClock, until: float, step: float = 0.002) -> None:
+    """Play the polling thread by hand: advance the fake clock and poll until ``until``."""
+    while clock() < until - 1e-12:
+        clock.advance(step)
+        meter._poll()
+
+
+def test_counter_changes_remove_edge_quantisation():
+    c = FakeClock()
+    inner = ReplayMeter(200.0, c, counter_period_s=0.1)
+    m = CounterChangeMeter(inner, clock=c, autostart=False)
+    assert m.name == "replay-changes" and m.measured and m.clock is c
+    _polled(m, c, 1.2)
+    # window [0.05, 1.0]: edge reads see floor steps (0.0 -> 1.0 s: 200 J, 5 % high), changes give 190 J
+    assert inner.integral(1.0) - inner.integral(0.05) == pytest.approx(190.0)
+    assert m.interval_energy_j(0.05, 1.0) == pytest.approx(190.0, rel=1e-6)
+    n, span = m.last_interval["n_changes"], m.last_interval["span_s"]
+    assert n in (9, 10) and span == pytest.approx(0.1 * (n - 1), abs=0.003)
+
+
+def test_counter_changes_average_power_between_changes():
+    c = FakeClock()
+    inner = ReplayMeter(trace=[(0.0, 100.0), (0.5, 300.0)], clock=c, counter_period_s=0.1)
+    m = CounterChangeMeter(inner, clock=c, autostart=False)
+    _polled(m, c, 1.1)
+    # changes at 0.1 .. 1.0: mean power over [0.1, 1.0] = (0.4 * 100 + 0.5 * 300) / 0.9
+    p = (0.4 * 100 + 0.5 * 300) / 0.9
+    assert m.interval_energy_j(0.0, 1.05) == pytest.approx(p * 1.05, rel=1e-3)
+
+
+def test_counter_changes_too_few_in_window():
+    c = FakeClock()
+    m = CounterChangeMeter(ReplayMeter(200.0, c, counter_period_s=0.1), clock=c, autostart=False)
+    _polled(m, c, 0.5)
+    with pytest.raises(ExanteError, match="changed 1 time"):
+        m.interval_energy_j(0.21, 0.33)
+    with pytest.raises(ExanteError, match="empty window"):
+        m.interval_energy_j(0.3, 0.3)
+
+
+def test_counter_changes_thread_and_info():
+    inner = ReplayMeter(150.0, time.perf_counter, counter_period_s=0.01, info={"gpu_name": "fake"})
+    with CounterChangeMeter(inner, poll_s=0.001) as m:
+        t0 = time.perf_counter()
+        time.sleep(0.2)
+        t1 = time.perf_counter()
+        e = m.interval_energy_j(t0, t1)
+        assert e == pytest.approx(150.0 * (t1 - t0), rel=0.02)
+        assert m.n_reads > 20
+        info = m.info()
+        assert info["meter"] == "replay-changes" and info["gpu_name"] == "fake" and info["poll_s"] == 0.001
+    assert m._thread is None
+
+
+def test_get_meter_nvml_changes(fake_nvml):
+    m = get_meter("nvml-changes")
+    try:
+        assert isinstance(m, CounterChangeMeter) and isinstance(m.inner, NVMLMeter)
+        assert m.name == "nvml-changes" and m.counter_period_s == pytest.approx(0.1)
+        assert m.info()["gpu_name"] == "NVIDIA H100 80GB HBM3"
+    finally:
+        m.close()
+    assert fake_nvml.shutdowns == 1

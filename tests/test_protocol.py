@@ -9,7 +9,7 @@ import statistics
 import pytest
 
 from profiling.errors import ExanteError
-from profiling.meters import EstimatedMeter, FakeClock, ReplayMeter
+from profiling.meters import CounterChangeMeter, EstimatedMeter, FakeClock, ReplayMeter
 from profiling.protocol import (
     PROTOCOL_VERSION,
     ROW_FIELDS,
@@ -294,3 +294,51 @@ def test_environment_info():
     assert not any(isinstance(v, str) and host and host in v for v in env.values())
     est = environment_info(EstimatedMeter(300.0, clock=clock))
     assert est["estimated"] is True and est["measured"] is False and est["rated_power_w"] == 300.0
+
+
+# --------------------------------------------------------------------------- counter changes, sync_every
+
+
+def _changes_run(dt=0.0137, period=0.1, seed=0, **kw):
+    """The protocol with a counter-change meter; fn plays the 2 ms polling thread by hand."""
+    clock = FakeClock()
+    inner = ReplayMeter(300.0, clock, counter_period_s=period)
+    meter = CounterChangeMeter(inner, clock=clock, autostart=False)
+    syncs = []
+
+    def fn():
+        end = clock() + dt
+        while clock() < end - 1e-12:
+            clock.advance(min(0.002, end - clock()))
+            meter._poll()
+
+    def sleep(d):  # the thread keeps polling while the protocol sleeps (phase jitter)
+        end = clock() + d
+        while clock() < end - 1e-12:
+            clock.advance(min(0.002, end - clock()))
+            meter._poll()
+
+    inner.sync = lambda: syncs.append(clock())
+    kw.setdefault("idle_power_w", 75.0)
+    m = measure(fn, meter, clock=clock, sleep=sleep, rng=random.Random(seed), **kw)
+    return m, syncs
+
+
+def test_counter_change_energy_has_no_quantisation_error():
+    for seed in range(5):
+        m, _ = _changes_run(seed=seed, max_rounds=1)
+        for w in m.windows:
+            assert w.energy_per_call_j == pytest.approx(300.0 * 0.0137, rel=2e-3)
+            assert w.n_changes >= 13 and 1.2 < w.span_s < w.time_s
+    assert m.protocol_version == "2"
+
+
+def test_sync_every_windows_are_time_bounded_chunks():
+    m, syncs = _changes_run(dt=0.06, min_window_s=1.2, sync_every=8, warmup_s=0.3, jitter_s=(0.0, 0.0), max_rounds=1)
+    assert len(m.windows) == 2
+    for w in m.windows:
+        assert w.calls % 8 == 0 and w.time_s >= 1.2 and w.calls == 24  # 3 chunks of 8 x 60 ms
+    assert m.calls_per_window == 24 and m.time_s == pytest.approx(0.06)
+    assert m.energy_j == pytest.approx(300.0 * 0.06, rel=2e-3)
+    with pytest.raises(ExanteError, match="sync_every"):
+        _changes_run(sync_every=0)
