@@ -780,13 +780,13 @@ class CounterChangeMeter(EnergyMeter):
         t = self._clock()
         with self._lock:
             self.n_reads += 1
-            if self._last_e is None or e != self._last_e:
+            if self._last_e is not None and e != self._last_e:  # the first read is no change
                 self._t.append(t)
                 self._e.append(e)
-                self._last_e = e
-                if len(self._t) > 4096 and t - self._t[0] > self.keep_s:
+                if len(self._t) > 4096 and t - self._t[0] > self.keep_s:  # bounded memory
                     cut = bisect_right(self._t, t - self.keep_s)
                     del self._t[:cut], self._e[:cut]
+            self._last_e = e
             self._last_poll_t = t
 
     def _loop(self) -> None:
