@@ -1,6 +1,7 @@
 """exante's predictor: per-layer regression of GPU time and energy, fitted artifacts, CLI.
 
-``from predictor import predict`` is the DESIGN.md §4 Python contract.
+``from predictor import predict`` is the DESIGN.md §4 Python contract; ``predictor.calc(...)``
+is the calculator (issue 10), imported the same eager way for the same reason.
 
 The function is imported eagerly: the submodule ``predictor.predict`` has the same name as
 the function, and only an eager import guarantees that ``predictor.predict`` (the package
@@ -11,6 +12,7 @@ when an artifact is loaded.
 from __future__ import annotations
 
 from .artifacts import available_hardware
+from .calc import CalcResult, calc
 from .predict import Prediction, predict
 
-__all__ = ["predict", "Prediction", "available_hardware"]
+__all__ = ["predict", "Prediction", "available_hardware", "calc", "CalcResult"]

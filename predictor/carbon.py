@@ -71,18 +71,31 @@ def _num(value: str) -> float | None:
     return float(value) if value else None
 
 
+REGION_FILES = ("grid_intensity_regions.csv", "grid_intensity_codecarbon.csv")
+ENERGY_SOURCE_ALIASES = {"gas": "natural gas", "natural-gas": "natural gas", "naturalgas": "natural gas",
+                         "hydro": "hydroelectricity", "hydroelectric": "hydroelectricity"}
+
+
 @lru_cache(maxsize=None)
 def grid_regions() -> dict[str, dict]:
     """``{"aws:us-east-1": {provider, region, country, location, g_co2eq_per_kwh, source}, ...}``.
 
-    Cloud regions (GCP, AWS; seed 001 Appendix A) plus a few named locations
-    (``location:quebec``, ``location:iowa``, ``location:spain``, ``location:world``).
+    From the seeds (``grid_intensity_regions.csv``): cloud regions of GCP and AWS (seed 001
+    Appendix A) and a few named locations (``location:quebec``, ``location:iowa``,
+    ``location:spain``, ``location:world``). Imported from codecarbon's package data by
+    ``experiments/calculator/import_codecarbon_grid.py`` (``grid_intensity_codecarbon.csv``):
+    ``azure:REGION``, ``country:NAME`` (national averages), ``us:average``,
+    ``us-state:NAME`` (EPA eGRID2023) and ``ca-province:NAME``.
     """
     out = {}
-    for row in _read_csv("grid_intensity_regions.csv"):
-        row = dict(row)
-        row["g_co2eq_per_kwh"] = float(row["g_co2eq_per_kwh"])
-        out[row.pop("key")] = row
+    for name in REGION_FILES:
+        for row in _read_csv(name):
+            row = dict(row)
+            row["g_co2eq_per_kwh"] = float(row["g_co2eq_per_kwh"])
+            key = row.pop("key")
+            if key in out:
+                raise RuntimeError(f"grid region {key} appears twice")  # pragma: no cover
+            out[key] = row
     return out
 
 
@@ -143,7 +156,7 @@ def _check_intensity(value, what: str) -> float:
 
 
 def _normalise_key(region: str) -> str:
-    return region.strip().lower().replace("_", "-")
+    return "-".join(region.strip().lower().replace("_", "-").split())
 
 
 def grid_intensity(region: str | None = None,
@@ -173,6 +186,9 @@ def grid_intensity(region: str | None = None,
         bare = [k for k in table if k.split(":", 1)[1] == key]
         if len(bare) == 1:
             key = bare[0]
+        elif len(bare) > 1:
+            raise ExanteError(f"ambiguous grid region {region!r}: it names {', '.join(bare)}; "
+                              f"give one of these keys")
         else:
             close = bare or difflib.get_close_matches(key, list(table), n=5, cutoff=0.6)
             if not close:  # try matching the part after the provider prefix
@@ -181,13 +197,39 @@ def grid_intensity(region: str | None = None,
                     key.split(":")[-1], list(names), n=5, cutoff=0.6)]
             hint = f"close matches: {', '.join(close)}; " if close else ""
             raise ExanteError(
-                f"unknown grid region {region!r}; {hint}accepted: provider:region keys from "
-                f"seed 001 (e.g. aws:us-east-1, gcp:us-central1) or location:NAME "
-                f"(see predictor.carbon.grid_regions()), or pass a custom value with "
-                f"intensity_g_per_kwh= (CLI: --intensity G_PER_KWH)")
+                f"unknown grid region {region!r}; {hint}accepted: provider:region keys "
+                f"(aws:us-east-1, gcp:us-central1, azure:eastus), country:NAME, us:average, "
+                f"us-state:NAME, ca-province:NAME or location:NAME (list: exante calc "
+                f"--list-regions), or a custom value (intensity_g_per_kwh=; CLI: --intensity G|coal|gas|...)")
     row = table[key]
     return GridIntensity(row["g_co2eq_per_kwh"], f"{key} ({row['location']}, {row['country']})",
                          row["source"])
+
+
+def energy_source_intensity(name: str) -> GridIntensity:
+    """Average intensity of a main energy source (seed 000 Table 2): ``coal``, ``gas`` /
+    ``natural gas``, ``hydro`` / ``hydroelectricity``, ``oil``, ``nuclear``."""
+    table = energy_sources()
+    key = " ".join(str(name).strip().lower().replace("_", " ").split())
+    key = ENERGY_SOURCE_ALIASES.get(key.replace(" ", "-"), ENERGY_SOURCE_ALIASES.get(key, key))
+    if key not in table:
+        raise ExanteError(f"unknown energy source {name!r}; accepted: a number of gCO2eq/kWh or "
+                          f"one of {', '.join(sorted(set(table) | set(ENERGY_SOURCE_ALIASES)))}")
+    row = table[key]
+    return GridIntensity(row["g_co2eq_per_kwh"], f"energy source: {key}", row["source"])
+
+
+def resolve_intensity(region: str | None = None, intensity=None) -> GridIntensity:
+    """``intensity`` as a number (gCO2eq/kWh) or an energy-source name (seed 000 Table 2), else
+    the ``region`` (see :func:`grid_intensity`), else the world-average default."""
+    if intensity is not None and region is not None:
+        raise ExanteError("give a region or an intensity, not both")
+    if isinstance(intensity, str):
+        try:
+            intensity = float(intensity)
+        except ValueError:
+            return energy_source_intensity(intensity)
+    return grid_intensity(region, intensity)
 
 
 def to_kwh(energy_j: float) -> float:

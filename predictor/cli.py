@@ -1,4 +1,4 @@
-"""The ``exante`` command line: features | profile | sweep | fit | predict | estimate.
+"""The ``exante`` command line: features | profile | sweep | fit | predict | estimate | calc.
 
 Every user error (bad MODEL_REF, malformed ``--input``, non-positive batch, missing optional
 package, unknown hardware...) prints one line ``exante: error: ...`` and exits with code 2.
@@ -237,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware", default="h100")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_estimate)
+
+    from predictor.calc import add_parser as add_calc_parser  # calculator mode (issue 10)
+    add_calc_parser(sub)
     return parser
 
 

@@ -25,12 +25,24 @@ def test_every_row_has_a_source(name):
         assert all(v is not None for v in row.values()), row   # no ragged rows
 
 
+def test_imported_regions_name_their_source():
+    text = resources.files("predictor.data").joinpath("grid_intensity_codecarbon.csv").read_text(
+        encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows
+    for row in rows:
+        assert "codecarbon" in row["source"], row
+        assert 0 <= float(row["g_co2eq_per_kwh"]) < 2000, row
+
+
 def test_loaders_and_row_counts():
     regions = carbon.grid_regions()
-    assert len(regions) == 46
     assert sum(k.startswith("gcp:") for k in regions) == 20
     assert sum(k.startswith("aws:") for k in regions) == 22
-    assert not any(k.startswith("azure:") for k in regions)    # garbled in seed 001: left out
+    assert sum(k.startswith("location:") for k in regions) == 4
+    # imported from codecarbon's package data (experiments/calculator/import_codecarbon_grid.py)
+    assert sum(k.startswith("azure:") for k in regions) == 32
+    assert sum(k.startswith("us-state:") for k in regions) >= 50
     assert len(carbon.hardware_table()) >= 34       # one resolved row per catalogue device
     assert set(carbon.energy_sources()) == {"coal", "natural gas", "hydroelectricity", "oil",
                                             "nuclear"}
