@@ -74,6 +74,7 @@ __all__ = [
     "module_hparams",
     "dtype_name",
     "ROOT_NAME",
+    "MetaTruthMode",
 ]
 
 ROOT_NAME = "(root)"
@@ -867,12 +868,92 @@ def _fast_forward(mod: nn.Module, rule, orig):
 
 
 # --------------------------------------------------------------------------------------
+# value reads on meta: a meta tensor has no data, so ``bool(t)`` / ``t.item()`` raise. Code
+# written for real inputs reads a few predicates -- Hugging Face's attention-mask helpers
+# ask ``mask.all()`` or ``mask.sum() == mask.numel()`` ("no padding?") to pick sdpa's
+# ``is_causal`` path. During a capture on meta such a predicate reads the answer of the
+# typical input (an all-ones mask, valid values): a bool scalar made by ``all`` or by
+# comparing a ``sum`` with a number reads True. Any other value read on meta still raises.
+
+_TRUTH = "_exante_truth"        # tag: the value a read of this meta bool scalar returns
+_SUMTAG = "_exante_sum"         # tag: made by a ``sum`` (for ``x.sum() == n``)
+_READS = frozenset({torch.Tensor.__bool__, torch.Tensor.item, torch.Tensor.is_nonzero,
+                    torch.is_nonzero})
+
+
+def _meta_read(func, args):
+    """The typical-input answer of a value read of a tagged meta bool scalar, else None."""
+    if func in _READS and args:
+        t = args[0]
+        if isinstance(t, torch.Tensor) and t.is_meta and t.dtype is torch.bool \
+                and t.numel() == 1:
+            return t.__dict__.get(_TRUTH)
+    return None
+
+
+def _meta_tag(name: str, args: tuple, out, tagged: list) -> None:
+    """Tag the outputs of ``all`` / ``sum`` / ``sum == n`` on meta (see above)."""
+    if type(out) is not torch.Tensor or not out.is_meta:
+        return
+    key = None
+    if name == "all" and out.dtype is torch.bool and out.numel() == 1:
+        key = _TRUTH
+    elif name == "sum" and out.numel() == 1:
+        key = _SUMTAG
+    elif name == "eq" and len(args) == 2 and out.numel() == 1:
+        a, b = args
+        if isinstance(b, torch.Tensor):
+            a, b = b, a
+        if isinstance(a, torch.Tensor) and _SUMTAG in a.__dict__ and type(b) is int:
+            key = _TRUTH
+    if key is not None:
+        out.__dict__[key] = True
+        tagged.append(weakref.ref(out))
+
+
+class MetaTruthMode(TorchFunctionMode):
+    """The capture's meta value reads as a context of their own (e.g. around a
+    ``FlopCounterMode`` run of the same meta model): ``all`` / ``sum == n`` predicates on
+    meta read True; tags are removed on exit."""
+
+    def __enter__(self):
+        self.tagged: list = []
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            _untag(self.tagged)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        v = _meta_read(func, args)
+        if v is not None:
+            return v
+        out = func(*args, **kwargs)
+        kind, name, _ = _classify(func)
+        if kind == _OP:
+            _meta_tag(name, args, out, self.tagged)
+        return out
+
+
+def _untag(tagged: list) -> None:
+    for r in tagged:
+        t = r()
+        if t is not None:
+            for k in (_TAG, _TRUTH, _SUMTAG):
+                t.__dict__.pop(k, None)
+    tagged.clear()
+
+
+# --------------------------------------------------------------------------------------
 # the recorder
 
 
 class _State:
     __slots__ = ("depth", "stack", "lowp", "records", "index", "zero_cost", "calls",
-                 "supported", "tagged", "hp_cache", "fast")
+                 "supported", "tagged", "hp_cache", "fast", "seen", "marks", "meta")
 
     def __init__(self, lowp: str | None, supported: dict):
         self.depth = 0
@@ -886,6 +967,9 @@ class _State:
         self.tagged: list = []           # weakrefs of tagged tensors (cleanup)
         self.hp_cache: dict = {}
         self.fast = False                # meta fast path (shape rules) for functional ops
+        self.seen = 0                    # functional calls seen outside recorded modules
+        self.marks: list = []            # ``seen`` at the entry of each descended module
+        self.meta = False                # inputs on meta: value reads answered (see above)
 
     # -- dtype --------------------------------------------------------------------------
     def compute_dtype(self, tname: str, ins: list, outs: list, inplace: bool = False) -> str:
@@ -935,11 +1019,7 @@ class _State:
                 self.tag(t, tag)
 
     def cleanup(self) -> None:
-        for r in self.tagged:
-            t = r()
-            if t is not None:
-                t.__dict__.pop(_TAG, None)
-        self.tagged.clear()
+        _untag(self.tagged)
 
     # -- recording ----------------------------------------------------------------------
     def record(self, tname: str, hparams: tuple, ins: list, outs: list, name: str,
@@ -973,13 +1053,21 @@ class _FunctionalRecorder(TorchFunctionMode):
         s = self.state
         if s.depth:
             return func(*args, **kwargs)
+        s.seen += 1
         kind, name, inplace = _classify(func)
+        if kind == _META and s.meta:
+            v = _meta_read(func, args)
+            if v is not None:
+                s.zero_cost[name] += 1
+                return v
         out = _fast_functional(func, args, kwargs) if s.fast else None
         if out is None:
             out = func(*args, **kwargs)
         if kind == _META:
             s.zero_cost[name] += 1
             return out
+        if s.meta and kind == _OP:
+            _meta_tag(name, args, out, s.tagged)
         src = args[0] if args else None
         if kind == _VIEW and name == "getitem" and len(args) > 1 and _has_tensor(args[1]):
             kind, name = _OP, "index"           # advanced indexing: a gather kernel
@@ -1137,14 +1225,49 @@ def _install_hooks(model: nn.Module, state: _State, registry: dict, fast: bool =
 
         return pre, post
 
+    def make_descend_hooks(path: str, module: nn.Module):
+        display = path or ROOT_NAME
+        tname = module_type_name(module)
+
+        def pre(mod, args):
+            state.stack.append(display)
+            state.marks.append(state.seen)
+
+        def post(mod, args, kwargs, output):
+            state.stack.pop()
+            mark = state.marks.pop()
+            if state.seen != mark or state.depth:
+                return                      # its calls were seen (and recorded)
+            ins: list = []
+            _tensors(args, ins)
+            _tensors(kwargs, ins)
+            outs: list = []
+            _tensors(output, outs)
+            if not any(all(o is not t for t in ins) for o in outs):
+                return                      # returned (some of) its inputs: no work
+            # new tensors out of no visible op (a C extension, a custom kernel): the
+            # module is recorded as one opaque, unsupported layer -- never counted as zero
+            hp = state.hp_cache.get(id(mod))
+            if hp is None:
+                hp = state.hp_cache[id(mod)] = module_hparams(mod)
+            state.record(tname, hp, ins, outs, display, mod)
+
+        return pre, post
+
     def walk(module: nn.Module, path: str) -> None:
         if id(module) in seen:
             return
         seen.add(id(module))
         children = list(module.named_children())
-        # a childless root without a feature function is run as a container, so that a
-        # model written with functional ops only is still captured op by op
-        if _is_atomic(module, registry) or (not children and module is not model):
+        if not children and not _is_atomic(module, registry):
+            # a childless module without a feature function (a subclass of a torch layer
+            # with its own forward, a custom block): descend and record the functional ops
+            # it calls (F.conv2d, F.layer_norm, addmm, mul ...), attributed to its path
+            pre, post = make_descend_hooks(path, module)
+            hooks.add(module, pre, pre=True)
+            hooks.add(module, post, pre=False, with_kwargs=True)
+            return
+        if _is_atomic(module, registry):
             pre, post = make_leaf_hooks(path, module)
             hooks.add(module, pre, pre=True)
             hooks.add(module, post, pre=False, with_kwargs=True)
@@ -1234,6 +1357,7 @@ def capture(model: nn.Module, inputs, *, dtype: str = "fp32", train: bool = Fals
     try:
         _set_training(model, modes, train)
         state.fast = _FAST_PATH and dev == "meta" and _no_outer_modes()
+        state.meta = dev == "meta"
         _install_hooks(model, state, registry, fast=state.fast, handles=handles)
         with torch.no_grad(), _FunctionalRecorder(state):
             if lowp is not None and dev == "cuda":

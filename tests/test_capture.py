@@ -354,16 +354,79 @@ def test_meta_device_model_and_to_meta():
     assert cap4.layers[0].config.output_shapes[0] == (2, 5, 16)
 
 
-def test_unsupported_custom_leaf():
+class Opaque(nn.Module):
+    """A custom leaf whose work is invisible to the function mode (like a C extension)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones(n))
+        self.mode = "per-channel"
+
+    def forward(self, x):
+        with torch._C.DisableTorchFunction():
+            return x * self.gain
+
+
+def test_custom_leaf_is_descended_into():
     model = nn.Sequential(nn.Linear(4, 6), Scale(6), nn.ReLU())
     cap = capture(model, torch.randn(2, 4))
-    assert _types(cap) == ["Linear", "Scale", "ReLU"]
+    # the op inside the custom leaf is recorded, attributed to the leaf's path
+    assert _types(cap) == ["Linear", "mul", "ReLU"]
+    (mul,) = _by_type(cap, "mul")
+    assert mul.names == ["1:mul"] and mul.supported and mul.module is None
+    assert mul.config.input_shapes == ((2, 6), (6,))
+    assert cap.unsupported == []
+
+
+def test_opaque_custom_leaf_is_unsupported_not_zero():
+    model = nn.Sequential(nn.Linear(4, 6), Opaque(6), nn.ReLU())
+    cap = capture(model, torch.randn(2, 4))
+    assert _types(cap) == ["Linear", "Opaque", "ReLU"]
     (u,) = cap.unsupported
-    assert u.config.type == "Scale" and not u.supported and u.names == ["1"]
+    assert u.config.type == "Opaque" and not u.supported and u.names == ["1"]
     hp = u.config.hparams_dict()
     assert hp["mode"] == "per-channel" and hp["param_shapes"] == (("gain", (6,)),)
-    # the op inside the custom leaf is not recorded as a functional op
-    assert "mul" not in _types(cap)
+
+
+def test_leaf_returning_its_input_records_nothing():
+    class PassThrough(nn.Module):
+        def forward(self, x):
+            return x
+
+    class Perm(nn.Module):
+        def forward(self, x):
+            return x.permute(1, 0)
+
+    cap = capture(nn.Sequential(nn.Linear(4, 6), PassThrough(), Perm()), torch.randn(2, 4))
+    assert _types(cap) == ["Linear"] and cap.zero_cost_ops == {"permute": 1}
+
+
+def test_torch_layer_subclass_with_own_forward_counts_its_conv():
+    """timm's StdConv2d / Conv2dSame pattern: a Conv2d subclass with its own forward."""
+
+    class StdConv(nn.Conv2d):
+        def forward(self, x):
+            w = F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None,
+                             training=True, momentum=0.0, eps=1e-6).reshape_as(self.weight)
+            return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation,
+                            self.groups)
+
+    class PadConv(nn.Conv2d):
+        def forward(self, x):
+            return F.conv2d(F.pad(x, (0, 1, 0, 1)), self.weight, self.bias, self.stride, 0)
+
+    from profiling.features import feature_table
+
+    x = torch.zeros(2, 3, 16, 16, device="meta")
+    with torch.device("meta"):
+        m = nn.Sequential(StdConv(3, 8, 3, padding=1), PadConv(8, 8, 3, stride=2))
+    cap = capture(m, x)
+    assert _types(cap) == ["F.batch_norm", "F.conv2d", "F.pad", "F.conv2d"]
+    assert cap.unsupported == []
+    table = feature_table(m, x)
+    # 2·3·16·16·8·27 + 2·8·8·8·8·72 MACs (the same count as nn.Conv2d)
+    conv_macs = sum(r["macs"] * r["count"] for r in table.rows if r["type"] == "F.conv2d")
+    assert conv_macs == 2 * 16 * 16 * 8 * 27 + 2 * 8 * 8 * 8 * 72
 
 
 def test_unknown_functional_op_is_unsupported_not_dropped():
@@ -947,3 +1010,32 @@ def test_fast_path_off_under_outer_modes(monkeypatch):
         cap2 = capture(model, x)
     # (FlopCounterMode's module tracker adds ``requires_grad`` reads to zero_cost_ops)
     assert hits["module"] == 3 and _snapshot(cap2)[:3] == _snapshot(cap)[:3]
+
+
+def test_meta_value_reads_take_the_typical_input_path():
+    """Hugging Face's mask helpers read ``mask.all()`` / ``mask.sum() == mask.numel()``;
+    on meta those predicates read True (an all-ones mask); other value reads still fail."""
+
+    class MaskedAttn(nn.Module):
+        def forward(self, q, mask):
+            if mask.all() and bool(mask.sum() == mask.numel()):
+                return F.scaled_dot_product_attention(q, q, q, is_causal=True)
+            return F.scaled_dot_product_attention(q, q, q, attn_mask=mask[:, None, None, :])
+
+    q = torch.zeros(2, 4, 8, 16, device="meta")
+    mask = torch.ones(2, 8, dtype=torch.bool, device="meta")
+    cap = capture(MaskedAttn(), (q, mask))
+    (sdpa,) = _by_type(cap, "sdpa")
+    assert sdpa.config.hparams_dict()["is_causal"] is True
+    assert len(sdpa.config.input_shapes) == 3          # no mask tensor passed
+    assert not hasattr(mask, "_exante_truth")           # tags removed
+    # on CPU the real values decide
+    cap_cpu = capture(MaskedAttn(), (torch.zeros(2, 4, 8, 16), torch.zeros(2, 8, dtype=torch.bool)))
+    assert len(_by_type(cap_cpu, "sdpa")[0].config.input_shapes) == 4
+
+    class ReadsNumber(nn.Module):
+        def forward(self, x):
+            return x[: int(x.sum().item())]
+
+    with pytest.raises(ExanteError, match="meta"):
+        capture(ReadsNumber(), torch.zeros(4, device="meta"))
