@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default=None, help="per-sample input shape, e.g. 100 or 3x224x224")
     p.add_argument("--epochs", type=float, default=None)
     p.add_argument("--dataset-size", type=float, default=None)
+    p.add_argument("--tokens", type=float, default=None,
+                   help="training tokens instead of --dataset-size (samples = tokens / the "
+                        "per-sample input's element count, e.g. --input 512)")
     p.add_argument("--batch", type=int, default=None, help="training batch size")
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--dtype", choices=DTYPES, default="fp32")

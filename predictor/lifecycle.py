@@ -20,10 +20,18 @@ Accounting choices (also listed in the report's ``notes``):
   ``ceil(dataset_size / batch_size)`` steps, the last one partial; its cost is predicted
   separately at its own batch size (one more cached predict call), not rounded up.
   ``drop_last=True`` drops it. Serving ``requests`` at ``batch_size`` works the same way.
-- **GPUs.** ``gpus > 1`` means data-parallel (DDP): ``batch_size`` is the global batch and must
-  be divisible by ``gpus``; each GPU runs the step at ``batch_size / gpus`` on
-  ``ceil(dataset_size / gpus)`` samples (``DistributedSampler`` padding). We predict one GPU's
-  step and multiply by ``gpus``; gradient all-reduce and other communication are ignored.
+- **GPUs.** ``gpus > 1`` means data-parallel (DDP): ``batch_size`` is the global batch. When
+  it divides evenly, each GPU runs the step at ``batch_size / gpus`` on
+  ``ceil(dataset_size / gpus)`` samples (``DistributedSampler`` padding). When it does not, the
+  rule is ``numpy.array_split``'s: each global batch of B samples gives ``B mod gpus`` GPUs
+  ``ceil(B / gpus)`` samples and the others ``floor(B / gpus)``; an epoch is
+  ``floor(dataset_size / B)`` such steps plus the remainder (unless ``drop_last``) split the
+  same way; GPUs left with 0 samples are counted idle-free (not charged). Each distinct per-GPU
+  batch is predicted once and multiplied by its GPU count; gradient all-reduce and other
+  communication are ignored.
+- **Tokens.** ``dataset_tokens`` (CLI ``--tokens``) instead of ``dataset_size``: samples =
+  ``ceil(tokens / tokens per sample)``, tokens per sample = the element count of the per-sample
+  input (the sequence length for token-id inputs ``--input 512``).
 - **Energy.** ``energy_j`` is GPU board energy (eager PyTorch, as the predictor defines it).
   ``energy_kwh = energy_j / 3.6e6 / gpu_share_of_server × PUE``; ``gpu_share_of_server`` is off
   (1.0) unless given (seed 002 Table 1 measured 0.74: :data:`predictor.carbon.GPU_SHARE_OF_SERVER`).
@@ -176,30 +184,43 @@ class TrainingRun:
                 f"accepted: 1 <= batch_size <= dataset_size")
         if self.gpus is not None:
             s(self, "gpus", _pos_int(self.gpus, "gpus"))
-            if self.batch_size % self.gpus:
-                raise ExanteError(
-                    f"batch_size {self.batch_size} is not divisible by gpus={self.gpus}; data-"
-                    f"parallel runs split the global batch evenly: pass a multiple of gpus")
         if not isinstance(self.drop_last, bool):
             raise ExanteError(f"drop_last must be true or false, got {self.drop_last!r}")
         if self.label is not None and not isinstance(self.label, str):
             raise ExanteError(f"label must be a string, got {self.label!r}")
 
     def plan(self, gpus: int | None = None) -> dict:
-        """Per-epoch step plan of one GPU: ``{gpus, per_gpu_batch, full_steps, last_batch}``.
+        """Per-epoch step plan: ``{gpus, per_gpu_batch, full_steps, last_batch, even, groups}``.
 
-        ``last_batch`` is the per-GPU size of the final partial step (0 if none)."""
+        ``groups`` lists ``(per_gpu_batch, n_gpus, steps_per_epoch, counts_wall_time)``: every
+        distinct per-GPU step to predict, how many GPUs run it, how often, and whether it sets
+        the wall time (the larger share of an uneven split does; see the module docstring). ``last_batch`` is the largest per-GPU size of the final partial
+        step (0 if none)."""
         g = self.gpus or gpus or 1
-        if self.batch_size % g:
-            raise ExanteError(
-                f"batch_size {self.batch_size} is not divisible by gpus={g}; data-parallel runs "
-                f"split the global batch evenly: pass a multiple of gpus")
-        b = self.batch_size // g
-        per_rank = -(-self.dataset_size // g)     # DistributedSampler pads to ceil(N / gpus)
-        full, last = divmod(per_rank, b)
+        B, N = self.batch_size, self.dataset_size
+        if B % g == 0:
+            b = B // g
+            per_rank = -(-N // g)     # DistributedSampler pads to ceil(N / gpus)
+            full, last = divmod(per_rank, b)
+            if self.drop_last:
+                last = 0
+            groups = [(b, g, full, True)] + ([(last, g, 1, True)] if last else [])
+            return {"gpus": g, "per_gpu_batch": b, "full_steps": full, "last_batch": last,
+                    "even": True, "groups": [x for x in groups if x[2]]}
+        full, rest = divmod(N, B)
         if self.drop_last:
-            last = 0
-        return {"gpus": g, "per_gpu_batch": b, "full_steps": full, "last_batch": last}
+            rest = 0
+
+        def split(n: int, steps: int) -> list[tuple[int, int, int]]:
+            hi, r = -(-n // g), n % g
+            parts = [(hi, r if r else g, steps, True)]
+            if r and n // g:
+                parts.append((n // g, g - r, steps, False))
+            return [p for p in parts if p[0] and p[2]]
+
+        groups = split(B, full) + (split(rest, 1) if rest else [])
+        return {"gpus": g, "per_gpu_batch": -(-B // g), "full_steps": full,
+                "last_batch": -(-rest // g) if rest else 0, "even": False, "groups": groups}
 
 
 @dataclass(frozen=True)
@@ -596,14 +617,17 @@ class _Acc:
         self.gpu_s = [0.0, 0.0, 0.0]
         self.calls = 0
 
-    def add(self, cost: _Cost, n: int, gpus: int = 1):
+    def add(self, cost: _Cost, n: int, gpus: int = 1, wall: bool = True):
+        """``wall=False``: these steps run alongside others already counted (GPUs with the
+        smaller share of an uneven batch), so they add energy and GPU time, not wall time."""
         if n <= 0:
             return
         for i, (ev, tv) in enumerate(zip(
                 (cost.energy_j, cost.energy_j_low, cost.energy_j_high),
                 (cost.time_s, cost.time_s_low, cost.time_s_high))):
             self.e[i] += ev * n * gpus
-            self.t[i] += tv * n
+            if wall:
+                self.t[i] += tv * n
             self.gpu_s[i] += tv * n * gpus
         self.calls += n
 
@@ -630,10 +654,9 @@ def _training_stage(runs, cost_of) -> tuple[_Acc, list[dict]]:
         plan = run.plan()
         run_acc = _Acc()
         full = cost_of("train_step", plan["per_gpu_batch"], run.dtype, run.optimizer)
-        run_acc.add(full, plan["full_steps"] * run.epochs, plan["gpus"])
-        if plan["last_batch"]:
-            last = cost_of("train_step", plan["last_batch"], run.dtype, run.optimizer)
-            run_acc.add(last, run.epochs, plan["gpus"])
+        for batch, n_gpus, steps, wall in plan["groups"]:
+            cost = cost_of("train_step", batch, run.dtype, run.optimizer)
+            run_acc.add(cost, steps * run.epochs, n_gpus, wall)
         for i in range(3):
             acc.e[i] += run_acc.e[i]
             acc.t[i] += run_acc.t[i]
@@ -642,7 +665,8 @@ def _training_stage(runs, cost_of) -> tuple[_Acc, list[dict]]:
         items.append({
             "label": run.label, "epochs": run.epochs, "dataset_size": run.dataset_size,
             "batch_size": run.batch_size, "gpus": plan["gpus"],
-            "per_gpu_batch": plan["per_gpu_batch"], "optimizer": run.optimizer,
+            "per_gpu_batch": plan["per_gpu_batch"], "even_split": plan["even"],
+            "per_gpu_steps": [list(x) for x in plan["groups"]], "optimizer": run.optimizer,
             "dtype": run.dtype, "drop_last": run.drop_last,
             "steps_per_epoch": plan["full_steps"] + (1 if plan["last_batch"] else 0),
             "last_batch_per_gpu": plan["last_batch"] or None,
@@ -767,6 +791,14 @@ def _notes(scenario: Scenario, share: float) -> list[str]:
         notes.append("multi-GPU runs: data-parallel, one GPU's step at batch/gpus predicted and "
                      "multiplied by gpus; gradient all-reduce and other communication are "
                      "ignored (an underestimate).")
+    if any(not r.plan(scenario.gpus)["even"] for r in runs):
+        notes.append("a global batch that does not divide over the GPUs is split like "
+                     "numpy.array_split (B mod gpus GPUs take ceil(B/gpus), the rest floor); "
+                     "each share is predicted at its own batch size.")
+    if scenario.pue == carbon.DEFAULT_PUE:
+        notes.append(f"PUE {carbon.DEFAULT_PUE} is estimate's default (Uptime Institute 2020 "
+                     f"average, seed 004 §3.4): facility energy = 1.58 × GPU energy. Pass --pue "
+                     f"(1.0 = GPU energy only, the default of exante calc).")
     if scenario.intensity_g_per_kwh is None and scenario.region is None:
         notes.append("no region or intensity given: the world-average grid intensity is used "
                      "(seed 000 §4.1); pass a region for a meaningful CO2 figure.")
@@ -779,7 +811,14 @@ def scenario_from_args(args) -> Scenario:
     """Build a Scenario from ``exante estimate`` flags (see predictor/cli.py)."""
     g = lambda name, default=None: getattr(args, name, default)  # noqa: E731
     optimizer, dtype = g("optimizer") or "adam", g("dtype") or "fp32"
-    train_keys = {"--epochs": g("epochs"), "--dataset-size": g("dataset_size"),
+    dataset_size = g("dataset_size")
+    if g("tokens") is not None:
+        if dataset_size is not None:
+            raise ExanteError("give --dataset-size (samples) or --tokens, not both")
+        if g("input") is None:
+            raise ExanteError("--tokens needs --input (tokens per sample = its element count)")
+        dataset_size = samples_from_tokens(g("tokens"), g("input"))
+    train_keys = {"--epochs": g("epochs"), "--dataset-size or --tokens": dataset_size,
                   "--batch": g("batch")}
     training = None
     if any(v is not None for v in train_keys.values()):
@@ -787,7 +826,7 @@ def scenario_from_args(args) -> Scenario:
         if missing:
             raise ExanteError(f"a training run needs --epochs, --dataset-size and --batch; "
                               f"missing {', '.join(missing)}")
-        training = TrainingRun(g("epochs"), g("dataset_size"), g("batch"), optimizer=optimizer,
+        training = TrainingRun(g("epochs"), dataset_size, g("batch"), optimizer=optimizer,
                                dtype=dtype)
     search = None
     if g("trials") is not None:
@@ -808,9 +847,10 @@ def scenario_from_args(args) -> Scenario:
 _TOP_KEYS = ("model", "input", "hardware", "pue", "region", "intensity_g_per_kwh", "gpus",
              "embodied_kg", "hardware_lifetime_h", "gpu_share_of_server", "training", "search",
              "inference")
-_RUN_KEYS = ("epochs", "dataset_size", "batch", "optimizer", "dtype", "gpus", "label",
-             "drop_last")
-_SEARCH_KEYS = ("trials", "epochs", "dataset_fraction", "dataset_size", "batch", "optimizer",
+_RUN_KEYS = ("epochs", "dataset_size", "dataset_tokens", "batch", "optimizer", "dtype", "gpus",
+             "label", "drop_last")
+_SEARCH_KEYS = ("trials", "epochs", "dataset_fraction", "dataset_size", "dataset_tokens",
+                "batch", "optimizer",
                 "dtype", "gpus", "drop_last", "seed", "runs")
 _INFERENCE_KEYS = ("requests", "batch", "dtype")
 
@@ -832,8 +872,23 @@ def _need(table, key, where, path):
     return table[key]
 
 
-def _run_from_table(t: dict, where: str, path, defaults: dict | None = None) -> TrainingRun:
+def samples_from_tokens(tokens, input_shape) -> int:
+    """Samples holding ``tokens`` training tokens: ``ceil(tokens / tokens per sample)``, where
+    tokens per sample is the element count of the per-sample input (sequence length)."""
+    shape = _input_shape(input_shape)
+    per_sample = math.prod(shape)
+    n = _pos_float(tokens, "dataset_tokens")
+    return max(1, math.ceil(n / per_sample))
+
+
+def _run_from_table(t: dict, where: str, path, defaults: dict | None = None,
+                    input_shape=None) -> TrainingRun:
     d = {**(defaults or {}), **t}
+    if "dataset_tokens" in t and "dataset_size" in t:
+        raise ExanteError(f"{where} in {path}: give dataset_size or dataset_tokens, not both")
+    tokens = d.pop("dataset_tokens", None)
+    if tokens is not None and "dataset_size" not in t:   # the table's own size wins
+        d["dataset_size"] = samples_from_tokens(tokens, input_shape)
     return TrainingRun(
         epochs=_need(d, "epochs", where, path), dataset_size=_need(d, "dataset_size", where, path),
         batch_size=_need(d, "batch", where, path), optimizer=d.get("optimizer", "adam"),
@@ -868,7 +923,8 @@ def scenario_from_dict(doc: dict, path: str = "<scenario>") -> Scenario:
     runs = []
     for i, t in enumerate(tr or []):
         _check_keys(t, _RUN_KEYS, f"[[training]] #{i + 1}", path)
-        runs.append(_run_from_table(t, f"[[training]] #{i + 1}", path))
+        runs.append(_run_from_table(t, f"[[training]] #{i + 1}", path,
+                                    input_shape=doc.get("input")))
 
     search = None
     if "search" in doc:
@@ -886,7 +942,8 @@ def scenario_from_dict(doc: dict, path: str = "<scenario>") -> Scenario:
             sruns = []
             for i, t in enumerate(s["runs"]):
                 _check_keys(t, _RUN_KEYS, f"[[search.runs]] #{i + 1}", path)
-                sruns.append(_run_from_table(t, f"[[search.runs]] #{i + 1}", path, inherit))
+                sruns.append(_run_from_table(t, f"[[search.runs]] #{i + 1}", path, inherit,
+                                             input_shape=doc.get("input")))
             search = SearchPlan(tuple(sruns))
         else:
             trials = _need(s, "trials", "[search]", path)
@@ -905,7 +962,11 @@ def scenario_from_dict(doc: dict, path: str = "<scenario>") -> Scenario:
             merged = {**base, **own}
             if epochs is not None:
                 merged["epochs"] = epochs
-            base_run = _run_from_table(merged, "[search] (or the first [[training]] run)", path)
+            if "dataset_tokens" in own:
+                merged.pop("dataset_size", None)
+                merged = {**merged, "dataset_tokens": own["dataset_tokens"]}
+            base_run = _run_from_table(merged, "[search] (or the first [[training]] run)", path,
+                                       input_shape=doc.get("input"))
             fr = s.get("dataset_fraction")
             search = SearchPlan.from_trials(
                 trials, base_run, epochs_range=epochs_range,

@@ -159,8 +159,24 @@ def test_data_parallel_gpus_and_drop_last():
     # Scenario.gpus is the default GPU count of runs that do not say
     sc = scenario(gpus=4, training=TrainingRun(1, 100, 32), search=None, inference=None)
     assert sc.training[0].gpus == 4
-    with pytest.raises(ExanteError, match="divisible by gpus"):
-        scenario(gpus=3, training=TrainingRun(1, 100, 32))
+
+def test_uneven_global_batch_is_split_like_array_split():
+    # 100 samples, global batch 32 on 3 GPUs: 3 full steps of 11+11+10, then 4 = 2+1+1
+    run = TrainingRun(1, 100, 32, gpus=3)
+    plan = run.plan()
+    assert not plan["even"]
+    assert plan["groups"] == [(11, 2, 3, True), (10, 1, 3, False), (2, 1, 1, True),
+                              (1, 2, 1, False)]
+    assert sum(b * n * k for b, n, k, _ in plan["groups"]) == 100     # every sample once
+    r = estimate(scenario(training=run, search=None, inference=None), predict_fn=Stub())
+    tr = r.stages["training"]
+    assert tr.energy_j == pytest.approx(3 * (2 * e_train(11) + e_train(10))
+                                        + e_train(2) + 2 * e_train(1))
+    assert tr.time_s == pytest.approx(3 * (3 * t_call(11) + t_call(2)))  # slowest share sets it
+    assert any("array_split" in n for n in r.notes)
+    # batch smaller than the GPU count: idle GPUs are not charged
+    small = TrainingRun(1, 10, 2, gpus=4, drop_last=True).plan()
+    assert small["groups"] == [(1, 2, 5, True)]
 
 
 def test_embodied_and_server_share():
@@ -223,7 +239,6 @@ def test_accepts_an_nn_module():
     (lambda: TrainingRun(1, 100, 10, optimizer="lion"), "unknown optimizer 'lion'; accepted: sgd, adam, adamw"),
     (lambda: TrainingRun(1, 100, 10, dtype="fp16"), "unknown dtype 'fp16'; accepted: fp32, bf16"),
     (lambda: TrainingRun(1, 100, 10, gpus=0), "gpus must be a positive integer"),
-    (lambda: TrainingRun(1, 100, 10, gpus=3), "divisible by gpus"),
     (lambda: InferencePlan(0), "requests must be a positive integer"),
     (lambda: InferencePlan(10, batch_size=-1), "batch_size must be a positive integer"),
     (lambda: InferencePlan(10, dtype="int8"), "unknown dtype"),
@@ -349,3 +364,29 @@ def test_scenario_from_cli_args():
     args.batch = None
     with pytest.raises(ExanteError, match="missing --batch"):
         scenario_from_args(args)
+
+
+def test_tokens_instead_of_samples():
+    from predictor.lifecycle import samples_from_tokens, scenario_from_dict
+    assert samples_from_tokens(1_000_000, "512") == 1954           # ceil(1e6 / 512)
+    assert samples_from_tokens(2048, [4, 512]) == 1
+    doc = {"model": "mlp:in=8,depth=1,width=8,out=1", "input": "512",
+           "training": {"epochs": 1, "dataset_tokens": 5120, "batch": 2}}
+    assert scenario_from_dict(doc).training[0].dataset_size == 10
+    doc["training"]["dataset_size"] = 10
+    with pytest.raises(ExanteError, match="not both"):
+        scenario_from_dict(doc)
+
+
+def test_estimate_cli_tokens_and_pue_note(capsys):
+    from predictor.cli import main
+    rc = main(["estimate", "mlp:in=8,depth=1,width=8,out=1", "--input", "8", "--epochs", "1",
+               "--tokens", "80", "--dataset-size", "10", "--batch", "2"])
+    assert rc == 2 and "not both" in capsys.readouterr().err
+
+
+def test_default_pue_is_stated_in_the_notes():
+    r = estimate(scenario(pue=carbon.DEFAULT_PUE), predict_fn=Stub())
+    assert any("PUE 1.58 is estimate's default" in n for n in r.notes)
+    r = estimate(scenario(pue=1.1), predict_fn=Stub())
+    assert not any("estimate's default" in n for n in r.notes)
