@@ -40,7 +40,7 @@ from torch import nn
 from profiling import replay, schema
 from profiling.errors import ExanteError, MeterUnavailable
 
-__all__ = ["profile_model", "ProfileResult", "ProfileSession", "open_meter", "hardware_id"]
+__all__ = ["profile_model", "measure_whole_model", "ProfileResult", "ProfileSession", "open_meter", "hardware_id"]
 
 REFERENCE_EVERY = 20
 RATED_POWER_W = {"h100": 700.0, "h200": 700.0, "a100": 400.0}
@@ -64,11 +64,14 @@ def hardware_id(gpu_name: str | None, device: torch.device | None = None) -> str
 
 
 def open_meter(name="auto", *, device=None, hardware: str | None = None, rated_power_w: float | None = None):
-    """A meter by name (``auto | nvml | nvml-power | rapl | estimated | replay``), an
+    """A meter by name (``auto | nvml | nvml-changes | nvml-power | rapl | estimated | replay |
+    replay-changes``), an
     ``EnergyMeter`` instance (returned as is) or a zero-argument factory.
 
     ``replay`` integrates a constant power (``rated_power_w`` or 100 W) over the real clock:
-    a stand-in for CPU tests and dry runs (rows say ``meter=replay``). ``estimated`` uses
+    a stand-in for CPU tests and dry runs (rows say ``meter=replay``); ``replay-changes`` the same
+    with 50 ms counter steps read through :class:`~profiling.meters.CounterChangeMeter` (the
+    ``nvml-changes`` code path). ``estimated`` uses
     ``rated_power_w`` or the hardware's rated power and is labelled ``measured = False``.
     """
     from profiling import meters
@@ -86,6 +89,10 @@ def open_meter(name="auto", *, device=None, hardware: str | None = None, rated_p
     if key == "replay":
         return meters.ReplayMeter(power_w=float(rated_power_w or 100.0), clock=time.perf_counter, counter_period_s=0.0,
                                   info={"gpu_name": None})
+    if key == "replay-changes":  # the counter-change path of protocol v2 on a CPU: 50 ms counter steps
+        inner = meters.ReplayMeter(power_w=float(rated_power_w or 100.0), clock=time.perf_counter,
+                                   counter_period_s=0.05, info={"gpu_name": None})
+        return meters.CounterChangeMeter(inner)
     if key == "estimated":
         p = rated_power_w or RATED_POWER_W.get(str(hardware or "").lower())
         if p is None:
@@ -549,3 +556,75 @@ def _measure_model(model, xs, cap, counts, feats, session, *, mode, dtype, optim
         measurement=meas, env=session._row_env(), hardware=hardware, layer_counts=counts, totals=totals, exec="eager",
         sweep_id=sweep_id, task_key=task_key,
     )
+
+
+# --------------------------------------------------------------------------- whole model only
+
+
+def measure_whole_model(model: nn.Module, inputs, *, session: ProfileSession, mode: str = "inference",
+                        dtype: str = "fp32", optimizer: str | None = None, model_ref: str | None = None,
+                        family: str | None = None, spec: Any = None, task_key: str | None = None,
+                        sweep_id: str | None = None, features: bool = True) -> tuple[dict, list, list]:
+    """Measure the whole model only (no layer replays): ``(model_row, reference_rows, notes)``.
+
+    The measurement comes first; then (``features=True``) one capture gives the row's
+    ``layer_counts`` and feature totals. A capture or feature failure does not lose the
+    measurement: the row keeps ``layer_counts = {}``, ``n_unsupported = 1`` and
+    ``unsupported_types = ["(capture failed)"]`` (so fits that need the counts skip it) and the
+    reason is returned in ``notes``."""
+    from profiling.capture import capture
+    from profiling.features import layer_features
+
+    optimizer = schema.check_run(mode, "eager", dtype, optimizer, default_optimizer="sgd")
+    dev = session.device
+    ref_rows: list = []
+    notes: list = []
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        session.maybe_reference(ref_rows, task_key=task_key)
+        replay.materialize(model, dev)
+        xs = replay.prepare_inputs(inputs, dev, int_high=replay._min_embedding_rows(model) or 2)
+        wl = replay.build_model_workload(model, xs, mode=mode, dtype=dtype, optimizer=optimizer, device=dev)
+        try:
+            meas = session.measure(wl)
+        finally:
+            wl.close()
+        totals: dict = {"params": int(sum(p.numel() for p in model.parameters()))}
+        counts: dict = {}
+        if features:
+            try:
+                cap = capture(model, xs, dtype=dtype, train=mode != "inference")
+                feats = {}
+                for layer in cap.layers:
+                    k = layer.config.key()
+                    if layer.supported:
+                        try:
+                            feats[k] = layer_features(layer.config)
+                        except Exception:
+                            continue
+                        counts[k] = counts.get(k, 0) + layer.count
+                for f in ("macs", "flops", "bytes_read", "bytes_written"):
+                    totals[f] = int(sum(c * int(feats[k].get(f) or 0) for k, c in counts.items()))
+                totals["n_unsupported"] = sum(1 for l in cap.layers if l.config.key() not in counts)
+                totals["unsupported_types"] = sorted({l.config.type for l in cap.layers if l.config.key() not in counts})
+            except Exception as exc:  # keep the measurement; the features can be recomputed offline
+                counts = {}  # marked so that fits needing the counts skip the row
+                totals["n_unsupported"] = 1
+                totals["unsupported_types"] = ["(capture failed)"]
+                notes.append(f"features not captured: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300])
+        shapes = _input_shapes(xs)
+        row = schema.model_row(
+            key=task_key or "model:" + hashlib.sha1(json.dumps([model_ref, shapes, mode, dtype, optimizer],
+                                                               default=str).encode()).hexdigest()[:16],
+            model_ref=model_ref or type(model).__name__, family=family, spec=spec, input_shape=shapes,
+            batch=int(shapes[0][0]) if shapes and shapes[0] else 1, mode=mode, dtype=dtype, optimizer=optimizer,
+            measurement=meas, env=session._row_env(), hardware=session.hardware, layer_counts=counts, totals=totals,
+            exec="eager", sweep_id=sweep_id if sweep_id is not None else session.sweep_id, task_key=task_key)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            exc.exante_partial = {"layer_rows": [], "reference_rows": list(ref_rows), "skipped": [], "reused_keys": []}
+        raise
+    finally:
+        for m, f in flags:
+            m.training = f
+    return row, ref_rows, notes

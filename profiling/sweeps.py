@@ -130,7 +130,7 @@ class SweepTask:
     """One unit of a sweep: build ``spec`` and measure it in ``mode``/``dtype``/``optimizer``."""
 
     key: str
-    kind: str  # "layer" | "model"
+    kind: str  # "layer" | "model" | "whole" (the whole model only, no layer replays)
     family: str
     spec: dict
     mode: str
@@ -156,7 +156,9 @@ def make_task(kind: str, spec: dict, mode: str, dtype: str, optimizer: str | Non
     h = hashlib.sha1(ident.encode()).hexdigest()[:10]
     label = _spec_label(spec)
     key = f"{spec['family']}:{label}:{mode}:{dtype}:{optimizer or '-'}:b{spec['batch']}#{h}"
-    return SweepTask(key=key, kind=kind, family=spec["family"] if kind == "model" else f"layer/{spec['type']}",
+    family = f"layer/{spec['type']}" if kind == "layer" else (
+        f"refset/{spec['kind']}" if spec["family"] == "refset" else spec["family"])
+    return SweepTask(key=key, kind=kind, family=family,
                      spec=spec, mode=mode, dtype=dtype, optimizer=optimizer, batch=int(spec["batch"]),
                      execs=tuple(execs), model_ref=model_ref or _model_ref(spec))
 
@@ -174,10 +176,14 @@ def _spec_label(spec: dict) -> str:
         return f"d{spec['d_model']}-h{spec['heads']}-l{spec['layers']}-s{spec['seq']}"
     if f == "mixed":
         return f"{spec['kind']}-{len(spec['blocks'])}blk"
+    if f == "refset":
+        return spec["name"]
     return f
 
 
 def _model_ref(spec: dict) -> str:
+    if spec["family"] == "refset":
+        return spec["model_ref"]
     if spec["family"] == "mlp":
         return f"mlp:in={spec['in']},depth={spec['depth']},width={spec['width']},out={spec['out']}"
     return "spec:" + _canon({k: v for k, v in spec.items() if k != "batch"})
@@ -192,6 +198,9 @@ class SweepDefinition:
     generate: Callable[[], list] = field(repr=False)
     expected_duration_s: float | None = None  # on an H100 (see estimate_sweep)
     smoke: bool = False
+    protocol: dict | None = None  # protocol.measure kwargs for this sweep (callers' protocol_kwargs override)
+    torch_flags: dict | None = None  # precision flags set while the sweep runs (TORCH_FLAGS names), then restored
+    reference_every: int | None = None  # drift reference every n configs (default REFERENCE_EVERY)
     _cache: list | None = field(default=None, repr=False, compare=False)
 
     def tasks(self, limit: int | None = None, shard: tuple[int, int] | None = None) -> list[SweepTask]:
@@ -550,7 +559,26 @@ def build_from_spec(spec: dict, device="meta"):
             return _build_transformer(spec, dev)
         if fam == "mixed":
             return _build_mixed(spec, dev)
+        if fam == "refset":
+            return _build_refset(spec, dev)
     raise ExanteError(f"unknown sweep family {fam!r}")
+
+
+def _build_refset(spec: dict, device):
+    """One workload of the H100 reference set (profiling.reference_set), built on ``device``."""
+    from profiling.model_refs import resolve_model
+    from profiling.reference_set import build_encoder
+
+    b, kind = int(spec["batch"]), spec["kind"]
+    if kind == "vision":
+        return resolve_model(spec["model_ref"]), (_randn((b, *spec["input"]), device),)
+    if kind == "transformer":
+        arch = spec["arch"]
+        return build_encoder(arch), (_randint(arch["vocab"], (b, arch["seq"]), device),)
+    if kind == "mlp":
+        a = spec["arch"]
+        return build_mlp(a["inp"], a["depth"], a["width"], a["out"]), (_randn((b, a["inp"]), device),)
+    raise ExanteError(f"unknown reference-set kind {kind!r}; accepted: vision, transformer, mlp")
 
 
 # --------------------------------------------------------------------------- layer designs
@@ -981,6 +1009,145 @@ def reference_design() -> list[SweepTask]:
     ]
 
 
+# --------------------------------------------------------------------------- lent-GPU designs (issue 13)
+
+# protocol settings per sweep (protocol.measure kwargs; protocol v2 takes window energy from the
+# counter's changes when the meter is a *-changes meter, so short windows stay accurate)
+REFSET_PROTOCOL = {  # the H100 reference set's README: 0.3 s warm-up, two windows >= 1.2 s, sync every 8 calls
+    "warmup_s": 0.3, "warmup_calls": 1, "min_window_s": 1.2, "n_windows": 2, "max_rounds": 1, "sync_every": 8,
+    "jitter_s": (0.0, 0.0), "max_total_s": 30.0}
+HOST_PROTOCOL = {  # tiny host-bound layers: power ~ flat active idle; time per call is what matters
+    "warmup_s": 0.1, "min_window_s": 0.5, "n_windows": 2, "max_rounds": 2, "calibrate_s": 0.02,
+    "jitter_s": (0.0, 0.0), "max_total_s": 15.0}
+GPU_EFF_PROTOCOL = {  # heavy kernels: 0.3 s warm-up for the power ramp, 1 s windows (DESIGN §2: ~1 % repeat)
+    "warmup_s": 0.3, "min_window_s": 1.0, "n_windows": 2, "max_rounds": 2, "jitter_s": (0.0, 0.0),
+    "max_total_s": 20.0}
+# torch's default precision settings (what the reference set and exante's "fp32" mean)
+TORCH_DEFAULT_FLAGS = {"allow_tf32_matmul": False, "allow_tf32_cudnn": True, "cudnn_benchmark": False}
+
+
+def refset_design() -> list[SweepTask]:
+    """The 95 workloads of the H100 reference set (profiling.reference_set), whole model only,
+    in its own order per model; models interleaved vision / transformer / mlp."""
+    from profiling.reference_set import reference_workloads
+
+    tasks = []
+    for w in reference_workloads():
+        spec = {"family": "refset", "name": w["name"], "kind": w["kind"], "model_ref": w["model_ref"],
+                "arch": w["arch"], "input": list(w["input"]), "batch": int(w["batch"])}
+        tasks.append(make_task("whole", spec, w["mode"], w["dtype"], w["optimizer"], execs=("eager",)))
+    return tasks
+
+
+# tiny configs (batch 1-2): the host's per-call cost dominates; (spec, has parameters)
+_HOST_TINY = [
+    ({"type": "Linear", "batch": 1, "in": 64, "out": 64, "seq": None}, True),
+    ({"type": "Conv2d", "batch": 1, "cin": 8, "cout": 8, "k": 3, "stride": 1, "res": 8, "groups": 1}, True),
+    ({"type": "Conv1d", "batch": 1, "cin": 8, "cout": 8, "k": 3, "stride": 1, "length": 16, "groups": 1}, True),
+    ({"type": "ConvTranspose2d", "batch": 1, "cin": 8, "cout": 8, "k": 2, "stride": 2, "res": 4}, True),
+    ({"type": "BatchNorm2d", "batch": 2, "c": 8, "res": 8}, True),
+    ({"type": "BatchNorm1d", "batch": 2, "c": 64}, True),
+    ({"type": "LayerNorm", "batch": 1, "d": 64, "seq": 8}, True),
+    ({"type": "GroupNorm", "batch": 1, "groups": 8, "c": 32, "res": 8}, True),
+    ({"type": "MultiheadAttention", "batch": 1, "d": 64, "heads": 4, "seq": 8}, True),
+    ({"type": "Embedding", "batch": 1, "vocab": 1000, "d": 64, "seq": 8}, True),
+    ({"type": "ReLU", "batch": 1, "shape": [1, 256]}, False),
+    ({"type": "GELU", "batch": 1, "shape": [1, 256]}, False),
+    ({"type": "SiLU", "batch": 1, "shape": [1, 256]}, False),
+    ({"type": "Hardswish", "batch": 1, "shape": [1, 256]}, False),
+    ({"type": "Sigmoid", "batch": 1, "shape": [1, 256]}, False),
+    ({"type": "Tanh", "batch": 1, "shape": [1, 256]}, False),
+    ({"type": "LeakyReLU", "batch": 1, "shape": [1, 256]}, False),
+    ({"type": "Dropout", "batch": 1, "shape": [1, 256]}, False),
+    ({"type": "Softmax", "batch": 1, "shape": [1, 1, 8, 8]}, False),
+    ({"type": "MaxPool2d", "batch": 1, "c": 8, "res": 8, "k": 2, "stride": 2}, False),
+    ({"type": "AvgPool2d", "batch": 1, "c": 8, "res": 8, "k": 2, "stride": 2}, False),
+    ({"type": "AdaptiveAvgPool2d", "batch": 1, "c": 64, "res": 4}, False),
+    ({"type": "sdpa", "batch": 1, "heads": 2, "head_dim": 32, "seq": 8, "causal": False}, False),
+    ({"type": "add", "batch": 1, "shape": [1, 8, 64]}, False),
+    ({"type": "matmul", "batch": 1, "m": 16, "k": 16, "n": 16}, False),
+    ({"type": "mean", "batch": 1, "seq": 8, "d": 64}, False),
+]
+# autocast adds casts and dispatch per op: the bf16 host cost of the common compute layers
+_HOST_BF16 = ("Linear", "Conv2d", "LayerNorm", "MultiheadAttention", "sdpa")
+# "small" configs (batch 32): still mostly host-bound on an H100/H200, the slope above the floor
+_HOST_SMALL = [
+    {"type": "Linear", "batch": 32, "in": 256, "out": 256, "seq": None},
+    {"type": "Conv2d", "batch": 32, "cin": 16, "cout": 16, "k": 3, "stride": 1, "res": 16, "groups": 1},
+    {"type": "BatchNorm2d", "batch": 32, "c": 16, "res": 16},
+    {"type": "LayerNorm", "batch": 32, "d": 256, "seq": 16},
+    {"type": "ReLU", "batch": 32, "shape": [32, 16, 16, 16]},
+    {"type": "MultiheadAttention", "batch": 32, "d": 128, "heads": 4, "seq": 16},
+    {"type": "sdpa", "batch": 32, "heads": 4, "head_dim": 32, "seq": 16, "causal": False},
+    {"type": "add", "batch": 32, "shape": [32, 16, 128]},
+]
+
+
+def host_launch_design() -> list[SweepTask]:
+    """Per-op host cost: tiny configs of every layer family in inference, forward_backward and
+    train_step (sgd, adam: the optimizer step's own cost), fp32 (+ bf16 autocast for the common
+    compute layers); first eager, then the same in CUDA graphs (the GPU-side floor: eager minus
+    graph is the host's share), then small batch-32 configs eager (the slope above the floor)."""
+    reg = set(supported_layer_types())
+    tiny = [({"family": "layer", **s}, p) for s, p in _HOST_TINY if s["type"] in reg]
+    out: list[SweepTask] = []
+    for ex in ("eager", "graph"):
+        tier = []
+        for spec, has_params in tiny:
+            modes = (INFER, FWD_BWD, TRAIN_SGD, TRAIN_ADAM) if has_params else (INFER, FWD_BWD)
+            for mode, opt in modes:
+                tier.append(make_task("layer", spec, mode, "fp32", opt, execs=(ex,)))
+            if spec["type"] in _HOST_BF16:
+                for mode, opt in (INFER, FWD_BWD):
+                    tier.append(make_task("layer", spec, mode, "bf16", opt, execs=(ex,)))
+        out += _interleave(tier)
+    small = []
+    for s in _HOST_SMALL:
+        if s["type"] in reg:
+            for mode, opt in (INFER, FWD_BWD, TRAIN_ADAM):
+                small.append(make_task("layer", {"family": "layer", **s}, mode, "fp32", opt, execs=("eager",)))
+    return out + _interleave(small)
+
+
+# GPU-bound shapes (BERT/ResNet/ViT-like and larger): efficiency by precision
+_EFF_SHAPES = [
+    {"type": "Linear", "batch": 32, "in": 768, "out": 3072, "seq": 128},
+    {"type": "Linear", "batch": 8, "in": 4096, "out": 4096, "seq": 512},
+    {"type": "Linear", "batch": 64, "in": 1024, "out": 1024, "seq": None},
+    {"type": "Linear", "batch": 16, "in": 1024, "out": 4096, "seq": 1024},
+    {"type": "Conv2d", "batch": 32, "cin": 64, "cout": 64, "k": 3, "stride": 1, "res": 56, "groups": 1},
+    {"type": "Conv2d", "batch": 32, "cin": 256, "cout": 256, "k": 3, "stride": 1, "res": 14, "groups": 1},
+    {"type": "Conv2d", "batch": 32, "cin": 3, "cout": 64, "k": 7, "stride": 2, "res": 224, "groups": 1},
+    {"type": "Conv2d", "batch": 32, "cin": 384, "cout": 384, "k": 3, "stride": 1, "res": 28, "groups": 384},
+    {"type": "Conv2d", "batch": 32, "cin": 1024, "cout": 256, "k": 1, "stride": 1, "res": 14, "groups": 1},
+    {"type": "sdpa", "batch": 32, "heads": 12, "head_dim": 64, "seq": 128, "causal": False},
+    {"type": "sdpa", "batch": 8, "heads": 16, "head_dim": 64, "seq": 1024, "causal": False},
+    {"type": "sdpa", "batch": 8, "heads": 16, "head_dim": 64, "seq": 1024, "causal": True},
+    {"type": "LayerNorm", "batch": 32, "d": 768, "seq": 128},
+    {"type": "LayerNorm", "batch": 8, "d": 4096, "seq": 1024},
+    {"type": "BatchNorm2d", "batch": 32, "c": 64, "res": 56},
+    {"type": "BatchNorm2d", "batch": 32, "c": 256, "res": 14},
+]
+_TF32_TYPES = ("Linear", "Conv2d", "sdpa")  # the precision flags change only these kernels
+
+
+def gpu_eff_design(tf32: bool = False) -> list[SweepTask]:
+    """GPU efficiency of matmul (Linear), conv, attention and norm shapes, inference and
+    forward_backward, eager. ``tf32=False``: strict fp32 (the sweep turns TF32 off for matmuls
+    and cuDNN) and bf16 autocast; ``tf32=True``: fp32 with TF32 on (its own sweep, so the rows'
+    allow_tf32_* columns say which)."""
+    reg = set(supported_layer_types())
+    dtypes = ("fp32",) if tf32 else ("fp32", "bf16")
+    tasks = []
+    for mode, opt in (INFER, FWD_BWD):
+        for s in _EFF_SHAPES:
+            if s["type"] not in reg or (tf32 and s["type"] not in _TF32_TYPES):
+                continue
+            for dt in dtypes:
+                tasks.append(make_task("layer", {"family": "layer", **s}, mode, dt, opt, execs=("eager",)))
+    return _interleave(tasks)
+
+
 # --------------------------------------------------------------------------- registry
 
 SWEEPS: dict[str, SweepDefinition] = {}
@@ -1031,11 +1198,32 @@ register(SweepDefinition(
     "reference", "fixed host-bound and GPU-bound layers and models: re-run every session with tag=... to compare "
     "sessions and machines", reference_design))
 
+register(SweepDefinition(
+    "refset", "the 95 workloads of the H100 reference set (shared/reference/h100), whole model only, with its "
+    "protocol (0.3 s warm-up, two windows >= 1.2 s, sync every 8 calls): H100 vs this GPU row by row",
+    refset_design, protocol=REFSET_PROTOCOL, torch_flags=TORCH_DEFAULT_FLAGS, reference_every=40))
+register(SweepDefinition(
+    "host-launch", "per-op host cost: tiny configs of every layer family, inference / forward_backward / "
+    "train_step (sgd, adam), fp32 (+ bf16), eager then CUDA graph; then batch-32 small configs",
+    host_launch_design, protocol=HOST_PROTOCOL, torch_flags=TORCH_DEFAULT_FLAGS, reference_every=60))
+register(SweepDefinition(
+    "gpu-eff", "GPU efficiency: matmul/conv/attention/norm shapes, inference and forward_backward, strict fp32 "
+    "(TF32 off) and bf16 autocast", lambda: gpu_eff_design(tf32=False), protocol=GPU_EFF_PROTOCOL,
+    torch_flags={"allow_tf32_matmul": False, "allow_tf32_cudnn": False, "cudnn_benchmark": False}, reference_every=40))
+register(SweepDefinition(
+    "gpu-eff-tf32", "GPU efficiency of the matmul/conv/attention shapes of gpu-eff in fp32 with TF32 on "
+    "(matmuls and cuDNN)", lambda: gpu_eff_design(tf32=True), protocol=GPU_EFF_PROTOCOL,
+    torch_flags={"allow_tf32_matmul": True, "allow_tf32_cudnn": True, "cudnn_benchmark": False}, reference_every=40))
+
 # Filled in from estimate_sweep() on this design (configs x SECONDS_PER_CONFIG, H100):
 EXPECTED_DURATION_S = {
     "layers-smoke": 72, "models-smoke": 164, "layers": 1602, "layers-train": 1602, "attention": 1513,
     "mlp": 1420, "mlp-seed004": 700, "cnn": 1404, "transformer": 1416, "mixed": 1440, "reference": 171,
 }
+# the lent-GPU sweeps use their own protocols: ~3.1 s per refset workload (0.3 s warm-up + 2 x 1.2 s
+# windows + build/sync tails), ~1.3 s per host-launch eager config (~1.7 s in a graph), ~2.5 s per
+# gpu-eff config -- planning figures until a session's tasks.csv gives measured elapsed_s
+EXPECTED_DURATION_S.update({"refset": 300, "host-launch": 280, "gpu-eff": 160, "gpu-eff-tf32": 60})
 for _name, _s in EXPECTED_DURATION_S.items():
     if _name in SWEEPS:
         SWEEPS[_name].expected_duration_s = float(_s)
@@ -1062,6 +1250,9 @@ def estimate_sweep(name: str, *, graph: bool = True, limit: int | None = None) -
     n_layer = n_graph = n_model = 0
     tasks = sweep.tasks(limit=limit)
     for t in tasks:
+        if t.kind == "whole":  # the whole model only: one configuration, no layer replays
+            n_model += 1
+            continue
         model, inputs = t.build("meta")
         cap = capture(model, inputs, dtype=t.dtype, train=t.mode != "inference")
         for layer in cap.layers:
@@ -1123,6 +1314,66 @@ def _cuda_context_error(device) -> str | None:
     return None
 
 
+TORCH_FLAGS = {  # name -> (getter, setter) of a torch precision flag
+    "allow_tf32_matmul": (lambda: torch.backends.cuda.matmul.allow_tf32,
+                          lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", bool(v))),
+    "allow_tf32_cudnn": (lambda: torch.backends.cudnn.allow_tf32,
+                         lambda v: setattr(torch.backends.cudnn, "allow_tf32", bool(v))),
+    "cudnn_benchmark": (lambda: torch.backends.cudnn.benchmark,
+                        lambda v: setattr(torch.backends.cudnn, "benchmark", bool(v))),
+}
+
+
+@contextlib.contextmanager
+def torch_flags(flags: dict | None):
+    """Set torch precision flags (``TORCH_FLAGS`` names) for the duration, then restore them."""
+    flags = dict(flags or {})
+    bad = sorted(set(flags) - set(TORCH_FLAGS))
+    if bad:
+        raise ExanteError(f"unknown torch flag(s) {bad}; accepted: {', '.join(TORCH_FLAGS)}")
+    old = {k: TORCH_FLAGS[k][0]() for k in flags}
+    try:
+        for k, v in flags.items():
+            TORCH_FLAGS[k][1](v)
+        yield
+    finally:
+        for k, v in old.items():
+            with contextlib.suppress(Exception):
+                TORCH_FLAGS[k][1](v)
+
+
+# the last whole model built (a reference-set model serves its consecutive rows; dropped after a
+# train_step, which changes its weights, and before any other model)
+_WHOLE_CACHE: dict = {}
+
+
+def _whole_model(task: SweepTask, device):
+    ident = _canon({k: v for k, v in task.spec.items() if k != "batch"}) + f"|{device}"
+    if _WHOLE_CACHE.get("ident") != ident:
+        _WHOLE_CACHE.clear()
+        model, _ = build_from_spec({**task.spec, "batch": 1}, device=device)
+        _WHOLE_CACHE.update(ident=ident, model=model)
+    _, inputs = build_from_spec({**task.spec, "batch": task.batch}, device="meta")
+    return _WHOLE_CACHE["model"], inputs
+
+
+def _execute_whole(task: SweepTask, session, out: dict) -> None:
+    from profiling.profiler import measure_whole_model
+
+    try:
+        model, inputs = _whole_model(task, session.device)
+        row, refs, notes = measure_whole_model(
+            model, inputs, session=session, mode=task.mode, dtype=task.dtype, optimizer=task.optimizer,
+            model_ref=task.model_ref, family=task.family, spec=task.spec, task_key=task.key)
+    finally:
+        if task.mode != "inference":
+            _WHOLE_CACHE.clear()
+    out["model_rows"] = [row]
+    out["reference_rows"] = refs
+    if notes:
+        out["error"] = "; ".join(notes)[:500]
+
+
 def execute_task(task: SweepTask, session, *, deadline: float | None = None) -> dict:
     """Run one task in ``session`` (a profiler.ProfileSession); never raises for a task's own
     failure (status ``error`` with the message), only for a broken meter or an interrupt."""
@@ -1135,20 +1386,23 @@ def execute_task(task: SweepTask, session, *, deadline: float | None = None) -> 
            "layer_rows": [], "model_rows": [], "reference_rows": [], "skipped": []}
     model = inputs = None
     try:
-        model, inputs = task.build(device=session.device)
-        res = profile_model(
-            model, inputs, mode=task.mode, dtype=task.dtype, optimizer=task.optimizer, session=session,
-            execs=task.execs, measure_model=task.kind == "model", task_key=task.key, family=task.family,
-            model_ref=task.model_ref, spec=task.spec, progress=False,
-        )
-        out["layer_rows"] = res.layer_rows
-        out["reused_keys"] = res.reused_keys
-        out["model_rows"] = [res.model_row] if res.model_row is not None else []
-        out["reference_rows"] = res.reference_rows
-        out["skipped"] = res.skipped
-        if task.kind == "layer" and not res.layer_rows and not res.reused_keys:
-            out["status"] = "error"
-            out["error"] = "; ".join(s.get("reason", "") for s in res.skipped)[:500] or "no supported layer captured"
+        if task.kind == "whole":
+            _execute_whole(task, session, out)
+        else:
+            model, inputs = task.build(device=session.device)
+            res = profile_model(
+                model, inputs, mode=task.mode, dtype=task.dtype, optimizer=task.optimizer, session=session,
+                execs=task.execs, measure_model=task.kind == "model", task_key=task.key, family=task.family,
+                model_ref=task.model_ref, spec=task.spec, progress=False,
+            )
+            out["layer_rows"] = res.layer_rows
+            out["reused_keys"] = res.reused_keys
+            out["model_rows"] = [res.model_row] if res.model_row is not None else []
+            out["reference_rows"] = res.reference_rows
+            out["skipped"] = res.skipped
+            if task.kind == "layer" and not res.layer_rows and not res.reused_keys:
+                out["status"] = "error"
+                out["error"] = "; ".join(s.get("reason", "") for s in res.skipped)[:500] or "no supported layer captured"
     except (MeterUnavailable, KeyboardInterrupt):
         raise
     except Exception as exc:  # the task's own failure (OOM, unsupported op...): record and go on
@@ -1165,9 +1419,14 @@ def execute_task(task: SweepTask, session, *, deadline: float | None = None) -> 
     finally:
         del model, inputs
         _free_memory()
+    return _finish_task(task, session, out, t0)
+
+
+def _finish_task(task: SweepTask, session, out: dict, t0: float) -> dict:
     if out["status"] != "ok" or out["skipped"]:
         broken = _cuda_context_error(session.device)
         if broken:
+            _WHOLE_CACHE.clear()
             out["fatal"] = f"CUDA context unusable after task {task.key} ({broken})"
     out["elapsed_s"] = time.perf_counter() - t0
     out["session"] = session.describe()
@@ -1355,8 +1614,8 @@ def run_sweep(name, out_dir, *, resume: bool = True, backend: str = "local", sch
               progress: bool = True, hardware: str = "h100", time_budget_s: float | None = None,
               device=None, tag: str | None = None, protocol_kwargs: dict | None = None,
               idle_kwargs: dict | None = None, idle_power_w: float | None = None, rated_power_w: float | None = None,
-              reference: bool = True, reference_every: int = REFERENCE_EVERY, retry_errors: bool = False,
-              max_consecutive_errors: int = 25) -> SweepSummary:
+              reference: bool = True, reference_every: int | None = None, retry_errors: bool = False,
+              max_consecutive_errors: int = 25, on_task: Callable[[dict], None] | None = None) -> SweepSummary:
     """Run sweep ``name`` into the dataset folder ``out_dir`` (``datasets/<hardware>``).
 
     - ``resume``: skip tasks already recorded in ``tasks.csv`` for this sweep id (errored ones
@@ -1374,8 +1633,28 @@ def run_sweep(name, out_dir, *, resume: bool = True, backend: str = "local", sch
     - ``meter``: a name (``auto``, ``nvml``, ``nvml-power``, ``rapl``, ``estimated``, ``replay``).
     - ``time_budget_s``: no task is started once the elapsed time plus the mean task time would
       exceed it; the sweep stays resumable. ``limit``/``shard`` restrict the task list.
+    - The sweep's own ``protocol`` settings apply (``protocol_kwargs`` override them), its
+      ``torch_flags`` are set while it runs and restored after, and ``reference_every``
+      defaults to the sweep's (else ``REFERENCE_EVERY``).
+    - ``on_task(result)`` is called after each task's rows are written (e.g. to copy the dataset
+      files somewhere safe as the sweep goes).
     """
     sweep = get_sweep(name)
+    protocol_kwargs = {**(sweep.protocol or {}), **(protocol_kwargs or {})} or None
+    if reference_every is None:
+        reference_every = sweep.reference_every or REFERENCE_EVERY
+    with torch_flags(sweep.torch_flags):
+        return _run_sweep(sweep, out_dir, resume=resume, backend=backend, scheduler=scheduler, meter=meter,
+                          n_jobs=n_jobs, limit=limit, shard=shard, progress=progress, hardware=hardware,
+                          time_budget_s=time_budget_s, device=device, tag=tag, protocol_kwargs=protocol_kwargs,
+                          idle_kwargs=idle_kwargs, idle_power_w=idle_power_w, rated_power_w=rated_power_w,
+                          reference=reference, reference_every=reference_every, retry_errors=retry_errors,
+                          max_consecutive_errors=max_consecutive_errors, on_task=on_task)
+
+
+def _run_sweep(sweep, out_dir, *, resume, backend, scheduler, meter, n_jobs, limit, shard, progress, hardware,
+               time_budget_s, device, tag, protocol_kwargs, idle_kwargs, idle_power_w, rated_power_w, reference,
+               reference_every, retry_errors, max_consecutive_errors, on_task) -> SweepSummary:
     if backend not in ("local", "dask"):
         raise ExanteError(f"unknown backend {backend!r}; accepted: local, dask")
     if tag is not None and not str(tag).replace("-", "").replace("_", "").isalnum():
@@ -1423,6 +1702,8 @@ def run_sweep(name, out_dir, *, resume: bool = True, backend: str = "local", sch
         if res.get("status") == "skipped":
             return True
         writer.write(res)
+        if on_task is not None:
+            on_task(res)
         consecutive_errors = consecutive_errors + 1 if res["status"] != "ok" else 0
         if bar is not None:
             bar.update(1)
