@@ -1,4 +1,5 @@
-"""The ``exante`` command line: features | profile | sweep | fit | predict | estimate | calc.
+"""The ``exante`` command line: features | profile | sweep | fit | predict | estimate | calc |
+serve.
 
 Every user error (bad MODEL_REF, malformed ``--input``, non-positive batch, missing optional
 package, unknown hardware...) prints one line ``exante: error: ...`` and exits with code 2.
@@ -242,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_estimate)
 
     from predictor.calc import add_parser as add_calc_parser  # calculator mode (issue 10)
+    from predictor.serve import add_parser as add_serve_parser  # local page (issue 10)
     add_calc_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 
