@@ -274,10 +274,11 @@ def measure(
         raise ExanteError(f"jitter_s must satisfy 0 <= low <= high, got {jitter_s!r}")
     rng = _make_rng(rng)
     period = getattr(meter, "counter_period_s", None)
-    if period and min_window_s < 10 * period:
+    changes = callable(getattr(meter, "interval_energy_j", None))  # no quantisation, needs >= 2 changes
+    if period and min_window_s < (3 if changes else 10) * period:
         warnings.warn(
-            f"min_window_s={min_window_s:g} s is < 10x the counter period of meter {meter.name!r} ({period:g} s); "
-            "expect large quantisation error",
+            f"min_window_s={min_window_s:g} s is < {3 if changes else 10}x the counter period of meter {meter.name!r} "
+            f"({period:g} s); expect {'too few counter changes' if changes else 'large quantisation error'}",
             stacklevel=2,
         )
 

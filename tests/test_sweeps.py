@@ -263,3 +263,115 @@ def test_dataset_card(tmp_path):
     assert text.count(sweeps.COUNTS_BEGIN) == 1 and "3 model rows" in text and "4 layer rows" not in text
     empty = sweeps.dataset_card_stats(tmp_path / "nothing")
     assert empty["n_layer_rows"] == 0 and empty["additivity_ratio"] is None
+
+
+# --------------------------------------------------------------------------- lent-GPU sweeps (issue 13)
+
+REFSET_JSON = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "reference" / "h100" / "h100_reference.json"
+
+
+def test_refset_matches_the_h100_reference_definitions():
+    from profiling.reference_set import reference_workloads
+
+    ws = reference_workloads()
+    assert len(ws) == 95 and len(SWEEPS["refset"].tasks()) == 95
+    assert [w["kind"] for w in ws[:10]] == ["vision"] * 4 + ["transformer"] * 3 + ["mlp"] * 3  # interleaved
+    if not REFSET_JSON.is_file():
+        pytest.skip("../shared/reference/h100 not present")
+    ref = json.loads(REFSET_JSON.read_text())["rows"]
+    dtype = {"fp32": "fp32", "bf16-autocast": "bf16"}
+    opt = {None: None, "sgd-momentum": "sgd", "adam": "adam", "adamw": "adamw"}
+    want = Counter((r["model"], r["kind"], r.get("source"), json.dumps(r.get("arch"), sort_keys=True), r["mode"],
+                    dtype[r["dtype"]], r["batch"], tuple(r["input"]), opt[r.get("optimizer")]) for r in ref)
+    have = Counter()
+    for w in ws:
+        arch = w["arch"]
+        if w["kind"] == "mlp":
+            assert w["model_ref"] == f"mlp:in=100,depth={arch['depth']},width={arch['width']},out=1"
+        have[(w["name"], w["kind"], w["model_ref"] if w["kind"] == "vision" else None,
+              json.dumps(arch, sort_keys=True), w["mode"], w["dtype"], w["batch"], tuple(w["input"]),
+              w["optimizer"])] += 1
+    assert have == want
+
+
+def test_refset_encoder_is_the_reference_architecture():
+    import torch
+
+    from profiling.model_refs import resolve_model
+    from profiling.reference_set import EncoderClassifier
+
+    m = resolve_model("profiling.reference_set:encoder_tiny_256x2_seq64")
+    assert isinstance(m, EncoderClassifier) and len(m.encoder.layers) == 2
+    layer = m.encoder.layers[0]
+    assert layer.self_attn.num_heads == 4 and layer.linear1.out_features == 4 * 256 and layer.self_attn.batch_first
+    assert m.emb.num_embeddings == 30522 and m.head.out_features == 2
+    m.eval()
+    with torch.inference_mode():
+        assert m(torch.randint(0, 30522, (3, 64))).shape == (3, 2)
+
+
+def test_refset_whole_models_through_the_runner(tmp_path):
+    """refset tasks (whole model only, sync_every windows) with the counter-change code path."""
+    import torch
+
+    keep = ("mlp-d10-w100", "encoder-tiny-256x2-seq64", "resnet18")
+    picked = [t for t in sweeps.refset_design() if t.spec["name"] in keep and t.batch == 1]
+    sw = sweeps.SweepDefinition("refset", "test subset", lambda: picked, protocol=sweeps.REFSET_PROTOCOL,
+                                torch_flags=sweeps.TORCH_DEFAULT_FLAGS, reference_every=40)
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    seen = []
+    s = run_sweep(sw, tmp_path, meter="replay-changes", hardware="cpu-test", device="cpu", idle_power_w=50.0,
+                  progress=False, protocol_kwargs={"min_window_s": 0.2, "warmup_s": 0.0}, on_task=seen.append)
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+    assert s.n_run == len(picked) == 3 and [r["task_key"] for r in seen] == [t.key for t in picked]
+    status = {r["key"]: r for r in schema.task_table(tmp_path).read()}
+    vision = next(t.key for t in picked if t.spec["kind"] == "vision")
+    if status[vision]["status"] == "error":  # torchvision is optional: a clear, recorded failure
+        assert "torchvision" in status[vision]["error"]
+    models = {r["task_key"]: r for r in schema.model_table(tmp_path).read()}
+    for t in picked:
+        if t.spec["kind"] == "vision" and t.key not in models:
+            continue
+        r = models[t.key]
+        assert status[t.key]["status"] == "ok" and status[t.key]["n_model_rows"] == 1
+        assert r["family"] == f"refset/{t.spec['kind']}" and r["model_ref"] == t.model_ref
+        assert r["meter"] == "replay-changes" and r["protocol_version"] == "2" and r["n_windows"] == 2
+        assert r["time_s"] > 0 and r["energy_j"] == pytest.approx(100.0 * r["time_s"], rel=0.1)
+        windows = json.loads(r["windows_json"])
+        assert all(w["calls"] % 8 == 0 and w["n_changes"] >= 2 and w["time_s"] >= 0.2 for w in windows)
+        assert r["n_unsupported"] == 0 and json.loads(r["layer_counts"]) and r["macs"] > 0
+    assert not [r for r in schema.layer_table(tmp_path).read() if r["layer_type"] != "reference"]
+    assert run_sweep(sw, tmp_path, meter="replay", hardware="cpu-test", device="cpu", idle_power_w=50.0,
+                     progress=False).n_run == 0  # resumed: all done
+
+
+def test_torch_flags_are_set_and_restored():
+    import torch
+
+    before = torch.backends.cudnn.allow_tf32
+    with sweeps.torch_flags({"allow_tf32_cudnn": not before}):
+        assert torch.backends.cudnn.allow_tf32 is (not before)
+    assert torch.backends.cudnn.allow_tf32 is before
+    with pytest.raises(ExanteError, match="unknown torch flag"):
+        with sweeps.torch_flags({"fast_math": True}):
+            pass
+
+
+def test_host_launch_and_gpu_eff_designs():
+    host = SWEEPS["host-launch"].tasks()
+    n_eager_tiny = next(i for i, t in enumerate(host) if t.execs == ("graph",))
+    assert all(t.execs == ("eager",) for t in host[:n_eager_tiny])  # eager tier first: any prefix is eager
+    modes = {}
+    for t in host[:n_eager_tiny]:
+        modes.setdefault(t.spec["type"], set()).add((t.mode, t.optimizer, t.dtype))
+    assert set(modes) == set(sweeps.supported_layer_types())
+    assert {("train_step", "sgd", "fp32"), ("train_step", "adam", "fp32")} <= modes["Linear"]
+    assert ("inference", None, "bf16") in modes["sdpa"] and all(m[0] != "train_step" for m in modes["ReLU"])
+    assert max(t.batch for t in host[:n_eager_tiny]) <= 2
+    eff, tf32 = SWEEPS["gpu-eff"].tasks(), SWEEPS["gpu-eff-tf32"].tasks()
+    assert {t.dtype for t in eff} == {"fp32", "bf16"} and {t.dtype for t in tf32} == {"fp32"}
+    assert {t.spec["type"] for t in tf32} == {"Linear", "Conv2d", "sdpa"}
+    assert {t.spec["type"] for t in eff} >= {"Linear", "Conv2d", "sdpa", "LayerNorm", "BatchNorm2d"}
+    assert SWEEPS["gpu-eff"].torch_flags["allow_tf32_matmul"] is False
+    assert SWEEPS["gpu-eff-tf32"].torch_flags["allow_tf32_matmul"] is True
+    assert len({t.key for t in eff}) == len(eff)  # tf32 repeats keys of gpu-eff: its own sweep id tells them apart
