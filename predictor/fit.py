@@ -33,8 +33,10 @@ from profiling.errors import ExanteError
 
 from . import regression as R
 from .artifacts import check_hardware_id, dataset_digest, package_artifact_dir, save_artifact
+from .whole_model import WORKLOAD_FILE, load_whole_model_data
 
-__all__ = ["fit_hardware", "read_dataset", "DEFAULT_FAMILIES"]
+__all__ = ["fit_hardware", "fit_whole_model_hardware", "read_dataset", "datasheet_for",
+           "DEFAULT_FAMILIES"]
 
 DEFAULT_FAMILIES = ("poly_lasso", "gbr", "rf")
 
@@ -92,6 +94,10 @@ def fit_hardware(hardware: str, datasets_dir: str | os.PathLike = "datasets",
     """
     check_hardware_id(hardware)
     t0 = time.perf_counter()
+    folder = Path(datasets_dir) / hardware
+    if not schema.layer_table(folder).exists() and (folder / WORKLOAD_FILE).is_file():
+        return fit_whole_model_hardware(hardware, datasets_dir, out_dir, coverage=coverage,
+                                        cv=not quick)
     layers_raw, models_raw, files = read_dataset(hardware, datasets_dir)
     measured, why = _measured(layers_raw)
     pkg = package_artifact_dir()
@@ -179,3 +185,77 @@ def _date_range(df: pd.DataFrame) -> list | None:
         return None
     d = d.dropna().astype(str)
     return [d.min(), d.max()] if len(d) else None
+
+
+def datasheet_for(hardware: str, idle_w: float | None = None):
+    """The :class:`~predictor.physics.Datasheet` of ``hardware`` from the catalogue."""
+    from .hardware import lookup
+    from .physics import Datasheet
+
+    spec = lookup(hardware)
+    try:
+        return Datasheet.from_spec(spec, idle_w=idle_w or getattr(spec, "measured_idle_w", None))
+    except ValueError as exc:
+        raise ExanteError(f"cannot fit {hardware!r}: {exc}") from None
+
+
+def fit_whole_model_hardware(hardware: str, datasets_dir: str | os.PathLike = "datasets",
+                             out_dir: str | os.PathLike | None = None, *,
+                             coverage: float = 0.9, cv: bool = True) -> dict:
+    """Fit the physics model (:mod:`predictor.physics`) on the whole-model rows of
+    ``datasets_dir/hardware`` (``models.csv`` + ``workloads.jsonl``), with datasheet priors
+    from the catalogue; intervals from leave-one-family-out residuals (``cv=False``: in-sample,
+    for quick checks).  Saves the artifact and returns its manifest (plus ``path``)."""
+    from .calibrated import fit_calibrated, metrics
+
+    t0 = time.perf_counter()
+    folder = Path(datasets_dir) / hardware
+    data = load_whole_model_data(folder)
+    models_raw = schema.model_table(folder).read_frame()
+    meter = models_raw.get("meter", pd.Series(dtype=object)).astype(str).str.lower()
+    measured = not meter.isin(["estimated", "replay", "synthetic"]).any() and not models_raw.get(
+        "gpu_name", pd.Series(dtype=object)).astype(str).str.contains("SYNTHETIC", case=False).any()
+    why = "" if measured else "rows from an estimated/replay/synthetic meter"
+    pkg = package_artifact_dir()
+    target_dir = Path(out_dir) if out_dir is not None else pkg
+    if not measured and os.path.abspath(target_dir) == os.path.abspath(pkg):
+        raise ExanteError(
+            f"datasets/{hardware} contains {why}: not a GPU measurement, so it will not be "
+            "fitted into the package's artifact folder; pass --out DIR to fit it elsewhere")
+    idle = float(np.nanmean(data.frame["idle_power_w"])) if data.frame["idle_power_w"].notna().any() \
+        else None
+    ds = datasheet_for(hardware, idle)
+    ch, report = fit_calibrated(hardware, data, ds, coverage=coverage, cv=cv)
+    res = report["residuals"]
+    cvm = {}
+    for name, sub in [("all", res)] + [(m, res[res["mode"] == m]) for m in sorted(set(res["mode"]))]:
+        cvm[name] = {"time": metrics(sub["time_s"], sub["time_pred_s"]),
+                     "energy": metrics(sub["energy_j"], sub["energy_pred_j"])}
+    inside = {}
+    for target, col, pred in (("time", "time_s", "time_pred_s"), ("energy", "energy_j", "energy_pred_j")):
+        hw = np.where(res["power_w"] > 250, ch.halfwidth.get((target, "gpu"), ch.halfwidth[(target, "all")]),
+                      ch.halfwidth.get((target, "host"), ch.halfwidth[(target, "all")]))
+        r = np.abs(np.log(res[pred] / res[col]))
+        inside[target] = float(np.mean(r <= hw) * 100)
+    files = [p for p in (folder / schema.MODEL_FILE, folder / WORKLOAD_FILE) if p.is_file()]
+    extra = {
+        "measured": measured, "not_measured_reason": why or None,
+        "method": "physics model of eager PyTorch (host events + roofline GPU time + power), "
+                  "fitted on whole-model rows with datasheet priors",
+        "dataset": {"folder": str(folder), "n_workloads": int(len(data.frame)),
+                    "n_session_rows": int(len(data.sessions)),
+                    "sweeps": sorted(set(models_raw.get("sweep_id", pd.Series(dtype=object))
+                                         .dropna().astype(str))),
+                    "gpu_names": sorted(set(models_raw.get("gpu_name", pd.Series(dtype=object))
+                                            .dropna().astype(str)))},
+        "datasheet": ds.__dict__, "params": ch.model.params(), "domain": ch.domain,
+        "interval": {"coverage": coverage, "halfwidth_log": report["halfwidth"],
+                     "source": report["cv"] + " residuals (split-conformal) combined with the "
+                               "cross-session spread",
+                     "oof_inside_pct": inside},
+        "fit_seconds": round(time.perf_counter() - t0, 1),
+    }
+    manifest = save_artifact(ch, hardware, target_dir, cv_scores={"scheme": report["cv"], **cvm},
+                             training_data_digest=dataset_digest(files), extra=extra)
+    manifest["path"] = str(target_dir / manifest["artifact"])
+    return manifest

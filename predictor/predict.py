@@ -50,6 +50,8 @@ from profiling.errors import ExanteError, UnsupportedLayerError
 from profiling.features import DTYPE_BYTES, UnsupportedLayerWarning, layer_features
 
 from .artifacts import load_artifact
+from .calibrated import CalibratedHardware
+from .workload import Workload, workload_from_capture
 
 __all__ = ["predict", "Prediction", "MODES", "DTYPES", "OPTIMIZERS", "METHOD",
            "UnsupportedLayerWarning", "clear_cache"]
@@ -59,6 +61,8 @@ DTYPES = ("fp32", "bf16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEFAULT_TRAIN_OPTIMIZER = "sgd"
 METHOD = "per-layer regression + model-level terms"
+METHOD_PHYSICS = ("physics model of eager PyTorch (host events + roofline GPU time + power), "
+                  "calibrated on whole-model measurements")
 FEATURE_KEYS = ("macs", "flops", "params", "bytes_read", "bytes_written", "input_numel",
                 "output_numel", "batch", "dtype_bytes", "arith_intensity")
 REAL_DEVICE_FALLBACK_MAX_PARAMS = 50_000_000
@@ -87,6 +91,7 @@ class _Layer(NamedTuple):
 class _LightCapture(NamedTuple):
     layers: tuple
     total_calls: int
+    zero_cost: int = 0          # view/metadata ops per forward (host work, no kernel)
 
 
 def clear_cache() -> None:
@@ -135,7 +140,8 @@ def _light(cap) -> _LightCapture:
             mp = int(sum(p.numel() for p in layer.module.parameters()))
         layers.append(_Layer(layer.config, int(layer.count), tuple(layer.names),
                              bool(layer.supported), mp))
-    return _LightCapture(tuple(layers), int(cap.total_calls))
+    return _LightCapture(tuple(layers), int(cap.total_calls),
+                         int(sum(getattr(cap, "zero_cost_ops", {}).values())))
 
 
 def _captured(model, args, dtype, train, notes, use_cache: bool) -> _LightCapture:
@@ -212,7 +218,8 @@ class Prediction:
             rows.append((name, r["type"], str(r["count"]), _fmt_s(r["time_s"]),
                          _fmt_j(r["energy_j"]), _fmt_j(r["energy_j_total"]),
                          f"{100 * r['energy_j_total'] / total:.1f} %",
-                         {"type": "", "global": "global*", "shape": "fallback!"}[r["source"]]))
+                         {"type": "", "global": "global*", "shape": "fallback!",
+                          "physics": r.get("family", "")}.get(r["source"], r["source"])))
         widths = [max(len(c) for c in col) for col in zip(header, *rows)] if rows else \
             [len(h) for h in header]
         right = {2, 3, 4, 5, 6}
@@ -225,7 +232,12 @@ class Prediction:
         if len(order) > max_rows:
             out.append(f"... {len(order) - max_rows} more distinct layers")
         t = self.terms
-        if t:
+        if t and "time_host_s" in t:
+            out.append("")
+            out.append(f"host (Python + launches) {_fmt_s(t['time_host_s'])}, GPU kernels "
+                       f"{_fmt_s(t['time_gpu_s'])}: {t['regime']}-bound; per-layer rows split "
+                       "the total by each layer's modelled host+GPU work")
+        elif t:
             out.append("")
             out.append(f"sum of layers: {_fmt_s(t.get('sum_layer_time_s', 0))}, "
                        f"{_fmt_j(t.get('sum_layer_energy_j', 0))}; model-level terms (launch gaps, "
@@ -399,6 +411,27 @@ def _shape_features(layer) -> dict:
     return f
 
 
+# ----------------------------------------------------------------------------- workload
+def capture_workload(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp32",
+                     optimizer: str | None = None, *, cache: bool = True,
+                     notes: list | None = None) -> Workload:
+    """The :class:`~predictor.workload.Workload` of one call of ``model`` on ``inputs``
+    (captured on ``meta``; the user's model is not changed).  Arguments as :func:`predict`."""
+    if not isinstance(model, nn.Module):
+        raise ExanteError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_args(mode, dtype, optimizer)
+    notes = [] if notes is None else notes
+    if mode == "inference":
+        optimizer = None
+    elif optimizer is None:
+        optimizer = DEFAULT_TRAIN_OPTIMIZER
+    args, batch = _meta_inputs(inputs)
+    cap = _captured(model, args, dtype, mode == "train_step", notes, cache)
+    return workload_from_capture(model, cap.layers, mode=mode, dtype=dtype, batch=batch,
+                                 optimizer=optimizer, zero_cost_ops=cap.zero_cost,
+                                 notes=tuple(notes))
+
+
 # ----------------------------------------------------------------------------- predict
 def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp32",
             hardware: str = "h100", optimizer: str | None = None, *,
@@ -425,6 +458,8 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
         optimizer = DEFAULT_TRAIN_OPTIMIZER
     art = load_artifact(hardware, artifact_dir)
     hm = art.model
+    if isinstance(hm, CalibratedHardware):
+        return _predict_calibrated(art, model, inputs, mode, dtype, optimizer, notes, cache)
     if mode not in hm.modes:
         raise ExanteError(f"the {hardware} artifact has no {mode} data (fitted modes: "
                           f"{', '.join(hm.modes)}); measure it with `exante sweep` and refit")
@@ -567,3 +602,57 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
                "active_idle_power_w": float(P), "idle_power_w": float(hm.idle_power_w),
                "fallback_share_energy": share_e},
     )
+
+
+def _predict_calibrated(art, model, inputs, mode, dtype, optimizer, notes, cache) -> Prediction:
+    """``predict`` through a :class:`~predictor.calibrated.CalibratedHardware` artifact."""
+    ch: CalibratedHardware = art.model
+    if mode not in ch.modes:
+        notes.append(f"mode {mode} was never measured on {ch.hardware} (fitted: "
+                     f"{', '.join(ch.modes)}); predicted from the same physics, interval as fitted")
+    if mode == "train_step" and optimizer not in ch.optimizers:
+        notes.append(f"optimizer {optimizer} was never measured on {ch.hardware} (fitted: "
+                     f"{', '.join(ch.optimizers) or 'none'}); its foreach kernels are counted "
+                     "from torch.optim's algorithm")
+    w = capture_workload(model, inputs, mode, dtype, optimizer, cache=cache, notes=notes)
+    if not w.layers:
+        raise ExanteError("the model executed no layer (nothing to predict)")
+    r = ch.predict_workload(w)
+    notes.extend(r["notes"])
+    unsupported = [{"type": x.config.type, "names": list(x.names), "count": x.count}
+                   for x in w.layers if not x.supported]
+    if unsupported:
+        msg = ("no feature function for " + ", ".join(
+            f"{u['type']} x{u['count']} ({', '.join(u['names'][:3])})" for u in unsupported)
+            + "; counted as memory-bound kernels over their tensors")
+        notes.append(msg)
+        warnings.warn(msg, UnsupportedLayerWarning, stacklevel=3)
+    for msg in r["notes"]:
+        warnings.warn(msg, UserWarning, stacklevel=3)
+    if art.manifest.get("measured") is False:
+        notes.append("artifact NOT fitted on measurements ("
+                     f"{art.manifest.get('not_measured_reason') or 'synthetic or estimated data'}): "
+                     "these numbers say nothing about real hardware")
+    if r["regime"] == "host":
+        notes.append("host-bound (launch-limited) workload: its time varies between host "
+                     "machines; CUDA graphs or larger batches usually make it cheaper and stabler")
+    layers = []
+    for row in r["layers"]:
+        x = next(y for y in w.layers if (y.names[0] if y.names else y.config.type) == row["name"])
+        f = _features(_Layer(x.config, x.count, x.names, x.supported, x.module_params)) or {}
+        layers.append({**row, "source": "physics", "supported": x.supported,
+                       "features": {k: f[k] for k in FEATURE_KEYS if k in f}})
+    T, E = r["time_s"], r["energy_j"]
+    ds = ch.datasheet
+    return Prediction(
+        energy_j=E, energy_j_low=r["energy_low"], energy_j_high=r["energy_high"],
+        time_s=T, time_s_low=r["time_low"], time_s_high=r["time_high"],
+        energy_dynamic_j=E - ds.idle_w * T, power_w=r["power_w"], coverage=float(ch.coverage),
+        hardware=ch.hardware, mode=mode, dtype=dtype, batch=w.batch, optimizer=optimizer,
+        layers=layers, unsupported=unsupported, warnings=notes, method=METHOD_PHYSICS,
+        artifact={"id": art.manifest.get("id"), "sha256": art.manifest.get("sha256"),
+                  "created": art.manifest.get("created"),
+                  "training_data_digest": art.manifest.get("training_data_digest")},
+        terms={"time_host_s": r["time_host_s"], "time_gpu_s": r["time_gpu_s"],
+               "regime": r["regime"], "host_bound": r["regime"] == "host",
+               "idle_power_w": float(ds.idle_w)})

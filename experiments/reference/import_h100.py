@@ -1,0 +1,184 @@
+"""Import the H100 reference measurements into ``datasets/h100/`` (never typed in by hand).
+
+Source: ``shared/reference/h100/h100_reference.json`` ("H100 reference set,
+shared/reference/h100"): 95 eager-PyTorch whole-model workloads on one NVIDIA H100 80GB HBM3
+(driver 580.159.04, PyTorch 2.11.0+cu130, 2026-11-22), each measured in three sessions.
+
+Writes, atomically and idempotently (rows of other sweeps are kept):
+
+* ``models.csv``: one row per (workload, session) in the project's model-row schema, sweep id
+  ``h100-reference``, meter ``nvml_energy_counter`` with the source's protocol in
+  ``protocol_version``, the session's idle power, within-session spread and the per-session
+  energy/time/power; ``spec`` holds the architecture, the source file and the workload key;
+* ``workloads.jsonl``: the captured :class:`predictor.workload.Workload` of each workload
+  (layer configs with calls per forward, fast paths, parameter tensors), so fitting needs
+  neither torchvision nor timm;
+* ``meta.json`` (sweep entry) and the dataset card ``README.md``.
+
+Needs torchvision and timm to rebuild the vision models (no weights; built on ``meta``)::
+
+    python experiments/reference/import_h100.py [--source PATH] [--out datasets/h100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from experiments.reference.models import build_reference_model, reference_inputs  # noqa: E402
+from predictor.lowering import lower  # noqa: E402
+from predictor.predict import capture_workload  # noqa: E402
+from profiling import schema  # noqa: E402
+from profiling.features import layer_features  # noqa: E402
+
+SWEEP_ID = "h100-reference"
+SOURCE_LABEL = "H100 reference set, shared/reference/h100"
+PROTOCOL = ("h100-reference-2026-11-22: NVML total-energy counter polled every 2 ms by a "
+            "thread, power = dE/dt between first and last counter change in the window; 0.3 s "
+            "warm-up, 2 windows >= 1.2 s (sync every 8 calls), mean of the 2 windows; eager, "
+            "cudnn.benchmark=False, default TF32 settings")
+DTYPES = {"fp32": "fp32", "bf16-autocast": "bf16"}
+OPTIMIZERS = {None: None, "sgd-momentum": "sgd", "adam": "adam", "adamw": "adamw"}
+
+
+def default_source() -> Path:
+    return ROOT.parent / "shared" / "reference" / "h100" / "h100_reference.json"
+
+
+def workload_key(r: dict) -> str:
+    return f"{r['model']}|{r['mode']}|{DTYPES[r['dtype']]}|b{r['batch']}"
+
+
+def model_ref(r: dict) -> str:
+    if r["kind"] == "vision":
+        return r["source"]
+    a = r["arch"]
+    if r["kind"] == "mlp":
+        return f"mlp:in={a['inp']},depth={a['depth']},width={a['width']},out={a['out']}"
+    return ("reference-encoder:" + ",".join(f"{k}={a[k]}" for k in sorted(a)))
+
+
+def _totals(w) -> dict:
+    t = {"params": 0, "macs": 0, "flops": 0, "bytes_read": 0, "bytes_written": 0}
+    unsupported = []
+    for wl in w.layers:
+        try:
+            f = layer_features(wl.config)
+        except Exception:
+            unsupported.append(wl.config.type)
+            continue
+        for k in ("macs", "flops", "bytes_read", "bytes_written"):
+            t[k] += int(f.get(k, 0)) * wl.count
+        t["params"] += int(f.get("params", 0)) * (len(wl.names) if wl.names else 1)
+    t["n_unsupported"] = len(unsupported)
+    t["unsupported_types"] = json.dumps(sorted(set(unsupported)))
+    return t
+
+
+def build_rows(ref: dict) -> tuple[list[dict], dict]:
+    rows, workloads = [], {}
+    idle = ref["idle_power_w_runs"]
+    cuda = ref["torch"].split("+cu")[-1] if "+cu" in ref["torch"] else None
+    cuda = f"{cuda[:-1]}.{cuda[-1]}" if cuda else None
+    for r in ref["rows"]:
+        dtype, opt = DTYPES[r["dtype"]], OPTIMIZERS[r.get("optimizer")]
+        wkey = workload_key(r)
+        model = build_reference_model(r)
+        w = capture_workload(model, reference_inputs(r), r["mode"], dtype, opt, cache=False)
+        n_params = sum(p.numel() for p in model.parameters())
+        if n_params != r["params"]:
+            raise SystemExit(f"{r['model']}: rebuilt model has {n_params} parameters, the "
+                             f"reference says {r['params']}")
+        lw = lower(w)
+        if lw.unknown:
+            print(f"  note: {wkey}: layer types without a lowering rule: {lw.unknown}")
+        workloads[wkey] = json.loads(w.to_json())
+        counts: dict = {}
+        for wl in w.layers:
+            k = wl.config.key()
+            counts[k] = counts.get(k, 0) + wl.count
+        totals = _totals(w)
+        totals["params"] = int(n_params)
+        for i in range(len(r["energy_j_runs"])):
+            e, t = float(r["energy_j_runs"][i]), float(r["time_s_runs"][i])
+            meas = {"time_s": t, "energy_j": e, "energy_dynamic_j": e - idle[i] * t,
+                    "power_w": float(r["power_w_runs"][i]), "idle_power_w": float(idle[i]),
+                    "spread": float(r["within_session_spread_runs"][i]), "n_windows": 2,
+                    "meter": "nvml_energy_counter", "meter_measured": True}
+            env = {"gpu_name": ref["gpu"], "driver": ref["driver"], "torch_version": ref["torch"],
+                   "cuda_version": cuda, "allow_tf32_matmul": False, "allow_tf32_cudnn": True,
+                   "date": ref["date"], "protocol_version": PROTOCOL,
+                   "session_id": f"h100-reference-s{i + 1}"}
+            spec = {"kind": r["kind"], "arch": r.get("arch") or r.get("source"),
+                    "input": r["input"], "workload": wkey, "source": SOURCE_LABEL,
+                    "source_optimizer": r.get("optimizer"), "source_dtype": r["dtype"],
+                    "mean_over_sessions": {"energy_j": r["energy_j"], "time_s": r["time_s"]}}
+            rows.append(schema.model_row(
+                key=f"{wkey}|s{i + 1}", model_ref=model_ref(r), family=r["model"], spec=spec,
+                input_shape=r["input"], batch=int(r["batch"]), mode=r["mode"], dtype=dtype,
+                optimizer=opt, measurement=meas, env=env, hardware="h100",
+                layer_counts=counts, totals=totals, sweep_id=SWEEP_ID, task_key=wkey))
+    return rows, workloads
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def write(out: Path, rows: list[dict], workloads: dict, ref: dict, source: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    table = schema.model_table(out)
+    keep = [r for r in (table.read(raw=True) if table.exists() else [])
+            if r.get("sweep_id") != SWEEP_ID]
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".models.", suffix=".csv")
+    os.close(fd)
+    os.unlink(tmp)
+    t2 = schema.CsvTable(tmp, schema.MODEL_COLUMNS)
+    t2.append(keep + rows)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, table.path)
+    _write_text_atomic(out / "workloads.jsonl", "".join(
+        json.dumps({"key": k, "workload": workloads[k]}, sort_keys=True) + "\n"
+        for k in sorted(workloads)))
+
+    def upd(meta):
+        meta.setdefault("sweeps", {})[SWEEP_ID] = {
+            "source": SOURCE_LABEL, "file": source.name, "gpu": ref["gpu"],
+            "driver": ref["driver"], "torch": ref["torch"], "date": ref["date"],
+            "n_workloads": len(workloads), "n_rows": len(rows),
+            "sessions": 3, "idle_power_w_runs": ref["idle_power_w_runs"],
+            "imported_by": "experiments/reference/import_h100.py"}
+        return meta
+    schema.update_meta(out, upd)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--source", type=Path, default=default_source())
+    ap.add_argument("--out", type=Path, default=ROOT / "datasets" / "h100")
+    a = ap.parse_args(argv)
+    if not a.source.is_file():
+        print(f"error: reference file {a.source} not found", file=sys.stderr)
+        return 2
+    ref = json.loads(a.source.read_text())
+    rows, workloads = build_rows(ref)
+    write(a.out, rows, workloads, ref, a.source)
+    print(f"imported {len(workloads)} workloads, {len(rows)} session rows into {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,228 @@
+"""The shipped form of a physics model: fitted parameters + intervals + the fitted domain.
+
+:class:`CalibratedHardware` is what ``predictor/artifacts/<hw>.joblib`` holds when the
+hardware was fitted from whole-model rows (:func:`fit_calibrated`).  It predicts a
+:class:`~predictor.workload.Workload`'s time and energy, splits them over its layers, and gives a
+90 % (nominal) interval from leave-one-family-out residuals (split-conformal), widened by the
+cross-session re-measurement spread and, outside the fitted domain (a dtype never measured,
+layer families never seen, a batch beyond the fitted range), by a stated factor with a warning.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .lowering import CLASSES, HOST_FEATURES, family_of, lower
+from .physics import Datasheet, PhysicsModel
+from .whole_model import WholeModelData
+
+__all__ = ["CalibratedHardware", "cross_validate", "fit_calibrated", "conformal_halfwidth",
+           "GPU_BOUND_POWER_W"]
+
+GPU_BOUND_POWER_W = 250.0           # the reference set's GPU-bound / host-bound split
+_OOD_BATCH_WIDEN = 0.35              # extra log-half-width per doubling beyond the fitted batches
+_OOD_DTYPE_WIDEN = 1.5               # half-width factor for a dtype never measured
+_OOD_FAMILY_WIDEN = 2.0              # half-width factor x share of unseen layer families
+
+
+def conformal_halfwidth(abs_resid: np.ndarray, coverage: float) -> float:
+    """Split-conformal quantile of |log residuals|: the ceil((n+1)c)/n empirical quantile."""
+    r = np.sort(np.asarray(abs_resid, float))
+    n = len(r)
+    if n == 0:
+        return float("nan")
+    k = min(n, int(math.ceil((n + 1) * coverage)))
+    return float(r[k - 1])
+
+
+def cross_validate(data: WholeModelData, datasheet: Datasheet, groups=None,
+                   **model_params) -> np.ndarray:
+    """Out-of-group predictions (n, 2) of time and energy: leave one group (default: one
+    model family -- all its batches, dtypes and modes) out, fit on the rest."""
+    groups = np.asarray(data.frame["family"] if groups is None else groups)
+    lowered = [lower(w) for w in data.workloads]
+    y = data.y
+    out = np.zeros_like(y)
+    for g in np.unique(groups):
+        test = groups == g
+        m = PhysicsModel(datasheet, **model_params).fit(
+            [lw for lw, t in zip(lowered, test) if not t], y[~test])
+        out[test] = m.predict([lw for lw, t in zip(lowered, test) if t])
+    return out
+
+
+def _session_floor(data: WholeModelData) -> dict:
+    """|log(one session / mean of the sessions)| for time and energy, per row."""
+    s = data.sessions.merge(data.frame[["key", "time_s", "energy_j", "power_w"]], on="key",
+                            suffixes=("", "_mean"))
+    return {"time": np.abs(np.log(s["time_s"] / s["time_s_mean"])).to_numpy(),
+            "energy": np.abs(np.log(s["energy_j"] / s["energy_j_mean"])).to_numpy(),
+            "gpu_bound": (s["power_w_mean"] > GPU_BOUND_POWER_W).to_numpy()}
+
+
+@dataclass
+class CalibratedHardware:
+    """A fitted :class:`PhysicsModel` with its intervals and fitted domain (see module doc)."""
+
+    hardware: str
+    model: PhysicsModel
+    coverage: float
+    halfwidth: dict                      # {(target, "gpu"|"host"): log half-width}
+    domain: dict                         # modes, dtypes, optimizers, batch range, families
+    info: dict = field(default_factory=dict)
+
+    @property
+    def datasheet(self) -> Datasheet:
+        return self.model.datasheet
+
+    @property
+    def modes(self) -> tuple:
+        return tuple(self.domain.get("modes", ()))
+
+    @property
+    def optimizers(self) -> tuple:
+        return tuple(self.domain.get("optimizers", ()))
+
+    # ------------------------------------------------------------------ prediction
+    def predict_workload(self, w) -> dict:
+        """Time, energy, their intervals, the per-layer split and out-of-domain notes."""
+        lw = lower(w)
+        t, e, parts = self.model.predict_parts([lw])
+        T, E = float(t[0]), float(e[0])
+        power = E / max(T, 1e-15)
+        regime = "gpu" if power > GPU_BOUND_POWER_W else "host"
+        notes, widen = self._domain_check(w, lw)
+        out = {"time_s": T, "energy_j": E, "power_w": power, "regime": regime,
+               "time_host_s": float(parts["time_host_s"][0]),
+               "time_gpu_s": float(parts["time_gpu_s"][0]), "notes": notes,
+               "unknown_types": list(lw.unknown)}
+        for target, v in (("time", T), ("energy", E)):
+            h = self.halfwidth.get((target, regime), self.halfwidth[(target, "all")]) * widen
+            out[f"{target}_low"], out[f"{target}_high"] = v * math.exp(-h), v * math.exp(h)
+        out["layers"] = self._split(w, lw, T, E)
+        return out
+
+    def _domain_check(self, w, lw) -> tuple[list, float]:
+        notes, widen = [], 1.0
+        d = self.domain
+        if w.dtype not in d.get("dtypes", ()):
+            widen *= _OOD_DTYPE_WIDEN
+            notes.append(f"dtype {w.dtype} was never measured on {self.hardware} (fitted: "
+                         f"{', '.join(d.get('dtypes', ()))}); predicted from datasheet peaks, "
+                         "interval widened")
+        lo, hi = d.get("batch_range", (w.batch, w.batch))
+        if w.batch > hi or w.batch < lo:
+            edge = hi if w.batch > hi else lo
+            dbl = abs(math.log2(w.batch / edge))
+            widen *= 1.0 + _OOD_BATCH_WIDEN * dbl
+            notes.append(f"batch {w.batch} is outside the measured batches {lo}–{hi}; "
+                         "extrapolated, interval widened")
+        seen = set(d.get("families", ()))
+        fams = [(family_of(x.config.type) or "unknown", x) for x in w.layers]
+        unseen = sorted({f for f, _ in fams if f not in seen})
+        if unseen:
+            share = self._share([x for f, x in fams if f in unseen], lw, w)
+            widen *= 1.0 + _OOD_FAMILY_WIDEN * share
+            notes.append(f"layer families never measured on {self.hardware}: "
+                         f"{', '.join(unseen)} ({100 * share:.0f} % of the predicted GPU+host "
+                         "work); interval widened")
+        if lw.unknown:
+            notes.append("no lowering rule for layer types " + ", ".join(lw.unknown)
+                         + ": each counted as one memory-bound kernel over its tensors")
+        return notes, widen
+
+    def _layer_work(self, lw) -> np.ndarray:
+        """Per-layer host + GPU seconds (unscaled), from the fitted parameters."""
+        p = self.model.params()
+        n_layers = lw.layer_host.shape[0]
+        h = np.array([p["h_" + k + "_s"] for k in HOST_FEATURES])
+        host = lw.layer_host @ h
+        peaks = self.datasheet.class_peaks()
+        eff = np.array([p["eff_mm_fp32"], p["eff_conv_tf32"], p["eff_mm_bf16"],
+                        p["eff_conv_bf16"], p["eff_grouped"], 0.5, p["eff_attn"], p["eff_attn"]])
+        rate = peaks * eff
+        gpu_t = np.maximum(lw.flops / rate[lw.cls], lw.bytes / (self.datasheet.mem_bw *
+                                                                 p["eff_bw"])) \
+            + lw.kern * p["tau_s"]
+        gpu = np.zeros(n_layers)
+        mask = lw.layer >= 0
+        np.add.at(gpu, lw.layer[mask], (gpu_t * lw.mult)[mask])
+        return host + gpu
+
+    def _share(self, layers, lw, w) -> float:
+        work = self._layer_work(lw)
+        idx = {id(x): i for i, x in enumerate(w.layers)}
+        tot = float(work.sum()) or 1.0
+        return float(sum(work[idx[id(x)]] for x in layers)) / tot
+
+    def _split(self, w, lw, T, E) -> list:
+        work = self._layer_work(lw)
+        tot = float(work.sum()) or 1.0
+        rows = []
+        for i, x in enumerate(w.layers):
+            share = work[i] / tot
+            rows.append({"name": x.names[0] if x.names else x.config.type,
+                         "names": list(x.names), "type": x.config.type, "count": x.count,
+                         "dtype": x.config.dtype, "family": family_of(x.config.type) or "unknown",
+                         "time_s_total": T * share, "energy_j_total": E * share,
+                         "time_s": T * share / max(x.count, 1),
+                         "energy_j": E * share / max(x.count, 1)})
+        return rows
+
+
+def fit_calibrated(hardware: str, data: WholeModelData, datasheet: Datasheet, *,
+                   coverage: float = 0.9, cv: bool = True, **model_params
+                   ) -> tuple[CalibratedHardware, dict]:
+    """Fit on all rows; intervals from leave-one-family-out residuals (``cv=False``: from
+    in-sample residuals, labelled so -- for tests on tiny data only).  Returns the model and a
+    report (CV metrics, residual table)."""
+    y = data.y
+    lowered = [lower(w) for w in data.workloads]
+    model = PhysicsModel(datasheet, **model_params).fit(lowered, y)
+    oof = cross_validate(data, datasheet, **model_params) if cv else model.predict(lowered)
+    r = np.log(oof / y)
+    gpu = (data.frame["power_w"] > GPU_BOUND_POWER_W).to_numpy()
+    floor = _session_floor(data)
+    half = {}
+    for j, target in enumerate(("time", "energy")):
+        for regime, mask in (("all", np.ones(len(y), bool)), ("gpu", gpu), ("host", ~gpu)):
+            fl_mask = np.ones(len(floor["gpu_bound"]), bool) if regime == "all" else (
+                floor["gpu_bound"] == (regime == "gpu"))
+            if mask.sum() < 10:
+                continue
+            q_model = conformal_halfwidth(np.abs(r[mask, j]), coverage)
+            q_sess = conformal_halfwidth(floor[target][fl_mask], coverage) if fl_mask.any() else 0
+            half[(target, regime)] = float(math.hypot(q_model, q_sess))
+    fams = sorted({family_of(x.config.type) or "unknown" for w in data.workloads
+                   for x in w.layers})
+    f = data.frame
+    domain = {"modes": sorted(set(f["mode"])), "dtypes": sorted(set(f["dtype"])),
+              "optimizers": sorted(set(f["optimizer"].dropna()) - {""}),
+              "batch_range": (int(f["batch"].min()), int(f["batch"].max())),
+              "families": fams, "n_workloads": int(len(f)),
+              "kinds": sorted(set(f["kind"]))}
+    report = {"cv": "leave-one-family-out" if cv else "in-sample (no CV)",
+              "residuals": f[["key", "family", "kind", "mode", "dtype", "batch"]].assign(
+                  time_pred_s=oof[:, 0], energy_pred_j=oof[:, 1], time_s=y[:, 0],
+                  energy_j=y[:, 1], power_w=f["power_w"].to_numpy()),
+              "halfwidth": {f"{k[0]}/{k[1]}": v for k, v in half.items()},
+              "params": model.params()}
+    ch = CalibratedHardware(hardware, model, coverage, half, domain,
+                            info={"cv": report["cv"], "classes": CLASSES,
+                                  "datasheet": datasheet.__dict__})
+    return ch, report
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """MAPE, median APE, share within +-10 % (percent)."""
+    ape = np.abs(np.asarray(y_pred, float) / np.asarray(y_true, float) - 1.0) * 100
+    return {"mape_pct": float(np.mean(ape)), "median_ape_pct": float(np.median(ape)),
+            "within_10_pct": float(np.mean(ape <= 10) * 100), "n": int(len(ape))}
+
+
+def residual_frame(report: dict) -> pd.DataFrame:
+    return report["residuals"]

@@ -1,0 +1,324 @@
+"""Lower a :class:`~predictor.workload.Workload` to what the GPU and the host actually do.
+
+Eager PyTorch on CUDA turns each captured layer into host work (a Python module call or
+functional op, its dispatches and kernel launches, autograd nodes in training, the optimizer's
+foreach loops) and GPU work (kernels, each with FLOPs of a compute class and bytes moved).
+This module counts both from shapes alone, following CUDA's choices rather than the CPU's:
+
+* fp32 matmuls run on FP32 CUDA cores (PyTorch's default ``allow_tf32=False`` for matmul),
+  fp32 convolutions on TF32 tensor cores (cuDNN's default ``allow_tf32=True``), autocast
+  bf16 matmul/conv on bf16 tensor cores, with a cast kernel per low-precision op input and
+  weight, and one per fp32-list op (norms, softmax, losses);
+* grouped/depthwise convolutions are their own (memory-bound) class;
+* ``nn.TransformerEncoderLayer`` / ``nn.MultiheadAttention`` on the inference fast path are
+  one native call whose internal kernels cost launches but no Python;
+* training: backward kernels per layer family (2 GEMMs + bias reduction for Linear/conv, one
+  kernel for elementwise, two for LayerNorm, the dense gradient of an Embedding table, ...)
+  and the optimizer as foreach kernels over the parameter tensors (``torch.optim``'s
+  default on CUDA), SGD-momentum 32 B/parameter, Adam 72, AdamW 80 bytes of traffic.
+
+Counts are per call of the whole batch.  Layer types without a lowering rule are lowered as
+one memory-bound kernel over their tensor bytes and reported in ``LoweredWorkload.unknown``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from profiling.features import DTYPE_BYTES, FEATURE_REGISTRY, layer_features
+
+from .workload import Workload
+
+__all__ = ["CLASSES", "HOST_FEATURES", "LoweredWorkload", "lower", "family_of"]
+
+# GPU compute classes: each has an efficiency parameter against a datasheet peak
+CLASSES = ("mm_fp32", "conv_tf32", "mm_bf16", "conv_bf16", "conv_grouped", "mem",
+           "attn_fp32", "attn_bf16")
+C = {name: i for i, name in enumerate(CLASSES)}
+
+# host event counts the physics model prices (seconds per event are fitted)
+HOST_FEATURES = ("call", "disp", "disp_train", "kern", "conv", "lt", "view", "mha", "cast",
+                 "bnode", "step", "opt_tensor", "opt_op", "opt_launch")
+
+_FAMILY = {
+    "_linear": "gemm", "_f_linear": "gemm", "_bilinear": "gemm", "_matmul": "bgemm",
+    "_addmm": "bgemm", "_addbmm": "bgemm", "_einsum": "bgemm",
+    "_conv": "conv", "_f_conv": "conv",
+    "_batchnorm": "bn", "_f_batchnorm": "bn",
+    "_layernorm": "ln", "_rmsnorm": "ln", "_f_norm": "ln", "_f_rms_norm": "ln",
+    "_groupnorm": "gn", "_instancenorm": "gn",
+    "_elementwise": "ew", "_prelu": "ew", "_softmax": "softmax", "_normalize": "ew",
+    "_reduction": "ew", "_pool": "ew", "_adaptive_avg": "ew", "_adaptive_max": "ew",
+    "_upsample": "ew",
+    "_dropout": "dropout", "_identity": "view", "_copy": "copy", "_factory": "factory",
+    "_embedding": "embedding", "_mha": "mha", "_sdpa": "sdpa", "_rnn": "rnn",
+    "_regression_loss": "loss", "_class_loss": "loss",
+}
+# autocast's fp32 list (ops that cast bf16 inputs back to fp32)
+_FP32_LIST = {"ln", "gn", "softmax", "loss"}
+# optimizer: (foreach ops per step, bytes of traffic per parameter at fp32)
+_OPT = {"sgd": (3, 32.0), "adam": (7, 72.0), "adamw": (8, 80.0)}
+_FOREACH_TENSORS = 48          # tensors per multi_tensor_apply launch (depth 3-4 lists)
+_FOREACH_CHUNKS = 320          # 65536-element chunks per launch
+_CHUNK = 65536
+
+
+def family_of(type_name: str) -> str | None:
+    fn = FEATURE_REGISTRY.get(type_name)
+    return None if fn is None else _FAMILY.get(fn.__name__, "ew")
+
+
+@dataclass
+class LoweredWorkload:
+    """Host event counts and GPU kernel entries of one workload."""
+
+    host: np.ndarray                 # len(HOST_FEATURES)
+    cls: np.ndarray                  # int, per GPU entry
+    flops: np.ndarray                # per entry (per call of the entry's kernels, x mult)
+    bytes: np.ndarray
+    kern: np.ndarray                 # kernels per entry
+    par: np.ndarray                  # FLOPs per kernel of matmul-like entries (0: exempt)
+    conv_kern: np.ndarray            # of which convolution kernels (cuDNN extra time)
+    mult: np.ndarray                 # calls of the entry per workload call
+    layer: np.ndarray                # index of the workload layer (-1: optimizer)
+    unknown: list = field(default_factory=list)   # layer types lowered by the fallback
+    layer_host: np.ndarray | None = None           # per layer: host counts (n_layers x H)
+
+
+class _Acc:
+    def __init__(self, n_layers: int):
+        self.rows: list = []
+        self.host = np.zeros(len(HOST_FEATURES))
+        self.layer_host = np.zeros((n_layers, len(HOST_FEATURES)))
+
+    def gpu(self, li, mult, cls, flops, nbytes, kern=1, conv=0, par=0.0):
+        """``par`` truthy: a matmul-like kernel group whose throughput ramps up with its
+        FLOPs per kernel (partial waves); stored as FLOPs per kernel."""
+        if mult > 0 and kern > 0:
+            self.rows.append((C[cls], float(flops), float(nbytes), float(kern), float(conv),
+                              float(mult), li, float(flops) / kern if par else 0.0))
+
+    def h(self, li, name, n):
+        j = HOST_FEATURES.index(name)
+        self.host[j] += n
+        if li >= 0:
+            self.layer_host[li, j] += n
+
+
+def _feat(cfg) -> dict:
+    try:
+        return layer_features(cfg)
+    except Exception:
+        return {}
+
+
+def _nbytes(f: dict, cfg, db: int) -> float:
+    b = f.get("bytes_read", 0) + f.get("bytes_written", 0)
+    if b:
+        return float(b)
+    n = sum(math.prod(s) for s in cfg.input_shapes) + sum(math.prod(s) for s in cfg.output_shapes)
+    return float(n * db)
+
+
+def _out_bytes(cfg, db: int) -> float:
+    return float(sum(math.prod(s) for s in cfg.output_shapes) * db)
+
+
+def _in_bytes(cfg, db: int) -> float:
+    return float(sum(math.prod(s) for s in cfg.input_shapes) * db)
+
+
+def _prefixed(names, prefixes) -> float:
+    """Share of a config's calls made under one of ``prefixes`` (module paths)."""
+    if not prefixes or not names:
+        return 0.0
+    hit = sum(1 for n in names if any(n == p or n.startswith(p + ".") or n.startswith(p + ":")
+                                      for p in prefixes))
+    return hit / len(names)
+
+
+def lower(w: Workload) -> LoweredWorkload:
+    """Count host events and GPU kernels of one call of ``w`` (see module docstring)."""
+    train = w.mode == "train_step"
+    lowp = w.dtype in ("bf16", "fp16")
+    acc = _Acc(len(w.layers))
+    unknown = []
+    for li, wl in enumerate(w.layers):
+        cfg, n = wl.config, float(wl.count)
+        fam = family_of(cfg.type) if wl.supported else None
+        if fam is None:
+            fam = "unknown"
+            unknown.append(cfg.type)
+        f = _feat(cfg) if fam != "unknown" else {}
+        db = DTYPE_BYTES.get(cfg.dtype, 4)
+        flops = float(f.get("flops", 0))
+        nbytes = _nbytes(f, cfg, db)
+        low = cfg.dtype in ("bf16", "fp16")
+        fused_enc = _prefixed(wl.names, w.fused_encoder_prefixes)
+        fused_mha = _prefixed(wl.names, w.fused_mha_prefixes)
+        fused = max(fused_enc, fused_mha if fam == "mha" else 0.0)
+        n_py = n * (1.0 - fused_enc)          # Python-level calls (fused ones cost no Python)
+        acc.h(li, "disp", n_py)
+        if train:
+            acc.h(li, "disp_train", n_py)
+        params = float(f.get("params", wl.module_params))
+
+        out_el = float(sum(math.prod(s) for s in cfg.output_shapes))
+        in_el = float(sum(math.prod(s) for s in cfg.input_shapes[:1]))
+
+        def fwd(cls, fl, by, k=1, conv=0, par=0.0):
+            acc.gpu(li, n, cls, fl, by, k, conv, par)
+            acc.h(li, "kern", n * k)
+
+        def bwd(cls, fl, by, k=1, conv=0, nodes=1, par=0.0):
+            if train:
+                acc.gpu(li, n, cls, fl, by, k, conv, par)
+                acc.h(li, "kern", n * k)
+                acc.h(li, "bnode", n * nodes)
+
+        def bwd_mm(cls, fl, by, conv=0):
+            """dX (input-shaped output) and dW (weight-shaped output) kernels."""
+            bwd(cls, fl, by, 1, conv, par=in_el)
+            bwd(cls, fl, by, 1, conv, nodes=0, par=in_el)
+
+        mm = "mm_bf16" if low else "mm_fp32"
+        attn = "attn_bf16" if low else "attn_fp32"
+        if lowp and low and fam in ("gemm", "bgemm", "conv", "mha", "sdpa"):
+            # autocast: cast the activation input (and the weight, if any) to bf16
+            cast_b = _in_bytes(cfg, 2) * 3 + params * 6
+            k = 1 + (1 if params else 0)
+            acc.gpu(li, n, "mem", 0.0, cast_b, k)
+            acc.h(li, "kern", n * k)
+            acc.h(li, "cast", n * k)
+        elif lowp and fam in _FP32_LIST:
+            acc.gpu(li, n, "mem", 0.0, _in_bytes(cfg, 2) * 3, 1)
+            acc.h(li, "kern", n)
+            acc.h(li, "cast", n)
+
+        if fam in ("gemm", "bgemm"):
+            bias = 1 if (fam == "gemm" and cfg.hparams_dict().get("bias", True)) else 0
+            rows = out_el / max(float(cfg.output_shapes[0][-1]), 1.0) if cfg.output_shapes else 1.0
+            if bias and rows > 1 and cfg.type != "Bilinear":
+                # addmm with a bias vector and > 1 row takes cuBLASLt's bias epilogue
+                # (gemm_and_bias), whose per-call descriptor/heuristic set-up costs host time
+                acc.h(li, "lt", n)
+            fwd(mm, flops, nbytes, par=out_el)
+            if fam == "gemm":
+                bwd_mm(mm, flops, nbytes)
+            else:
+                bwd(mm, 2 * flops, 2 * nbytes, 2, par=out_el)
+            if bias:
+                bwd("mem", 0.0, _out_bytes(cfg, db), 1, nodes=0)
+        elif fam == "conv":
+            hp = cfg.hparams_dict()
+            groups = int(hp.get("groups", 1) or 1)
+            cin = int(cfg.input_shapes[0][1]) if cfg.input_shapes and len(cfg.input_shapes[0]) > 1 else 1
+            grouped = groups > 1 and groups >= cin // 8
+            cls = "conv_grouped" if grouped else ("conv_bf16" if low else "conv_tf32")
+            bias = 1 if hp.get("bias", False) else 0
+            acc.h(li, "conv", n)
+            fwd(cls, flops, nbytes, 1, 1, par=0.0 if grouped else out_el)
+            if bias:
+                fwd("mem", 0.0, 2 * _out_bytes(cfg, db))
+            if grouped:
+                bwd(cls, 2 * flops, 2 * nbytes, 2, 2)
+            else:
+                bwd_mm(cls, flops, nbytes, conv=1)
+            if bias:
+                bwd("mem", 0.0, _out_bytes(cfg, db), 1, nodes=0)
+        elif fam in ("bn", "ew", "softmax"):
+            fwd("mem", flops, nbytes)
+            bwd("mem", flops, 1.5 * nbytes)
+        elif fam in ("ln", "gn"):
+            fwd("mem", flops, nbytes)
+            bwd("mem", 2 * flops, 2 * nbytes, 2)
+        elif fam == "dropout":
+            if f.get("training", 0) and f.get("p", 0.5) > 0:
+                fwd("mem", flops, nbytes * 1.25)
+                bwd("mem", flops, nbytes * 1.25)
+        elif fam == "view":
+            if train:
+                acc.h(li, "bnode", n)
+        elif fam == "copy":
+            fwd("mem", 0.0, nbytes)
+            bwd("mem", 0.0, nbytes)
+        elif fam == "factory":
+            fwd("mem", 0.0, nbytes)
+        elif fam == "embedding":
+            fwd("mem", 0.0, nbytes)
+            if train:   # dense table gradient: zero-fill + sort/segment kernels + scatter
+                table = params * 4.0
+                bwd("mem", 0.0, table + 2 * _out_bytes(cfg, db), 5)
+        elif fam == "mha":
+            proj = float(f.get("proj_macs", 0)) * 2
+            att = flops - proj
+            if fused:
+                # native _native_multi_head_attention: in-proj GEMM, qkv transform, fused
+                # attention, out-proj GEMM -- launched from C++
+                acc.gpu(li, n * fused, mm, proj, nbytes, 2, par=3 * out_el)
+                acc.gpu(li, n * fused, attn, att, 3 * nbytes / 4, 1, par=out_el)
+                acc.gpu(li, n * fused, "mem", 0.0, nbytes, 2)
+                acc.h(li, "kern", n * fused * 5)
+            if fused < 1:
+                m = n * (1 - fused)
+                acc.h(li, "mha", m)
+                acc.gpu(li, m, mm, proj, nbytes, 2, par=3 * out_el)
+                acc.gpu(li, m, attn, att, 3 * nbytes / 4, 1, par=out_el)
+                acc.gpu(li, m, "mem", 0.0, nbytes, 2)       # q/k/v layout copies
+                acc.h(li, "kern", m * 5)
+                if train:
+                    acc.gpu(li, m, mm, 2 * proj, 2 * nbytes, 4, par=3 * out_el)
+                    acc.gpu(li, m, attn, 2.5 * att, 1.5 * nbytes, 2, par=out_el)
+                    acc.gpu(li, m, "mem", 0.0, 2 * nbytes, 4)
+                    acc.h(li, "kern", m * 10)
+                    acc.h(li, "bnode", m * 8)
+        elif fam == "sdpa":
+            fwd(attn, flops, nbytes, par=out_el)
+            bwd(attn, 2.5 * flops, 2 * nbytes, 2, par=out_el)
+        elif fam == "rnn":
+            hp = cfg.hparams_dict()
+            k = 2 * int(hp.get("num_layers", 1)) * (2 if hp.get("bidirectional") else 1)
+            fwd(mm, flops, nbytes, k, par=out_el)
+            bwd(mm, 2 * flops, 2 * nbytes, 2 * k, par=out_el)
+        elif fam == "loss":
+            fwd("mem", flops, nbytes, 2)
+            bwd("mem", flops, nbytes, 2)
+        else:       # unknown type: one memory-bound kernel over its tensors
+            fwd("mem", 0.0, nbytes)
+            bwd("mem", 0.0, 1.5 * nbytes)
+
+    acc.h(-1, "call", 1.0)
+    acc.h(-1, "view", float(w.zero_cost_ops))
+    if w.fused_encoder_prefixes:
+        # each fused encoder layer is one Python call + ~10 internal launches, priced by the
+        # constituents' kernels above (their Python calls were removed)
+        acc.h(-1, "disp", float(len(w.fused_encoder_prefixes)))
+    if train:
+        acc.h(-1, "step", 1.0)
+        _lower_optimizer(acc, w)
+    rows = np.array(acc.rows, dtype=float).reshape(-1, 8)
+    return LoweredWorkload(
+        host=acc.host, cls=rows[:, 0].astype(int), flops=rows[:, 1], bytes=rows[:, 2],
+        kern=rows[:, 3], par=rows[:, 7], conv_kern=rows[:, 4], mult=rows[:, 5],
+        layer=rows[:, 6].astype(int),
+        unknown=sorted(set(unknown)), layer_host=acc.layer_host)
+
+
+def _lower_optimizer(acc: _Acc, w: Workload) -> None:
+    opt = w.optimizer or "sgd"
+    if opt not in _OPT:
+        raise ValueError(f"unknown optimizer {opt!r}; accepted: {', '.join(_OPT)}")
+    ops, per_param = _OPT[opt]
+    numels = np.asarray(w.param_numels, dtype=float)
+    nt = float(len(numels))
+    if nt == 0:
+        return
+    chunks = float(np.ceil(numels / _CHUNK).sum())
+    launches = max(math.ceil(nt / _FOREACH_TENSORS), math.ceil(chunks / _FOREACH_CHUNKS))
+    acc.h(-1, "opt_tensor", nt)
+    acc.h(-1, "opt_op", float(ops))
+    acc.h(-1, "opt_launch", float(ops * launches))
+    acc.gpu(-1, 1.0, "mem", 0.0, per_param * float(numels.sum()), ops * launches)

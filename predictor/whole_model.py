@@ -1,0 +1,99 @@
+"""Whole-model rows of a dataset -> workloads and targets for :class:`~predictor.physics.PhysicsModel`.
+
+``load_whole_model_data(folder)`` reads ``models.csv`` and ``workloads.jsonl`` (the captured
+workload of each row, written by the importer or the profiler) and returns one record per
+workload: the mean over sessions of time and energy (the value to predict), the per-session
+values (for the re-measurement floor), the workload and its grouping labels.  Eager rows only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from profiling import schema
+from profiling.errors import ExanteError
+
+from .workload import Workload
+
+__all__ = ["WholeModelData", "load_whole_model_data", "WORKLOAD_FILE"]
+
+WORKLOAD_FILE = "workloads.jsonl"
+
+
+@dataclass
+class WholeModelData:
+    frame: pd.DataFrame          # one row per workload: key, family, kind, mode, dtype, batch,
+    #                              optimizer, time_s, energy_j (session means), n_sessions,
+    #                              power_w, idle_power_w
+    workloads: list              # Workload, aligned with frame
+    sessions: pd.DataFrame       # one row per (workload, session): key, session_id, time_s, energy_j
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.frame[["time_s", "energy_j"]].to_numpy(float)
+
+    def subset(self, mask) -> "WholeModelData":
+        mask = np.asarray(mask, bool)
+        keys = set(self.frame.loc[mask, "key"])
+        return WholeModelData(self.frame[mask].reset_index(drop=True),
+                              [w for w, m in zip(self.workloads, mask) if m],
+                              self.sessions[self.sessions["key"].isin(keys)].reset_index(drop=True))
+
+
+def _read_workloads(path: Path) -> dict:
+    out = {}
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    d = json.loads(line)
+                    out[d["key"]] = Workload.from_json(d["workload"])
+                except (ValueError, KeyError) as exc:
+                    raise ExanteError(f"{path}:{i}: not a workload record ({exc})") from None
+    return out
+
+
+def _spec_kind(spec) -> str | None:
+    if isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except ValueError:
+            return None
+    return spec.get("kind") if isinstance(spec, dict) else None
+
+
+def load_whole_model_data(folder: str | os.PathLike) -> WholeModelData:
+    """Eager whole-model rows of ``folder`` that have a captured workload."""
+    folder = Path(folder)
+    table = schema.model_table(folder)
+    wpath = folder / WORKLOAD_FILE
+    if not table.exists() or not wpath.is_file():
+        raise ExanteError(f"{folder} has no whole-model rows with workloads ({schema.MODEL_FILE} "
+                          f"and {WORKLOAD_FILE}); import or measure some first")
+    rows = table.read_frame()
+    wls = _read_workloads(wpath)
+    rows = rows[(rows["exec"].astype(str) == "eager") & rows["task_key"].isin(list(wls))]
+    rows = rows[(rows["time_s"] > 0) & (rows["energy_j"] > 0)]
+    if rows.empty:
+        raise ExanteError(f"{folder}: no eager whole-model row with a positive measurement and "
+                          "a captured workload")
+    sessions = rows.rename(columns={"task_key": "wkey"})[
+        ["wkey", "session_id", "time_s", "energy_j", "power_w", "idle_power_w"]].rename(
+        columns={"wkey": "key"}).reset_index(drop=True)
+    kinds = rows["spec"].map(_spec_kind)
+    rows = rows.assign(kind=kinds.fillna("model"))
+    g = rows.groupby("task_key", sort=True)
+    frame = g.agg(family=("family", "first"), kind=("kind", "first"), mode=("mode", "first"),
+                  dtype=("dtype", "first"), batch=("batch", "first"),
+                  optimizer=("optimizer", "first"), time_s=("time_s", "mean"),
+                  energy_j=("energy_j", "mean"), n_sessions=("time_s", "size"),
+                  power_w=("power_w", "mean"), idle_power_w=("idle_power_w", "mean"),
+                  params=("params", "first"), flops=("flops", "first")).reset_index()
+    frame = frame.rename(columns={"task_key": "key"})
+    return WholeModelData(frame, [wls[k] for k in frame["key"]], sessions)
