@@ -11,8 +11,9 @@
    lasts >= ``min_window_s``.
 3. **Windows**: each window is preceded by a random sleep drawn uniformly from ``jitter_s``
    (0-100 ms; phase jitter, so the ~100 ms counter quantisation averages out instead of
-   biasing), then ``sync -> E0, t0 -> k calls -> sync -> E1, t1``. A *round* is ``n_windows``
-   windows.
+   biasing), then ``sync -> E0, t0 -> k calls -> sync -> E1, t1`` (if the k calls took less than
+   0.9 x ``min_window_s`` -- calls got faster after calibration -- chunks of ``k/4`` calls are
+   added until that has passed). A *round* is ``n_windows`` windows.
 4. **Consistency / re-measure rule**: per-call energy ``e_i = (E1 - E0) / k`` of each window.
    For a set S of windows, ``spread(S) = (max e - min e) / median e``. After each round the
    windows so far are sorted by ``e``; the candidate sets are the runs of consecutive windows in
@@ -37,7 +38,8 @@ the counter's ~100 ms quantisation; other meters give ``E(t1) - E(t0)`` from two
 
 **Time-bounded windows** (``sync_every=n``, the H100 reference set's rule): instead of a
 calibrated ``k``, each window runs chunks of ``n`` calls with a sync after each chunk until
-``min_window_s`` has passed (no calibration step; ``Window.calls`` may differ between windows).
+``min_window_s`` has passed (no calibration step: the last warm-up batch estimates the time per
+call for the budget check; ``Window.calls`` may differ between windows).
 
 Guard rails: an energy counter that does not advance over a window raises ``ExanteError``
 naming the counter period; a workload that takes no measurable time raises ``ExanteError``;
@@ -300,13 +302,16 @@ def measure(
             raise ExanteError(f"measurement exceeded max_total_s={max_total_s:g} s during {stage}")
 
     # 1. warm-up: >= warmup_calls calls, then doubling batches until >= warmup_s
+    last = None  # (calls, seconds) of the last warm-up batch
     if warmup_calls:
-        run_batch(warmup_calls)
+        last = (warmup_calls, run_batch(warmup_calls))
     batch = 1
     while elapsed() < warmup_s:
         check_budget("warm-up")
-        if run_batch(batch) <= 0 and batch >= _NO_PROGRESS_CALLS:
+        dt_b = run_batch(batch)
+        if dt_b <= 0 and batch >= _NO_PROGRESS_CALLS:
             raise ExanteError(f"fn takes no measurable time ({batch} calls took 0 s during warm-up)")
+        last = (batch, dt_b)
         batch = min(batch * 2, _MAX_CALLS_PER_BATCH)
     check_budget("warm-up")
 
@@ -323,9 +328,8 @@ def measure(
         check_budget("calibration")
         grow = 10 if dt <= 0 else min(10.0, max(2.0, 1.2 * calibrate_s / dt))
         n = min(int(math.ceil(n * grow)), _MAX_CALLS_PER_BATCH)
-    if sync_every is not None:
-        n = max(1, int(sync_every))
-        dt = run_batch(n)
+    if sync_every is not None:  # no calibration step: the last warm-up batch estimates t_call
+        n, dt = last if last is not None and last[1] > 0 else (1, run_batch(1))
         if dt <= 0:
             raise ExanteError(f"fn takes no measurable time ({n} calls took 0 s)")
     t_call = dt / n
@@ -352,10 +356,17 @@ def measure(
 
         def calls():
             if sync_every is None:
+                t0 = clock()
                 for _ in range(k):
                     fn()
                 meter.sync()
                 done[0] = k
+                extra = max(1, k // 4)
+                while clock() - t0 < 0.9 * min_window_s:  # calls got much faster than calibrated: top up
+                    for _ in range(extra):
+                        fn()
+                    meter.sync()
+                    done[0] += extra
                 return
             t0 = clock()
             while True:
@@ -410,7 +421,7 @@ def measure(
         idle_power_w=idle_power_w,
         spread=sel_spread,
         windows=windows,
-        calls_per_window=k if sync_every is None else int(round(calls / len(used))),
+        calls_per_window=int(round(calls / len(used))),
         remeasured=rounds - 1,
         sm_clock_mhz=_opt_float(info.get("sm_clock_mhz")),
         temperature_c=_opt_float(info.get("temperature_c")),

@@ -1402,7 +1402,8 @@ def execute_task(task: SweepTask, session, *, deadline: float | None = None) -> 
             out["skipped"] = res.skipped
             if task.kind == "layer" and not res.layer_rows and not res.reused_keys:
                 out["status"] = "error"
-                out["error"] = "; ".join(s.get("reason", "") for s in res.skipped)[:500] or "no supported layer captured"
+                out["error"] = ("; ".join(s.get("reason", "") for s in res.skipped)
+                                or "; ".join(res.notes) or "no supported layer captured")[:500]
     except (MeterUnavailable, KeyboardInterrupt):
         raise
     except Exception as exc:  # the task's own failure (OOM, unsupported op...): record and go on
@@ -1615,7 +1616,8 @@ def run_sweep(name, out_dir, *, resume: bool = True, backend: str = "local", sch
               device=None, tag: str | None = None, protocol_kwargs: dict | None = None,
               idle_kwargs: dict | None = None, idle_power_w: float | None = None, rated_power_w: float | None = None,
               reference: bool = True, reference_every: int | None = None, retry_errors: bool = False,
-              max_consecutive_errors: int = 25, on_task: Callable[[dict], None] | None = None) -> SweepSummary:
+              max_consecutive_errors: int = 25, on_task: Callable[[dict], None] | None = None,
+              session_id: str | None = None) -> SweepSummary:
     """Run sweep ``name`` into the dataset folder ``out_dir`` (``datasets/<hardware>``).
 
     - ``resume``: skip tasks already recorded in ``tasks.csv`` for this sweep id (errored ones
@@ -1637,7 +1639,8 @@ def run_sweep(name, out_dir, *, resume: bool = True, backend: str = "local", sch
       ``torch_flags`` are set while it runs and restored after, and ``reference_every``
       defaults to the sweep's (else ``REFERENCE_EVERY``).
     - ``on_task(result)`` is called after each task's rows are written (e.g. to copy the dataset
-      files somewhere safe as the sweep goes).
+      files somewhere safe as the sweep goes). ``session_id`` names the (local) session in the
+      rows, e.g. one id for every sweep of one lent-GPU call (default: a fresh id per run).
     """
     sweep = get_sweep(name)
     protocol_kwargs = {**(sweep.protocol or {}), **(protocol_kwargs or {})} or None
@@ -1649,12 +1652,12 @@ def run_sweep(name, out_dir, *, resume: bool = True, backend: str = "local", sch
                           time_budget_s=time_budget_s, device=device, tag=tag, protocol_kwargs=protocol_kwargs,
                           idle_kwargs=idle_kwargs, idle_power_w=idle_power_w, rated_power_w=rated_power_w,
                           reference=reference, reference_every=reference_every, retry_errors=retry_errors,
-                          max_consecutive_errors=max_consecutive_errors, on_task=on_task)
+                          max_consecutive_errors=max_consecutive_errors, on_task=on_task, session_id=session_id)
 
 
 def _run_sweep(sweep, out_dir, *, resume, backend, scheduler, meter, n_jobs, limit, shard, progress, hardware,
                time_budget_s, device, tag, protocol_kwargs, idle_kwargs, idle_power_w, rated_power_w, reference,
-               reference_every, retry_errors, max_consecutive_errors, on_task) -> SweepSummary:
+               reference_every, retry_errors, max_consecutive_errors, on_task, session_id) -> SweepSummary:
     if backend not in ("local", "dask"):
         raise ExanteError(f"unknown backend {backend!r}; accepted: local, dask")
     if tag is not None and not str(tag).replace("-", "").replace("_", "").isalnum():
@@ -1731,7 +1734,8 @@ def _run_sweep(sweep, out_dir, *, resume, backend, scheduler, meter, n_jobs, lim
                                                  hardware=hardware, sweep_id=sweep_id,
                                                  protocol_kwargs=protocol_kwargs, idle_kwargs=idle_kwargs,
                                                  idle_power_w=idle_power_w, reference=reference,
-                                                 reference_every=reference_every, known=known)
+                                                 reference_every=reference_every, known=known,
+                                                 session_id=session_id)
                     handle(_execute(task, session))
             finally:
                 if session is not None:

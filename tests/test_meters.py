@@ -439,10 +439,10 @@ def test_counter_changes_thread_and_info():
     inner = ReplayMeter(150.0, time.perf_counter, counter_period_s=0.01, info={"gpu_name": "fake"})
     with CounterChangeMeter(inner, poll_s=0.001) as m:
         t0 = time.perf_counter()
-        time.sleep(0.2)
+        time.sleep(0.5)
         t1 = time.perf_counter()
         e = m.interval_energy_j(t0, t1)
-        assert e == pytest.approx(150.0 * (t1 - t0), rel=0.02)
+        assert e == pytest.approx(150.0 * (t1 - t0), rel=0.05)  # a loaded CI machine delays the thread
         assert m.n_reads > 20
         info = m.info()
         assert info["meter"] == "replay-changes" and info["gpu_name"] == "fake" and info["poll_s"] == 0.001

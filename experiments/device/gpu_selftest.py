@@ -11,6 +11,9 @@ at the first failure):
 2. ``nvml``    the NVML energy counter: read cost, step period and rate at idle and under a
                matmul load, power readings, idle power (protocol.measure_idle_power), and the
                nvml-power (polling) fallback meter against the counter.
+2b. ``changes`` protocol v2's energy from counter changes (meters.CounterChangeMeter, 2 ms polling
+               thread) against two edge reads on the same windows of a steady matmul load, and
+               what the polling thread costs a host-bound loop (GIL contention).
 3. ``matmul``  the protocol on the reference workload (fp32 matmul 4096) with short windows,
                repeated: per-call energy, within- and across-repeat spread; one bf16 8192 matmul (CUDA).
 4. ``layers``  for EVERY layer type of the sweeps (profiling.sweeps.LAYER_TYPE_WEIGHTS), one
@@ -56,7 +59,7 @@ if ROOT not in sys.path:
 LAYER_MODES = (("inference", None), ("forward_backward", None), ("train_step", "sgd"), ("train_step", "adam"))
 MODEL_MODES = (("inference", None), ("train_step", "sgd"), ("train_step", "adam"))
 DTYPES = ("fp32", "bf16")
-SECTIONS = ("env", "nvml", "matmul", "layers", "models", "mlp")
+SECTIONS = ("env", "nvml", "changes", "matmul", "layers", "models", "mlp")
 
 # protocol settings that only exercise the code path (replay meter: nothing is measured)
 FAST_PROTOCOL = {"min_window_s": 0.004, "n_windows": 1, "max_rounds": 1, "warmup_s": 0.0, "warmup_calls": 1,
@@ -393,6 +396,74 @@ def section_nvml(rep: Report, dev, meter, args) -> float | None:
     except Exception as exc:
         rep.add("nvml", "nvml-power vs counter", "FAIL", detail=_err(exc), traceback=_tb())
     return idle_w
+
+
+def section_changes(rep: Report, dev, args) -> None:
+    """Counter-change energy (protocol v2) vs two edge reads over the same windows; host cost of
+    the polling thread on a loop of tiny kernels."""
+    import torch
+
+    from profiling.meters import CounterChangeMeter
+    from profiling.profiler import open_meter
+
+    out: dict = {}
+    rep.data["sections"]["changes"] = out
+    print("== counter changes (protocol v2) vs edge reads")
+    inner = open_meter(args.meter if dev.type == "cuda" else "replay", device=dev)
+    x = torch.ones(16, device=dev)
+
+    def loop(n: int = 2000) -> float:
+        _sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            x.add_(1.0)
+        _sync(dev)
+        return (time.perf_counter() - t0) / n
+
+    loop(200)
+    t = time.perf_counter()
+    t_off = min(loop() for _ in range(3))
+    cm = CounterChangeMeter(inner)
+    try:
+        t_on = min(loop() for _ in range(3))
+        slow = t_on / t_off - 1.0
+        out["host_loop"] = {"s_per_call_without_thread": t_off, "s_per_call_with_thread": t_on, "slowdown": slow}
+        rep.add("changes", "polling thread vs host-bound loop", "OK" if slow < 0.05 else "WARN",
+                seconds=time.perf_counter() - t,
+                detail=f"{t_off * 1e6:.2f} -> {t_on * 1e6:.2f} us per tiny kernel ({100 * slow:+.1f} %)")
+        n = 8192 if dev.type == "cuda" else 256
+        dt = torch.bfloat16 if dev.type == "cuda" else torch.float32
+        a = torch.randn(n, n, device=dev, dtype=dt)
+        b = torch.randn(n, n, device=dev, dtype=dt)
+        for _ in range(3):
+            a @ b
+        windows = []
+        t = time.perf_counter()
+        for _ in range(2):
+            _sync(dev)
+            e0, t0 = inner.energy_j(), cm.clock()
+            while cm.clock() - t0 < args.change_window_s:
+                for _ in range(8):
+                    a @ b
+                _sync(dev)
+            t1, e1 = cm.clock(), inner.energy_j()
+            windows.append({"seconds": t1 - t0, "edge_j": e1 - e0, "changes_j": cm.interval_energy_j(t0, t1),
+                            **cm.last_interval})
+        out["windows"] = windows
+        ratios = [w["changes_j"] / w["edge_j"] for w in windows if w["edge_j"] > 0]
+        ok = len(ratios) == len(windows) and all(abs(r - 1) < 0.15 for r in ratios) and all(
+            w["n_changes"] >= 3 for w in windows)
+        rep.add("changes", "counter-change energy vs edge reads", "OK" if ok else "FAIL",
+                seconds=time.perf_counter() - t,
+                detail=", ".join(f"{w['changes_j'] / w['seconds']:.0f} W vs {w['edge_j'] / w['seconds']:.0f} W "
+                                 f"({w['n_changes']} changes over {w['span_s']:.2f} s)" for w in windows))
+        print(f"  host loop: {out['host_loop']}")
+        for w in windows:
+            print(f"  window: {w}")
+        del a, b
+    finally:
+        cm.close()
+        _free(dev)
 
 
 def section_matmul(rep: Report, dev, meter, idle_w: float, args) -> None:
@@ -811,6 +882,7 @@ def parse_args(argv=None):
     p.add_argument("--window-s", type=float, default=0.25, help="protocol window in the matmul/mlp sections")
     p.add_argument("--repeats", type=int, default=3, help="protocol repeats of the reference matmul")
     p.add_argument("--poll-s", type=float, default=1.2, help="counter polling duration (idle, busy)")
+    p.add_argument("--change-window-s", type=float, default=1.2, help="window of the counter-change check")
     p.add_argument("--idle-s", type=float, default=2.0, help="measure_idle_power duration")
     p.add_argument("--settle-s", type=float, default=1.0, help="measure_idle_power settle time")
     p.add_argument("--meter", default="nvml", help="meter on CUDA (nvml | nvml-power); CPU always uses 'replay'")
@@ -879,6 +951,7 @@ def main(argv=None) -> int:
         run("env", section_env, rep, dev, meter)
         if dev.type == "cuda" and meter.name in ("nvml", "nvml-power"):
             idle_w = run("nvml", section_nvml, rep, dev, meter, args)
+        run("changes", section_changes, rep, dev, args)
         if idle_w is None and dev.type != "cuda":
             idle_w = 50.0  # the CPU dry run's replay meter draws a constant 100 W
         if idle_w is not None:
