@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     from predictor.serve import add_parser as add_serve_parser  # local page (issue 10)
     add_calc_parser(sub)
     add_serve_parser(sub)
+    from predictor.bench.cli import add_bench_parser  # validation on public data (issue 9)
+    add_bench_parser(sub)
     return parser
 
 

@@ -1,0 +1,79 @@
+"""``exante bench irene|ecnas``: validation against published measurements (sub-commands).
+
+Registered in :mod:`predictor.cli` by :func:`add_bench_parser`; heavy imports happen when a
+benchmark runs, so ``exante --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def _progress(quiet: bool):
+    if quiet:
+        return None
+    return lambda msg: print(f"exante bench: {msg}", file=sys.stderr, flush=True)
+
+
+def _emit(report: dict, as_json: bool, lines: list[str]) -> int:
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def cmd_bench_irene(args) -> int:
+    from .irene import run_irene_bench
+
+    r = run_irene_bench(args.dir, quick=args.quick, progress=_progress(args.quiet or args.json))
+    a = r["anchors"]
+    lines = [f"IrEne leave-one-model-out on {r['dir']} ({', '.join(r['models'])})",
+             f"  model level : exante {r['model_lomo_mape_pct']:.2f} % MAPE   "
+             f"(IrEne, device_1: {a['irene_model_lomo_mape_pct']} %)",
+             f"  module level: exante {r['module_lomo_mape_pct']:.2f} % MAPE   "
+             f"(IrEne, device_1: {a['irene_module_lomo_mape_pct']} %)",
+             f"  FLOPs-linear baseline, same folds: {r['flops_linear_model_lomo_mape_pct']:.2f} %"]
+    lines += [f"    {m:26s} model {v['model_mape_pct']:6.2f} %  module {v['module_mape_pct']:6.2f} %"
+              f"  FLOPs-linear {v['flops_linear_mape_pct']:6.2f} %" for m, v in r["per_model"].items()]
+    return _emit(r, args.json, lines)
+
+
+def cmd_bench_ecnas(args) -> int:
+    from .ecnas import run_ecnas_bench
+
+    r = run_ecnas_bench(args.train, args.test, correction=not args.no_correction,
+                        progress=_progress(args.quiet or args.json))
+    a = r["anchors"]
+    lines = [f"EC-NAS training energy: train {r['n_train']} rows, test {r['n_test']} rows, "
+             f"{r['build_failures']} build failures",
+             f"  exante: MAE {r['mae_wh']:.3f} Wh = {r['mae_pct_of_mean']:.2f} % of mean, "
+             f"MAPE {r['mape_pct']:.2f} %, Kendall tau {r['kendall_tau']:.3f}",
+             f"  EC-NAS surrogate (paper repo): MAE {a['ecnas_surrogate_mae_wh']} Wh = "
+             f"{a['ecnas_surrogate_mae_pct_of_mean']} % of mean",
+             f"  params-linear baseline, same split: MAPE {r['params_linear_mape_pct']:.2f} %",
+             f"  capture speed: {r['archs_per_s']} architectures/s"]
+    return _emit(r, args.json, lines)
+
+
+def add_bench_parser(sub) -> None:
+    """Add ``bench`` with its ``irene`` and ``ecnas`` sub-commands to ``exante``'s parser."""
+    p = sub.add_parser("bench", help="validate on public measurements (IrEne, EC-NAS)")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+
+    q = bsub.add_parser("irene", help="IrEne transformer inference energy, leave-one-model-out")
+    q.add_argument("dir", metavar="DIR", help="folder with model/module/ml1/ml2_level_features.csv")
+    q.add_argument("--quick", action="store_true", help="smaller regressors (faster, rougher)")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    q.set_defaults(func=cmd_bench_irene)
+
+    q = bsub.add_parser("ecnas", help="EC-NAS NAS-Bench-101 training energy, fit on --train")
+    q.add_argument("--train", required=True, metavar="CSV", help="architectures with energies to fit on")
+    q.add_argument("--test", required=True, metavar="CSV", help="architectures to predict and score")
+    q.add_argument("--no-correction", action="store_true",
+                   help="linear work-term composition only (no boosted log-ratio correction)")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    q.set_defaults(func=cmd_bench_ecnas)
