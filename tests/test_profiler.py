@@ -214,6 +214,8 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(ExanteError, match="rated_power_w"):
         profile_model(tiny_mlp(), torch.randn(2, 16), meter="estimated", hardware="mystery", device="cpu")
     assert hardware_id("NVIDIA H100 80GB HBM3") == "h100"
+    assert hardware_id("NVIDIA H200") == hardware_id("NVIDIA H200 NVL") == "h200"  # the lent GPU
+    assert hardware_id("NVIDIA GH200 480GB") == "gh200"
     assert hardware_id(None, torch.device("cpu")) == "cpu"
 
 

@@ -199,7 +199,8 @@ def run_selftest(out: str, device: str, budget_s: float, meter: str) -> None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     argv = ["--out", out, "--sections", SELFTEST_SECTIONS, "--budget-s", str(budget_s), "--poll-s", "0.6",
-            "--idle-s", "1.0", "--settle-s", "0.5", "--change-window-s", "1.2", "--meter", meter]
+            "--idle-s", "1.0", "--settle-s", "0.5", "--change-window-s", "1.2" if device == "cuda" else "0.3",
+            "--meter", meter]
     if device == "cpu":
         argv += ["--device", "cpu", "--eager-only"]
     rc = mod.main(argv)
@@ -220,7 +221,8 @@ def main(argv=None) -> int:
     p.add_argument("--selftest-s", type=float, default=40.0, help="self-test budget; 0 = no self-test")
     p.add_argument("--reserve-s", type=float, default=15.0, help="kept for the last copy and the summary")
     p.add_argument("--min-sweep-s", type=float, default=20.0, help="no sweep is started with less time left")
-    p.add_argument("--idle-s", type=float, default=3.0, help="idle-power window (after 2 s settling)")
+    p.add_argument("--idle-s", type=float, default=None, help="idle-power window after 2 s settling (default 3 s; "
+                   "a CPU dry run: 0.3 s, no settling)")
     p.add_argument("--tasks", default=os.environ.get("TASKS") or None,
                    help="only tasks whose key matches this regular expression (a subset; dry runs)")
     p.add_argument("--protocol", default=os.environ.get("PROTOCOL") or None,
@@ -275,7 +277,9 @@ def main(argv=None) -> int:
             "meter": meter.name, "device": str(dev), "gpu_name": name, "sweeps": {}}
     rc = 0
     try:
-        idle = float(measure_idle_power(meter, duration_s=args.idle_s, settle_s=2.0 if dev.type == "cuda" else 0.2))
+        cuda = dev.type == "cuda"
+        idle = float(measure_idle_power(meter, duration_s=args.idle_s or (3.0 if cuda else 0.3),
+                                        settle_s=2.0 if cuda else 0.0))
         call["idle_power_w"] = idle
         log(f"idle power {idle:.1f} W ({meter.name}), {left():.0f} s left")
         for name_, cap in plan:

@@ -12,7 +12,8 @@
 #   env PLAN="refset:300 host-launch:90 ..." sweeps in order (name[:cap_s]; default in h200_measure.py)
 #   env SELFTEST_S=0 no self-test (default 40 s cap); METER (default nvml-changes)
 #   env DEVICE=cpu METER=replay-changes HARDWARE=cpu-dryrun: a dry run on a machine without a GPU
-#       (tests/test_device_session.py runs it that way)
+#       (tests/test_device_session.py runs it that way, with TASKS=regex, PROTOCOL=json, DATASETS=dir,
+#       WORK=dir, SKIP_WHEELS=1 and PYTHON=the interpreter)
 set -uo pipefail
 T0=$(date +%s)
 LIMIT_S=${1:-540}
@@ -22,8 +23,11 @@ LOG="$OUT/session.log"
 : > "$LOG"
 say() { echo "$@" | tee -a "$LOG"; }
 
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+PY=${PYTHON:-python3}
+if [ "${SKIP_WHEELS:-0}" = 1 ]; then
+    export PYTHONPATH=$PWD
+elif ls .whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl 2>&1 | tee -a "$LOG"
     [ "${PIPESTATUS[0]}" -eq 0 ] || say "WARNING: wheel install failed"
     export PYTHONPATH=/tmp/site:$PWD
@@ -44,10 +48,12 @@ ARGS=(--out "$OUT" --meter "${METER:-nvml-changes}" --selftest-s "${SELFTEST_S:-
 [ -n "${PLAN:-}" ] && ARGS+=(--plan "$PLAN")
 [ -n "${DATASETS:-}" ] && ARGS+=(--datasets "$DATASETS")
 [ -n "${WORK:-}" ] && ARGS+=(--work "$WORK")
+[ -n "${TASKS:-}" ] && ARGS+=(--tasks "$TASKS")
+[ -n "${PROTOCOL:-}" ] && ARGS+=(--protocol "$PROTOCOL")
 used=$(( $(date +%s) - T0 ))
 budget=$(( LIMIT_S - used - 15 ))  # python start-up, the last copy and the summary
 say "h200_session: ${used} s used before the measuring process; its budget ${budget} s, hard limit $(( LIMIT_S - used - 3 )) s"
-timeout -s INT -k 10 $(( LIMIT_S - used - 3 )) python3 experiments/device/h200_measure.py --budget-s "$budget" "${ARGS[@]}" \
+timeout -s INT -k 10 $(( LIMIT_S - used - 3 )) "$PY" experiments/device/h200_measure.py --budget-s "$budget" "${ARGS[@]}" \
     2>&1 | tee -a "$LOG"
 rc=${PIPESTATUS[0]}
 say "h200_session: exit $rc after $(( $(date +%s) - T0 )) s"
