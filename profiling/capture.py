@@ -911,6 +911,24 @@ def _meta_tag(name: str, args: tuple, out, tagged: list) -> None:
         tagged.append(weakref.ref(out))
 
 
+def _meta_grouped_mm(args: tuple, kwargs: dict):
+    """``torch._grouped_mm`` on meta for any float dtype (torch's meta kernel accepts only
+    bf16, like the CUDA kernel; the capture records the call at the model's dtype): output
+    (rows, n) for 2-d x 3-d with ``offs``, (groups, m, n) for 3-d x 3-d. None otherwise."""
+    if len(args) < 2:
+        return None
+    a, b = args[0], args[1]
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.is_meta
+            and b.is_meta and a.is_floating_point() and a.shape[-1] == b.shape[-2]):
+        return None
+    dt = kwargs.get("out_dtype") or a.dtype
+    if a.dim() == 2 and b.dim() == 3:
+        return torch.empty(a.shape[0], b.shape[-1], dtype=dt, device=_META_DEV)
+    if a.dim() == 3 and b.dim() == 3 and a.shape[0] == b.shape[0]:
+        return torch.empty(a.shape[0], a.shape[1], b.shape[-1], dtype=dt, device=_META_DEV)
+    return None
+
+
 class MetaTruthMode(TorchFunctionMode):
     """The capture's meta value reads as a context of their own (e.g. around a
     ``FlopCounterMode`` run of the same meta model): ``all`` / ``sum == n`` predicates on
@@ -931,8 +949,10 @@ class MetaTruthMode(TorchFunctionMode):
         v = _meta_read(func, args)
         if v is not None:
             return v
-        out = func(*args, **kwargs)
         kind, name, _ = _classify(func)
+        out = _meta_grouped_mm(args, kwargs) if name == "grouped_mm" else None
+        if out is None:
+            out = func(*args, **kwargs)
         if kind == _OP:
             _meta_tag(name, args, out, self.tagged)
         return out
@@ -1061,6 +1081,8 @@ class _FunctionalRecorder(TorchFunctionMode):
                 s.zero_cost[name] += 1
                 return v
         out = _fast_functional(func, args, kwargs) if s.fast else None
+        if out is None and s.meta and name == "grouped_mm":
+            out = _meta_grouped_mm(args, kwargs)
         if out is None:
             out = func(*args, **kwargs)
         if kind == _META:
@@ -1315,6 +1337,36 @@ def _set_training(model: nn.Module, modes: list, flag) -> None:
         model.train(flag)
 
 
+_MISSING = object()
+_STORES = ("_parameters", "_buffers", "_modules")
+
+
+def _snapshot(modes: list) -> list:
+    """Shallow copies of every module's attribute dict and parameter / buffer / child
+    stores, so that whatever the forward assigns (a cached mask, a lazily made buffer,
+    a meta tensor kept for later) is undone: a capture never changes the model."""
+    return [(m, dict(m.__dict__), tuple(dict(m.__dict__[k]) for k in _STORES
+                                         if isinstance(m.__dict__.get(k), dict)))
+            for m, _ in modes]
+
+
+def _restore(snapshot: list) -> None:
+    for m, attrs, stores in snapshot:
+        cur = m.__dict__
+        for k in [k for k in cur if k not in attrs]:
+            del cur[k]
+        for k, v in attrs.items():
+            if k != "training" and cur.get(k, _MISSING) is not v:
+                cur[k] = v
+        live = [attrs[k] for k in _STORES if isinstance(attrs.get(k), dict)]
+        for store, saved in zip(live, stores):
+            for k in [k for k in store if k not in saved]:
+                del store[k]
+            for k, v in saved.items():
+                if store.get(k, _MISSING) is not v:
+                    store[k] = v
+
+
 def _input_device_type(inputs) -> str:
     ts: list = []
     _tensors(inputs, ts)
@@ -1351,6 +1403,7 @@ def capture(model: nn.Module, inputs, *, dtype: str = "fp32", train: bool = Fals
     lowp = None if dtype == "fp32" else dtype
     state = _State(lowp, registry)
     modes = [(m, m.training) for m in model.modules()]
+    snapshot = _snapshot(modes)
     handles: list = []
     restored = False
     dev = _input_device_type((args, kwargs))
@@ -1382,6 +1435,7 @@ def capture(model: nn.Module, inputs, *, dtype: str = "fp32", train: bool = Fals
                 else:
                     m.training = flag
         restored = all(m.training == flag for m, flag in modes)
+        _restore(snapshot)
         state.cleanup()
 
     layers = state.records

@@ -215,6 +215,19 @@ def _matmul(cfg: LayerConfig) -> dict:
                  matmul_batch=out_n // max(m * n, 1))
 
 
+@register("grouped_mm", "F.grouped_mm")
+def _grouped_mm(cfg: LayerConfig) -> dict:
+    """Mixture-of-experts grouped matmul (``torch._grouped_mm(a, b, offs=...)``): every row
+    of ``a`` meets one group of ``b``, so macs = numel(out) · k whatever the routing
+    (2-d × 3-d: rows·n·k; 3-d × 3-d: groups·m·n·k)."""
+    a, b = cfg.input_shapes[0], cfg.input_shapes[1]
+    k = int(a[-1]) if a else 1
+    y = _y(cfg)
+    macs = (int(a[0]) * int(b[-1]) * k) if len(a) == 2 and len(b) == 2 else _prod(y) * k
+    return _feat(cfg, macs=macs, flops=2 * macs, k=k, n=int(b[-1]) if b else 1,
+                 groups=int(b[0]) if len(b) == 3 else 1)
+
+
 @register("addmm", "baddbmm", "addmv")
 def _addmm(cfg: LayerConfig) -> dict:
     """beta·input + a @ b: macs = numel(out) · k (the add is ignored, as in fvcore)."""
@@ -462,7 +475,9 @@ def _normalize(cfg: LayerConfig) -> dict:
 
 @register("mean", "sum", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean",
           "norm", "logsumexp", "argmax", "argmin", "prod", "all", "any", "cumsum", "cumprod",
-          "count_nonzero", "aminmax", "nansum", "nanmean", "linalg_vector_norm")
+          "count_nonzero", "aminmax", "nansum", "nanmean", "linalg_vector_norm", "histc",
+          "bincount", "logcumsumexp", "cummax", "cummin", "median", "nanmedian", "mode",
+          "kthvalue", "argsort", "msort", "searchsorted", "bucketize")
 def _reduction(cfg: LayerConfig) -> dict:
     """1 flop per input element."""
     return _feat(cfg, flops=_prod(_x(cfg)))
@@ -904,8 +919,15 @@ def feature_table(model, inputs, dtype: str = "fp32", *, train: bool = False) ->
 
     Never raises for unsupported layers: they are listed in ``.unsupported`` (rows marked
     ``supported=False``, no features) and reported with an :class:`UnsupportedLayerWarning`.
+    A model built from a MODEL_REF on meta whose forward cannot run there is traced once on
+    the CPU instead (with a ``RuntimeWarning``; see
+    :func:`profiling.model_refs.capture_with_cpu_fallback`).
     """
-    cap = capture(model, inputs, dtype=dtype, train=train)
+    from .model_refs import capture_with_cpu_fallback
+
+    cap, note = capture_with_cpu_fallback(model, inputs, dtype=dtype, train=train)
+    if note:
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
     table = features_for_capture(cap)
     table.totals["model_params"] = int(sum(p.numel() for p in model.parameters()))
     return table

@@ -2,7 +2,11 @@
 
 Accepted MODEL_REF forms (DESIGN.md §4):
 
-- ``torchvision:NAME`` / ``timm:NAME`` (optional extras; built without weights)
+- ``torchvision:NAME`` / ``timm:NAME`` (optional extra ``exante[models]``; built without
+  weights: ``weights=None`` and, for detection/segmentation, ``weights_backbone=None``)
+- ``hf:MODEL_TYPE[,key=value,...]`` (a Hugging Face ``transformers`` model built from its
+  default config, e.g. ``hf:gpt2`` or ``hf:llama,num_hidden_layers=2``; no download; takes
+  token ids, see :func:`hf_example_inputs`)
 - ``mlp:in=100,depth=10,width=100,out=1`` (Linear layers with ReLU between them)
 - ``path/to/file.py:factory`` and ``package.module:factory`` (a callable returning an nn.Module)
 """
@@ -11,8 +15,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import re
+import sys
+import warnings
 from typing import Callable
 
 import torch
@@ -21,9 +28,14 @@ from torch import nn
 from .errors import ExanteError
 
 REF_FORMS = (
-    "torchvision:NAME, timm:NAME, mlp:in=100,depth=10,width=100,out=1, "
+    "torchvision:NAME, timm:NAME, hf:MODEL_TYPE, mlp:in=100,depth=10,width=100,out=1, "
     "path/to/file.py:factory, package.module:factory"
 )
+MODEL_REF_ATTR = "_exante_model_ref"    # set on models built from a ref (see rebuild_on_cpu)
+
+
+class ModelBuildError(ExanteError):
+    """A known model whose constructor failed (e.g. on the meta device)."""
 
 MLP_KEYS = {"in", "depth", "width", "out"}
 
@@ -68,14 +80,144 @@ def _parse_mlp(spec: str) -> nn.Module:
     return build_mlp(values["in"], values["depth"], values["width"], values.get("out", 1))
 
 
+_TV_OPS_SHIM = None          # torch.library definitions kept alive (see import_torchvision)
+
+
+def import_torchvision():
+    """``import torchvision``, also where its C++ ops cannot load.
+
+    PyPI's torchvision wheels for Linux x86_64 are built against the CUDA torch; beside the
+    CPU torch (``pip install torch==2.13.0``) their ``_C`` extension does not load, and
+    torchvision's own ``_meta_registrations`` then fails on import with "operator
+    torchvision::nms does not exist" (it registers a fake kernel for ``nms`` even without
+    the ops). In exactly that case the two op schemas it needs (``nms``, ``qnms``) are
+    defined here and the import is retried: models, transforms and the Python ops work;
+    the C++ ops (nms, roi_align, deform_conv2d ...) raise when called. Any other failure is
+    an :class:`ExanteError` that says torchvision is installed but cannot be imported.
+    """
+    global _TV_OPS_SHIM
+    try:
+        return importlib.import_module("torchvision")
+    except ModuleNotFoundError as exc:
+        if exc.name != "torchvision":
+            raise _broken("torchvision", exc) from None
+        raise ExanteError("MODEL_REF needs the optional package 'torchvision', which is not "
+                          "installed; install it as the README's set-up says "
+                          "(pip install 'exante[models]' with the matching torch)") from None
+    except Exception as exc:                         # noqa: BLE001 - reported below
+        first = exc
+    ext = sys.modules.get("torchvision.extension")
+    if _TV_OPS_SHIM is not None or ext is None or ext._has_ops() \
+            or "torchvision::nms" not in str(first):
+        raise _broken("torchvision", first) from None
+    for k in [k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")]:
+        del sys.modules[k]
+    import torch.library
+
+    lib = torch.library.Library("torchvision", "DEF")
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _TV_OPS_SHIM = lib
+    try:
+        return importlib.import_module("torchvision")
+    except Exception as exc:                         # noqa: BLE001
+        raise _broken("torchvision", exc) from None
+
+
+def _broken(name: str, exc: BaseException) -> ExanteError:
+    import torch as _torch
+
+    return ExanteError(
+        f"{name} is installed but cannot be imported beside torch {_torch.__version__} "
+        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); install "
+        f"the {name} release built for this torch (see the README's set-up)"
+    )
+
+
 def _optional_module(name: str):
+    try:                            # timm and transformers import torchvision themselves
+        if importlib.util.find_spec("torchvision") is not None:
+            import_torchvision()
+    except (ExanteError, ImportError, ValueError):
+        pass
     try:
         return importlib.import_module(name)
-    except Exception as exc:  # ImportError, or a broken install (torchvision vs torch mismatch)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise _broken(name, exc) from None
+        extra = "hf" if name == "transformers" else "models"
         raise ExanteError(
-            f"MODEL_REF needs the optional package {name!r}, which cannot be imported here "
-            f"({type(exc).__name__}: {exc}); install it with `pip install 'exante[models]'`"
+            f"MODEL_REF needs the optional package {name!r}, which is not installed; "
+            f"install it with `pip install 'exante[{extra}]'`"
         ) from None
+    except Exception as exc:  # a broken install (e.g. a version mismatch with torch)
+        raise _broken(name, exc) from None
+
+
+def _torchvision_model(name: str) -> nn.Module:
+    tv = import_torchvision()
+    if name not in tv.models.list_models():
+        raise ExanteError(f"torchvision has no model {name!r}; see "
+                          "torchvision.models.list_models()")
+    builder = tv.models.get_model_builder(name)
+    kwargs = {"weights": None}
+    if "weights_backbone" in inspect.signature(builder).parameters:
+        kwargs["weights_backbone"] = None          # never a download nobody asked for
+    try:
+        return builder(**kwargs)
+    except Exception as exc:
+        raise ModelBuildError(f"building torchvision:{name} failed: {type(exc).__name__}: "
+                              f"{exc}") from exc
+
+
+def _timm_model(name: str) -> nn.Module:
+    timm = _optional_module("timm")
+    if not timm.is_model(name):
+        raise ExanteError(f"timm has no model {name!r}; see timm.list_models()")
+    try:
+        return timm.create_model(name, pretrained=False)
+    except Exception as exc:
+        raise ModelBuildError(f"building timm:{name} failed: {type(exc).__name__}: "
+                              f"{exc}") from exc
+
+
+def _parse_overrides(text: str, ref: str) -> dict:
+    out: dict = {}
+    for part in filter(None, text.split(",")):
+        key, sep, val = part.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ExanteError(f"bad hf spec {ref!r}: expected hf:MODEL_TYPE[,key=value,...] "
+                              f"(e.g. hf:llama,num_hidden_layers=2)")
+        val = val.strip()
+        for conv in (int, float):
+            try:
+                out[key.strip()] = conv(val)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key.strip()] = {"true": True, "false": False}.get(val.lower(), val)
+    return out
+
+
+def _hf_model(spec: str, ref: str) -> nn.Module:
+    model_type, _, rest = spec.partition(",")
+    transformers = _optional_module("transformers")
+    from transformers import AutoConfig, AutoModel
+
+    overrides = _parse_overrides(rest, ref)
+    try:
+        cfg = AutoConfig.for_model(model_type.strip(), **overrides)
+    except ValueError:
+        raise ExanteError(f"transformers {transformers.__version__} has no model type "
+                          f"{model_type!r} (e.g. gpt2, bert, llama)") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return AutoModel.from_config(cfg)
+    except Exception as exc:
+        raise ModelBuildError(f"building hf:{spec} failed: {type(exc).__name__}: "
+                              f"{exc}") from exc
 
 
 def _call_factory(factory: Callable, ref: str) -> nn.Module:
@@ -93,17 +235,11 @@ def resolve_model(ref: str) -> nn.Module:
     if scheme == "mlp":
         return _parse_mlp(rest)
     if scheme == "torchvision":
-        tv = _optional_module("torchvision")
-        try:
-            return tv.models.get_model(rest, weights=None)
-        except Exception as exc:
-            raise ExanteError(f"torchvision has no model {rest!r} ({exc})") from None
+        return _torchvision_model(rest)
     if scheme == "timm":
-        timm = _optional_module("timm")
-        try:
-            return timm.create_model(rest, pretrained=False)
-        except Exception as exc:
-            raise ExanteError(f"timm has no model {rest!r} ({exc})") from None
+        return _timm_model(rest)
+    if scheme == "hf":
+        return _hf_model(rest, ref)
     # file.py:factory or package.module:factory (split on the last colon: Windows paths)
     target, _, attr = ref.rpartition(":")
     if not attr.isidentifier():
@@ -131,15 +267,53 @@ def resolve_model(ref: str) -> nn.Module:
 
 def resolve_model_on_meta(ref: str) -> nn.Module:
     """``resolve_model`` under ``torch.device("meta")``: no weights are allocated, so a
-    billion-parameter model costs nothing. A factory that cannot run on meta (data-dependent
-    initialisation, say) is built normally and moved to meta."""
+    billion-parameter model costs nothing. A model whose constructor cannot run on meta
+    (data-dependent initialisation, e.g. torchvision's RegNets) is built on the CPU and
+    moved to meta. The model remembers its ref (:func:`rebuild_on_cpu`)."""
     try:
         with torch.device("meta"):
-            return resolve_model(ref)
+            model = resolve_model(ref)
+    except ModelBuildError:
+        model = resolve_model(ref).to("meta")
     except ExanteError:
         raise
     except Exception:
-        return resolve_model(ref).to("meta")
+        model = resolve_model(ref).to("meta")
+    model.__dict__[MODEL_REF_ATTR] = ref
+    return model
+
+
+def rebuild_on_cpu(model: nn.Module) -> nn.Module | None:
+    """A fresh CPU build of a model made by :func:`resolve_model_on_meta` (for a forward
+    that cannot run on meta, e.g. detection models calling ``nonzero``), else None."""
+    ref = model.__dict__.get(MODEL_REF_ATTR) if isinstance(model, nn.Module) else None
+    if ref is None:
+        return None
+    twin = resolve_model(ref)
+    twin.train(model.training)
+    return twin
+
+
+def hf_example_inputs(model: nn.Module, batch: int, seq_len: int = 128,
+                      device: str | torch.device = "meta") -> dict:
+    """Token-id inputs for a Hugging Face model: ``input_ids`` (zeros, int64) and an
+    all-ones ``attention_mask`` of shape ``(batch, seq_len)``, plus ``decoder_input_ids``
+    for encoder-decoder models and ``pixel_values`` (3×image_size²) for vision models."""
+    b = check_batch(batch)
+    cfg = getattr(model, "config", None)
+    if cfg is not None and getattr(cfg, "model_type", "") in _HF_VISION:
+        size = int(getattr(cfg, "image_size", 224))
+        return {"pixel_values": torch.zeros(b, int(getattr(cfg, "num_channels", 3)), size, size,
+                                            device=device)}
+    ids = torch.zeros(b, int(seq_len), dtype=torch.long, device=device)
+    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if cfg is not None and getattr(cfg, "is_encoder_decoder", False):
+        out["decoder_input_ids"] = torch.zeros_like(ids)
+    return out
+
+
+_HF_VISION = frozenset({"vit", "deit", "beit", "convnext", "swin", "dinov2", "resnet",
+                        "regnet", "mobilevit", "efficientnet", "levit", "poolformer"})
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -171,3 +345,42 @@ def example_inputs(shape: tuple[int, ...], batch: int, device: str | torch.devic
                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A float tensor of shape ``(batch, *shape)`` on ``device`` (``meta`` allocates nothing)."""
     return torch.zeros((check_batch(batch), *shape), device=device, dtype=dtype)
+
+
+def _zeros_like_on(obj, device):
+    if isinstance(obj, torch.Tensor):
+        return torch.zeros(obj.shape, dtype=obj.dtype, device=device) if obj.is_meta else obj
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_zeros_like_on(x, device) for x in obj)
+    if isinstance(obj, dict):
+        return {k: _zeros_like_on(v, device) for k, v in obj.items()}
+    return obj
+
+
+def capture_with_cpu_fallback(model: nn.Module, inputs, *, dtype: str = "fp32",
+                              train: bool = False):
+    """``capture(model, inputs)``; when a model built from a ref on meta cannot run its
+    forward there (``nonzero`` in detection heads, a value read), it is rebuilt on the CPU
+    and captured once with zero inputs (ones for an ``attention_mask``), slower but real.
+    Returns ``(Capture, note)``; ``note`` is None unless the fallback ran. A model not
+    built from a ref (the user's own) is never rebuilt: the meta error is raised."""
+    from .capture import capture
+
+    try:
+        return capture(model, inputs, dtype=dtype, train=train), None
+    except ExanteError as exc:
+        meta_error = exc
+        twin = rebuild_on_cpu(model)
+        if twin is None:
+            raise
+    cpu_inputs = _zeros_like_on(inputs, "cpu")
+    if isinstance(cpu_inputs, dict) and isinstance(cpu_inputs.get("attention_mask"), torch.Tensor):
+        cpu_inputs["attention_mask"] = torch.ones_like(cpu_inputs["attention_mask"])
+    try:
+        cap = capture(twin, cpu_inputs, dtype=dtype, train=train)
+    except ExanteError:
+        raise meta_error from None          # the same failure on the CPU: report the meta one
+    note = (f"the forward could not run on the meta device ({meta_error}); "
+            f"{model.__dict__[MODEL_REF_ATTR]} was built on the CPU and traced once with zero "
+            "inputs instead (slower)")
+    return cap, note

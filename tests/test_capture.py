@@ -1039,3 +1039,27 @@ def test_meta_value_reads_take_the_typical_input_path():
 
     with pytest.raises(ExanteError, match="meta"):
         capture(ReadsNumber(), torch.zeros(4, device="meta"))
+
+
+def test_capture_never_changes_the_model():
+    """What a forward assigns (a cached tensor, a new buffer) is undone after the capture."""
+
+    class Caching(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.register_buffer("scale", torch.ones(4))
+
+        def forward(self, x):
+            self.cached = x * 2                          # e.g. a mask kept for later
+            self.scale = torch.zeros(4, device=x.device)  # a reassigned buffer
+            self.register_buffer("extra", torch.ones(1, device=x.device))
+            return self.lin(x) * self.scale
+
+    m = Caching()
+    before = dict(m.state_dict(keep_vars=True))
+    capture(m, torch.zeros(2, 4))
+    assert not hasattr(m, "cached") and "extra" not in dict(m.named_buffers())
+    assert all(m.state_dict(keep_vars=True)[k] is before[k] for k in before)
+    assert m.scale.sum().item() == 4
+    assert m(torch.ones(2, 4)).shape == (2, 4)           # still runs on its own device
