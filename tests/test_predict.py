@@ -226,7 +226,8 @@ def test_env_var_artifact_dir(art_dir, monkeypatch):
 
 def test_package_exports():
     assert predictor.predict is predict
-    assert set(predictor.__all__) == {"predict", "Prediction", "available_hardware"}
+    assert set(predictor.__all__) == {"predict", "Prediction", "available_hardware", "calc",
+                                      "CalcResult"}
 
 
 def test_data_dependent_forward_falls_back_to_real_device(art_dir):
