@@ -40,8 +40,8 @@ CLASSES = ("mm_fp32", "conv_tf32", "mm_bf16", "conv_bf16", "conv_grouped", "mem"
 C = {name: i for i, name in enumerate(CLASSES)}
 
 # host event counts the physics model prices (seconds per event are fitted)
-HOST_FEATURES = ("call", "disp", "disp_train", "kern", "conv", "lt", "view", "mha", "cast",
-                 "bnode", "step", "opt_tensor", "opt_op", "opt_launch")
+HOST_FEATURES = ("call", "container", "disp", "disp_train", "kern", "conv", "lt", "view", "mha",
+                 "fused", "cast", "bnode", "step", "opt_tensor", "opt_op", "opt_launch")
 
 _FAMILY = {
     "_linear": "gemm", "_f_linear": "gemm", "_bilinear": "gemm", "_matmul": "bgemm",
@@ -255,6 +255,8 @@ def lower(w: Workload) -> LoweredWorkload:
         elif fam == "mha":
             proj = float(f.get("proj_macs", 0)) * 2
             att = flops - proj
+            if fused_mha:
+                acc.h(li, "fused", n * fused_mha)      # one native op (C++ dispatch chain)
             if fused:
                 # native _native_multi_head_attention: in-proj GEMM, qkv transform, fused
                 # attention, out-proj GEMM -- launched from C++
@@ -291,11 +293,13 @@ def lower(w: Workload) -> LoweredWorkload:
             bwd("mem", 0.0, 1.5 * nbytes)
 
     acc.h(-1, "call", 1.0)
+    acc.h(-1, "container", float(_containers(w)))
     acc.h(-1, "view", float(w.zero_cost_ops))
     if w.fused_encoder_prefixes:
-        # each fused encoder layer is one Python call + ~10 internal launches, priced by the
-        # constituents' kernels above (their Python calls were removed)
+        # each fused encoder layer is one Python call + one native op whose ~15 internal aten
+        # calls launch the constituents' kernels above (their Python calls were removed)
         acc.h(-1, "disp", float(len(w.fused_encoder_prefixes)))
+        acc.h(-1, "fused", float(len(w.fused_encoder_prefixes)))
     if train:
         acc.h(-1, "step", 1.0)
         _lower_optimizer(acc, w)
@@ -305,6 +309,23 @@ def lower(w: Workload) -> LoweredWorkload:
         kern=rows[:, 3], par=rows[:, 7], conv_kern=rows[:, 4], mult=rows[:, 5],
         layer=rows[:, 6].astype(int),
         unknown=sorted(set(unknown)), layer_host=acc.layer_host)
+
+
+def _containers(w: Workload) -> int:
+    """Non-leaf modules whose ``__call__`` runs per forward: the proper ancestors of every
+    recorded module path (``"layer1.0.conv1"`` -> ``layer1``, ``layer1.0``), fused fast-path
+    interiors excluded.  (A ``ModuleList`` is counted though it is never called.)"""
+    seen = set()
+    for wl in w.layers:
+        for name in wl.names:
+            path = name.split(":", 1)[0] if ":" in name else name.rsplit(".", 1)[0] \
+                if "." in name else ""
+            parts = path.split(".") if path else []
+            for i in range(1, len(parts) + 1):
+                seen.add(".".join(parts[:i]))
+    for p in w.fused_encoder_prefixes:
+        seen = {s for s in seen if not s.startswith(p + ".")}
+    return len(seen)
 
 
 def _lower_optimizer(acc: _Acc, w: Workload) -> None:

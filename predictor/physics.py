@@ -9,11 +9,13 @@ datasheet (:mod:`predictor.hardware`), on log relative error of both time and en
     GPU time    T_gpu  = sum_k  smax(F_k / (peak_c * eff_c), B_k / (BW * eff_bw))
                                  + tau * kernels + tau_conv * conv kernels
     wall time   T      = (T_host^q + T_gpu^q)^(1/q)          (the slower of the two, smooth)
-    energy      E      = T * smin(P0 + (p_busy*T_gpu + sum_c e_c F_c + e_B B) / T,  P_cap)
+    energy      E      = T * smin(P0 + (sum_k p_c(k) t_k + e_B B) / T,  P_cap)
 
 ``peak_c`` is the datasheet peak of the class's unit (FP32 cores for fp32 matmul, TF32 tensor
 cores for fp32 convolutions, bf16 tensor cores under autocast), ``BW`` the HBM bandwidth,
-P0 the active-idle board power (prior: the measured idle power), P_cap near the TDP.  All
+P0 the active-idle board power (prior: the measured idle power), p_c the dynamic power while a
+kernel of class c runs (matmul units near the TDP; a slow kernel still burns it), P_cap near
+the TDP.  All
 parameters are positive and fitted in log space; the prior keeps each near its datasheet or
 typical value (a factor ~e for host costs), so a held-out family cannot pull the fit apart.
 
@@ -38,14 +40,13 @@ __all__ = ["PhysicsModel", "Datasheet", "PARAMS", "Stack", "stack"]
 _GPU_EFF = ("eff_mm_fp32", "eff_conv_tf32", "eff_mm_bf16", "eff_conv_bf16", "eff_grouped",
             "eff_attn", "eff_bw", "tau_s", "tau_conv_s", "fill_flops")
 _HOST = tuple("h_" + h + "_s" for h in HOST_FEATURES)
-_ENERGY = ("p0_w", "p_busy_w", "e_simt_j_per_flop", "e_tf32_j_per_flop", "e_bf16_j_per_flop",
-           "e_byte_j", "p_cap_w")
+_ENERGY = ("p0_w", "p_fp32_w", "p_tf32_w", "p_bf16_w", "p_mem_w", "e_byte_j", "p_cap_w")
 PARAMS = _GPU_EFF + _HOST + ("overlap_q",) + _ENERGY
 
 # typical host costs of eager PyTorch on a server CPU (s per event) -- the prior's centre
-_HOST_PRIOR = {"call": 30e-6, "disp": 8e-6, "disp_train": 4e-6, "kern": 5e-6, "conv": 15e-6,
+_HOST_PRIOR = {"call": 30e-6, "container": 6e-6, "disp": 8e-6, "disp_train": 4e-6, "kern": 5e-6, "conv": 15e-6,
                "lt": 5e-6,
-               "view": 2e-6, "mha": 100e-6, "cast": 5e-6, "bnode": 8e-6, "step": 400e-6,
+               "view": 2e-6, "mha": 100e-6, "fused": 60e-6, "cast": 5e-6, "bnode": 8e-6, "step": 400e-6,
                "opt_tensor": 3e-6, "opt_op": 15e-6, "opt_launch": 5e-6}
 _GPU_PRIOR = {"eff_mm_fp32": (0.6, 0.5), "eff_conv_tf32": (0.3, 0.7),
               "eff_mm_bf16": (0.5, 0.5), "eff_conv_bf16": (0.3, 0.7),
@@ -55,7 +56,7 @@ _GPU_PRIOR = {"eff_mm_fp32": (0.6, 0.5), "eff_conv_tf32": (0.3, 0.7),
               # SMs x a 128x128 output tile x K); fewer -> partial waves, lower throughput
               "fill_flops": (1e8, 1.5)}
 _SMAX_ROOF = 4.0          # roofline corner sharpness (per kernel group)
-_SMIN_CAP = 8.0           # power-cap corner sharpness
+_SMIN_CAP = 20.0          # power-cap corner sharpness
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,13 @@ class Datasheet:
             mu[f"h_{h}_s"], sd[f"h_{h}_s"] = _HOST_PRIOR[h], 1.0
         mu["overlap_q"], sd["overlap_q"] = 3.0, 0.5
         dyn = max(self.tdp_w - self.idle_w, 50.0)
-        mu.update({"p0_w": self.idle_w, "p_busy_w": 0.15 * dyn,
-                   "e_simt_j_per_flop": 0.5 * dyn / self.peak_fp32,
-                   "e_tf32_j_per_flop": 0.5 * dyn / self.peak_tf32,
-                   "e_bf16_j_per_flop": 0.5 * dyn / self.peak_bf16,
-                   "e_byte_j": 0.3 * dyn / self.mem_bw, "p_cap_w": self.tdp_w})
-        sd.update({"p0_w": 0.1, "p_busy_w": 1.0, "e_simt_j_per_flop": 1.0,
-                   "e_tf32_j_per_flop": 1.0, "e_bf16_j_per_flop": 1.0, "e_byte_j": 1.0,
-                   "p_cap_w": 0.1})
+        # dynamic power while a kernel of the class runs (W above active idle): matmul-class
+        # kernels near the TDP, memory-bound ones about half of it; + energy per HBM byte
+        mu.update({"p0_w": self.idle_w, "p_fp32_w": 0.8 * dyn, "p_tf32_w": 0.7 * dyn,
+                   "p_bf16_w": 0.7 * dyn, "p_mem_w": 0.35 * dyn,
+                   "e_byte_j": 0.1 * dyn / self.mem_bw, "p_cap_w": self.tdp_w})
+        sd.update({"p0_w": 0.1, "p_fp32_w": 0.7, "p_tf32_w": 0.7, "p_bf16_w": 0.7,
+                   "p_mem_w": 0.7, "e_byte_j": 1.5, "p_cap_w": 0.1})
         return (np.array([mu[p] for p in PARAMS], float), np.array([sd[p] for p in PARAMS], float))
 
 
@@ -155,19 +155,19 @@ def evaluate(theta: np.ndarray, s: Stack, ds: Datasheet, *, parts: bool = False)
     # of the class's rate (smooth min(1, F/fill)); memory-class entries (par 0) are exempt
     fill = np.where(s.par > 0, (1.0 + (p["fill_flops"] / np.maximum(s.par, 1.0)) ** 2) ** -0.5,
                     1.0)
-    t_entry = _smax(s.flops / (rate[s.cls] * fill), s.bytes / bw, _SMAX_ROOF) \
-        + s.kern * p["tau_s"] + s.conv_kern * p["tau_conv_s"]
+    t_work = _smax(s.flops / (rate[s.cls] * fill), s.bytes / bw, _SMAX_ROOF)
+    t_over = s.kern * p["tau_s"] + s.conv_kern * p["tau_conv_s"]   # launch/tail per kernel
+    t_entry = t_work + t_over
     t_gpu = np.bincount(s.w, t_entry, minlength=s.n)
     h = np.array([p[k] for k in _HOST])
     t_host = s.H @ h
     q = p["overlap_q"]
     t = _smax(t_host, t_gpu, q)
-    simt = np.isin(s.cls, [0, 4, 5, 6])
-    tf32 = s.cls == 1
-    e_fl = np.where(simt, p["e_simt_j_per_flop"],
-                    np.where(tf32, p["e_tf32_j_per_flop"], p["e_bf16_j_per_flop"]))
-    e_dyn = np.bincount(s.w, s.flops * e_fl + s.bytes * p["e_byte_j"], minlength=s.n) \
-        + p["p_busy_w"] * t_gpu
+    # class -> busy power: mm_fp32, conv_tf32, mm_bf16, conv_bf16, grouped, mem, attn32, attn16
+    pc = np.array([p["p_fp32_w"], p["p_tf32_w"], p["p_bf16_w"], p["p_bf16_w"], p["p_mem_w"],
+                   p["p_mem_w"], p["p_fp32_w"], p["p_bf16_w"]])
+    e_dyn = np.bincount(s.w, t_work * pc[s.cls] + t_over * p["p_mem_w"] + s.bytes * p["e_byte_j"],
+                        minlength=s.n)
     t_safe = np.maximum(t, 1e-12)
     p_raw = p["p0_w"] + e_dyn / t_safe
     power = (p_raw ** -_SMIN_CAP + p["p_cap_w"] ** -_SMIN_CAP) ** (-1.0 / _SMIN_CAP)

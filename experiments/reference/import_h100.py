@@ -150,6 +150,8 @@ def write(out: Path, rows: list[dict], workloads: dict, ref: dict, source: Path)
     t2.append(keep + rows)
     os.chmod(tmp, 0o644)
     os.replace(tmp, table.path)
+    for lock in out.glob(".models.*.lock"):      # the temporary table's lock file
+        lock.unlink(missing_ok=True)
     _write_text_atomic(out / "workloads.jsonl", "".join(
         json.dumps({"key": k, "workload": workloads[k]}, sort_keys=True) + "\n"
         for k in sorted(workloads)))
@@ -163,6 +165,7 @@ def write(out: Path, rows: list[dict], workloads: dict, ref: dict, source: Path)
             "imported_by": "experiments/reference/import_h100.py"}
         return meta
     schema.update_meta(out, upd)
+    os.chmod(out / schema.META_FILE, 0o644)
 
 
 def main(argv=None) -> int:

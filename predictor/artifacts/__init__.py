@@ -69,7 +69,7 @@ class ArtifactVersionWarning(UserWarning):
 
 @dataclass
 class Artifact:
-    model: Any            # predictor.regression.HardwareModel
+    model: Any            # predictor.calibrated.CalibratedHardware or regression.HardwareModel
     manifest: dict
     path: Path            # the .joblib file
 
@@ -180,6 +180,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)            # mkstemp makes 0600; artifacts are package data
         os.replace(tmp, path)
         tmp = None
     finally:
