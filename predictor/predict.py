@@ -433,6 +433,17 @@ def capture_workload(model: nn.Module, inputs, mode: str = "inference", dtype: s
 
 
 # ----------------------------------------------------------------------------- predict
+def _load_or_transfer(hardware: str, artifact_dir):
+    """The artifact of ``hardware``; without one, a catalogue GPU's datasheet transfer from a
+    measured GPU (:mod:`predictor.transfer`, labelled in every prediction's warnings)."""
+    from .artifacts import available_hardware
+    from .transfer import can_transfer, transferred_artifact
+
+    if hardware not in available_hardware(artifact_dir) and can_transfer(hardware):
+        return transferred_artifact(hardware, artifact_dir)
+    return load_artifact(hardware, artifact_dir)
+
+
 def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp32",
             hardware: str = "h100", optimizer: str | None = None, *,
             artifact_dir=None, cache: bool = True) -> Prediction:
@@ -456,7 +467,7 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
         optimizer = None
     if mode == "train_step" and optimizer is None:
         optimizer = DEFAULT_TRAIN_OPTIMIZER
-    art = load_artifact(hardware, artifact_dir)
+    art = _load_or_transfer(hardware, artifact_dir)
     hm = art.model
     if isinstance(hm, CalibratedHardware):
         return _predict_calibrated(art, model, inputs, mode, dtype, optimizer, notes, cache)

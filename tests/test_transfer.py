@@ -1,0 +1,94 @@
+"""Datasheet transfer of the shipped H100 physics model to other catalogue GPUs (issue 13)."""
+
+import json
+import math
+import warnings
+
+import pytest
+
+from predictor import predict
+from predictor.artifacts import available_hardware, load_artifact
+from predictor.cli import main as cli_main
+from predictor.physics import PARAMS
+from predictor.transfer import (TRANSFER_HALFWIDTH, TransferredHardware, datasheet_of, transfer,
+                                transfer_params, transferred_artifact)
+from profiling.errors import ExanteError
+from profiling.model_refs import resolve_model_on_meta
+
+pytestmark = pytest.mark.skipif("h100" not in available_hardware(),
+                                reason="the shipped h100 artifact is needed")
+
+
+def _h100():
+    return load_artifact("h100").model
+
+
+def test_rules_carry_efficiencies_and_host_costs_and_scale_powers():
+    base = _h100()
+    p = base.model.params()
+    src = base.datasheet
+    a100, v100 = datasheet_of("a100"), datasheet_of("v100")
+    q = transfer_params(p, src, a100)
+    for k in PARAMS:
+        if k.startswith("h_") or k.startswith("eff_") or k in ("tau_s", "tau_conv_s", "overlap_q"):
+            assert q[k] == p[k], k
+    dyn = (a100.tdp_w - a100.idle_w) / (src.tdp_w - src.idle_w)
+    assert q["p_fp32_w"] == pytest.approx(p["p_fp32_w"] * dyn)
+    assert q["p_mem_w"] == pytest.approx(p["p_mem_w"] * dyn)
+    assert q["p0_w"] == pytest.approx(p["p0_w"] * a100.idle_w / src.idle_w)
+    assert q["p_cap_w"] == pytest.approx(p["p_cap_w"] * 400.0 / 700.0)
+    assert q["fill_flops"] == pytest.approx(p["fill_flops"] * 19.5 / 67.0)
+    # V100 has no TF32: its fp32 convolutions run on FP32 cores like fp32 matmuls
+    r = transfer_params(p, src, v100)
+    assert r["eff_conv_tf32"] == p["eff_mm_fp32"] != p["eff_conv_tf32"]
+    assert q["eff_conv_tf32"] == p["eff_conv_tf32"]
+
+
+def test_transferred_prediction_is_labelled_and_wider():
+    m = resolve_model_on_meta("mlp:in=256,depth=4,width=1024,out=10")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ph = predict(m, (16, 256), mode="train_step", hardware="h100")
+        pa = predict(m, (16, 256), mode="train_step", hardware="a100")
+    assert pa.hardware == "a100-40gb"
+    assert pa.warnings[0].startswith("transferred from h100 by datasheet")
+    assert "transferred-from-h100" in pa.artifact["id"]
+    assert not any("transferred" in w for w in ph.warnings)
+    for p in (ph, pa):
+        assert p.energy_j_low < p.energy_j < p.energy_j_high
+        assert p.time_s_low < p.time_s < p.time_s_high
+    wide = math.log(pa.energy_j_high / pa.energy_j)
+    assert wide > math.log(ph.energy_j_high / ph.energy_j)
+    assert wide >= min(TRANSFER_HALFWIDTH.values()) - 1e-9
+    # a slower, lower-power GPU: longer and at lower average power than the H100
+    assert pa.time_s > ph.time_s and pa.power_w < ph.power_w
+
+
+def test_transfer_object_and_artifact_cache():
+    th = transfer(_h100(), "l4")
+    assert isinstance(th, TransferredHardware) and th.hardware == "l4" and th.source == "h100"
+    assert th.datasheet.tdp_w == 72.0
+    a1 = transferred_artifact("l4")
+    assert a1 is transferred_artifact("L4") and a1.manifest["transferred_from"] == "h100"
+    # a GPU with its own artifact is not transferred
+    assert transferred_artifact("H100 SXM").model.hardware == "h100"
+
+
+def test_non_gpu_and_unknown_are_errors():
+    with pytest.raises(ExanteError, match="GPUs only"):
+        datasheet_of("tpu-v4")
+    m = resolve_model_on_meta("mlp:in=8,depth=1,width=8,out=1")
+    with pytest.raises(ExanteError, match="no fitted model"):
+        predict(m, (2, 8), hardware="tpu-v4")
+    with pytest.raises(ExanteError, match="lacks fp32 peak, bandwidth or TDP"):
+        datasheet_of("rtx2080")          # the catalogue has no bandwidth for it
+
+
+def test_cli_predict_hardware_a100_json(capsys):
+    rc = cli_main(["predict", "mlp:in=64,depth=2,width=64,out=1", "--input", "64", "--batch",
+                   "8", "--hardware", "a100", "--json"])
+    assert rc == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["hardware"] == "a100-40gb"
+    assert any(w.startswith("transferred from h100") for w in d["warnings"])
+    assert d["energy_j_low"] < d["energy_j"] < d["energy_j_high"]
