@@ -367,6 +367,7 @@ _VIEW_OPS = frozenset({
     "real", "imag", "view_as_real", "view_as_complex", "broadcast_to", "broadcast_tensors",
     "atleast_1d", "atleast_2d", "atleast_3d", "T", "mT", "H", "mH", "unfold_view",
     "squeeze_", "unsqueeze_", "transpose_", "t_", "detach_", "resolve_conj", "resolve_neg",
+    "meshgrid",
 })
 _META_OPS = frozenset({
     "size", "dim", "numel", "nelement", "ndimension", "stride", "storage_offset",
