@@ -14,5 +14,6 @@ from __future__ import annotations
 from .artifacts import available_hardware
 from .calc import CalcResult, calc
 from .predict import Prediction, predict
+from . import generators  # noqa: F401,E402  (registers mlpseq:/convstack:/encoder: MODEL_REFs)
 
 __all__ = ["predict", "Prediction", "available_hardware", "calc", "CalcResult"]

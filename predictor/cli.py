@@ -74,7 +74,7 @@ def cmd_profile(args) -> int:
     result = profile_model(
         model, inputs, mode=args.mode, dtype=args.dtype, optimizer=args.optimizer,
         meter=args.meter, device=device, hardware=args.hardware,
-        rated_power_w=args.rated_power_w,
+        rated_power_w=args.rated_power_w, model_ref=args.model_ref,
     )
     if args.out:
         result.write(args.out)
@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(sub)
     from predictor.bench.cli import add_bench_parser  # validation on public data (issue 9)
     add_bench_parser(sub)
+    from predictor.calibrate import add_parser as add_calibrate_parser  # few-shot (issue 13)
+    add_calibrate_parser(sub)
+    from predictor.compare import add_parser as add_compare_parser  # designs (issue 12)
+    add_compare_parser(sub)
     return parser
 
 

@@ -38,6 +38,14 @@ class ModelBuildError(ExanteError):
     """A known model whose constructor failed (e.g. on the meta device)."""
 
 MLP_KEYS = {"in", "depth", "width", "out"}
+# further MODEL_REF schemes registered by other packages (predictor.generators registers
+# mlpseq:, convstack:, encoder:): scheme -> builder(text after the colon) -> nn.Module
+REF_SCHEMES: dict[str, Callable[[str], nn.Module]] = {}
+
+
+def register_ref_scheme(scheme: str, builder: Callable[[str], nn.Module]) -> None:
+    """Make ``scheme:...`` a MODEL_REF built by ``builder(text after the colon)``."""
+    REF_SCHEMES[scheme] = builder
 
 
 def build_mlp(in_features: int, depth: int, width: int, out_features: int = 1) -> nn.Sequential:
@@ -234,6 +242,8 @@ def resolve_model(ref: str) -> nn.Module:
     scheme, _, rest = ref.partition(":")
     if scheme == "mlp":
         return _parse_mlp(rest)
+    if scheme in REF_SCHEMES:
+        return REF_SCHEMES[scheme](rest)
     if scheme == "torchvision":
         return _torchvision_model(rest)
     if scheme == "timm":

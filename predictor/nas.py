@@ -1,0 +1,572 @@
+"""An energy objective for neural architecture search, with a vectorised path.
+
+``EnergyObjective(hardware="h100", mode="train_step", batch=32, dtype="fp32", optimizer="adam")``
+is callable on an ``nn.Module`` (with ``input_shape``) or on a spec of
+:mod:`predictor.generators` and returns an :class:`EnergyScore` (J per call of the whole batch,
+with the predictor's nominal-90 % interval, and time).  ``score_many(specs)`` scores many specs
+of one family at once *without building modules*:
+
+* the work counts of each spec (host events, GPU kernels with FLOPs/bytes per compute class,
+  the optimizer's foreach launches) are derived in closed form, vectorised over specs, from
+  what :func:`predictor.lowering.lower` does for the layers the family's module would capture
+  (the helpers below mirror ``lower``'s branches one for one);
+* they are stacked into a :class:`predictor.physics.Stack` and priced by
+  :func:`predictor.physics.evaluate` with the artifact's fitted ``theta_``; the interval
+  follows :meth:`predictor.calibrated.CalibratedHardware.predict_workload` (regime half-width,
+  dtype and batch widening, with the library's own constants).
+
+The result equals ``predict(spec.build(), ...)`` to rounding; ``tests/test_nas.py`` checks this
+on random specs of every family and mode, so a change to the lowering or the capture fails
+there loudly.  Families: MLP (:class:`~predictor.generators.MLPSpec`), CNN stack
+(:class:`~predictor.generators.ConvStackSpec`), transformer encoder
+(:class:`~predictor.generators.EncoderSpec`; fp32 only).  NAS-Bench-101 cells are not
+vectorised: they are scored through the general path (build + predict).
+
+The artifact must be a physics model (:class:`~predictor.calibrated.CalibratedHardware`, e.g.
+the shipped ``h100``); a family whose layer families the artifact never saw is scored through
+the general path, whose interval widening needs the per-layer split.
+
+``optuna_objective(objective, suggest, accuracy)`` turns it into a two-value Optuna objective
+(accuracy, predicted energy) for ``optuna.create_study(directions=["maximize", "minimize"])``
+(``pip install 'exante[nas]'``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from profiling.errors import ExanteError
+from profiling.features import DTYPE_BYTES
+
+from .calibrated import (_OOD_BATCH_WIDEN, _OOD_DTYPE_WIDEN, GPU_BOUND_POWER_W,
+                         CalibratedHardware)
+from .generators import ConvStackSpec, EncoderSpec, MLPSpec
+from .lowering import (_CHUNK, _FOREACH_CHUNKS, _FOREACH_TENSORS, _OPT, CLASSES, HOST_FEATURES)
+from .physics import Stack, evaluate
+
+__all__ = ["EnergyObjective", "EnergyScore", "optuna_objective", "FAMILY_LAYER_FAMILIES"]
+
+_HI = {name: i for i, name in enumerate(HOST_FEATURES)}
+_CI = {name: i for i, name in enumerate(CLASSES)}
+# layer families (predictor.lowering.family_of) each spec family's modules contain
+FAMILY_LAYER_FAMILIES = {MLPSpec: ("gemm", "ew"), ConvStackSpec: ("conv", "ew", "view", "gemm"),
+                         EncoderSpec: ("mha", "dropout", "ew", "ln", "gemm")}
+
+
+@dataclass
+class EnergyScore:
+    """Predicted energy (J, GPU board, per call of the whole batch) with its interval, time (s)."""
+
+    energy_j: float
+    energy_j_low: float
+    energy_j_high: float
+    time_s: float
+    time_s_low: float
+    time_s_high: float
+
+    def __float__(self) -> float:
+        return float(self.energy_j)
+
+
+# ----------------------------------------------------------------- work-count accumulator
+class _Work:
+    """Host event counts (n_specs x HOST_FEATURES) and GPU entries, built with arrays.
+
+    ``gpu`` and ``h`` are :class:`predictor.lowering._Acc`'s methods over arrays of slots
+    (one slot = one layer of one spec; ``s`` its spec index)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.H = np.zeros((n, len(HOST_FEATURES)))
+        self.rows: list = []
+
+    def h(self, s, name, count):
+        s, count = np.broadcast_arrays(np.asarray(s), np.asarray(count, float))
+        self.H[:, _HI[name]] += np.bincount(s.ravel(), count.ravel(), minlength=self.n)
+
+    def gpu(self, s, mult, cls, flops, nbytes, kern=1, conv=0, par=False):
+        s, mult, flops, nbytes, kern, conv = np.broadcast_arrays(
+            np.asarray(s), *(np.asarray(v, float) for v in (mult, flops, nbytes, kern, conv)))
+        cls = np.broadcast_to(np.asarray(cls), s.shape)
+        self.rows.append((s.ravel(), cls.ravel(), flops.ravel(), nbytes.ravel(), kern.ravel(),
+                          conv.ravel(), mult.ravel(), bool(par)))
+
+    def stack(self) -> Stack:
+        if not self.rows:
+            z = np.zeros(0)
+            return Stack(self.H, z.astype(int), z.astype(int), z, z, z, z, z, z, self.n)
+        cat = lambda i: np.concatenate([r[i] for r in self.rows])  # noqa: E731
+        s, cls, fl, by, kern, conv, mult = (cat(i) for i in range(7))
+        par = np.concatenate([(r[2] / r[4]) if r[7] else np.zeros(len(r[0]))
+                              for r in self.rows])
+        keep = (mult > 0) & (kern > 0)
+        return Stack(self.H, s[keep].astype(int), cls[keep].astype(int), par[keep],
+                     (fl * mult)[keep], (by * mult)[keep], (kern * mult)[keep],
+                     (conv * mult)[keep], mult[keep], self.n)
+
+
+# ------------------------------------------------------------ layer lowerings (as lower())
+class _Lower:
+    """Vectorised counterparts of ``lower``'s branches for one mode and dtype."""
+
+    def __init__(self, work: _Work, mode: str, dtype: str):
+        self.w = work
+        self.train = mode == "train_step"
+        self.low = dtype in ("bf16", "fp16")
+        self.db = DTYPE_BYTES["bf16"] if self.low else DTYPE_BYTES["fp32"]
+        self.mm = _CI["mm_bf16" if self.low else "mm_fp32"]
+        self.attn = _CI["attn_bf16" if self.low else "attn_fp32"]
+
+    def _call(self, s, n_py):
+        self.w.h(s, "disp", n_py)
+        if self.train:
+            self.w.h(s, "disp_train", n_py)
+
+    def _fwd(self, s, n, cls, fl, by, k=1, conv=0, par=False):
+        self.w.gpu(s, n, cls, fl, by, k, conv, par)
+        self.w.h(s, "kern", np.asarray(n, float) * k)
+
+    def _bwd(self, s, n, cls, fl, by, k=1, conv=0, nodes=1, par=False):
+        if self.train:
+            self.w.gpu(s, n, cls, fl, by, k, conv, par)
+            self.w.h(s, "kern", np.asarray(n, float) * k)
+            self.w.h(s, "bnode", np.asarray(n, float) * nodes)
+
+    def _cast_lowp(self, s, n, in_el, params):
+        """autocast: cast the activation input (and the weight) of a bf16 op."""
+        if self.low:
+            k = 1 + (np.asarray(params) > 0)
+            self._fwd_k(s, n, _CI["mem"], 0.0, in_el * 2 * 3 + params * 6, k)
+            self.w.h(s, "cast", np.asarray(n, float) * k)
+
+    def _fwd_k(self, s, n, cls, fl, by, k):
+        self.w.gpu(s, n, cls, fl, by, k)
+        self.w.h(s, "kern", np.asarray(n, float) * k)
+
+    def linear(self, s, n, rows, fin, fout, fused=0.0):
+        """``nn.Linear(fin, fout)`` (bias) on an input of ``rows`` x ``fin`` elements."""
+        in_el, out_el = rows * fin, rows * fout
+        params = fin * fout + fout
+        flops = 2.0 * in_el * fout
+        nbytes = (in_el + params + out_el) * float(self.db)
+        self._call(s, n * (1.0 - fused))
+        self._cast_lowp(s, n, in_el, params)
+        self.w.h(s, "lt", n * (rows > 1))
+        self._fwd(s, n, self.mm, flops, nbytes, par=True)
+        self._bwd(s, n, self.mm, flops, nbytes, par=True)
+        self._bwd(s, n, self.mm, flops, nbytes, nodes=0, par=True)
+        self._bwd(s, n, _CI["mem"], 0.0, out_el * float(self.db), nodes=0)
+
+    def elementwise(self, s, n, flops, nbytes, fused=0.0):
+        """ew / bn / softmax families: one kernel forward, one backward (1.5 x bytes)."""
+        self._call(s, n * (1.0 - fused))
+        self._fwd(s, n, _CI["mem"], flops, nbytes)
+        self._bwd(s, n, _CI["mem"], flops, 1.5 * nbytes)
+
+    def view(self, s, n):
+        self._call(s, n)
+        if self.train:
+            self.w.h(s, "bnode", n)
+
+    def layernorm(self, s, n, numel, d, fused=0.0):
+        if self.low:
+            raise ExanteError("the vectorised path has no bf16 LayerNorm; score such specs "
+                              "with the general path (EnergyObjective on the built module)")
+        flops = 5.0 * numel
+        nbytes = (2.0 * numel + 2.0 * d) * self.db
+        self._call(s, n * (1.0 - fused))
+        self._fwd(s, n, _CI["mem"], flops, nbytes)
+        self._bwd(s, n, _CI["mem"], 2 * flops, 2 * nbytes, 2)
+
+    def dropout(self, s, n, numel, fused=0.0):
+        """``nn.Dropout(p>0)``: kernels only in training mode."""
+        self._call(s, n * (1.0 - fused))
+        if self.train:
+            nbytes = 2.0 * numel * self.db
+            self._fwd(s, n, _CI["mem"], numel, nbytes * 1.25)
+            self._bwd(s, n, _CI["mem"], numel, nbytes * 1.25)
+
+    def conv2d(self, s, n, batch, cin, cout, hw, k):
+        """``nn.Conv2d(cin, cout, k, padding=k//2)`` (bias, groups 1) on hw pixels."""
+        in_el, out_el = batch * cin * hw, batch * cout * hw
+        params = cout * cin * k * k + cout
+        flops = 2.0 * batch * cout * hw * cin * k * k
+        nbytes = (in_el + params + out_el) * float(self.db)
+        cls = _CI["conv_bf16" if self.low else "conv_tf32"]
+        self._call(s, n)
+        self._cast_lowp(s, n, in_el, params)
+        self.w.h(s, "conv", n)
+        self._fwd(s, n, cls, flops, nbytes, 1, 1, par=True)
+        self._fwd(s, n, _CI["mem"], 0.0, 2.0 * out_el * self.db)
+        self._bwd(s, n, cls, flops, nbytes, 1, 1, par=True)
+        self._bwd(s, n, cls, flops, nbytes, 1, 1, nodes=0, par=True)
+        self._bwd(s, n, _CI["mem"], 0.0, out_el * float(self.db), nodes=0)
+
+    def mha(self, s, n, batch, seq, d, heads, fused):
+        """Self-attention ``nn.MultiheadAttention(d, heads, batch_first=True)``;
+        ``fused``: 1 where the call runs inside a fused encoder layer (inference fast path)."""
+        if self.low:
+            raise ExanteError("the vectorised path has no bf16 attention; score such specs "
+                              "with the general path (EnergyObjective on the built module)")
+        proj = 2.0 * (4.0 * batch * seq * d * d)
+        macs = 4.0 * batch * seq * d * d + 2.0 * batch * seq * seq * d
+        flops = 2.0 * macs + 5.0 * batch * heads * seq * seq
+        att = flops - proj
+        params = 4.0 * d * d + 4.0 * d
+        out_el = batch * seq * d
+        nbytes = (3.0 * out_el + params + out_el) * self.db
+        self._call(s, n * (1.0 - fused))
+        m_f, m_u = n * fused, n * (1.0 - fused)
+        for m in (m_f, m_u):
+            self.w.gpu(s, m, self.mm, proj, nbytes, 2, par=True)
+            self.w.gpu(s, m, self.attn, att, 3 * nbytes / 4, 1, par=True)
+            self.w.gpu(s, m, _CI["mem"], 0.0, nbytes, 2)
+            self.w.h(s, "kern", m * 5)
+        self.w.h(s, "mha", m_u)
+        if self.train:
+            self.w.gpu(s, m_u, self.mm, 2 * proj, 2 * nbytes, 4, par=True)
+            self.w.gpu(s, m_u, self.attn, 2.5 * att, 1.5 * nbytes, 2, par=True)
+            self.w.gpu(s, m_u, _CI["mem"], 0.0, 2 * nbytes, 4)
+            self.w.h(s, "kern", m_u * 10)
+            self.w.h(s, "bnode", m_u * 8)
+
+    def optimizer(self, s, numels_per_spec, opt: str):
+        """``torch.optim`` foreach kernels over each spec's parameter tensors.
+        ``numels_per_spec``: (n_specs, max_tensors) array, 0 = no tensor."""
+        if not self.train:
+            return
+        ops, per_param = _OPT[opt]
+        numels = np.asarray(numels_per_spec, float)
+        nt = (numels > 0).sum(axis=1).astype(float)
+        chunks = np.ceil(numels / _CHUNK).sum(axis=1)
+        launches = np.maximum(np.ceil(nt / _FOREACH_TENSORS), np.ceil(chunks / _FOREACH_CHUNKS))
+        has = nt > 0
+        self.w.h(s[has], "opt_tensor", nt[has])
+        self.w.h(s[has], "opt_op", float(ops))
+        self.w.h(s[has], "opt_launch", ops * launches[has])
+        self.w.gpu(s[has], 1.0, _CI["mem"], 0.0, per_param * numels.sum(axis=1)[has],
+                   ops * launches[has])
+
+
+# ----------------------------------------------------------------------- the families
+def _left_aligned(a: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 2 or a.shape[1] == 0:
+        raise ExanteError(f"{what} must be a 2-d array (specs x layers), 0 = no layer")
+    a = a.astype(np.int64)
+    mask = a > 0
+    if (a < 0).any() or not mask[:, 0].all() or (mask[:, 1:] & ~mask[:, :-1]).any():
+        raise ExanteError(f"{what}: each row needs >= 1 positive size, zeros only at the end")
+    return a
+
+
+def _col(v, n: int, what: str) -> np.ndarray:
+    a = np.broadcast_to(np.asarray(v, dtype=np.int64), (n,)).copy()
+    if (a < 1).any():
+        raise ExanteError(f"{what} must be positive integers")
+    return a
+
+
+def _mlp(L: _Lower, batch: int, widths, fin, fout):
+    """Work of ``MLPSpec(fin, widths, fout)``: ``nn.Sequential`` of Linear/ReLU (no
+    containers, no view ops)."""
+    n, D = widths.shape
+    s = np.arange(n)
+    depth = (widths > 0).sum(axis=1)
+    prev = np.concatenate([fin[:, None], widths[:, :-1]], axis=1)
+    si, sj = np.nonzero(widths > 0)
+    fi, fo = prev[si, sj].astype(float), widths[si, sj].astype(float)
+    B = float(batch)
+    L.linear(si, 1.0, B, fi, fo)
+    L.elementwise(si, 1.0, B * fo, 2.0 * B * fo * L.db)              # ReLU
+    last = widths[s, depth - 1].astype(float)
+    L.linear(s, 1.0, B, last, fout.astype(float))
+    numels = np.zeros((n, 2 * D + 2))
+    numels[si, 2 * sj] = fi * fo
+    numels[si, 2 * sj + 1] = fo
+    numels[:, -2], numels[:, -1] = last * fout, fout
+    return s, numels, np.zeros(n), np.zeros(n)          # containers, view ops
+
+
+def _convstack(L: _Lower, batch: int, filters, c0: int, hw: int, kernel, fout):
+    """Work of ``ConvStackSpec``: Conv2d/ReLU pairs, AdaptiveAvgPool2d(1), Flatten, Linear."""
+    n, D = filters.shape
+    s = np.arange(n)
+    depth = (filters > 0).sum(axis=1)
+    prev = np.concatenate([np.full((n, 1), c0), filters[:, :-1]], axis=1)
+    si, sj = np.nonzero(filters > 0)
+    ci, co = prev[si, sj].astype(float), filters[si, sj].astype(float)
+    k = kernel[si].astype(float)
+    B, HW = float(batch), float(hw)
+    L.conv2d(si, 1.0, B, ci, co, HW, k)
+    L.elementwise(si, 1.0, B * co * HW, 2.0 * B * co * HW * L.db)     # ReLU
+    last = filters[s, depth - 1].astype(float)
+    L.elementwise(s, 1.0, B * last * HW, (B * last * HW + B * last) * L.db)   # avg pool
+    L.view(s, 1.0)                                                    # Flatten
+    L.linear(s, 1.0, B, last, fout.astype(float))
+    numels = np.zeros((n, 2 * D + 2))
+    numels[si, 2 * sj] = co * ci * k * k
+    numels[si, 2 * sj + 1] = co
+    numels[:, -2], numels[:, -1] = last * fout, fout
+    return s, numels, np.zeros(n), np.zeros(n)
+
+
+def _encoder(L: _Lower, batch: int, d, heads, layers, ffn, seq, fout, fast_path: bool):
+    """Work of ``EncoderSpec`` (generators.Encoder): per block MHA, 2 dropout, 2 residual
+    adds, 2 LayerNorm, Linear-GELU-dropout-Linear; a Linear head on token 0.  Inference fp32
+    with an even head count takes PyTorch's fused encoder fast path."""
+    n = len(d)
+    s = np.arange(n)
+    d, heads, nl, f, sq, fo = (x.astype(float) for x in (d, heads, layers, ffn, seq, fout))
+    fused = (np.asarray(heads, np.int64) % 2 == 0).astype(float) if fast_path else np.zeros(n)
+    B = float(batch)
+    nd, nf = B * sq * d, B * sq * f
+    L.mha(s, nl, B, sq, d, heads, fused)
+    L.dropout(s, 2 * nl, nd, fused)
+    L.elementwise(s, 2 * nl, nd, 3.0 * nd * L.db, fused)               # residual adds
+    L.layernorm(s, 2 * nl, nd, d, fused)
+    L.linear(s, nl, B * sq, d, f, fused)
+    L.elementwise(s, nl, nf, 2.0 * nf * L.db, fused)                   # F.gelu
+    L.dropout(s, nl, nf, fused)
+    L.linear(s, nl, B * sq, f, d, fused)
+    L.linear(s, 1.0, B, d, fo)
+    L.w.h(s, "disp", nl * fused)                                       # fused layer calls
+    L.w.h(s, "fused", nl * fused)
+    per_block = np.stack([3 * d * d, 3 * d, d * d, d, d * f, f, f * d, d, d, d, d, d], axis=1)
+    nmax = int(nl.max())
+    blocks = np.where(np.arange(nmax)[None, :, None] < nl[:, None, None],
+                      per_block[:, None, :], 0.0).reshape(n, -1)
+    numels = np.concatenate([blocks, (d * fo)[:, None], fo[:, None]], axis=1)
+    # module containers: encoder, encoder.layers, encoder.layers.<i>; view/metadata ops per
+    # forward as the capture counts them (tests/test_nas.py checks both against the capture)
+    views = 5 + (4 if L.train is False else 3) * nl
+    return s, numels, 2 + nl, views
+
+
+def _finish(L: _Lower, s, numels, containers, views, optimizer) -> Stack:
+    L.w.h(s, "call", 1.0)
+    L.w.h(s, "container", containers)
+    L.w.h(s, "view", views)
+    if L.train:
+        L.w.h(s, "step", 1.0)
+        L.optimizer(s, numels, optimizer)
+    return L.w.stack()
+
+
+# ----------------------------------------------------------------------- the objective
+class EnergyObjective:
+    """Predicted energy of a design, as a NAS objective (see the module docstring).
+
+    ``mode``: "inference" | "train_step"; ``batch``: per call; ``dtype``: "fp32" | "bf16";
+    ``optimizer``: for train_step (default "sgd", as :func:`predictor.predict`);
+    ``input_shape``: per-sample shape for ``nn.Module`` designs (specs carry their own).
+    """
+
+    def __init__(self, hardware: str = "h100", mode: str = "train_step", batch: int = 32,
+                 dtype: str = "fp32", optimizer: str | None = None, input_shape=None, *,
+                 artifact_dir=None):
+        from profiling.model_refs import check_batch
+
+        from .artifacts import load_artifact
+        from .predict import DEFAULT_TRAIN_OPTIMIZER, DTYPES, MODES, OPTIMIZERS
+
+        if mode not in MODES:
+            raise ExanteError(f"unknown mode {mode!r}; accepted: {', '.join(MODES)}")
+        if dtype not in DTYPES:
+            raise ExanteError(f"unknown dtype {dtype!r}; accepted: {', '.join(DTYPES)}")
+        if optimizer is not None and optimizer not in OPTIMIZERS:
+            raise ExanteError(f"unknown optimizer {optimizer!r}; accepted: "
+                              f"{', '.join(OPTIMIZERS)}")
+        self.hardware, self.mode, self.dtype = hardware, mode, dtype
+        self.batch = check_batch(batch)
+        self.optimizer = None if mode == "inference" else (optimizer or DEFAULT_TRAIN_OPTIMIZER)
+        self.input_shape = None if input_shape is None else tuple(int(x) for x in input_shape)
+        self.artifact_dir = artifact_dir
+        self._art = load_artifact(hardware, artifact_dir)
+        self.model = self._art.model
+        self.calls = {"vectorised": 0, "general": 0}
+
+    # ------------------------------------------------------------- general path
+    def general(self, model, input_shape=None) -> EnergyScore:
+        """Build nothing new: ``predict`` the module (or a spec's built module)."""
+        import torch
+
+        from .predict import predict
+
+        if hasattr(model, "build") and hasattr(model, "input_shape"):
+            shape = model.input_shape
+            with torch.device("meta"):
+                model = model.build()
+        else:
+            shape = input_shape or self.input_shape
+            if shape is None:
+                raise ExanteError("an nn.Module design needs input_shape (per sample), given to "
+                                  "EnergyObjective(...) or to the call")
+        p = predict(model, torch.zeros((self.batch, *shape), device="meta"), mode=self.mode,
+                    dtype=self.dtype, hardware=self.hardware, optimizer=self.optimizer,
+                    artifact_dir=self.artifact_dir)
+        self.calls["general"] += 1
+        return EnergyScore(p.energy_j, p.energy_j_low, p.energy_j_high, p.time_s,
+                           p.time_s_low, p.time_s_high)
+
+    def __call__(self, design, input_shape=None) -> EnergyScore:
+        if type(design) in FAMILY_LAYER_FAMILIES and self._vectorisable(type(design)):
+            r = self.score_many([design])
+            return EnergyScore(*(float(r[k][0]) for k in (
+                "energy_j", "energy_j_low", "energy_j_high", "time_s", "time_s_low",
+                "time_s_high")))
+        return self.general(design, input_shape)
+
+    # ------------------------------------------------------------- vectorised path
+    def _vectorisable(self, family) -> bool:
+        if not isinstance(self.model, CalibratedHardware):
+            return False
+        seen = set(self.model.domain.get("families", ()))
+        if not set(FAMILY_LAYER_FAMILIES[family]) <= seen:
+            return False
+        return not (family is EncoderSpec and self.dtype != "fp32")
+
+    def _need_vectorisable(self, family):
+        if not isinstance(self.model, CalibratedHardware):
+            raise ExanteError(f"the {self.hardware} artifact is not a physics model "
+                              "(CalibratedHardware); use the general path (call on modules)")
+        if not self._vectorisable(family):
+            raise ExanteError(f"{family.__name__} specs at dtype {self.dtype} on "
+                              f"{self.hardware} have no vectorised path (bf16 encoder, or layer "
+                              "families the artifact never measured); call the objective on "
+                              "each spec instead")
+
+    def _price(self, stack: Stack) -> dict:
+        ch: CalibratedHardware = self.model
+        t, e = evaluate(ch.model.theta_, stack, ch.datasheet)
+        power = e / np.maximum(t, 1e-15)
+        gpu = power > GPU_BOUND_POWER_W
+        widen = 1.0
+        dom = ch.domain
+        if self.dtype not in dom.get("dtypes", ()):
+            widen *= _OOD_DTYPE_WIDEN
+        lo, hi = dom.get("batch_range", (self.batch, self.batch))
+        if self.batch > hi or self.batch < lo:
+            widen *= 1.0 + _OOD_BATCH_WIDEN * abs(math.log2(self.batch / (hi if self.batch > hi
+                                                                          else lo)))
+        out = {"time_s": t, "energy_j": e, "power_w": power}
+        for target, v in (("time", t), ("energy", e)):
+            h_all = ch.halfwidth[(target, "all")]
+            h = np.where(gpu, ch.halfwidth.get((target, "gpu"), h_all),
+                         ch.halfwidth.get((target, "host"), h_all)) * widen
+            lo_key = "energy_j_low" if target == "energy" else "time_s_low"
+            out[lo_key], out[lo_key.replace("low", "high")] = v * np.exp(-h), v * np.exp(h)
+        self.calls["vectorised"] += len(t)
+        return out
+
+    def score_mlp(self, widths, in_features, out_features=1) -> dict:
+        """Vectorised: ``widths`` (n_specs x max_depth, hidden widths, 0-padded at the end)."""
+        self._need_vectorisable(MLPSpec)
+        w = _left_aligned(widths, "widths")
+        n = len(w)
+        L = _Lower(_Work(n), self.mode, self.dtype)
+        parts = _mlp(L, self.batch, w, _col(in_features, n, "in_features"),
+                     _col(out_features, n, "out_features"))
+        return self._price(_finish(L, *parts, self.optimizer))
+
+    def score_convstack(self, filters, in_shape, kernel=3, out_features=1) -> dict:
+        """Vectorised: ``filters`` (n_specs x max_depth, 0-padded); ``in_shape`` (C, H, W)
+        shared; ``kernel`` odd, per spec or shared."""
+        self._need_vectorisable(ConvStackSpec)
+        f = _left_aligned(filters, "filters")
+        n = len(f)
+        k = _col(kernel, n, "kernel")
+        if (k % 2 == 0).any():
+            raise ExanteError("convstack kernels must be odd (same padding)")
+        c, h, wd = (int(x) for x in in_shape)
+        L = _Lower(_Work(n), self.mode, self.dtype)
+        parts = _convstack(L, self.batch, f, c, h * wd, k, _col(out_features, n, "out"))
+        return self._price(_finish(L, *parts, self.optimizer))
+
+    def score_encoder(self, d, heads, layers, ffn, seq, out_features=2) -> dict:
+        """Vectorised transformer encoders (fp32); arguments per spec or shared."""
+        self._need_vectorisable(EncoderSpec)
+        n = max(np.size(x) for x in (d, heads, layers, ffn, seq, out_features))
+        cols = [_col(x, n, name) for x, name in ((d, "d"), (heads, "heads"),
+                                                 (layers, "layers"), (ffn, "ffn"),
+                                                 (seq, "seq"), (out_features, "out"))]
+        if (cols[0] % cols[1]).any():
+            raise ExanteError("encoder d must be divisible by heads")
+        L = _Lower(_Work(n), self.mode, self.dtype)
+        parts = _encoder(L, self.batch, *cols, fast_path=(self.mode == "inference"))
+        return self._price(_finish(L, *parts, self.optimizer))
+
+    def score_many(self, specs) -> dict:
+        """Score specs of :mod:`predictor.generators` (any mix of families; each family
+        vectorised where it can be, else the general path), results in the order given:
+        arrays ``energy_j, energy_j_low, energy_j_high, time_s, time_s_low, time_s_high``."""
+        specs = list(specs)
+        keys = ("energy_j", "energy_j_low", "energy_j_high", "time_s", "time_s_low",
+                "time_s_high")
+        out = {k: np.zeros(len(specs)) for k in keys}
+        groups: dict = {}
+        for i, sp in enumerate(specs):
+            groups.setdefault(type(sp), []).append(i)
+        for fam, idx in groups.items():
+            items = [specs[i] for i in idx]
+            if fam in FAMILY_LAYER_FAMILIES and self._vectorisable(fam):
+                r = self._score_family(fam, items)
+            else:
+                rs = [self.general(sp) for sp in items]
+                r = {k: np.array([getattr(x, k) for x in rs]) for k in keys}
+            for k in keys:
+                out[k][idx] = r[k]
+        return out
+
+    def _score_family(self, fam, items) -> dict:
+        if fam is MLPSpec:
+            w = _pad([sp.widths for sp in items])
+            return self.score_mlp(w, [sp.in_features for sp in items],
+                                  [sp.out_features for sp in items])
+        if fam is ConvStackSpec:
+            r = {}
+            by_shape: dict = {}
+            for j, sp in enumerate(items):
+                by_shape.setdefault(sp.in_shape, []).append(j)
+            for shape, js in by_shape.items():
+                part = self.score_convstack(_pad([items[j].filters for j in js]), shape,
+                                            [items[j].kernel for j in js],
+                                            [items[j].out_features for j in js])
+                for k, v in part.items():
+                    r.setdefault(k, np.zeros(len(items)))[js] = v
+            return r
+        cols = np.array([(sp.d, sp.heads, sp.layers, sp.ffn, sp.seq, sp.out_features)
+                         for sp in items]).T
+        return self.score_encoder(*cols)
+
+
+def _pad(rows) -> np.ndarray:
+    m = max(len(r) for r in rows)
+    a = np.zeros((len(rows), m), dtype=np.int64)
+    for i, r in enumerate(rows):
+        a[i, :len(r)] = r
+    return a
+
+
+# ----------------------------------------------------------------------------- Optuna
+def optuna_objective(objective: EnergyObjective, suggest, accuracy):
+    """A two-value Optuna objective ``trial -> (accuracy, predicted energy J)``.
+
+    ``suggest(trial)`` returns a design (a spec or an ``nn.Module``); ``accuracy(design,
+    trial)`` trains/evaluates it and returns the score to maximise.  The predicted energy,
+    its interval and time are stored as trial user attributes.  Use with
+    ``optuna.create_study(directions=["maximize", "minimize"])``."""
+
+    def run(trial):
+        design = suggest(trial)
+        e = objective(design)
+        for k, v in vars(e).items():
+            trial.set_user_attr(k, float(v))
+        if hasattr(design, "ref"):
+            trial.set_user_attr("ref", design.ref)
+        return float(accuracy(design, trial)), float(e.energy_j)
+
+    return run
