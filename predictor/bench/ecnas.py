@@ -48,6 +48,18 @@ __all__ = ["arch_work", "EcnasEnergyModel", "run_ecnas_bench", "read_archs", "WO
 
 
 # ----------------------------------------------------------------------------- features
+_BLOCKS = None
+
+
+def _block_cache():
+    global _BLOCKS
+    if _BLOCKS is None:
+        from .nasbench101 import BlockCache
+
+        _BLOCKS = BlockCache("meta")
+    return _BLOCKS
+
+
 def arch_work(ops, adjacency, *, batch: int = BATCH) -> dict:
     """Per-training-step work terms of one cell's network (train-mode capture on ``meta``)."""
     import torch
@@ -55,9 +67,9 @@ def arch_work(ops, adjacency, *, batch: int = BATCH) -> dict:
     from profiling.capture import capture
     from profiling.features import features_for_capture
 
-    from .nasbench101 import build_network, trainable_params
+    from .nasbench101 import build_network
 
-    net = build_network(ops, adjacency, device="meta")
+    net = build_network(ops, adjacency, device="meta", block=_block_cache())
     cap = capture(net, torch.zeros((batch, 3, 32, 32), device="meta"), train=True)
     table = features_for_capture(cap, warn=False)
     if table.unsupported:
@@ -66,6 +78,7 @@ def arch_work(ops, adjacency, *, batch: int = BATCH) -> dict:
     w = dict.fromkeys(WORK_TERMS, 0.0)
     for r in table.rows:
         n, t = r["count"], r["type"]
+        w["params"] += n * r["params"]          # every layer runs once per step: Σ calls·params
         b = n * (r["bytes_read"] + r["bytes_written"])
         if t == "Conv2d":
             k = r["hparams"].get("kernel_size", (3, 3))
@@ -80,7 +93,6 @@ def arch_work(ops, adjacency, *, batch: int = BATCH) -> dict:
         else:                                   # add, cat, the classifier's Linear
             w["bytes_merge"] += b
     w["calls"] = float(table.totals["calls"])
-    w["params"] = float(trainable_params(net))
     return w
 
 

@@ -39,7 +39,7 @@ MAX_VERTICES = 7
 MAX_EDGES = 9
 
 __all__ = ["OPS", "INPUT_SHAPE", "parse_cell", "vertex_channels", "NB101Network", "build_network",
-           "trainable_params"]
+           "trainable_params", "BlockCache"]
 
 
 def parse_cell(ops, adjacency) -> tuple[list[str], np.ndarray]:
@@ -123,36 +123,50 @@ def vertex_channels(in_channels: int, out_channels: int, matrix: np.ndarray) -> 
     return ch
 
 
-class _Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` that skips the random init on ``meta`` (nothing to initialise there)."""
-
-    def reset_parameters(self):
-        if not self.weight.is_meta:
-            super().reset_parameters()
-
-
-class _BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` that skips the parameter reset on ``meta``."""
-
-    def reset_parameters(self):
-        if not self.weight.is_meta:
-            super().reset_parameters()
-
-
 class ConvBnRelu(nn.Sequential):
     """Conv (no bias, same padding) → BatchNorm → ReLU, as NAS-Bench-101's ``conv_bn_relu``."""
 
     def __init__(self, c_in: int, c_out: int, k: int, device=None):
-        super().__init__(_Conv2d(c_in, c_out, k, padding=k // 2, bias=False, device=device),
-                         _BatchNorm2d(c_out, eps=1e-5, momentum=0.003, device=device), nn.ReLU())
+        super().__init__(nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False, device=device),
+                         nn.BatchNorm2d(c_out, eps=1e-5, momentum=0.003, device=device), nn.ReLU())
+
+
+def _new_block(device):
+    def make(c_in: int, c_out: int, k):
+        if k == "maxpool3x3":
+            return nn.MaxPool2d(3, stride=1, padding=1)
+        return ConvBnRelu(c_in, c_out, k, device)
+    return make
+
+
+class BlockCache:
+    """Reuses one ``meta`` conv-bn-relu block per (in, out, kernel) across networks.
+
+    Building ~200 torch modules per network dominates capture time in a NAS loop; the blocks
+    hold no state that differs between architectures, so a network for *capture* can share
+    them (within one network too: each call is still recorded). Parameter counts must then
+    come from the capture (Σ calls × params), not from ``model.parameters()``.
+    """
+
+    def __init__(self, device="meta"):
+        self.device = device
+        self._blocks: dict = {}
+
+    def __call__(self, c_in: int, c_out: int, k):
+        key = (c_in, c_out, k)
+        b = self._blocks.get(key)
+        if b is None:
+            b = self._blocks[key] = _new_block(self.device)(c_in, c_out, k)
+        return b
 
 
 class Cell(nn.Module):
     """One NAS-Bench-101 module (cell) with ``in_channels`` → ``out_channels``."""
 
     def __init__(self, ops: Sequence[str], matrix: np.ndarray, in_channels: int, out_channels: int,
-                 device=None):
+                 device=None, block=None):
         super().__init__()
+        make = block or _new_block(device)
         self.matrix = matrix
         n = matrix.shape[0]
         self.n = n
@@ -161,16 +175,16 @@ class Cell(nn.Module):
         self.ops = nn.ModuleDict()
         for t in range(1, n - 1):
             if matrix[0, t]:
-                self.proj[str(t)] = ConvBnRelu(in_channels, self.ch[t], 1, device)
+                self.proj[str(t)] = make(in_channels, self.ch[t], 1)
             op = ops[t]
             if op == "conv3x3-bn-relu":
-                self.ops[str(t)] = ConvBnRelu(self.ch[t], self.ch[t], 3, device)
+                self.ops[str(t)] = make(self.ch[t], self.ch[t], 3)
             elif op == "conv1x1-bn-relu":
-                self.ops[str(t)] = ConvBnRelu(self.ch[t], self.ch[t], 1, device)
+                self.ops[str(t)] = make(self.ch[t], self.ch[t], 1)
             else:
-                self.ops[str(t)] = nn.MaxPool2d(3, stride=1, padding=1)
+                self.ops[str(t)] = make(0, 0, "maxpool3x3")
         if matrix[0, n - 1]:
-            self.proj[str(n - 1)] = ConvBnRelu(in_channels, out_channels, 1, device)
+            self.proj[str(n - 1)] = make(in_channels, out_channels, 1)
 
     def forward(self, x):
         n, m, ch = self.n, self.matrix, self.ch
@@ -200,10 +214,10 @@ class NB101Network(nn.Module):
 
     def __init__(self, ops, adjacency, *, stem_channels: int = STEM_CHANNELS,
                  num_stacks: int = NUM_STACKS, cells_per_stack: int = CELLS_PER_STACK,
-                 num_classes: int = NUM_CLASSES, device=None):
+                 num_classes: int = NUM_CLASSES, device=None, block=None):
         super().__init__()
         ops, m = parse_cell(ops, adjacency)
-        self.stem = ConvBnRelu(INPUT_SHAPE[0], stem_channels, 3, device)
+        self.stem = (block or _new_block(device))(INPUT_SHAPE[0], stem_channels, 3)
         layers: list[nn.Module] = []
         c_in = stem_channels
         c_out = stem_channels
@@ -212,7 +226,7 @@ class NB101Network(nn.Module):
                 layers.append(nn.MaxPool2d(2, stride=2))
                 c_out *= 2
             for _ in range(cells_per_stack):
-                layers.append(Cell(ops, m, c_in, c_out, device))
+                layers.append(Cell(ops, m, c_in, c_out, device, block))
                 c_in = c_out
         self.layers = nn.Sequential(*layers)
         self.classifier = nn.Linear(c_out, num_classes, device=device)
@@ -222,9 +236,12 @@ class NB101Network(nn.Module):
         return self.classifier(x.mean(dim=(2, 3)))
 
 
-def build_network(ops, adjacency, device="meta") -> NB101Network:
-    """The network on ``device`` (``meta`` by default: no memory is allocated)."""
-    return NB101Network(ops, adjacency, device=device)
+def build_network(ops, adjacency, device="meta", block=None) -> NB101Network:
+    """The network on ``device`` (``meta`` by default: no memory is allocated).
+
+    ``block``: a :class:`BlockCache` to share conv-bn-relu blocks (fast capture on ``meta``).
+    """
+    return NB101Network(ops, adjacency, device=device, block=block)
 
 
 def trainable_params(model: nn.Module) -> int:
