@@ -78,7 +78,9 @@ def load_whole_model_data(folder: str | os.PathLike) -> WholeModelData:
                           f"and {WORKLOAD_FILE}); import or measure some first")
     rows = table.read_frame()
     wls = _read_workloads(wpath)
-    rows = rows[(rows["exec"].astype(str) == "eager") & rows["task_key"].isin(list(wls))]
+    rows = rows[(rows["exec"].astype(str) == "eager") & rows["task_key"].isin(list(wls))].copy()
+    for c in ("time_s", "energy_j", "power_w", "idle_power_w", "batch", "params", "flops"):
+        rows[c] = pd.to_numeric(rows[c], errors="coerce")
     rows = rows[(rows["time_s"] > 0) & (rows["energy_j"] > 0)]
     if rows.empty:
         raise ExanteError(f"{folder}: no eager whole-model row with a positive measurement and "

@@ -232,6 +232,8 @@ def save_artifact(obj, hardware: str, out_dir: str | os.PathLike | None = None, 
     unc = getattr(obj, "uncertainty", None)
     if unc is not None:
         coverage = getattr(unc, "coverage", None)
+    elif isinstance(getattr(obj, "coverage", None), float):
+        coverage = obj.coverage
     treg = getattr(obj, "time_reg", None)
     if treg is not None:
         features = list(getattr(treg, "numeric_features_", ()) or ()) + [
