@@ -3,12 +3,14 @@
 ``exante calibrate --hardware NAME --runs FILE --out DIR`` (or :func:`calibrate`): the model of
 ``NAME`` -- its own artifact, or the datasheet transfer of a measured GPU's model
 (:mod:`predictor.transfer`) -- is adapted to a few whole-model measurements by fitting only
-:data:`SCALES`, four multiplicative factors in log space, each with a Gaussian prior centred
+:data:`SCALES`, five multiplicative factors in log space, each with a Gaussian prior centred
 on 1 (the transferred value) with log-sigma :data:`PRIOR_SIGMA` (0.3), against each run's
 log error of time and energy with log-sigma :data:`DATA_SIGMA` (0.08, the model's typical error
 on a measured GPU: leave-one-family-out median ~7 % on the H100):
 
-* ``gpu``   -- every GPU efficiency (``eff_*``, ``eff_bw``): the GPU's attainable throughput;
+* ``matmul`` -- the matmul and attention efficiencies (``eff_mm_fp32``, ``eff_mm_bf16``,
+  ``eff_attn``): what cuBLAS attains on this GPU relative to the datasheet peak;
+* ``gpu``   -- the other GPU efficiencies (convolutions, grouped convolutions, bandwidth);
 * ``host``  -- every host cost ``h_*_s`` (the user's CPU, Python and driver);
 * ``power`` -- the busy powers ``p_*_w`` and the energy per byte ``e_byte_j``;
 * ``idle``  -- the active-idle power ``p0_w``.
@@ -49,12 +51,14 @@ from .transfer import TransferredHardware
 __all__ = ["Run", "SCALES", "PRIOR_SIGMA", "calibrate", "fit_scales", "runs_from_csv",
            "runs_from_profile", "predict_runs", "CSV_COLUMNS", "add_parser"]
 
-SCALES = ("gpu", "host", "power", "idle")
-PRIOR_SIGMA = {"gpu": 0.3, "host": 0.3, "power": 0.3, "idle": 0.3}
+SCALES = ("matmul", "gpu", "host", "power", "idle")
+PRIOR_SIGMA = {"matmul": 0.3, "gpu": 0.3, "host": 0.3, "power": 0.3, "idle": 0.3}
 #: log-sigma of one run's residual (the physics model's own error on a measured GPU, ~8 %)
 DATA_SIGMA = 0.08
 CSV_COLUMNS = ("model", "input", "batch", "mode", "dtype", "optimizer", "time_s", "energy_j")
-_GROUP = {"gpu": [p for p in PARAMS if p.startswith("eff_")],
+_MATMUL = ("eff_mm_fp32", "eff_mm_bf16", "eff_attn")
+_GROUP = {"matmul": list(_MATMUL),
+          "gpu": [p for p in PARAMS if p.startswith("eff_") and p not in _MATMUL],
           "host": [p for p in PARAMS if p.startswith("h_")],
           "power": ["p_fp32_w", "p_tf32_w", "p_bf16_w", "p_mem_w", "e_byte_j"],
           "idle": ["p0_w"]}

@@ -21,7 +21,7 @@ from the catalogue):
 * **scaled with the datasheet**:
   - ``p0_w`` (active-idle board power) x idle_dst / idle_src (the catalogue's idle figure,
     or the :class:`Datasheet` fallback of 18 % of the TDP);
-  - busy powers ``p_fp32_w``, ``p_tf32_w``, ``p_bf16_w``, ``p_mem_w`` x (TDP - idle)_dst /
+  - busy powers ``p_*_w`` (``p_fp32_w``, ``p_tf32_w``, ``p_bf16_w``, ``p_mem_w`` ...) x (TDP - idle)_dst /
     (TDP - idle)_src (dynamic power above active idle);
   - ``e_byte_j`` (energy per memory byte) x the same dynamic-power ratio x BW_src / BW_dst
     (the prior's form: a fixed share of the dynamic power at full bandwidth);
@@ -59,7 +59,6 @@ TRANSFER_HALFWIDTH = {"gpu": 0.5, "host": 0.55}
 
 _CARRIED = ("eff_mm_fp32", "eff_conv_tf32", "eff_mm_bf16", "eff_conv_bf16", "eff_grouped",
             "eff_attn", "eff_bw", "tau_s", "tau_conv_s", "overlap_q")
-_DYNAMIC = ("p_fp32_w", "p_tf32_w", "p_bf16_w", "p_mem_w")
 
 
 def datasheet_of(hardware) -> Datasheet:
@@ -91,8 +90,9 @@ def transfer_params(params: dict, src: Datasheet, dst: Datasheet) -> dict:
         out["eff_conv_tf32"] = params["eff_mm_fp32"]
     dyn = _dyn(dst) / _dyn(src)
     out["p0_w"] = params["p0_w"] * dst.idle_w / src.idle_w
-    for k in _DYNAMIC:
-        out[k] = params[k] * dyn
+    for k in params:            # every busy power above idle (p_fp32_w, p_mem_w, p_launch_w ...)
+        if k.startswith("p_") and k.endswith("_w") and k != "p_cap_w":
+            out[k] = params[k] * dyn
     out["e_byte_j"] = params["e_byte_j"] * dyn * src.mem_bw / dst.mem_bw
     out["p_cap_w"] = params["p_cap_w"] * dst.tdp_w / src.tdp_w
     out["fill_flops"] = params["fill_flops"] * dst.peak_fp32 / src.peak_fp32

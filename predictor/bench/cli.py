@@ -1,4 +1,4 @@
-"""``exante bench irene|ecnas``: validation against published measurements (sub-commands).
+"""``exante bench irene|ecnas|zeus``: validation against published measurements (sub-commands).
 
 Registered in :mod:`predictor.cli` by :func:`add_bench_parser`; heavy imports happen when a
 benchmark runs, so ``exante --help`` stays instant.
@@ -57,6 +57,24 @@ def cmd_bench_ecnas(args) -> int:
     return _emit(r, args.json, lines)
 
 
+def cmd_bench_zeus(args) -> int:
+    from .zeus import run_zeus_bench
+
+    r = run_zeus_bench(args.dir, n_calib=args.calibrate_on, optimizer_impl=args.optimizer_impl,
+                       progress=_progress(args.quiet or args.json))
+    lines = [f"Zeus epoch energy at the maximum power limit, {r['dir']} (MAPE %, rows not used "
+             f"for calibration)",
+             f"  {'gpu':10s} {'catalogue':15s} {'datasheet':>9s} {'calib.':>7s} "
+             f"{'TDPxtime':>9s} {'FLOPsxc':>8s} {'n':>4s}"]
+    for g, v in r["per_gpu"].items():
+        lines.append(f"  {g:10s} {v['hardware']:15s} {v['datasheet_mape_pct']:9.1f} "
+                     f"{v['calibrated_mape_pct']:7.1f} {v['tdp_proxy_mape_pct']:9.1f} "
+                     f"{v['flops_proxy_mape_pct']:8.1f} {v['n']:4d}")
+    lines += [f"  skipped {k}: {v['reason']}" for k, v in r["skipped_networks"].items()]
+    lines += [f"  skipped GPU {g}: {why}" for g, why in r["skipped_gpus"].items()]
+    return _emit(r, args.json, lines)
+
+
 def add_bench_parser(sub) -> None:
     """Add ``bench`` with its ``irene`` and ``ecnas`` sub-commands to ``exante``'s parser."""
     p = sub.add_parser("bench", help="validate on public measurements (IrEne, EC-NAS)")
@@ -77,3 +95,14 @@ def add_bench_parser(sub) -> None:
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.add_argument("--quiet", action="store_true", help="no progress on stderr")
     q.set_defaults(func=cmd_bench_ecnas)
+
+    q = bsub.add_parser("zeus", help="Zeus training-epoch energy on GPUs never measured (datasheet "
+                                     "transfer, 3-row calibration, TDP and FLOPs proxies)")
+    q.add_argument("dir", metavar="DIR", help="folder with summary_power_<gpu>.csv files")
+    q.add_argument("--calibrate-on", type=int, default=3, metavar="N",
+                   help="rows per GPU used for the few-shot calibration (default 3)")
+    q.add_argument("--optimizer-impl", choices=("for-loop", "foreach"), default="for-loop",
+                   help="optimizer implementation of the traces' PyTorch (1.x: for-loop)")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    q.set_defaults(func=cmd_bench_zeus)
