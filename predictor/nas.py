@@ -76,36 +76,73 @@ class _Work:
     """Host event counts (n_specs x HOST_FEATURES) and GPU entries, built with arrays.
 
     ``gpu`` and ``h`` are :class:`predictor.lowering._Acc`'s methods over arrays of slots
-    (one slot = one layer of one spec; ``s`` its spec index)."""
+    (one slot = one layer of one spec; ``s`` its spec index).  Entries without a partial-wave
+    ramp (``par`` False) whose FLOPs:bytes ratio is the same on every slot of a call are summed
+    per spec at once: the roofline time ``smax(F/r, B/bw)`` is homogeneous of degree 1, so the
+    sum of such entries prices exactly (to rounding) like the entries one by one."""
 
     def __init__(self, n: int):
         self.n = n
         self.H = np.zeros((n, len(HOST_FEATURES)))
         self.rows: list = []
+        self._all = np.arange(n)
+        self._per_spec: dict = {}
 
     def h(self, s, name, count):
-        s, count = np.broadcast_arrays(np.asarray(s), np.asarray(count, float))
+        s = np.asarray(s)
+        if s is self._all or (s.ndim == 1 and len(s) == self.n and s.base is self._all):
+            self.H[:, _HI[name]] += count
+            return
+        if np.ndim(count) == 0:                     # slots per spec, counted once per s
+            hit = self._per_spec.get(id(s))
+            if hit is None or hit[0] is not s:
+                hit = self._per_spec[id(s)] = (s, np.bincount(s, minlength=self.n))
+            self.H[:, _HI[name]] += float(count) * hit[1]
+            return
+        s, count = np.broadcast_arrays(s, np.asarray(count, float))
         self.H[:, _HI[name]] += np.bincount(s.ravel(), count.ravel(), minlength=self.n)
 
     def gpu(self, s, mult, cls, flops, nbytes, kern=1, conv=0, par=False):
         s, mult, flops, nbytes, kern, conv = np.broadcast_arrays(
             np.asarray(s), *(np.asarray(v, float) for v in (mult, flops, nbytes, kern, conv)))
-        cls = np.broadcast_to(np.asarray(cls), s.shape)
-        self.rows.append((s.ravel(), cls.ravel(), flops.ravel(), nbytes.ravel(), kern.ravel(),
-                          conv.ravel(), mult.ravel(), bool(par)))
+        s = s.ravel()
+        fl, by, kn, cv = (np.ravel(a * mult) for a in (flops, nbytes, kern, conv))
+        if par:
+            self.rows.append((s, int(cls), np.ravel(flops / kern), fl, by, kn, cv, mult.ravel()))
+            return
+        f0, b0 = flops.ravel(), nbytes.ravel()
+        i = int(np.argmax(b0)) if len(b0) else 0
+        if len(s) > self.n and (not f0.any() or np.allclose(f0 * b0[i], f0[i] * b0,
+                                                            rtol=1e-12, atol=0)):
+            agg = [np.bincount(s, a, minlength=self.n) for a in (fl, by, kn, cv)]
+            s = self._all
+            fl, by, kn, cv = agg
+            mult = (kn > 0).astype(float)
+        self.rows.append((s, int(cls), np.zeros(len(s)), fl, by, kn, cv, mult.ravel()))
 
     def stack(self) -> Stack:
         if not self.rows:
             z = np.zeros(0)
             return Stack(self.H, z.astype(int), z.astype(int), z, z, z, z, z, z, self.n)
-        cat = lambda i: np.concatenate([r[i] for r in self.rows])  # noqa: E731
-        s, cls, fl, by, kern, conv, mult = (cat(i) for i in range(7))
-        par = np.concatenate([(r[2] / r[4]) if r[7] else np.zeros(len(r[0]))
-                              for r in self.rows])
-        keep = (mult > 0) & (kern > 0)
-        return Stack(self.H, s[keep].astype(int), cls[keep].astype(int), par[keep],
-                     (fl * mult)[keep], (by * mult)[keep], (kern * mult)[keep],
-                     (conv * mult)[keep], mult[keep], self.n)
+        rows, zero = [], {}
+        for r in self.rows:             # per-spec memory entries without FLOPs: one per class
+            if r[0] is self._all and not r[3].any():
+                z = zero.get(r[1])
+                zero[r[1]] = r if z is None else (
+                    self._all, r[1], z[2], z[3], z[4] + r[4], z[5] + r[5], z[6] + r[6],
+                    np.maximum(z[7], r[7]))
+            else:
+                rows.append(r)
+        self.rows = rows + list(zero.values())
+        s = np.concatenate([r[0] for r in self.rows])
+        cls = np.concatenate([np.full(len(r[0]), r[1]) for r in self.rows])
+        par, fl, by, kn, cv, mult = (np.concatenate([r[i] for r in self.rows])
+                                     for i in range(2, 8))
+        keep = (mult > 0) & (kn > 0)
+        if keep.all():
+            return Stack(self.H, s, cls, par, fl, by, kn, cv, mult, self.n)
+        return Stack(self.H, s[keep], cls[keep], par[keep], fl[keep], by[keep], kn[keep],
+                     cv[keep], mult[keep], self.n)
 
 
 # ------------------------------------------------------------ layer lowerings (as lower())
@@ -135,6 +172,15 @@ class _Lower:
             self.w.h(s, "kern", np.asarray(n, float) * k)
             self.w.h(s, "bnode", np.asarray(n, float) * nodes)
 
+    def _fwd_bwd_mm(self, s, n, cls, fl, by, conv):
+        """``lower``'s forward GEMM/conv kernel and, in training, its dX and dW kernels
+        (``bwd_mm``): three identical entries, so one entry of three times the calls."""
+        k = 3.0 if self.train else 1.0
+        self.w.gpu(s, np.asarray(n, float) * k, cls, fl, by, 1, conv, par=True)
+        self.w.h(s, "kern", np.asarray(n, float) * k)
+        if self.train:
+            self.w.h(s, "bnode", n)
+
     def _cast_lowp(self, s, n, in_el, params):
         """autocast: cast the activation input (and the weight) of a bf16 op."""
         if self.low:
@@ -155,9 +201,7 @@ class _Lower:
         self._call(s, n * (1.0 - fused))
         self._cast_lowp(s, n, in_el, params)
         self.w.h(s, "lt", n * (rows > 1))
-        self._fwd(s, n, self.mm, flops, nbytes, par=True)
-        self._bwd(s, n, self.mm, flops, nbytes, par=True)
-        self._bwd(s, n, self.mm, flops, nbytes, nodes=0, par=True)
+        self._fwd_bwd_mm(s, n, self.mm, flops, nbytes, 0)
         self._bwd(s, n, _CI["mem"], 0.0, out_el * float(self.db), nodes=0)
 
     def elementwise(self, s, n, flops, nbytes, fused=0.0):
@@ -199,10 +243,8 @@ class _Lower:
         self._call(s, n)
         self._cast_lowp(s, n, in_el, params)
         self.w.h(s, "conv", n)
-        self._fwd(s, n, cls, flops, nbytes, 1, 1, par=True)
+        self._fwd_bwd_mm(s, n, cls, flops, nbytes, 1)
         self._fwd(s, n, _CI["mem"], 0.0, 2.0 * out_el * self.db)
-        self._bwd(s, n, cls, flops, nbytes, 1, 1, par=True)
-        self._bwd(s, n, cls, flops, nbytes, 1, 1, nodes=0, par=True)
         self._bwd(s, n, _CI["mem"], 0.0, out_el * float(self.db), nodes=0)
 
     def mha(self, s, n, batch, seq, d, heads, fused):
