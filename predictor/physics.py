@@ -9,7 +9,8 @@ datasheet (:mod:`predictor.hardware`), on log relative error of both time and en
     GPU time    T_gpu  = sum_k  smax(F_k / (peak_c * eff_c), B_k / (BW * eff_bw))
                                  + tau * kernels + tau_conv * conv kernels
     wall time   T      = (T_host^q + T_gpu^q)^(1/q)          (the slower of the two, smooth)
-    energy      E      = T * smin(P0 + (sum_k p_c(k) t_k + e_B B) / T,  P_cap)
+    energy      E      = T * smin(P0 + (sum_k p_c(k) fill_k t_k + p_launch tau n + e_B B) / T,
+                                   P_cap)
 
 ``peak_c`` is the datasheet peak of the class's unit (FP32 cores for fp32 matmul, TF32 tensor
 cores for fp32 convolutions, bf16 tensor cores under autocast), ``BW`` the HBM bandwidth,
@@ -40,7 +41,8 @@ __all__ = ["PhysicsModel", "Datasheet", "PARAMS", "Stack", "stack"]
 _GPU_EFF = ("eff_mm_fp32", "eff_conv_tf32", "eff_mm_bf16", "eff_conv_bf16", "eff_grouped",
             "eff_attn", "eff_bw", "tau_s", "tau_conv_s", "fill_flops")
 _HOST = tuple("h_" + h + "_s" for h in HOST_FEATURES)
-_ENERGY = ("p0_w", "p_fp32_w", "p_tf32_w", "p_bf16_w", "p_mem_w", "e_byte_j", "p_cap_w")
+_ENERGY = ("p0_w", "p_fp32_w", "p_tf32_w", "p_bf16_w", "p_mem_w", "p_launch_w", "e_byte_j",
+           "p_cap_w")
 PARAMS = _GPU_EFF + _HOST + ("overlap_q",) + _ENERGY
 
 # typical host costs of eager PyTorch on a server CPU (s per event) -- the prior's centre
@@ -103,10 +105,10 @@ class Datasheet:
         # dynamic power while a kernel of the class runs (W above active idle): matmul-class
         # kernels near the TDP, memory-bound ones about half of it; + energy per HBM byte
         mu.update({"p0_w": self.idle_w, "p_fp32_w": 0.8 * dyn, "p_tf32_w": 0.7 * dyn,
-                   "p_bf16_w": 0.7 * dyn, "p_mem_w": 0.35 * dyn,
+                   "p_bf16_w": 0.7 * dyn, "p_mem_w": 0.35 * dyn, "p_launch_w": 0.05 * dyn,
                    "e_byte_j": 0.1 * dyn / self.mem_bw, "p_cap_w": self.tdp_w})
         sd.update({"p0_w": 0.1, "p_fp32_w": 0.7, "p_tf32_w": 0.7, "p_bf16_w": 0.7,
-                   "p_mem_w": 0.7, "e_byte_j": 1.5, "p_cap_w": 0.1})
+                   "p_mem_w": 0.7, "p_launch_w": 1.0, "e_byte_j": 1.5, "p_cap_w": 0.1})
         return (np.array([mu[p] for p in PARAMS], float), np.array([sd[p] for p in PARAMS], float))
 
 
@@ -166,8 +168,9 @@ def evaluate(theta: np.ndarray, s: Stack, ds: Datasheet, *, parts: bool = False)
     # class -> busy power: mm_fp32, conv_tf32, mm_bf16, conv_bf16, grouped, mem, attn32, attn16
     pc = np.array([p["p_fp32_w"], p["p_tf32_w"], p["p_bf16_w"], p["p_bf16_w"], p["p_mem_w"],
                    p["p_mem_w"], p["p_fp32_w"], p["p_bf16_w"]])
-    e_dyn = np.bincount(s.w, t_work * pc[s.cls] + t_over * p["p_mem_w"] + s.bytes * p["e_byte_j"],
-                        minlength=s.n)
+    # a partial wave occupies a fraction `fill` of the SMs: its busy power scales with it
+    e_dyn = np.bincount(s.w, t_work * pc[s.cls] * fill + t_over * p["p_launch_w"]
+                        + s.bytes * p["e_byte_j"], minlength=s.n)
     t_safe = np.maximum(t, 1e-12)
     p_raw = p["p0_w"] + e_dyn / t_safe
     power = (p_raw ** -_SMIN_CAP + p["p_cap_w"] ** -_SMIN_CAP) ** (-1.0 / _SMIN_CAP)
@@ -186,7 +189,7 @@ class PhysicsModel(RegressorMixin, BaseEstimator):
     relative to time; ``loss``/``f_scale``: scipy ``least_squares`` robust loss.
     """
 
-    def __init__(self, datasheet: Datasheet | None = None, prior_weight: float = 0.3,
+    def __init__(self, datasheet: Datasheet | None = None, prior_weight: float = 0.1,
                  energy_weight: float = 1.0, loss: str = "soft_l1", f_scale: float = 0.2):
         self.datasheet = datasheet
         self.prior_weight = prior_weight
