@@ -13,12 +13,15 @@ Accepted MODEL_REF forms (DESIGN.md §4):
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
+import math
 import os
 import re
 import sys
+import traceback
 import warnings
 from typing import Callable
 
@@ -26,6 +29,7 @@ import torch
 from torch import nn
 
 from .errors import ExanteError
+from .lazy_refs import LAZY_REF_SCHEMES
 
 REF_FORMS = (
     "torchvision:NAME, timm:NAME, hf:MODEL_TYPE, mlp:in=100,depth=10,width=100,out=1, "
@@ -228,67 +232,164 @@ def _hf_model(spec: str, ref: str) -> nn.Module:
                               f"{exc}") from exc
 
 
+class FactoryError(ExanteError):
+    """A user's factory (``file.py:factory``, ``package.module:factory``) raised.
+    ``meta_related``: the error names the meta device, so a CPU build may still work."""
+
+    def __init__(self, message: str, meta_related: bool = False):
+        super().__init__(message)
+        self.meta_related = meta_related
+
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+_FILE_MODULES: dict[tuple, object] = {}     # (realpath, mtime_ns, size) -> module: run once
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _user_frame(exc: BaseException) -> str:
+    """`` (path, line N)`` of the innermost traceback frame in the user's code (not in an
+    installed package, the standard library or exante), or '' when there is none."""
+    skip = ("site-packages", "dist-packages", "<frozen")
+    stdlib = os.path.dirname(os.__file__)
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = frame.filename
+        if any(s in path for s in skip) or path.startswith((stdlib, _OWN_DIR)):
+            continue
+        rel = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+        return f" ({rel}, line {frame.lineno})"
+    return ""
+
+
 def _call_factory(factory: Callable, ref: str) -> nn.Module:
-    model = factory()
+    attr = ref.rpartition(":")[2]
+    try:
+        model = factory()
+    except ExanteError:
+        raise
+    except Exception as exc:
+        meta = isinstance(exc, NotImplementedError) or "meta" in str(exc).lower()
+        raise FactoryError(f"MODEL_REF {ref!r}: {attr}() raised {_first_line(exc)}"
+                           f"{_user_frame(exc)}", meta_related=meta) from exc
     if not isinstance(model, nn.Module):
         raise ExanteError(f"{ref!r} returned {type(model).__name__}, expected a torch.nn.Module")
     return model
 
 
-def resolve_model(ref: str) -> nn.Module:
-    """Build the nn.Module named by ``ref`` (see module docstring for the accepted forms)."""
+def _load_file_module(target: str):
+    """Run ``file.py`` once (again only when it changed) with its folder on ``sys.path``, as
+    Python runs a script; import failures are one-line :class:`ExanteError` s."""
+    if not os.path.isfile(target):
+        raise ExanteError(f"MODEL_REF file {target!r} does not exist")
+    real = os.path.realpath(target)
+    st = os.stat(real)
+    key = (real, st.st_mtime_ns, st.st_size)
+    if key in _FILE_MODULES:
+        return _FILE_MODULES[key]
+    folder = os.path.dirname(real)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = "_exante_ref_" + hashlib.sha1(real.encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, real)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module              # dataclasses, pickle and typing look it up
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        raise ExanteError(f"MODEL_REF file {target!r} has a syntax error at line {exc.lineno}: "
+                          f"{exc.msg}") from exc
+    except (Exception, SystemExit) as exc:
+        sys.modules.pop(name, None)
+        raise ExanteError(f"MODEL_REF file {target!r} failed to import: {_first_line(exc)}"
+                          f"{_user_frame(exc)}") from exc
+    _FILE_MODULES[key] = module
+    return module
+
+
+def _import_user_module(target: str, ref: str):
+    """``importlib.import_module(target)`` with the current folder on ``sys.path`` (first, as
+    ``python -m`` puts it), so ``mymodels.net:build`` works from the project folder."""
+    cwd = os.getcwd()
+    if not any(os.path.abspath(p or os.curdir) == cwd for p in sys.path):
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(target)
+    except ImportError as exc:
+        raise ExanteError(
+            f"cannot import {target!r} for MODEL_REF {ref!r} ({exc}; looked in the current "
+            f"folder and the installed packages); accepted forms: {REF_FORMS}") from exc
+    except SyntaxError as exc:
+        raise ExanteError(f"MODEL_REF module {target!r} has a syntax error in "
+                          f"{exc.filename}, line {exc.lineno}: {exc.msg}") from exc
+    except (Exception, SystemExit) as exc:
+        raise ExanteError(f"MODEL_REF module {target!r} failed to import: {_first_line(exc)}"
+                          f"{_user_frame(exc)}") from exc
+
+
+def _builder(ref: str) -> Callable[[], nn.Module]:
+    """A zero-argument builder for ``ref``; user code (file.py, package.module) is imported
+    here, once, so the builder can run under ``torch.device("meta")`` and again on the CPU."""
     if not isinstance(ref, str) or ":" not in ref:
         raise ExanteError(f"unknown MODEL_REF {ref!r}; accepted forms: {REF_FORMS}")
     scheme, _, rest = ref.partition(":")
     if scheme == "mlp":
-        return _parse_mlp(rest)
+        return lambda: _parse_mlp(rest)
+    if scheme not in REF_SCHEMES and scheme in LAZY_REF_SCHEMES:
+        importlib.import_module(LAZY_REF_SCHEMES[scheme])      # registers the scheme
     if scheme in REF_SCHEMES:
-        return REF_SCHEMES[scheme](rest)
+        return lambda: REF_SCHEMES[scheme](rest)
     if scheme == "torchvision":
-        return _torchvision_model(rest)
+        return lambda: _torchvision_model(rest)
     if scheme == "timm":
-        return _timm_model(rest)
+        return lambda: _timm_model(rest)
     if scheme == "hf":
-        return _hf_model(rest, ref)
+        return lambda: _hf_model(rest, ref)
     # file.py:factory or package.module:factory (split on the last colon: Windows paths)
     target, _, attr = ref.rpartition(":")
     if not attr.isidentifier():
         raise ExanteError(f"unknown MODEL_REF {ref!r}; accepted forms: {REF_FORMS}")
     if target.endswith(".py"):
-        if not os.path.isfile(target):
-            raise ExanteError(f"MODEL_REF file {target!r} does not exist")
-        spec = importlib.util.spec_from_file_location(f"_exante_ref_{abs(hash(target))}", target)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = _load_file_module(target)
     elif re.fullmatch(r"[A-Za-z_][\w.]*", target):
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise ExanteError(
-                f"cannot import {target!r} for MODEL_REF {ref!r} ({exc}); accepted forms: {REF_FORMS}"
-            ) from None
+        module = _import_user_module(target, ref)
     else:
         raise ExanteError(f"unknown MODEL_REF {ref!r}; accepted forms: {REF_FORMS}")
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ExanteError(f"{target!r} has no callable {attr!r}")
-    return _call_factory(factory, ref)
+    return lambda: _call_factory(factory, ref)
+
+
+def resolve_model(ref: str) -> nn.Module:
+    """Build the nn.Module named by ``ref`` (see module docstring for the accepted forms)."""
+    return _builder(ref)()
 
 
 def resolve_model_on_meta(ref: str) -> nn.Module:
     """``resolve_model`` under ``torch.device("meta")``: no weights are allocated, so a
     billion-parameter model costs nothing. A model whose constructor cannot run on meta
     (data-dependent initialisation, e.g. torchvision's RegNets) is built on the CPU and
-    moved to meta. The model remembers its ref (:func:`rebuild_on_cpu`)."""
+    moved to meta; a user's factory is retried on the CPU only when its error names the meta
+    device (any other error is reported after one call). The model remembers its ref
+    (:func:`rebuild_on_cpu`)."""
+    build = _builder(ref)                   # imports user code once, outside the meta context
     try:
         with torch.device("meta"):
-            model = resolve_model(ref)
+            model = build()
+    except FactoryError as exc:
+        if not exc.meta_related:
+            raise
+        model = build().to("meta")
     except ModelBuildError:
-        model = resolve_model(ref).to("meta")
+        model = build().to("meta")
     except ExanteError:
         raise
     except Exception:
-        model = resolve_model(ref).to("meta")
+        model = build().to("meta")
     model.__dict__[MODEL_REF_ATTR] = ref
     return model
 
@@ -351,10 +452,50 @@ def check_batch(batch) -> int:
     return b
 
 
+INPUT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+                "int64": torch.int64, "int32": torch.int32}   # --input-dtype: int for token ids
+_MAX_TENSOR_BYTES = 2**63 - 1                                 # torch's storage-size limit
+
+
+def input_dtype(name) -> torch.dtype:
+    """The torch dtype for ``--input-dtype`` (``float32`` | ``float16`` | ``bfloat16`` |
+    ``int64`` | ``int32``; a torch dtype is returned as is)."""
+    if isinstance(name, torch.dtype):
+        return name
+    key = str(name).strip().lower()
+    if key not in INPUT_DTYPES:
+        raise ExanteError(f"unknown --input-dtype {name!r}; accepted: {', '.join(INPUT_DTYPES)} "
+                          "(int64 for models that take token ids)")
+    return INPUT_DTYPES[key]
+
+
+def check_numel(shape: tuple[int, ...], batch: int, dtype: torch.dtype = torch.float32) -> int:
+    """The element count of a ``(batch, *shape)`` input; an :class:`ExanteError` when the
+    tensor would exceed torch's limit of 2^63 - 1 bytes (it overflows before that)."""
+    n = int(batch) * math.prod(int(d) for d in shape)
+    if n * torch.empty((), dtype=dtype).element_size() > _MAX_TENSOR_BYTES:
+        raise ExanteError(
+            f"--batch {batch} x --input {'x'.join(map(str, shape))} is {n:.3g} {dtype} elements, "
+            f"more than a torch tensor can hold (2^63 - 1 bytes); use a smaller batch or input")
+    return n
+
+
 def example_inputs(shape: tuple[int, ...], batch: int, device: str | torch.device = "meta",
-                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A float tensor of shape ``(batch, *shape)`` on ``device`` (``meta`` allocates nothing)."""
-    return torch.zeros((check_batch(batch), *shape), device=device, dtype=dtype)
+                   dtype: torch.dtype | str = torch.float32,
+                   vocab: int | None = None) -> torch.Tensor:
+    """A ``(batch, *shape)`` tensor of zeros on ``device`` (``meta`` allocates nothing).
+
+    ``dtype``: a torch dtype or an ``--input-dtype`` name (``int64`` for token ids). With
+    ``vocab`` the input is int64 token ids drawn uniformly from ``[0, vocab)`` (on meta:
+    only the shape and dtype matter)."""
+    b = check_batch(batch)
+    dt = torch.int64 if vocab is not None else input_dtype(dtype)
+    if vocab is not None and (isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 1):
+        raise ExanteError(f"--vocab must be a positive integer (the token-id range), got {vocab!r}")
+    check_numel(shape, b, dt)
+    if vocab is not None and torch.device(device).type != "meta":
+        return torch.randint(0, vocab, (b, *shape), device=device, dtype=dt)
+    return torch.zeros((b, *shape), device=device, dtype=dt)
 
 
 def _zeros_like_on(obj, device):
