@@ -475,21 +475,52 @@ def parse_value(column: str, text: str | None) -> Any:
 
 @contextlib.contextmanager
 def _locked(path: str):
-    """An advisory inter-process lock on ``path + '.lock'`` (no-op where fcntl is missing)."""
+    """An advisory inter-process lock on ``path + '.lock'`` (no-op where fcntl is missing).
+
+    The lock file is removed on release, so no ``.lock`` stays in a dataset folder; a waiter
+    that got the lock on a file removed meanwhile (its inode is no longer the path's) retries
+    on the current one."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    fd = os.open(path + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+    lock = path + ".lock"
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                st, held = os.stat(lock), os.fstat(fd)
+                current = (st.st_ino, st.st_dev) == (held.st_ino, held.st_dev)
+            except FileNotFoundError:
+                current = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if current:
+            break
+        os.close(fd)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
         finally:
-            os.close(fd)
+            os.close(fd)                    # releases the flock
+
+
+def _new_file_mode() -> int:
+    """0o666 less the process umask (0o644 with the usual 022), read without changing it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
 
 
 def _fsync_dir(directory: str) -> None:
@@ -510,6 +541,11 @@ def _write_atomic_bytes(path: str, chunks: Iterable[bytes]) -> None:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
+        try:                                # mkstemp makes 0600: keep the file's mode, else 0644
+            mode = os.stat(path).st_mode & 0o7777
+        except OSError:
+            mode = _new_file_mode()
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)

@@ -231,8 +231,11 @@ def test_dask_backend_matches_local(tmp_path):
     local = tmp_path / "local"
     remote = tmp_path / "dask"
     run_sweep("layers-smoke", local, limit=5, **CHEAP)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
+    import dask
+
+    with dask.config.set({"temporary-directory": str(tmp_path)}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
+                                     host="127.0.0.1", dashboard_address=None) as cluster:
         with distributed.Client(cluster) as client:
             s = run_sweep("layers-smoke", remote, backend="dask", scheduler=client, limit=5, **CHEAP)
             assert s.n_run == 5 and s.n_errors == 0 and s.complete
