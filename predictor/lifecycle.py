@@ -144,14 +144,17 @@ def _input_shape(value) -> tuple[int, ...]:
     from profiling.model_refs import parse_input_shape
 
     if isinstance(value, str):
-        return parse_input_shape(value)
+        try:
+            return parse_input_shape(value)
+        except ExanteError:
+            pass                                  # reported below, naming `input`
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value,)
     if isinstance(value, (list, tuple)) and value and all(
             isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value):
         return tuple(value)
     raise ExanteError(
-        f"input shape must be per-sample positive integers, e.g. '3x224x224', 100 or "
+        f"input must be a per-sample shape of positive integers, e.g. '3x224x224', 100 or "
         f"[3, 224, 224] (no batch dimension), got {value!r}")
 
 
@@ -836,12 +839,43 @@ def scenario_from_args(args) -> Scenario:
         search = SearchPlan.from_trials(g("trials"), training)
     inference = None
     if g("inferences") is not None:
-        inference = InferencePlan(g("inferences"), g("inference_batch") or 1, dtype=dtype)
+        batch = g("inference_batch")
+        inference = InferencePlan(g("inferences"), 1 if batch is None else batch, dtype=dtype)
     return Scenario(
         model=g("model_ref"), input_shape=g("input"), training=training, search=search,
         inference=inference, pue=carbon.DEFAULT_PUE if g("pue") is None else g("pue"),
         region=g("region"), intensity_g_per_kwh=g("intensity"),
-        hardware=g("hardware") or "h100", gpus=g("gpus") or 1)
+        hardware=g("hardware") or "h100", gpus=1 if g("gpus") is None else g("gpus"))
+
+
+# `exante estimate --scenario plan.toml` with flags: the rule (stated in `--help`)
+SCENARIO_OVERRIDES = {"model_ref": "model", "input": "input", "hardware": "hardware",
+                      "pue": "pue", "region": "region", "intensity": "intensity_g_per_kwh",
+                      "gpus": "gpus"}
+SCENARIO_REFUSED = {"epochs": "--epochs", "dataset_size": "--dataset-size", "tokens": "--tokens",
+                    "batch": "--batch", "optimizer": "--optimizer", "dtype": "--dtype",
+                    "trials": "--trials", "inferences": "--inferences",
+                    "inference_batch": "--inference-batch"}
+
+
+def scenario_overrides(args, path) -> dict:
+    """Top-level keys that flags given with ``--scenario`` set in the file: MODEL_REF,
+    ``--input``, ``--hardware``, ``--pue``, ``--region`` / ``--intensity`` (either replaces
+    both of the file's grid keys) and ``--gpus`` override the file's values; flags that describe
+    the runs (``--epochs``, ``--batch``, ``--inferences``, ...) are refused: edit the file."""
+    given = [flag for name, flag in SCENARIO_REFUSED.items()
+             if getattr(args, name, None) is not None]
+    if given:
+        raise ExanteError(
+            f"{', '.join(given)} cannot be combined with --scenario: the runs come from "
+            f"{path}; edit its tables, or drop --scenario (with --scenario only MODEL_REF, "
+            "--input, --hardware, --pue, --region/--intensity and --gpus override the file)")
+    out = {key: getattr(args, name) for name, key in SCENARIO_OVERRIDES.items()
+           if getattr(args, name, None) is not None}
+    if "region" in out or "intensity_g_per_kwh" in out:
+        out.setdefault("region", None)
+        out.setdefault("intensity_g_per_kwh", None)
+    return out
 
 
 _TOP_KEYS = ("model", "input", "hardware", "pue", "region", "intensity_g_per_kwh", "gpus",
@@ -889,22 +923,49 @@ def _run_from_table(t: dict, where: str, path, defaults: dict | None = None,
     tokens = d.pop("dataset_tokens", None)
     if tokens is not None and "dataset_size" not in t:   # the table's own size wins
         d["dataset_size"] = samples_from_tokens(tokens, input_shape)
-    return TrainingRun(
-        epochs=_need(d, "epochs", where, path), dataset_size=_need(d, "dataset_size", where, path),
-        batch_size=_need(d, "batch", where, path), optimizer=d.get("optimizer", "adam"),
-        dtype=d.get("dtype", "fp32"), gpus=d.get("gpus"), label=d.get("label"),
-        drop_last=d.get("drop_last", False))
+    with _in_table(where, path):
+        return TrainingRun(
+            epochs=_need(d, "epochs", where, path),
+            dataset_size=_need(d, "dataset_size", where, path),
+            batch_size=_pos_int(_need(d, "batch", where, path), "batch"),
+            optimizer=d.get("optimizer", "adam"), dtype=d.get("dtype", "fp32"),
+            gpus=d.get("gpus"), label=d.get("label"), drop_last=d.get("drop_last", False))
 
 
-def load_scenario(path) -> Scenario:
-    """Read a TOML scenario file (schema in the module docstring)."""
+class _in_table:
+    """Prefix an ExanteError raised inside with ``<where> in <path>: `` (TOML key context)."""
+
+    def __init__(self, where: str, path):
+        self.where, self.path = where, path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if isinstance(exc, ExanteError) and f" in {self.path}" not in str(exc):
+            raise ExanteError(f"{self.where} in {self.path}: {exc}") from exc
+        return False
+
+
+def load_scenario(path, overrides: dict | None = None) -> Scenario:
+    """Read a TOML scenario file (schema in the module docstring); ``overrides`` replace
+    top-level keys (see :func:`scenario_overrides`)."""
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
     except FileNotFoundError:
         raise ExanteError(f"scenario file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ExanteError(f"scenario {str(path)!r} is a folder; give a TOML file "
+                          "(e.g. --scenario plan.toml)") from None
+    except OSError as exc:
+        raise ExanteError(f"cannot read scenario file {str(path)!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ExanteError(f"scenario file {str(path)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ExanteError(f"scenario file {str(path)!r} is not UTF-8 text (TOML)") from None
+    doc.update(overrides or {})
+    doc = {k: v for k, v in doc.items() if v is not None}
     return scenario_from_dict(doc, path=str(path))
 
 
@@ -977,16 +1038,19 @@ def scenario_from_dict(doc: dict, path: str = "<scenario>") -> Scenario:
     if "inference" in doc:
         t = doc["inference"]
         _check_keys(t, _INFERENCE_KEYS, "[inference]", path)
-        inference = InferencePlan(_need(t, "requests", "[inference]", path),
-                                  t.get("batch", 1), t.get("dtype", "fp32"))
+        with _in_table("[inference]", path):
+            inference = InferencePlan(_need(t, "requests", "[inference]", path),
+                                      _pos_int(t.get("batch", 1), "batch"), t.get("dtype", "fp32"))
 
-    return Scenario(
-        model=model, input_shape=_need(doc, "input", "the top level", path),
-        training=runs or None, search=search, inference=inference,
-        pue=doc.get("pue", carbon.DEFAULT_PUE), region=doc.get("region"),
-        intensity_g_per_kwh=doc.get("intensity_g_per_kwh"), hardware=doc.get("hardware", "h100"),
-        embodied_kg=doc.get("embodied_kg"), hardware_lifetime_h=doc.get("hardware_lifetime_h"),
-        gpus=doc.get("gpus", 1), gpu_share_of_server=doc.get("gpu_share_of_server"))
+    with _in_table("the top level", path):
+        return Scenario(
+            model=model, input_shape=_need(doc, "input", "the top level", path),
+            training=runs or None, search=search, inference=inference,
+            pue=doc.get("pue", carbon.DEFAULT_PUE), region=doc.get("region"),
+            intensity_g_per_kwh=doc.get("intensity_g_per_kwh"),
+            hardware=doc.get("hardware", "h100"), embodied_kg=doc.get("embodied_kg"),
+            hardware_lifetime_h=doc.get("hardware_lifetime_h"), gpus=doc.get("gpus", 1),
+            gpu_share_of_server=doc.get("gpu_share_of_server"))
 
 
 def _toml_value(v) -> str:

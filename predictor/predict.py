@@ -332,6 +332,8 @@ def _meta_inputs(inputs) -> tuple[Any, int]:
     if first is None:
         raise ExanteError("inputs hold no tensor")
     batch = int(first.shape[0]) if first.dim() > 0 else 1
+    if batch < 1:  # issue 11: a batch of 0 is an error, not an empty prediction
+        raise ExanteError(f"inputs have batch {batch} (the first dimension); give one or more")
     return args, batch
 
 

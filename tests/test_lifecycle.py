@@ -249,7 +249,7 @@ def test_accepts_an_nn_module():
     (lambda: scenario(region="aws:nowhere-1", intensity_g_per_kwh=None), "unknown grid region"),
     (lambda: scenario(region="aws:us-east-1"), "either region or intensity_g_per_kwh"),
     (lambda: scenario(intensity_g_per_kwh=-3), "gCO2eq/kWh"),
-    (lambda: scenario(input_shape="3xx4"), "malformed --input"),
+    (lambda: scenario(input_shape="3xx4"), "input must be a per-sample shape"),
     (lambda: scenario(embodied_kg=100.0), "hardware_lifetime_h"),
     (lambda: scenario(gpu_share_of_server=1.5), r"\(0, 1\]"),
     (lambda: scenario(training=None, search=None, inference=None), "nothing to estimate"),
