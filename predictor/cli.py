@@ -2,17 +2,27 @@
 serve.
 
 Every user error (bad MODEL_REF, malformed ``--input``, non-positive batch, missing optional
-package, unknown hardware...) prints one line ``exante: error: ...`` and exits with code 2.
-Heavy imports happen inside the sub-commands so ``exante --help`` is instant.
+package, unknown hardware, an output folder that cannot be written...) prints one line
+``exante: error: ...`` and exits with code 2, and is found before anything is measured,
+fitted or written; ``--debug`` (anywhere on the line) adds the traceback. An unexpected
+failure prints one line ``exante: internal error: ...`` and exits with code 1.
+
+Heavy imports happen inside the sub-commands, and sub-commands defined in other modules
+(:data:`EXTERNAL_COMMANDS`) are imported only when named, so ``exante --help`` and
+``exante COMMAND --help`` do not import torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 import warnings
 
+from predictor.cli_checks import (check_device, check_meter, check_out_dir, check_scheduler,
+                                  finite_float, positive_float, positive_int)
 from profiling.errors import ExanteError
 
 MODES = ("inference", "train_step")
@@ -22,9 +32,31 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def _shape_and_batch(args) -> tuple[tuple[int, ...], int]:
-    from profiling.model_refs import check_batch, parse_input_shape
+    """``--input`` and ``--batch`` checked (positive, and a tensor torch can hold)."""
+    from profiling.model_refs import check_batch, check_numel, input_dtype, parse_input_shape
 
-    return parse_input_shape(args.input), check_batch(args.batch)
+    shape, batch = parse_input_shape(args.input), check_batch(args.batch)
+    check_numel(shape, batch, _input_dtype(args, input_dtype))
+    return shape, batch
+
+
+def _input_dtype(args, input_dtype):
+    if getattr(args, "vocab", None) is not None:
+        if args.input_dtype not in (None, "int64"):
+            raise ExanteError(f"--vocab gives int64 token ids; it cannot be combined with "
+                              f"--input-dtype {args.input_dtype}")
+        return input_dtype("int64")
+    return input_dtype(getattr(args, "input_dtype", None) or "float32")
+
+
+def _token_hint(exc: ExanteError, args) -> ExanteError:
+    """A float input fed to an embedding: say how to give token ids."""
+    text = str(exc)
+    if (getattr(args, "input_dtype", None) is None and getattr(args, "vocab", None) is None
+            and ("Long, Int" in text or "'indices'" in text)):
+        return ExanteError(f"{text.splitlines()[0]} -- the model takes token ids: add "
+                           "--input-dtype int64 (or --vocab N)")
+    return exc
 
 
 def _meta_model_and_inputs(args):
@@ -32,7 +64,9 @@ def _meta_model_and_inputs(args):
     from profiling.model_refs import example_inputs, resolve_model_on_meta
 
     shape, batch = _shape_and_batch(args)
-    return resolve_model_on_meta(args.model_ref), example_inputs(shape, batch, device="meta")
+    inputs = example_inputs(shape, batch, device="meta", dtype=args.input_dtype or "float32",
+                            vocab=args.vocab)
+    return resolve_model_on_meta(args.model_ref), inputs
 
 
 def _print_json(obj) -> None:
@@ -45,7 +79,10 @@ def cmd_features(args) -> int:
     model, inputs = _meta_model_and_inputs(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = feature_table(model, inputs, dtype=args.dtype)
+        try:
+            table = feature_table(model, inputs, dtype=args.dtype)
+        except ExanteError as exc:
+            raise _token_hint(exc, args) from exc
     if args.json:
         _print_json(table.to_json())
     else:
@@ -61,6 +98,8 @@ def cmd_profile(args) -> int:
     from profiling.model_refs import resolve_model
     from profiling.profiler import profile_model
 
+    from profiling.model_refs import example_inputs
+
     shape, batch = _shape_and_batch(args)
     if args.meter in ("auto", "nvml", "nvml-power") and not torch.cuda.is_available():
         raise ExanteError(
@@ -68,9 +107,16 @@ def cmd_profile(args) -> int:
             "use `exante predict` for an estimate, or --meter estimated --rated-power-w W --device cpu "
             "for a labelled dry run"
         )
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(args.device)
+    if args.out:
+        check_out_dir(args.out)
+    check_meter(args.meter, device=device, hardware=args.hardware,
+                rated_power_w=args.rated_power_w)
     model = resolve_model(args.model_ref)
-    inputs = torch.randn((batch, *shape), device=device)
+    inputs = example_inputs(shape, batch, device=device, dtype=args.input_dtype or "float32",
+                            vocab=args.vocab)
+    if inputs.is_floating_point():
+        inputs.normal_()                    # measured on random data, like torch.randn
     result = profile_model(
         model, inputs, mode=args.mode, dtype=args.dtype, optimizer=args.optimizer,
         meter=args.meter, device=device, hardware=args.hardware,
@@ -97,8 +143,12 @@ def cmd_sweep(args) -> int:
         raise ExanteError(f"give a sweep NAME; accepted: {', '.join(SWEEPS)} (or --list)")
     if args.name not in SWEEPS:
         raise ExanteError(f"unknown sweep {args.name!r}; accepted: {', '.join(SWEEPS)}")
-    if args.backend == "dask" and not args.scheduler:
-        raise ExanteError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+    check_out_dir(args.out)
+    if args.backend == "dask":
+        check_scheduler(args.scheduler)
+    else:
+        check_meter(args.meter, device=None, hardware=args.hardware,
+                    rated_power_w=args.rated_power_w)
     summary = run_sweep(
         args.name, args.out, resume=args.resume, backend=args.backend, scheduler=args.scheduler,
         meter=args.meter, limit=args.limit, hardware=args.hardware,
@@ -111,6 +161,8 @@ def cmd_sweep(args) -> int:
 def cmd_fit(args) -> int:
     from predictor.fit import fit_hardware
 
+    if args.out:
+        check_out_dir(args.out)
     manifest = fit_hardware(args.hardware, datasets_dir=args.datasets, out_dir=args.out,
                             quick=args.quick)
     if args.json:
@@ -125,8 +177,11 @@ def cmd_predict(args) -> int:
     from predictor.predict import predict
 
     model, inputs = _meta_model_and_inputs(args)
-    p = predict(model, inputs, mode=args.mode, dtype=args.dtype, hardware=args.hardware,
-                optimizer=args.optimizer)
+    try:
+        p = predict(model, inputs, mode=args.mode, dtype=args.dtype, hardware=args.hardware,
+                    optimizer=args.optimizer)
+    except ExanteError as exc:
+        raise _token_hint(exc, args) from exc
     if args.json:
         _print_json(p.to_dict())
     else:
@@ -137,8 +192,11 @@ def cmd_predict(args) -> int:
 def cmd_estimate(args) -> int:
     from predictor import lifecycle
 
+    if args.input is not None:
+        _shape_and_batch(argparse.Namespace(input=args.input, batch=1))   # names --input
     if args.scenario:
-        scenario = lifecycle.load_scenario(args.scenario)
+        scenario = lifecycle.load_scenario(
+            args.scenario, lifecycle.scenario_overrides(args, args.scenario))
     else:
         missing = [n for n in ("model_ref", "input") if not getattr(args, n)]
         if missing:
@@ -161,13 +219,58 @@ def _add_model_args(p, *, batch_required=True):
     p.add_argument("--input", required=True, help="per-sample input shape, e.g. 3x224x224 or 100")
     p.add_argument("--batch", required=batch_required, default="1", help="batch size (positive int)")
     p.add_argument("--dtype", choices=DTYPES, default="fp32")
+    p.add_argument("--input-dtype", choices=INPUT_DTYPES, default=None,
+                   help="dtype of the input tensor (default float32; int64 for models that take "
+                        "token ids, e.g. --input 128 --input-dtype int64)")
+    p.add_argument("--vocab", type=positive_int, default=None, metavar="N",
+                   help="token-id inputs: int64 ids drawn from [0, N) "
+                        "(implies --input-dtype int64)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+INPUT_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
+
+# Sub-commands defined in other modules: name -> (module, function(sub), help). Only the one
+# named on the command line is imported (the others are listed with their help), so
+# `exante --help` does not import torch. Register a new sub-command by adding a line here.
+EXTERNAL_COMMANDS = {
+    "calc": ("predictor.calc", "add_parser",
+             "calculator: energy and CO2 from device, count and hours (or params/tokens at an "
+             "MFU) - no fitted model needed"),
+    "serve": ("predictor.serve", "add_parser",
+              "local page on 127.0.0.1: calculator and estimate forms"),
+    "bench": ("predictor.bench.cli", "add_bench_parser",
+              "validate on public measurements (IrEne, EC-NAS)"),
+    "calibrate": ("predictor.calibrate", "add_parser",
+                  "adapt a GPU's model to a few of your own measured runs"),
+    "compare": ("predictor.compare", "add_parser",
+                "rank designs by predicted energy (wide vs deep, ...)"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit code 2), like every other exante error."""
+
+    def error(self, message):
+        self.exit(2, f"exante: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _command_named(argv) -> str | None:
+    """The sub-command on the command line (the first word that is not an option)."""
+    for word in argv or ():
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The ``exante`` parser. With ``argv``, only the sub-command it names is imported from
+    :data:`EXTERNAL_COMMANDS` (the others are listed); without, all of them are."""
+    parser = _Parser(
         prog="exante",
         description="Predict the GPU energy and CO2 of a neural network before training it.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also accepted after the command)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("features", help="per-layer architecture features (FLOPs, bytes, params)")
@@ -180,10 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
     p.add_argument("--meter", default="auto", help="auto | nvml | nvml-power | rapl | estimated")
     p.add_argument("--device", default=None, help="cuda (default when visible) or cpu")
-    p.add_argument("--rated-power-w", type=float, default=None,
+    p.add_argument("--rated-power-w", type=positive_float, default=None,
                    help="rated power for --meter estimated (labelled estimate: time x this power)")
     p.add_argument("--hardware", default=None, help="hardware id stored in the rows (e.g. h100)")
-    p.add_argument("--out", default=None, help="dataset folder to append the rows to")
+    p.add_argument("--out", default=None,
+                   help="dataset folder to append the rows to (created if missing)")
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("sweep", help="run a measurement sweep (resumable) into a dataset folder")
@@ -194,10 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("local", "dask"), default="local")
     p.add_argument("--scheduler", default=None, help="dask scheduler address (with --backend dask)")
     p.add_argument("--meter", default="auto")
-    p.add_argument("--limit", type=int, default=None, help="measure at most this many tasks")
-    p.add_argument("--rated-power-w", type=float, default=None,
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="measure at most this many tasks")
+    p.add_argument("--rated-power-w", type=positive_float, default=None,
                    help="rated power for --meter estimated (labelled estimate: time x this power)")
-    p.add_argument("--time-budget-s", type=float, default=None,
+    p.add_argument("--time-budget-s", type=positive_float, default=None,
                    help="stop cleanly (resumable) after this many seconds")
     p.add_argument("--hardware", default="h100")
     p.set_defaults(func=cmd_sweep)
@@ -217,55 +322,89 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware", default="h100")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("estimate", help="life-cycle energy and CO2: search + training + inference")
+    p = sub.add_parser(
+        "estimate", help="life-cycle energy and CO2: search + training + inference",
+        description="Life-cycle energy and CO2 from flags, or from a TOML scenario file. With "
+                    "--scenario, MODEL_REF, --input, --hardware, --pue, --region/--intensity and "
+                    "--gpus override the file's top-level values; the run flags (--epochs, "
+                    "--batch, --inferences, ...) are refused: edit the file.")
     p.add_argument("model_ref", metavar="MODEL_REF", nargs="?")
     p.add_argument("--scenario", default=None, help="a TOML scenario file instead of flags")
     p.add_argument("--input", default=None, help="per-sample input shape, e.g. 100 or 3x224x224")
-    p.add_argument("--epochs", type=float, default=None)
-    p.add_argument("--dataset-size", type=float, default=None)
-    p.add_argument("--tokens", type=float, default=None,
+    p.add_argument("--epochs", type=positive_float, default=None)
+    p.add_argument("--dataset-size", type=positive_float, default=None)
+    p.add_argument("--tokens", type=positive_float, default=None,
                    help="training tokens instead of --dataset-size (samples = tokens / the "
                         "per-sample input's element count, e.g. --input 512)")
-    p.add_argument("--batch", type=int, default=None, help="training batch size")
-    p.add_argument("--optimizer", default="adam")
-    p.add_argument("--dtype", choices=DTYPES, default="fp32")
-    p.add_argument("--trials", type=int, default=None,
+    p.add_argument("--batch", type=positive_int, default=None, help="training batch size")
+    p.add_argument("--optimizer", default=None, help="sgd | adam | adamw (default adam)")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help="fp32 | bf16 (default fp32)")
+    p.add_argument("--trials", type=positive_int, default=None,
                    help="architecture-search / tuning trials like the final run")
-    p.add_argument("--inferences", type=float, default=None, help="number of requests served")
-    p.add_argument("--inference-batch", type=int, default=1)
-    p.add_argument("--pue", type=float, default=None, help="data-centre PUE (default 1.58)")
+    p.add_argument("--inferences", type=positive_float, default=None,
+                   help="number of requests served")
+    p.add_argument("--inference-batch", type=positive_int, default=None,
+                   help="serving batch size (default 1)")
+    p.add_argument("--pue", type=finite_float, default=None,
+                   help="data-centre PUE, >= 1 (default 1.58)")
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--region", default=None, help="cloud region, e.g. aws:us-east-1")
-    grid.add_argument("--intensity", type=float, default=None, help="grid gCO2eq/kWh")
-    p.add_argument("--gpus", type=int, default=1)
-    p.add_argument("--hardware", default="h100")
+    grid.add_argument("--intensity", type=finite_float, default=None, help="grid gCO2eq/kWh")
+    p.add_argument("--gpus", type=positive_int, default=None, help="data-parallel GPUs (default 1)")
+    p.add_argument("--hardware", default=None, help="predictor hardware id (default h100)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_estimate)
 
-    from predictor.calc import add_parser as add_calc_parser  # calculator mode (issue 10)
-    from predictor.serve import add_parser as add_serve_parser  # local page (issue 10)
-    add_calc_parser(sub)
-    add_serve_parser(sub)
-    from predictor.bench.cli import add_bench_parser  # validation on public data (issue 9)
-    add_bench_parser(sub)
-    from predictor.calibrate import add_parser as add_calibrate_parser  # few-shot (issue 13)
-    add_calibrate_parser(sub)
-    from predictor.compare import add_parser as add_compare_parser  # designs (issue 12)
-    add_compare_parser(sub)
+    named = _command_named(argv) if argv is not None else None
+    for name, (module, function, help_text) in EXTERNAL_COMMANDS.items():
+        if argv is None or name == named:
+            import importlib
+
+            getattr(importlib.import_module(module), function)(sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)   # listed, not imported
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[0] + (" (more with --debug)" if len(lines) > 1 else "")
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("EXANTE_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     try:
-        return args.func(args)
+        args = build_parser(argv).parse_args(argv)
+    except SystemExit as exc:               # --help (0) or a usage error, already printed (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:                 # `exante ... | head`: the reader left; say nothing
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141                          # 128 + SIGPIPE, as a killed writer would
     except ExanteError as exc:
-        print(f"exante: error: {exc}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"exante: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("exante: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:                # a bug, not a user error: one line, traceback on ask
+        if debug:
+            traceback.print_exc()
+        print(f"exante: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
+              "--debug for the traceback and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

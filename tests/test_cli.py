@@ -55,3 +55,28 @@ def test_features_table_for_mlp(capsys):
 def test_console_script_help_runs():
     res = subprocess.run([sys.executable, "-m", "predictor.cli", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "predict" in res.stdout and "estimate" in res.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["estimate", "--help"],
+                                  ["sweep", "--help"], ["calc", "--help"]])
+def test_help_does_not_import_torch(argv):
+    code = ("import sys\nfrom predictor.cli import main\n"
+            f"assert main({argv!r}) == 0\n"
+            "heavy = [m for m in ('torch', 'sklearn', 'scipy', 'pandas') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "HEAVY []" in res.stdout
+
+
+def test_listed_sub_commands_match_their_modules():
+    """The help shown for a sub-command that is not imported is the module's own."""
+    import argparse
+
+    from predictor.cli import EXTERNAL_COMMANDS, build_parser
+
+    full = build_parser()             # imports every sub-command module
+    sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    for name, (_, _, listed) in EXTERNAL_COMMANDS.items():
+        assert helps[name] == listed, name
