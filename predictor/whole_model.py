@@ -21,7 +21,7 @@ from profiling.errors import ExanteError
 
 from .workload import Workload
 
-__all__ = ["WholeModelData", "load_whole_model_data", "WORKLOAD_FILE"]
+__all__ = ["WholeModelData", "load_whole_model_data", "attach_workloads", "WORKLOAD_FILE"]
 
 WORKLOAD_FILE = "workloads.jsonl"
 
@@ -99,3 +99,83 @@ def load_whole_model_data(folder: str | os.PathLike) -> WholeModelData:
                   params=("params", "first"), flops=("flops", "first")).reset_index()
     frame = frame.rename(columns={"task_key": "key"})
     return WholeModelData(frame, [wls[k] for k in frame["key"]], sessions)
+
+
+def _spec(v) -> dict:
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return {}
+    return v if isinstance(v, dict) else {}
+
+
+def _row_inputs(row, spec: dict):
+    """Meta inputs of a model row: per-sample shape from the spec (``input``) or the
+    ``input_shape`` column, batch first; token ids (int64) for ``kind == "transformer"`` or
+    ``spec["input_dtype"]`` an integer type."""
+    import torch
+
+    shape = spec.get("input") or _spec_list(row.get("input_shape"))
+    if not shape:
+        raise ExanteError("no per-sample input shape (spec.input / input_shape)")
+    integer = spec.get("kind") == "transformer" or str(spec.get("input_dtype", "")).startswith("int")
+    dt = torch.long if integer else torch.float32
+    return torch.zeros((int(row["batch"]), *[int(d) for d in shape]), dtype=dt, device="meta")
+
+
+def _spec_list(v):
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return None
+    return v if isinstance(v, list) else None
+
+
+def attach_workloads(folder: str | os.PathLike, *, rebuild: bool = False) -> dict:
+    """Capture the workload of every eager model row of ``folder`` that has none yet (all of
+    them with ``rebuild``) and merge them into ``workloads.jsonl`` (atomically), keyed by the
+    row's ``task_key``.  The model is rebuilt on ``meta`` from ``model_ref`` (or
+    ``spec["model_ref"]``); rows whose model cannot be built here (a missing optional package,
+    a user file) are skipped and listed.  Returns ``{"added": n, "skipped": {key: reason}}``."""
+    import tempfile
+
+    from profiling.model_refs import resolve_model_on_meta
+
+    from .predict import capture_workload
+
+    folder = Path(folder)
+    table = schema.model_table(folder)
+    if not table.exists():
+        raise ExanteError(f"{folder} has no {schema.MODEL_FILE}")
+    wpath = folder / WORKLOAD_FILE
+    have = {} if rebuild or not wpath.is_file() else {
+        k: json.loads(w.to_json()) for k, w in _read_workloads(wpath).items()}
+    added, skipped, models = 0, {}, {}
+    for row in table.read():
+        key = row.get("task_key")
+        if not key or key in have or key in skipped or row.get("exec") not in (None, "eager"):
+            continue
+        spec = _spec(row.get("spec"))
+        ref = spec.get("model_ref") or row.get("model_ref")
+        try:
+            if ref not in models:
+                models[ref] = resolve_model_on_meta(ref)
+            w = capture_workload(models[ref], _row_inputs(row, spec), row["mode"], row["dtype"],
+                                 row.get("optimizer") or None, cache=False)
+        except Exception as exc:          # noqa: BLE001 -- reported per row, never silent
+            skipped[key] = f"{type(exc).__name__}: {exc}"[:300]
+            continue
+        have[key] = json.loads(w.to_json())
+        added += 1
+    if added or rebuild:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{WORKLOAD_FILE}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for k in sorted(have):
+                fh.write(json.dumps({"key": k, "workload": have[k]}, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, wpath)
+    return {"added": added, "skipped": skipped}

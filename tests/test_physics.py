@@ -258,3 +258,29 @@ def test_shipped_h100_artifact_is_the_fit_of_the_committed_data():
     assert art.manifest["dataset"]["n_workloads"] == 95
     p = predict(build_mlp(100, 10, 100, 1), (32, 100), mode="train_step", optimizer="adam")
     assert p.hardware == "h100" and p.energy_j_low < p.energy_j < p.energy_j_high
+
+
+def test_attach_workloads_captures_missing_rows_and_reports_unbuildable(tmp_path):
+    from predictor.whole_model import attach_workloads, load_whole_model_data
+    from profiling import schema
+
+    rows = []
+    for key, ref, mode, opt in (("a", "mlp:in=8,depth=2,width=4,out=1", "inference", None),
+                                ("b", "mlp:in=8,depth=2,width=4,out=1", "train_step", "adam"),
+                                ("c", "nosuchpkg_xyz:make", "inference", None)):
+        rows.append(schema.model_row(
+            key=f"{key}|s1", model_ref=ref, family=key, spec={"kind": "mlp", "input": [8]},
+            input_shape=[8], batch=4, mode=mode, dtype="fp32", optimizer=opt,
+            measurement={"time_s": 1e-3, "energy_j": 0.1, "power_w": 100.0,
+                         "idle_power_w": 100.0, "meter": "replay"},
+            env={"session_id": "s1"}, hardware="x", layer_counts={}, sweep_id="fx",
+            task_key=key))
+    schema.model_table(tmp_path).append(rows)
+    rep = attach_workloads(tmp_path)
+    assert rep["added"] == 2 and list(rep["skipped"]) == ["c"]
+    assert "nosuchpkg_xyz" in rep["skipped"]["c"]
+    data = load_whole_model_data(tmp_path)
+    assert list(data.frame["key"]) == ["a", "b"]
+    w = dict(zip(data.frame["key"], data.workloads))
+    assert w["b"].optimizer == "adam" and w["b"].param_numels == (32, 4, 16, 4, 4, 1)
+    assert attach_workloads(tmp_path)["added"] == 0          # nothing missing any more

@@ -11,8 +11,8 @@ Writes, atomically and idempotently (rows of other sweeps are kept):
   ``protocol_version``, the session's idle power, within-session spread and the per-session
   energy/time/power; ``spec`` holds the architecture, the source file and the workload key;
 * ``workloads.jsonl``: the captured :class:`predictor.workload.Workload` of each workload
-  (layer configs with calls per forward, fast paths, parameter tensors), so fitting needs
-  neither torchvision nor timm;
+  (layer configs with calls per forward, fast paths, parameter tensors;
+  :func:`predictor.whole_model.attach_workloads`), so fitting needs neither torchvision nor timm;
 * ``meta.json`` (sweep entry) and the dataset card ``README.md``.
 
 Needs torchvision and timm to rebuild the vision models (no weights; built on ``meta``)::
@@ -32,11 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from experiments.reference.models import build_reference_model, reference_inputs  # noqa: E402
 from predictor.lowering import lower  # noqa: E402
-from predictor.predict import capture_workload  # noqa: E402
+from predictor.whole_model import attach_workloads, load_whole_model_data  # noqa: E402
 from profiling import schema  # noqa: E402
 from profiling.features import layer_features  # noqa: E402
+from profiling.model_refs import resolve_model_on_meta  # noqa: E402
+from profiling.reference_set import reference_workloads  # noqa: E402
 
 SWEEP_ID = "h100-reference"
 SOURCE_LABEL = "H100 reference set, shared/reference/h100"
@@ -56,16 +57,13 @@ def workload_key(r: dict) -> str:
     return f"{r['model']}|{r['mode']}|{DTYPES[r['dtype']]}|b{r['batch']}"
 
 
-def model_ref(r: dict) -> str:
-    if r["kind"] == "vision":
-        return r["source"]
-    a = r["arch"]
-    if r["kind"] == "mlp":
-        return f"mlp:in={a['inp']},depth={a['depth']},width={a['width']},out={a['out']}"
-    return ("reference-encoder:" + ",".join(f"{k}={a[k]}" for k in sorted(a)))
+def model_refs() -> dict:
+    """Reference-set model name -> MODEL_REF (``profiling.reference_set``'s definitions)."""
+    return {w["name"]: w["model_ref"] for w in reference_workloads()}
 
 
 def _totals(w) -> dict:
+    """Forward totals over the supported layer calls (sum of count x feature)."""
     t = {"params": 0, "macs": 0, "flops": 0, "bytes_read": 0, "bytes_written": 0}
     unsupported = []
     for wl in w.layers:
@@ -82,30 +80,22 @@ def _totals(w) -> dict:
     return t
 
 
-def build_rows(ref: dict) -> tuple[list[dict], dict]:
-    rows, workloads = [], {}
+def build_rows(ref: dict) -> list[dict]:
+    rows = []
     idle = ref["idle_power_w_runs"]
     cuda = ref["torch"].split("+cu")[-1] if "+cu" in ref["torch"] else None
     cuda = f"{cuda[:-1]}.{cuda[-1]}" if cuda else None
+    refs = model_refs()
+    n_params = {}
     for r in ref["rows"]:
         dtype, opt = DTYPES[r["dtype"]], OPTIMIZERS[r.get("optimizer")]
         wkey = workload_key(r)
-        model = build_reference_model(r)
-        w = capture_workload(model, reference_inputs(r), r["mode"], dtype, opt, cache=False)
-        n_params = sum(p.numel() for p in model.parameters())
-        if n_params != r["params"]:
-            raise SystemExit(f"{r['model']}: rebuilt model has {n_params} parameters, the "
+        mref = refs[r["model"]]
+        if mref not in n_params:
+            n_params[mref] = sum(p.numel() for p in resolve_model_on_meta(mref).parameters())
+        if n_params[mref] != r["params"]:
+            raise SystemExit(f"{r['model']}: rebuilt model has {n_params[mref]} parameters, the "
                              f"reference says {r['params']}")
-        lw = lower(w)
-        if lw.unknown:
-            print(f"  note: {wkey}: layer types without a lowering rule: {lw.unknown}")
-        workloads[wkey] = json.loads(w.to_json())
-        counts: dict = {}
-        for wl in w.layers:
-            k = wl.config.key()
-            counts[k] = counts.get(k, 0) + wl.count
-        totals = _totals(w)
-        totals["params"] = int(n_params)
         for i in range(len(r["energy_j_runs"])):
             e, t = float(r["energy_j_runs"][i]), float(r["time_s_runs"][i])
             meas = {"time_s": t, "energy_j": e, "energy_dynamic_j": e - idle[i] * t,
@@ -116,29 +106,38 @@ def build_rows(ref: dict) -> tuple[list[dict], dict]:
                    "cuda_version": cuda, "allow_tf32_matmul": False, "allow_tf32_cudnn": True,
                    "date": ref["date"], "protocol_version": PROTOCOL,
                    "session_id": f"h100-reference-s{i + 1}"}
-            spec = {"kind": r["kind"], "arch": r.get("arch") or r.get("source"),
+            spec = {"kind": r["kind"], "model_ref": mref, "arch": r.get("arch") or r.get("source"),
                     "input": r["input"], "workload": wkey, "source": SOURCE_LABEL,
                     "source_optimizer": r.get("optimizer"), "source_dtype": r["dtype"],
                     "mean_over_sessions": {"energy_j": r["energy_j"], "time_s": r["time_s"]}}
             rows.append(schema.model_row(
-                key=f"{wkey}|s{i + 1}", model_ref=model_ref(r), family=r["model"], spec=spec,
+                key=f"{wkey}|s{i + 1}", model_ref=mref, family=r["model"], spec=spec,
                 input_shape=r["input"], batch=int(r["batch"]), mode=r["mode"], dtype=dtype,
-                optimizer=opt, measurement=meas, env=env, hardware="h100",
-                layer_counts=counts, totals=totals, sweep_id=SWEEP_ID, task_key=wkey))
-    return rows, workloads
+                optimizer=opt, measurement=meas, env=env, hardware="h100", layer_counts={},
+                totals={"params": int(r["params"])}, sweep_id=SWEEP_ID, task_key=wkey))
+    return rows
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+def add_layer_summaries(rows: list[dict], workloads: dict) -> None:
+    """Fill each row's layer counts and totals from its captured workload."""
+    for row in rows:
+        w = workloads[row["task_key"]]
+        counts: dict = {}
+        for wl in w.layers:
+            k = wl.config.key()
+            counts[k] = counts.get(k, 0) + wl.count
+        t = _totals(w)
+        t.pop("params")
+        row.update(t)
+        row["layer_counts"] = json.dumps(counts, sort_keys=True, separators=(",", ":"))
+        row["n_layer_calls"] = int(sum(counts.values()))
+        row["n_distinct_layers"] = len(counts)
+        unknown = lower(w).unknown
+        if unknown:
+            print(f"  note: {row['task_key']}: layer types without a lowering rule: {unknown}")
 
 
-def write(out: Path, rows: list[dict], workloads: dict, ref: dict, source: Path) -> None:
+def write_rows(out: Path, rows: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     table = schema.model_table(out)
     keep = [r for r in (table.read(raw=True) if table.exists() else [])
@@ -152,15 +151,14 @@ def write(out: Path, rows: list[dict], workloads: dict, ref: dict, source: Path)
     os.replace(tmp, table.path)
     for lock in out.glob(".models.*.lock"):      # the temporary table's lock file
         lock.unlink(missing_ok=True)
-    _write_text_atomic(out / "workloads.jsonl", "".join(
-        json.dumps({"key": k, "workload": workloads[k]}, sort_keys=True) + "\n"
-        for k in sorted(workloads)))
 
+
+def write_meta(out: Path, rows: list[dict], n_workloads: int, ref: dict, source: Path) -> None:
     def upd(meta):
         meta.setdefault("sweeps", {})[SWEEP_ID] = {
             "source": SOURCE_LABEL, "file": source.name, "gpu": ref["gpu"],
             "driver": ref["driver"], "torch": ref["torch"], "date": ref["date"],
-            "n_workloads": len(workloads), "n_rows": len(rows),
+            "n_workloads": n_workloads, "n_rows": len(rows),
             "sessions": 3, "idle_power_w_runs": ref["idle_power_w_runs"],
             "imported_by": "experiments/reference/import_h100.py"}
         return meta
@@ -177,9 +175,19 @@ def main(argv=None) -> int:
         print(f"error: reference file {a.source} not found", file=sys.stderr)
         return 2
     ref = json.loads(a.source.read_text())
-    rows, workloads = build_rows(ref)
-    write(a.out, rows, workloads, ref, a.source)
-    print(f"imported {len(workloads)} workloads, {len(rows)} session rows into {a.out}")
+    rows = build_rows(ref)
+    write_rows(a.out, rows)
+    rep = attach_workloads(a.out, rebuild=True)
+    if rep["skipped"]:
+        print(f"error: could not capture {len(rep['skipped'])} workloads: {rep['skipped']}",
+              file=sys.stderr)
+        return 1
+    data = load_whole_model_data(a.out)
+    wls = dict(zip(data.frame["key"], data.workloads))
+    add_layer_summaries(rows, wls)
+    write_rows(a.out, rows)
+    write_meta(a.out, rows, len(wls), ref, a.source)
+    print(f"imported {len(wls)} workloads, {len(rows)} session rows into {a.out}")
     return 0
 
 
