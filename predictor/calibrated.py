@@ -39,18 +39,31 @@ def conformal_halfwidth(abs_resid: np.ndarray, coverage: float) -> float:
     return float(r[k - 1])
 
 
-def cross_validate(data: WholeModelData, datasheet: Datasheet, groups=None,
+def _extra_parts(extra):
+    """(lowered, y, weights) of extra training rows (per-layer rows), possibly empty."""
+    if extra is None or not len(extra[0]):
+        return [], np.zeros((0, 2)), np.zeros(0)
+    ws, y, wt = extra
+    return [lower(w) for w in ws], np.asarray(y, float).reshape(-1, 2), \
+        np.broadcast_to(np.asarray(wt, float), (len(ws),)).copy()
+
+
+def cross_validate(data: WholeModelData, datasheet: Datasheet, groups=None, extra=None,
                    **model_params) -> np.ndarray:
     """Out-of-group predictions (n, 2) of time and energy: leave one group (default: one
-    model family -- all its batches, dtypes and modes) out, fit on the rest."""
+    model family -- all its batches, dtypes and modes) out, fit on the rest (plus ``extra``
+    = (workloads, y, weights), e.g. per-layer rows, in every fold)."""
     groups = np.asarray(data.frame["family"] if groups is None else groups)
     lowered = [lower(w) for w in data.workloads]
+    xl, xy, xw = _extra_parts(extra)
     y = data.y
     out = np.zeros_like(y)
     for g in np.unique(groups):
         test = groups == g
         m = PhysicsModel(datasheet, **model_params).fit(
-            [lw for lw, t in zip(lowered, test) if not t], y[~test])
+            [lw for lw, t in zip(lowered, test) if not t] + xl,
+            np.concatenate([y[~test], xy]),
+            sample_weight=np.concatenate([np.ones((~test).sum()), xw]))
         out[test] = m.predict([lw for lw, t in zip(lowered, test) if t])
     return out
 
@@ -175,15 +188,20 @@ class CalibratedHardware:
 
 
 def fit_calibrated(hardware: str, data: WholeModelData, datasheet: Datasheet, *,
-                   coverage: float = 0.9, cv: bool = True, **model_params
+                   coverage: float = 0.9, cv: bool = True, extra=None, **model_params
                    ) -> tuple[CalibratedHardware, dict]:
-    """Fit on all rows; intervals from leave-one-family-out residuals (``cv=False``: from
-    in-sample residuals, labelled so -- for tests on tiny data only).  Returns the model and a
-    report (CV metrics, residual table)."""
+    """Fit on all rows (+ ``extra`` = (workloads, y, weights): per-layer rows, always in the
+    training set); intervals from leave-one-family-out residuals of the whole-model rows
+    (``cv=False``: in-sample residuals, labelled so -- for tests on tiny data only).  Returns
+    the model and a report (CV metrics, residual table)."""
     y = data.y
     lowered = [lower(w) for w in data.workloads]
-    model = PhysicsModel(datasheet, **model_params).fit(lowered, y)
-    oof = cross_validate(data, datasheet, **model_params) if cv else model.predict(lowered)
+    xl, xy, xw = _extra_parts(extra)
+    model = PhysicsModel(datasheet, **model_params).fit(
+        lowered + xl, np.concatenate([y, xy]),
+        sample_weight=np.concatenate([np.ones(len(y)), xw]))
+    oof = cross_validate(data, datasheet, extra=extra, **model_params) if cv \
+        else model.predict(lowered)
     r = np.log(oof / y)
     gpu = (data.frame["power_w"] > GPU_BOUND_POWER_W).to_numpy()
     floor = _session_floor(data)
@@ -197,14 +215,15 @@ def fit_calibrated(hardware: str, data: WholeModelData, datasheet: Datasheet, *,
             q_model = conformal_halfwidth(np.abs(r[mask, j]), coverage)
             q_sess = conformal_halfwidth(floor[target][fl_mask], coverage) if fl_mask.any() else 0
             half[(target, regime)] = float(math.hypot(q_model, q_sess))
-    fams = sorted({family_of(x.config.type) or "unknown" for w in data.workloads
+    fams = sorted({family_of(x.config.type) or "unknown"
+                   for w in list(data.workloads) + list(extra[0] if extra else ())
                    for x in w.layers})
     f = data.frame
     domain = {"modes": sorted(set(f["mode"])), "dtypes": sorted(set(f["dtype"])),
               "optimizers": sorted(set(f["optimizer"].dropna()) - {""}),
               "batch_range": (int(f["batch"].min()), int(f["batch"].max())),
               "families": fams, "n_workloads": int(len(f)),
-              "kinds": sorted(set(f["kind"]))}
+              "kinds": sorted(set(f["kind"])), "n_layer_rows": int(len(xl))}
     report = {"cv": "leave-one-family-out" if cv else "in-sample (no CV)",
               "residuals": f[["key", "family", "kind", "mode", "dtype", "batch"]].assign(
                   time_pred_s=oof[:, 0], energy_pred_j=oof[:, 1], time_s=y[:, 0],

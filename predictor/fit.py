@@ -33,7 +33,8 @@ from profiling.errors import ExanteError
 
 from . import regression as R
 from .artifacts import check_hardware_id, dataset_digest, package_artifact_dir, save_artifact
-from .whole_model import WORKLOAD_FILE, load_whole_model_data
+from .whole_model import (WORKLOAD_FILE, attach_workloads, layer_row_workloads,
+                          load_whole_model_data)
 
 __all__ = ["fit_hardware", "fit_whole_model_hardware", "read_dataset", "datasheet_for",
            "DEFAULT_FAMILIES"]
@@ -95,7 +96,14 @@ def fit_hardware(hardware: str, datasets_dir: str | os.PathLike = "datasets",
     check_hardware_id(hardware)
     t0 = time.perf_counter()
     folder = Path(datasets_dir) / hardware
-    if not schema.layer_table(folder).exists() and (folder / WORKLOAD_FILE).is_file():
+    if schema.model_table(folder).exists():
+        rep = attach_workloads(folder)         # model rows measured without a workload yet
+        if rep["skipped"]:
+            warnings.warn(f"{len(rep['skipped'])} model rows of {folder} left out: their model "
+                          "cannot be rebuilt here (" + "; ".join(
+                              f"{k}: {v}" for k, v in list(rep["skipped"].items())[:3]) + ")",
+                          UserWarning, stacklevel=2)
+    if (folder / WORKLOAD_FILE).is_file():
         return fit_whole_model_hardware(hardware, datasets_dir, out_dir, coverage=coverage,
                                         cv=not quick)
     layers_raw, models_raw, files = read_dataset(hardware, datasets_dir)
@@ -225,7 +233,11 @@ def fit_whole_model_hardware(hardware: str, datasets_dir: str | os.PathLike = "d
     idle = float(np.nanmean(data.frame["idle_power_w"])) if data.frame["idle_power_w"].notna().any() \
         else None
     ds = datasheet_for(hardware, idle)
-    ch, report = fit_calibrated(hardware, data, ds, coverage=coverage, cv=cv)
+    lws, ly, lids = layer_row_workloads(folder)
+    layer_rows = None
+    if lws:     # per-layer rows: always in training, together weighing at most the model rows
+        layer_rows = (lws, ly, min(1.0, len(data.frame) / len(lws)))
+    ch, report = fit_calibrated(hardware, data, ds, coverage=coverage, cv=cv, extra=layer_rows)
     res = report["residuals"]
     cvm = {}
     for name, sub in [("all", res)] + [(m, res[res["mode"] == m]) for m in sorted(set(res["mode"]))]:
@@ -237,12 +249,14 @@ def fit_whole_model_hardware(hardware: str, datasets_dir: str | os.PathLike = "d
                       ch.halfwidth.get((target, "host"), ch.halfwidth[(target, "all")]))
         r = np.abs(np.log(res[pred] / res[col]))
         inside[target] = float(np.mean(r <= hw) * 100)
-    files = [p for p in (folder / schema.MODEL_FILE, folder / WORKLOAD_FILE) if p.is_file()]
+    files = [p for p in (folder / schema.MODEL_FILE, folder / WORKLOAD_FILE,
+                         folder / schema.LAYER_FILE) if p.is_file()]
     extra = {
         "measured": measured, "not_measured_reason": why or None,
         "method": "physics model of eager PyTorch (host events + roofline GPU time + power), "
                   "fitted on whole-model rows with datasheet priors",
         "dataset": {"folder": str(folder), "n_workloads": int(len(data.frame)),
+                    "n_layer_rows": int(len(lws)),
                     "n_session_rows": int(len(data.sessions)),
                     "sweeps": sorted(set(models_raw.get("sweep_id", pd.Series(dtype=object))
                                          .dropna().astype(str))),

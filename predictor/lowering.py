@@ -142,7 +142,7 @@ def _prefixed(names, prefixes) -> float:
 
 def lower(w: Workload) -> LoweredWorkload:
     """Count host events and GPU kernels of one call of ``w`` (see module docstring)."""
-    train = w.mode == "train_step"
+    train = w.mode in ("train_step", "forward_backward")
     lowp = w.dtype in ("bf16", "fp16")
     acc = _Acc(len(w.layers))
     unknown = []
@@ -292,17 +292,22 @@ def lower(w: Workload) -> LoweredWorkload:
             fwd("mem", 0.0, nbytes)
             bwd("mem", 0.0, 1.5 * nbytes)
 
-    acc.h(-1, "call", 1.0)
-    acc.h(-1, "container", float(_containers(w)))
+    if not w.isolated:
+        acc.h(-1, "call", 1.0)
+        acc.h(-1, "container", float(_containers(w)))
     acc.h(-1, "view", float(w.zero_cost_ops))
     if w.fused_encoder_prefixes:
         # each fused encoder layer is one Python call + one native op whose ~15 internal aten
         # calls launch the constituents' kernels above (their Python calls were removed)
         acc.h(-1, "disp", float(len(w.fused_encoder_prefixes)))
         acc.h(-1, "fused", float(len(w.fused_encoder_prefixes)))
-    if train:
+    if train and not w.isolated:
         acc.h(-1, "step", 1.0)
+    if w.mode == "train_step":
         _lower_optimizer(acc, w)
+    if w.graph:                       # a CUDA graph replays kernels with no host work
+        acc.host[:] = 0.0
+        acc.layer_host[:] = 0.0
     rows = np.array(acc.rows, dtype=float).reshape(-1, 8)
     return LoweredWorkload(
         host=acc.host, cls=rows[:, 0].astype(int), flops=rows[:, 1], bytes=rows[:, 2],

@@ -21,7 +21,8 @@ from profiling.errors import ExanteError
 
 from .workload import Workload
 
-__all__ = ["WholeModelData", "load_whole_model_data", "attach_workloads", "WORKLOAD_FILE"]
+__all__ = ["WholeModelData", "load_whole_model_data", "attach_workloads", "layer_row_workloads",
+           "WORKLOAD_FILE"]
 
 WORKLOAD_FILE = "workloads.jsonl"
 
@@ -179,3 +180,50 @@ def attach_workloads(folder: str | os.PathLike, *, rebuild: bool = False) -> dic
         os.chmod(tmp, 0o644)
         os.replace(tmp, wpath)
     return {"added": added, "skipped": skipped}
+
+
+def layer_row_workloads(folder: str | os.PathLike) -> tuple[list, np.ndarray, pd.DataFrame]:
+    """Per-layer rows of ``layers.csv`` as single-layer workloads (``isolated``; CUDA-graph rows
+    ``graph``): (workloads, y (n, 2) of time_s and energy_j, the rows' identity columns).
+
+    Rows that are not a measurement (reference rows, non-positive values, an estimated/replay
+    meter) are left out.  Empty when the folder has no layer table."""
+    from profiling.capture import LayerConfig
+
+    from .workload import WLayer, _tuplify_hparams
+
+    table = schema.layer_table(folder)
+    if not table.exists():
+        return [], np.zeros((0, 2)), pd.DataFrame()
+    out, ys, ids = [], [], []
+    for r in table.read():
+        if r.get("layer_type") in (None, "reference") or r.get("mode") not in (
+                "inference", "forward_backward", "train_step"):
+            continue
+        if str(r.get("meter", "")).lower() in ("estimated", "replay", "synthetic") or \
+                r.get("meter_measured") is False:
+            continue
+        t, e = r.get("time_s"), r.get("energy_j")
+        if not (isinstance(t, float) and isinstance(e, float) and t > 0 and e > 0):
+            continue
+        try:
+            hp = json.loads(r["hparams"]) if isinstance(r["hparams"], str) else r["hparams"]
+            ins = json.loads(r["input_shapes"]) if isinstance(r["input_shapes"], str) \
+                else r["input_shapes"]
+            outs = json.loads(r["output_shapes"]) if isinstance(r["output_shapes"], str) \
+                else r["output_shapes"]
+            cfg = LayerConfig(r["layer_type"], _tuplify_hparams(hp or {}),
+                              tuple(tuple(s) for s in ins), tuple(tuple(s) for s in outs),
+                              r["dtype"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        params = int(r.get("params") or 0)
+        opt = r.get("optimizer") or ("sgd" if r["mode"] == "train_step" else None)
+        out.append(Workload((WLayer(cfg, 1, (r["layer_type"],), True),), r["mode"], r["dtype"],
+                            int(r.get("batch") or cfg.batch), opt,
+                            (params,) if params and r["mode"] == "train_step" else (), 0,
+                            isolated=True, graph=r.get("exec") == "graph"))
+        ys.append((t, e))
+        ids.append({"key": r.get("key"), "layer_type": r["layer_type"], "mode": r["mode"],
+                    "exec": r.get("exec"), "dtype": r["dtype"]})
+    return out, np.array(ys, float).reshape(-1, 2), pd.DataFrame(ids)

@@ -47,6 +47,9 @@ class Workload:
     fused_encoder_prefixes: tuple = ()  # TransformerEncoderLayer paths on the fast path
     fused_mha_prefixes: tuple = ()      # MultiheadAttention paths on the native fast path
     notes: tuple = field(default_factory=tuple)
+    isolated: bool = False              # one layer replayed alone (a layer row): no model call,
+    #                                     containers, loss or zero_grad
+    graph: bool = False                 # replayed as a CUDA graph: no host work at all
 
     # ---------------------------------------------------------------- (de)serialisation
     def to_json(self) -> str:
@@ -59,7 +62,7 @@ class Workload:
             "zero_cost_ops": self.zero_cost_ops,
             "fused_encoder_prefixes": list(self.fused_encoder_prefixes),
             "fused_mha_prefixes": list(self.fused_mha_prefixes),
-            "notes": list(self.notes),
+            "notes": list(self.notes), "isolated": self.isolated, "graph": self.graph,
         }, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -77,7 +80,8 @@ class Workload:
                    tuple(int(n) for n in d.get("param_numels", ())),
                    int(d.get("zero_cost_ops", 0)),
                    tuple(d.get("fused_encoder_prefixes", ())),
-                   tuple(d.get("fused_mha_prefixes", ())), tuple(d.get("notes", ())))
+                   tuple(d.get("fused_mha_prefixes", ())), tuple(d.get("notes", ())),
+                   bool(d.get("isolated", False)), bool(d.get("graph", False)))
 
 
 def _tuplify(v):

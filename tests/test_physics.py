@@ -284,3 +284,41 @@ def test_attach_workloads_captures_missing_rows_and_reports_unbuildable(tmp_path
     w = dict(zip(data.frame["key"], data.workloads))
     assert w["b"].optimizer == "adam" and w["b"].param_numels == (32, 4, 16, 4, 4, 1)
     assert attach_workloads(tmp_path)["added"] == 0          # nothing missing any more
+
+
+def test_layer_rows_slot_into_the_whole_model_fit(tmp_path, monkeypatch):
+    from predictor import fit as fit_mod
+    from predictor.hardware import lookup
+    from predictor.whole_model import layer_row_workloads
+    from profiling import schema
+    from profiling.features import layer_features
+
+    ws = _workloads()
+    mu, _ = DS.prior()
+    t, e = evaluate(mu, stack([lower(w) for w in ws]), DS)
+    folder = tmp_path / "ds" / "h100"
+    _write_dataset(folder, ws, np.column_stack([t, e]), "nvml")
+    rows = []
+    for i, wl in enumerate(ws[0].layers):
+        for exec_ in ("eager", "graph"):
+            w1 = Workload((wl,), "inference", "fp32", wl.config.batch, isolated=True,
+                          graph=exec_ == "graph")
+            t1, e1 = evaluate(mu, stack([lower(w1)]), DS)
+            rows.append(schema.layer_row(
+                wl.config, features=layer_features(wl.config),
+                measurement={"time_s": float(t1[0]), "energy_j": float(e1[0]),
+                             "meter": "nvml", "meter_measured": True},
+                env={"session_id": "s1"}, mode="inference", exec=exec_, dtype="fp32",
+                hardware="h100", sweep_id="fx"))
+    schema.layer_table(folder).append(rows)
+    lws, ly, ids = layer_row_workloads(folder)
+    assert len(lws) == len(rows) and ly.shape == (len(rows), 2)
+    graph = [w for w in lws if w.graph]
+    assert graph and all(lower(w).host.sum() == 0 for w in graph)
+    assert all(host(lower(w), "call") == 0 for w in lws)      # no model call around a layer
+    monkeypatch.setattr(fit_mod, "datasheet_for", lambda hw, idle=None: Datasheet.from_spec(
+        lookup("h100"), idle_w=idle))
+    man = fit_mod.fit_hardware("h100", datasets_dir=tmp_path / "ds", out_dir=tmp_path / "art",
+                               quick=True)
+    assert man["dataset"]["n_layer_rows"] == len(rows)
+    assert man["domain"]["n_layer_rows"] == len(rows)
