@@ -12,7 +12,7 @@ Writes ``experiments/external/results.json`` (our numbers, commands, wall times)
 README section between ``<!-- external:begin -->`` and ``<!-- external:end -->``.
 
     python experiments/external/run.py [--extdata ../shared/extdata] [--only irene|ecnas]
-                                       [--no-readme]
+                                       [--no-readme | --readme-only]
 """
 
 from __future__ import annotations
@@ -95,14 +95,17 @@ def readme_section(res: dict) -> str:
             "", "Per held-out model (whole model / module / FLOPs-linear, %): " + "; ".join(
                 f"{m} {_f(v['model_mape_pct'], 1)} / {_f(v['module_mape_pct'], 1)} / "
                 f"{_f(v['flops_linear_mape_pct'], 1)}" for m, v in ir["per_model"].items()) + ".",
-            "", f"`{ir['command']}` ({ir['captures']} captures, {ir['command_wall_s']} s here).", ""]
+            "", "The folds follow the paper's protocol, so near-twins stay in training (bert/roberta, "
+            "gpt2/distilgpt2/openai-gpt): a held-out model's layers were seen in other models. "
+            f"Command: `{ir['command']}` ({ir['captures']} captures on meta, "
+            f"{ir['command_wall_s']} s here).", ""]
     if ec:
         a = ec["anchors"]
         lines += [
             "**EC-NAS-Bench** (Bakhtiarifard, Igel, Selvan, ICASSP 2024; github.com/raghavian/"
             "surrogate-ec-nasbench): energy of training NAS-Bench-101 cells 4 epochs on CIFAR-10 "
             "(Quadro RTX 6000, carbontracker incl. PUE 1.59). Each cell rebuilt in torch.nn "
-            f"(parameters equal the table's for all rows: {ec['params_mismatch']} mismatches), "
+            f"(parameter counts checked against the table's: {ec['params_mismatch']} mismatches), "
             f"fitted on {ec['n_train']} architectures, scored on {ec['n_test']} others "
             f"({ec['split']}).", "",
             "| predictor | MAE (% of mean) | MAE (Wh) | MAPE | Kendall τ |", "|---|---|---|---|---|",
@@ -117,8 +120,10 @@ def readme_section(res: dict) -> str:
             f"| params-only linear, same split | {_f(ec['params_linear_mae_pct_of_mean'])} % | – "
             f"| {_f(ec['params_linear_mape_pct'])} % | – |",
             "", f"Build failures: {ec['build_failures']}. Capture speed: {ec['archs_per_s']} "
-            f"architectures/s on this 2-core machine (build + train-mode capture on meta). "
-            f"`{ec['command']}` ({ec['command_wall_s']} s here).", ""]
+            f"architectures/s (build + train-mode capture on meta, 2 CPU cores shared with other "
+            f"jobs). Command: `exante bench ecnas --train train.csv --test test.csv --json` on the "
+            f"split written by `python experiments/external/run.py --only ecnas` "
+            f"({ec['command_wall_s']} s here).", ""]
     lines.append(END)
     return "\n".join(lines)
 
@@ -141,11 +146,16 @@ def main(argv=None) -> int:
     ap.add_argument("--extdata", default=os.path.join(ROOT, "..", "shared", "extdata"))
     ap.add_argument("--only", choices=("irene", "ecnas"), default=None)
     ap.add_argument("--no-readme", action="store_true")
+    ap.add_argument("--readme-only", action="store_true",
+                    help="rewrite the README section from results.json without running")
     args = ap.parse_args(argv)
     res = {}
     if os.path.exists(RESULTS):
         with open(RESULTS) as f:
             res = json.load(f)
+    if args.readme_only:
+        write_readme(readme_section(res))
+        return 0
     if args.only in (None, "irene"):
         res["irene"] = run_irene(args.extdata)
     if args.only in (None, "ecnas"):
