@@ -64,9 +64,15 @@ def _meta_model_and_inputs(args):
     from profiling.model_refs import example_inputs, resolve_model_on_meta
 
     shape, batch = _shape_and_batch(args)
+    model = resolve_model_on_meta(args.model_ref)
+    if (args.model_ref.startswith("hf:") and len(shape) == 1 and args.input_dtype is None
+            and args.vocab is None):         # a Hugging Face model: --input is the sequence length
+        from profiling.model_refs import hf_example_inputs
+
+        return model, hf_example_inputs(model, batch, seq_len=shape[0])
     inputs = example_inputs(shape, batch, device="meta", dtype=args.input_dtype or "float32",
                             vocab=args.vocab)
-    return resolve_model_on_meta(args.model_ref), inputs
+    return model, inputs
 
 
 def _print_json(obj) -> None:
@@ -204,7 +210,10 @@ def cmd_estimate(args) -> int:
                 "give MODEL_REF and --input (and --epochs/--dataset-size/--batch for training, "
                 "--inferences for serving), or --scenario plan.toml")
         scenario = lifecycle.scenario_from_args(args)
-    report = lifecycle.estimate(scenario)
+    try:
+        report = lifecycle.estimate(scenario)
+    except ExanteError as exc:
+        raise _token_hint(exc, args) from exc
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -327,10 +336,13 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
         description="Life-cycle energy and CO2 from flags, or from a TOML scenario file. With "
                     "--scenario, MODEL_REF, --input, --hardware, --pue, --region/--intensity and "
                     "--gpus override the file's top-level values; the run flags (--epochs, "
-                    "--batch, --inferences, ...) are refused: edit the file.")
+                    "--batch, --inferences, ...) are refused: edit the file. --input-dtype "
+                    "too overrides.")
     p.add_argument("model_ref", metavar="MODEL_REF", nargs="?")
     p.add_argument("--scenario", default=None, help="a TOML scenario file instead of flags")
     p.add_argument("--input", default=None, help="per-sample input shape, e.g. 100 or 3x224x224")
+    p.add_argument("--input-dtype", choices=INPUT_DTYPES, default=None,
+                   help="dtype of the input (default float32; int64 for token ids)")
     p.add_argument("--epochs", type=positive_float, default=None)
     p.add_argument("--dataset-size", type=positive_float, default=None)
     p.add_argument("--tokens", type=positive_float, default=None,

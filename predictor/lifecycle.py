@@ -56,6 +56,7 @@ Scenario files (TOML, :func:`load_scenario`)
 
     model = "mlp:in=100,depth=10,width=100,out=1"   # MODEL_REF (required)
     input = "100"                 # per-sample shape "3x224x224", an int, or a list (required)
+    input_dtype = "int64"         # optional: float32 (default) | float16 | bfloat16 | int64 | int32
     hardware = "h100"             # predictor hardware id
     pue = 1.58                    # data-centre PUE (>= 1)
     region = "aws:us-east-1"      # or: intensity_g_per_kwh = 120.0   (default: world average)
@@ -107,6 +108,7 @@ from . import carbon
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DTYPES = ("fp32", "bf16")
 STAGES = ("search", "training", "inference")
+INPUT_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")   # profiling.model_refs'
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -327,6 +329,7 @@ class Scenario:
     hardware_lifetime_h: float | None = None
     gpus: int = 1
     gpu_share_of_server: float | None = None
+    input_dtype: str | None = None     # None: float32; "int64" for models that take token ids
 
     def __post_init__(self):
         if not isinstance(self.model, str):
@@ -339,6 +342,8 @@ class Scenario:
                     f"model must be a MODEL_REF string or a torch.nn.Module, got "
                     f"{type(self.model).__name__}")
         self.input_shape = _input_shape(self.input_shape)
+        if self.input_dtype is not None:
+            self.input_dtype = _choice(self.input_dtype, "input_dtype", INPUT_DTYPES)
         self.gpus = _pos_int(self.gpus, "gpus")
         self.pue = _pos_float(self.pue, "pue", minimum=1.0, inclusive=True)
         if not isinstance(self.hardware, str) or not self.hardware:
@@ -567,8 +572,9 @@ def _as_cost(p) -> _Cost:
 class _Predictor:
     """Calls ``predict_fn`` once per distinct (mode, batch, dtype, optimizer)."""
 
-    def __init__(self, model, input_shape, hardware, predict_fn):
+    def __init__(self, model, input_shape, hardware, predict_fn, input_dtype=None):
         self.model, self.input_shape, self.hardware = model, input_shape, hardware
+        self.input_dtype = input_dtype or "float32"
         self.predict_fn = predict_fn
         self.cache: dict[tuple, _Cost] = {}
         self.warnings: dict[str, list[str]] = {}   # predictor warning -> calls it came from
@@ -576,9 +582,10 @@ class _Predictor:
     def __call__(self, mode: str, batch: int, dtype: str, optimizer: str | None) -> _Cost:
         key = (mode, batch, dtype, optimizer if mode == "train_step" else None)
         if key not in self.cache:
-            import torch
+            from profiling.model_refs import example_inputs
 
-            inputs = torch.zeros((batch, *self.input_shape), device="meta")
+            inputs = example_inputs(self.input_shape, batch, device="meta",
+                                    dtype=self.input_dtype)
             p = self.predict_fn(self.model, inputs, mode=mode, dtype=dtype,
                                 hardware=self.hardware, optimizer=key[3])
             self.cache[key] = _as_cost(p)
@@ -697,7 +704,7 @@ def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> Lifecycl
     pue = scenario.pue
     share = scenario.gpu_share_of_server or 1.0
     cost_of = _Predictor(_resolve_model(scenario.model), scenario.input_shape,
-                         scenario.hardware, predict_fn)
+                         scenario.hardware, predict_fn, scenario.input_dtype)
 
     stages: dict[str, StageReport] = {}
     if scenario.search:
@@ -845,13 +852,14 @@ def scenario_from_args(args) -> Scenario:
         model=g("model_ref"), input_shape=g("input"), training=training, search=search,
         inference=inference, pue=carbon.DEFAULT_PUE if g("pue") is None else g("pue"),
         region=g("region"), intensity_g_per_kwh=g("intensity"),
-        hardware=g("hardware") or "h100", gpus=1 if g("gpus") is None else g("gpus"))
+        hardware=g("hardware") or "h100", gpus=1 if g("gpus") is None else g("gpus"),
+        input_dtype=g("input_dtype"))
 
 
 # `exante estimate --scenario plan.toml` with flags: the rule (stated in `--help`)
 SCENARIO_OVERRIDES = {"model_ref": "model", "input": "input", "hardware": "hardware",
                       "pue": "pue", "region": "region", "intensity": "intensity_g_per_kwh",
-                      "gpus": "gpus"}
+                      "gpus": "gpus", "input_dtype": "input_dtype"}
 SCENARIO_REFUSED = {"epochs": "--epochs", "dataset_size": "--dataset-size", "tokens": "--tokens",
                     "batch": "--batch", "optimizer": "--optimizer", "dtype": "--dtype",
                     "trials": "--trials", "inferences": "--inferences",
@@ -869,7 +877,8 @@ def scenario_overrides(args, path) -> dict:
         raise ExanteError(
             f"{', '.join(given)} cannot be combined with --scenario: the runs come from "
             f"{path}; edit its tables, or drop --scenario (with --scenario only MODEL_REF, "
-            "--input, --hardware, --pue, --region/--intensity and --gpus override the file)")
+            "--input, --input-dtype, --hardware, --pue, --region/--intensity and --gpus "
+            "override the file)")
     out = {key: getattr(args, name) for name, key in SCENARIO_OVERRIDES.items()
            if getattr(args, name, None) is not None}
     if "region" in out or "intensity_g_per_kwh" in out:
@@ -878,7 +887,7 @@ def scenario_overrides(args, path) -> dict:
     return out
 
 
-_TOP_KEYS = ("model", "input", "hardware", "pue", "region", "intensity_g_per_kwh", "gpus",
+_TOP_KEYS = ("model", "input", "input_dtype", "hardware", "pue", "region", "intensity_g_per_kwh", "gpus",
              "embodied_kg", "hardware_lifetime_h", "gpu_share_of_server", "training", "search",
              "inference")
 _RUN_KEYS = ("epochs", "dataset_size", "dataset_tokens", "batch", "optimizer", "dtype", "gpus",
@@ -1050,7 +1059,8 @@ def scenario_from_dict(doc: dict, path: str = "<scenario>") -> Scenario:
             intensity_g_per_kwh=doc.get("intensity_g_per_kwh"),
             hardware=doc.get("hardware", "h100"), embodied_kg=doc.get("embodied_kg"),
             hardware_lifetime_h=doc.get("hardware_lifetime_h"), gpus=doc.get("gpus", 1),
-            gpu_share_of_server=doc.get("gpu_share_of_server"))
+            gpu_share_of_server=doc.get("gpu_share_of_server"),
+            input_dtype=doc.get("input_dtype"))
 
 
 def _toml_value(v) -> str:
@@ -1084,7 +1094,7 @@ def dump_scenario(scenario: Scenario) -> str:
              f"pue = {_toml_value(scenario.pue)}",
              f"gpus = {scenario.gpus}"]
     for key in ("region", "intensity_g_per_kwh", "embodied_kg", "hardware_lifetime_h",
-                "gpu_share_of_server"):
+                "gpu_share_of_server", "input_dtype"):
         v = getattr(scenario, key)
         if v is not None:
             lines.append(f"{key} = {_toml_value(v)}")

@@ -10,6 +10,7 @@ import os
 import stat
 import sys
 import textwrap
+import types
 
 import pytest
 import torch
@@ -192,6 +193,30 @@ def test_token_id_inputs(workdir, capsys):
     for extra in (["--input-dtype", "int64"], ["--vocab", "100"]):
         assert main(["features", ref, "--input", "16", "--batch", "2", "--json", *extra]) == 0
         assert '"Embedding"' in capsys.readouterr().out
+
+
+def test_estimate_takes_token_ids_from_toml_and_flag(workdir):
+    from predictor import lifecycle
+
+    seen = []
+
+    def stub(model, inputs, **kw):
+        seen.append(inputs.dtype)
+        return types.SimpleNamespace(time_s=1e-3, energy_j=0.1)
+
+    (workdir / "tokens.toml").write_text(
+        'model = "factories.py:embedding"\ninput = "16"\ninput_dtype = "int64"\n'
+        '[inference]\nrequests = 10\n')
+    lifecycle.estimate(lifecycle.load_scenario("tokens.toml"), predict_fn=stub)
+    assert seen == [torch.int64]
+    from predictor.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["estimate", "--scenario", "tokens.toml", "--input-dtype", "int32"])
+    sc = lifecycle.load_scenario("tokens.toml", lifecycle.scenario_overrides(args, "tokens.toml"))
+    assert sc.input_dtype == "int32"
+    with pytest.raises(lifecycle.ExanteError, match="input_dtype"):
+        lifecycle.load_scenario("tokens.toml", {"input_dtype": "int8"})
 
 
 def test_scenario_flags_override_top_level_keys(workdir, capsys):
