@@ -420,7 +420,8 @@ _F_PREFIXED = frozenset({
     "adaptive_max_pool2d", "adaptive_max_pool3d", "dropout", "dropout1d", "dropout2d",
     "dropout3d", "alpha_dropout", "feature_alpha_dropout", "embedding", "embedding_bag",
     "interpolate", "upsample", "pad", "normalize", "pixel_shuffle", "pixel_unshuffle",
-    "one_hot", "cosine_similarity", "multi_head_attention_forward", "grid_sample",
+    "one_hot", "cosine_similarity", "multi_head_attention_forward", "grid_sample", "fold",
+    "unfold",
     "cross_entropy", "mse_loss", "l1_loss", "nll_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "smooth_l1_loss", "huber_loss", "kl_div",
 })
@@ -1266,10 +1267,13 @@ def _install_hooks(model: nn.Module, state: _State, registry: dict, fast: bool =
             _tensors(kwargs, ins)
             outs: list = []
             _tensors(output, outs)
-            if not any(all(o is not t for t in ins) for o in outs):
+            if outs and not any(all(o is not t for t in ins) for o in outs):
                 return                      # returned (some of) its inputs: no work
-            # new tensors out of no visible op (a C extension, a custom kernel): the
-            # module is recorded as one opaque, unsupported layer -- never counted as zero
+            if not outs and not ins:
+                return
+            # new tensors (or tensors in, none out) and no visible op (a C extension, a
+            # custom kernel): the module is recorded as one opaque, unsupported layer --
+            # never counted as zero
             hp = state.hp_cache.get(id(mod))
             if hp is None:
                 hp = state.hp_cache[id(mod)] = module_hparams(mod)

@@ -1063,3 +1063,35 @@ def test_capture_never_changes_the_model():
     assert all(m.state_dict(keep_vars=True)[k] is before[k] for k in before)
     assert m.scale.sum().item() == 4
     assert m(torch.ones(2, 4)).shape == (2, 4)           # still runs on its own device
+
+
+def test_opaque_leaf_with_no_tensor_out_is_still_reported():
+    class Counts(nn.Module):
+        def forward(self, x):
+            with torch._C.DisableTorchFunction():
+                return int(x.sum())
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = Counts()
+            self.lin = nn.Linear(3, 2)
+
+        def forward(self, x):
+            self.c(x)
+            return self.lin(x)
+
+    cap = capture(Model(), torch.ones(2, 3))
+    assert [u.config.type for u in cap.unsupported] == ["Counts"]
+    assert cap.unsupported[0].config.input_shapes == ((2, 3),)
+
+
+def test_fold_unfold_are_functional_layers_and_tensor_unfold_a_view():
+    class M(nn.Module):
+        def forward(self, x):
+            x.unfold(2, 2, 2)
+            return F.fold(F.unfold(x, 3, padding=1), (8, 8), 3, padding=1)
+
+    cap = capture(M(), torch.zeros(2, 3, 8, 8))
+    assert _types(cap) == ["F.unfold", "F.fold"] and cap.unsupported == []
+    assert cap.zero_cost_ops == {"unfold_view": 1}

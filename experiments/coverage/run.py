@@ -203,6 +203,9 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="models per zoo (a quick look)")
     ap.add_argument("--json", type=Path, default=None, help="write every record here")
     ap.add_argument("--readme", type=Path, default=None, help="rewrite its coverage block")
+    ap.add_argument("--from-json", type=Path, nargs="+", default=None,
+                    help="render the records of earlier --json runs (e.g. shards) instead")
+    ap.add_argument("--shard", default=None, help="K/N: run every N-th model from the K-th")
     args = ap.parse_args(argv)
     zoos = [z.strip() for z in args.zoos.split(",") if z.strip()]
     torchvision = import_torchvision()      # before timm, which imports torchvision
@@ -216,9 +219,18 @@ def main(argv=None) -> int:
         refs += timm_refs(args.timm_sample)[: args.limit]
     if "hf" in zoos:
         refs += [f"hf:{t}" for t in HF_TYPES][: args.limit]
-    # warm-up: the first meta forward of a process pays a one-time cost
+    # warm-up: the first meta forward of a process pays a one-time cost (once per process)
     capture(torch.nn.Linear(4, 4).to("meta"), torch.zeros(2, 4, device="meta"))
+    if args.shard:
+        k, n = (int(v) for v in args.shard.split("/"))
+        refs = refs[k::n]
     records = []
+    if args.from_json:
+        for path in args.from_json:
+            records += json.loads(path.read_text())["records"]
+        order = {"torchvision": 0, "timm": 1, "hf": 2}
+        records.sort(key=lambda r: (order.get(r["zoo"], 3), r["ref"]))
+        refs = []
     for i, ref in enumerate(refs, 1):
         try:
             rec = run_one(ref, args.batch, args.seq_len)
@@ -226,13 +238,17 @@ def main(argv=None) -> int:
             rec = {"ref": ref, "zoo": ref.split(":")[0], "status": "harness error",
                    "error": traceback.format_exc(limit=3)[-300:]}
         records.append(rec)
+        if args.json and (i % 10 == 0 or i == len(refs)):     # progress survives a stop
+            args.json.write_text(json.dumps({"records": records}, indent=1, default=str))
         flag = "" if rec.get("status") == "ok" and rec.get("covered") and (
             rec.get("flops_rel_err") is None or rec["flops_rel_err"] <= 0.01) else "  <--"
         print(f"[{i}/{len(refs)}] {ref}: {rec.get('status')} "
               f"unsupported={rec.get('unsupported', '-')} err={rec.get('flops_rel_err', '-')}"
               f" {rec.get('error', '')[:160]}{flag}", file=sys.stderr, flush=True)
     meta = {
-        "argv": " ".join(argv if argv is not None else sys.argv[1:]),
+        "argv": " ".join(a for a in (argv if argv is not None else sys.argv[1:])
+                         if not a.startswith(("/", "--readme", "--from-json", "--json"))
+                         and not a.endswith((".json", ".md"))),
         "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
         "torchvision": torchvision.__version__, "timm": timm.__version__,
         "transformers": transformers.__version__, "timm_sample": args.timm_sample,
