@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from predictor.bench.nasbench101 import (build_network, parse_cell, trainable_params,
-                                         vertex_channels)
+from predictor.bench.nasbench101 import (NB101Network, build_network, parse_cell,
+                                         trainable_params, vertex_channels)
 from profiling.errors import ExanteError
 
 CHAIN_OPS = ["input", "conv3x3-bn-relu", "output"]
@@ -67,7 +67,7 @@ def test_chain_cell_parameter_count_matches_hand_count():
 def test_real_forward_on_cpu_gives_logits_and_concat_cell_runs():
     ops = ["input", "conv1x1-bn-relu", "maxpool3x3", "conv3x3-bn-relu", "output"]
     adj = [[0, 1, 1, 0, 1], [0, 0, 0, 1, 1], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]]
-    net = build_network(ops, adj, device="cpu").eval()
+    net = NB101Network(ops, adj, stem_channels=16, device="cpu").eval()   # small, same layout
     with torch.no_grad():
         out = net(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10)

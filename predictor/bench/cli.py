@@ -37,6 +37,11 @@ def cmd_bench_irene(args) -> int:
              f"  FLOPs-linear baseline, same folds: {r['flops_linear_model_lomo_mape_pct']:.2f} %"]
     lines += [f"    {m:26s} model {v['model_mape_pct']:6.2f} %  module {v['module_mape_pct']:6.2f} %"
               f"  FLOPs-linear {v['flops_linear_mape_pct']:6.2f} %" for m, v in r["per_model"].items()]
+    if r.get("shape_only_types"):
+        lines.append("  ops without a feature function (sized from their shapes): " + ", ".join(
+            f"{t} ({', '.join(ms)})" for t, ms in r["shape_only_types"].items()))
+    if r.get("models_ignored"):
+        lines.append(f"  models outside the paper's six, not used: {', '.join(r['models_ignored'])}")
     return _emit(r, args.json, lines)
 
 

@@ -104,11 +104,9 @@ def _model(name: str):
     return build_hf_model(name, device="meta")
 
 
-_SHAPE_FEATURES = ("input_numel", "output_numel", "bytes_read", "bytes_written")
-
-
 def _shape_only(row: dict) -> dict:
-    """Features of a call without a feature function: sizes from its shapes, no FLOPs."""
+    """Features of a call without a feature function (e.g. ``diff`` in a mask): sizes from its
+    shapes at 4 bytes per element, one op per output element; listed in the report."""
     inn = sum(int(np.prod(s)) if s else 1 for s in row["input_shapes"])
     out = sum(int(np.prod(s)) if s else 1 for s in row["output_shapes"])
     return {"macs": 0, "flops": out, "params": 0, "bytes_read": 4 * inn,
@@ -258,6 +256,7 @@ def run_irene_bench(path: str, *, models=PAPER_MODELS, quick: bool = False,
     if unknown:
         raise ExanteError(f"no config for model(s) {unknown}; accepted: {', '.join(HF_CONFIGS)}")
     keep = lambda d: d[d["model_name"].isin(present)]   # noqa: E731
+    shape_only: dict = {}
     model_rows, module_rows, prims = keep(frames["model"]), keep(frames["module"]), keep(prims)
 
     t_cap = time.perf_counter()
@@ -266,7 +265,9 @@ def run_irene_bench(path: str, *, models=PAPER_MODELS, quick: bool = False,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, bs, seq in grid.itertuples(index=False):
-            site_table(name, bs, seq)
+            s = site_table(name, bs, seq)
+            for t in s.loc[~s["supported"], "layer_type"].unique():
+                shape_only.setdefault(str(t), set()).add(name)
     capture_s = time.perf_counter() - t_cap
     prim_all, unmatched = _primitive_rows(prims)
     mod_nodes, model_nodes = _nodes(module_rows, "module"), _nodes(model_rows, "model")
@@ -317,6 +318,7 @@ def run_irene_bench(path: str, *, models=PAPER_MODELS, quick: bool = False,
         "features": "ex-ante only (exante capture on meta: FLOPs, bytes, params, shapes); "
                     "no utilisation, clock or memory-use columns",
         "composition": "E = a*sum(E_hat measured-type calls) + d*sum(E_hat other calls) + c",
+        "shape_only_types": {t: sorted(m) for t, m in shape_only.items()},
         "anchors": ANCHORS,
         "captures": int(len(grid)),
         "capture_s": round(capture_s, 2),
