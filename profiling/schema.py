@@ -486,6 +486,7 @@ def _locked(path: str):
         yield
         return
     lock = path + ".lock"
+    os.makedirs(os.path.dirname(os.path.abspath(lock)), exist_ok=True)   # a new dataset folder
     while True:
         fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:

@@ -235,12 +235,13 @@ def test_predict_refuses_a_batch_of_zero():
 def test_data_files_are_0644_and_no_lock_is_left(tmp_path):
     from profiling import schema
 
+    ds = tmp_path / "new" / "dataset"          # created by the first append
     old = os.umask(0o022)
     try:
-        schema.layer_table(tmp_path).append([{c: None for c in schema.LAYER_COLUMNS}])
-        schema.update_meta(tmp_path, lambda meta: meta.update(note="x"))
+        schema.layer_table(ds).append([{c: None for c in schema.LAYER_COLUMNS}])
+        schema.update_meta(ds, lambda meta: meta.update(note="x"))
     finally:
         os.umask(old)
-    names = sorted(os.listdir(tmp_path))
+    names = sorted(os.listdir(ds))
     assert names == ["layers.csv", "meta.json"]
-    assert {stat.S_IMODE(os.stat(tmp_path / n).st_mode) for n in names} == {0o644}
+    assert {stat.S_IMODE(os.stat(ds / n).st_mode) for n in names} == {0o644}
