@@ -200,6 +200,8 @@ def lower(w: Workload) -> LoweredWorkload:
 
         if fam in ("gemm", "bgemm"):
             bias = 1 if (fam == "gemm" and cfg.hparams_dict().get("bias", True)) else 0
+            if cfg.type == "addmm" and cfg.input_shapes and len(cfg.input_shapes[0]) == 1:
+                fam, bias = "gemm", 1      # addmm(bias, x, W): a Linear (e.g. GPT-2's Conv1D)
             rows = out_el / max(float(cfg.output_shapes[0][-1]), 1.0) if cfg.output_shapes else 1.0
             if bias and rows > 1 and cfg.type != "Bilinear":
                 # addmm with a bias vector and > 1 row takes cuBLASLt's bias epilogue

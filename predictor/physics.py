@@ -106,7 +106,7 @@ class Datasheet:
         # kernels near the TDP, memory-bound ones about half of it; + energy per HBM byte
         mu.update({"p0_w": self.idle_w, "p_fp32_w": 0.8 * dyn, "p_tf32_w": 0.7 * dyn,
                    "p_bf16_w": 0.7 * dyn, "p_mem_w": 0.35 * dyn, "p_launch_w": 0.05 * dyn,
-                   "e_byte_j": 0.1 * dyn / self.mem_bw, "p_cap_w": self.tdp_w})
+                   "e_byte_j": 0.1 * dyn / self.mem_bw, "p_cap_w": 1.05 * self.tdp_w})
         sd.update({"p0_w": 0.1, "p_fp32_w": 0.7, "p_tf32_w": 0.7, "p_bf16_w": 0.7,
                    "p_mem_w": 0.7, "p_launch_w": 1.0, "e_byte_j": 1.5, "p_cap_w": 0.1})
         return (np.array([mu[p] for p in PARAMS], float), np.array([sd[p] for p in PARAMS], float))
