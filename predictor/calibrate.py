@@ -55,7 +55,7 @@ SCALES = ("matmul", "gpu", "host", "power", "idle")
 PRIOR_SIGMA = {"matmul": 0.3, "gpu": 0.3, "host": 0.3, "power": 0.3, "idle": 0.3}
 #: log-sigma of one run's residual (the physics model's own error on a measured GPU, ~8 %)
 DATA_SIGMA = 0.08
-CSV_COLUMNS = ("model", "input", "batch", "mode", "dtype", "optimizer", "time_s", "energy_j")
+from .calibrate_cli import CSV_COLUMNS  # noqa: E402  (one definition, light for --help)
 _MATMUL = ("eff_mm_fp32", "eff_mm_bf16", "eff_attn")
 _GROUP = {"matmul": list(_MATMUL),
           "gpu": [p for p in PARAMS if p.startswith("eff_") and p not in _MATMUL],
@@ -325,13 +325,3 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
-    """Register ``exante calibrate``."""
-    p = sub.add_parser("calibrate", help="adapt a GPU's model to a few of your own measured runs")
-    p.add_argument("--hardware", required=True, help="catalogue GPU (e.g. a100, l4, v100)")
-    p.add_argument("--runs", required=True, metavar="FILE|DIR",
-                   help="CSV of measured workloads (" + ", ".join(CSV_COLUMNS)
-                        + "[, steps]) or an `exante profile` folder (models.csv + workloads.jsonl)")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the calibrated artifact")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_calibrate)

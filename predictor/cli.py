@@ -250,7 +250,7 @@ EXTERNAL_COMMANDS = {
               "local page on 127.0.0.1: calculator and estimate forms"),
     "bench": ("predictor.bench.cli", "add_bench_parser",
               "validate on public measurements (IrEne, EC-NAS)"),
-    "calibrate": ("predictor.calibrate", "add_parser",
+    "calibrate": ("predictor.calibrate_cli", "add_parser",
                   "adapt a GPU's model to a few of your own measured runs"),
     "compare": ("predictor.compare", "add_parser",
                 "rank designs by predicted energy (wide vs deep, ...)"),
