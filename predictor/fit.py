@@ -84,6 +84,18 @@ def _measured(layers: pd.DataFrame) -> tuple[bool, str]:
     return True, ""
 
 
+def _target_dir(hardware: str, out_dir, measured: bool, why: str) -> Path:
+    """Where the artifact goes: ``out_dir`` or the package -- never the package for data that
+    is not a GPU measurement."""
+    pkg = package_artifact_dir()
+    target_dir = Path(out_dir) if out_dir is not None else pkg
+    if not measured and os.path.abspath(target_dir) == os.path.abspath(pkg):
+        raise ExanteError(
+            f"datasets/{hardware} contains {why}: not a GPU measurement, so it will not be "
+            "fitted into the package's artifact folder; pass --out DIR to fit it elsewhere")
+    return target_dir
+
+
 def fit_hardware(hardware: str, datasets_dir: str | os.PathLike = "datasets",
                  out_dir: str | os.PathLike | None = None, families=None, quick: bool = False,
                  *, coverage: float = 0.9, random_state: int = 0) -> dict:
@@ -108,12 +120,7 @@ def fit_hardware(hardware: str, datasets_dir: str | os.PathLike = "datasets",
                                         cv=not quick)
     layers_raw, models_raw, files = read_dataset(hardware, datasets_dir)
     measured, why = _measured(layers_raw)
-    pkg = package_artifact_dir()
-    target_dir = Path(out_dir) if out_dir is not None else pkg
-    if not measured and os.path.abspath(target_dir) == os.path.abspath(pkg):
-        raise ExanteError(
-            f"datasets/{hardware} contains {why}: not a GPU measurement, so it will not be "
-            "fitted into the package's artifact folder; pass --out DIR to fit it elsewhere")
+    target_dir = _target_dir(hardware, out_dir, measured, why)
     hw_col = layers_raw.get("hardware")
     if hw_col is not None:
         other = sorted(set(hw_col.dropna().astype(str)) - {hardware})
@@ -220,16 +227,8 @@ def fit_whole_model_hardware(hardware: str, datasets_dir: str | os.PathLike = "d
     folder = Path(datasets_dir) / hardware
     data = load_whole_model_data(folder)
     models_raw = schema.model_table(folder).read_frame()
-    meter = models_raw.get("meter", pd.Series(dtype=object)).astype(str).str.lower()
-    measured = not meter.isin(["estimated", "replay", "synthetic"]).any() and not models_raw.get(
-        "gpu_name", pd.Series(dtype=object)).astype(str).str.contains("SYNTHETIC", case=False).any()
-    why = "" if measured else "rows from an estimated/replay/synthetic meter"
-    pkg = package_artifact_dir()
-    target_dir = Path(out_dir) if out_dir is not None else pkg
-    if not measured and os.path.abspath(target_dir) == os.path.abspath(pkg):
-        raise ExanteError(
-            f"datasets/{hardware} contains {why}: not a GPU measurement, so it will not be "
-            "fitted into the package's artifact folder; pass --out DIR to fit it elsewhere")
+    measured, why = _measured(models_raw)
+    target_dir = _target_dir(hardware, out_dir, measured, why)
     idle = float(np.nanmean(data.frame["idle_power_w"])) if data.frame["idle_power_w"].notna().any() \
         else None
     ds = datasheet_for(hardware, idle)
