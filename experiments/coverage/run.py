@@ -207,7 +207,7 @@ def write_readme(path: Path, text: str) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--zoos", default="torchvision,timm,hf")
-    ap.add_argument("--timm-sample", type=int, default=391)
+    ap.add_argument("--timm-sample", type=int, default=200)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--limit", type=int, default=None, help="models per zoo (a quick look)")
