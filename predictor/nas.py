@@ -47,7 +47,8 @@ from .generators import ConvStackSpec, EncoderSpec, MLPSpec
 from .lowering import (_CHUNK, _FOREACH_CHUNKS, _FOREACH_TENSORS, _OPT, CLASSES, HOST_FEATURES)
 from .physics import Stack, evaluate
 
-__all__ = ["EnergyObjective", "EnergyScore", "optuna_objective", "FAMILY_LAYER_FAMILIES"]
+__all__ = ["EnergyObjective", "EnergyScore", "NB101Spec", "optuna_objective",
+           "FAMILY_LAYER_FAMILIES"]
 
 _HI = {name: i for i, name in enumerate(HOST_FEATURES)}
 _CI = {name: i for i, name in enumerate(CLASSES)}
@@ -280,17 +281,23 @@ class _Lower:
         ``numels_per_spec``: (n_specs, max_tensors) array, 0 = no tensor."""
         if not self.train:
             return
-        ops, per_param = _OPT[opt]
         numels = np.asarray(numels_per_spec, float)
-        nt = (numels > 0).sum(axis=1).astype(float)
-        chunks = np.ceil(numels / _CHUNK).sum(axis=1)
+        self.optimizer_totals(s, (numels > 0).sum(axis=1).astype(float),
+                              np.ceil(numels / _CHUNK).sum(axis=1), numels.sum(axis=1), opt)
+
+    def optimizer_totals(self, s, nt, chunks, total, opt: str):
+        """As :meth:`optimizer` from per-spec totals: parameter tensors ``nt``, 65536-element
+        chunks ``chunks`` (summed per tensor) and elements ``total``."""
+        if not self.train:
+            return
+        ops, per_param = _OPT[opt]
+        nt, chunks, total = (np.asarray(x, float) for x in (nt, chunks, total))
         launches = np.maximum(np.ceil(nt / _FOREACH_TENSORS), np.ceil(chunks / _FOREACH_CHUNKS))
         has = nt > 0
         self.w.h(s[has], "opt_tensor", nt[has])
         self.w.h(s[has], "opt_op", float(ops))
         self.w.h(s[has], "opt_launch", ops * launches[has])
-        self.w.gpu(s[has], 1.0, _CI["mem"], 0.0, per_param * numels.sum(axis=1)[has],
-                   ops * launches[has])
+        self.w.gpu(s[has], 1.0, _CI["mem"], 0.0, per_param * total[has], ops * launches[has])
 
 
 # ----------------------------------------------------------------------- the families
@@ -388,13 +395,206 @@ def _encoder(L: _Lower, batch: int, d, heads, layers, ffn, seq, fout, fast_path:
     return s, numels, 2 + nl, views
 
 
+# ------------------------------------------------------------------- NAS-Bench-101 cells
+_NB_OPS = {"conv3x3-bn-relu": 1, "conv1x1-bn-relu": 2, "maxpool3x3": 3}
+_NB_V = 7                       # vertices of the padded form (input 0, interior 1..5, output 6)
+
+
+@dataclass(frozen=True)
+class NB101Spec:
+    """A NAS-Bench-101 cell (``ops`` from ``input`` to ``output``, 0/1 ``adjacency``); its
+    network is :func:`predictor.bench.nasbench101.build_network` on CIFAR-10 (3x32x32)."""
+
+    ops: tuple
+    adjacency: tuple
+
+    def __post_init__(self):
+        from .bench.nasbench101 import parse_cell
+
+        ops, m = parse_cell(self.ops, self.adjacency)
+        object.__setattr__(self, "ops", tuple(ops))
+        object.__setattr__(self, "adjacency", tuple(tuple(int(x) for x in r) for r in m))
+
+    @property
+    def input_shape(self) -> tuple:
+        from .bench.nasbench101 import INPUT_SHAPE
+        return tuple(INPUT_SHAPE)
+
+    @property
+    def ref(self) -> str:
+        return f"nb101:ops={list(self.ops)},adjacency={[list(r) for r in self.adjacency]}"
+
+    def build(self):
+        """The network on ``meta`` (no memory), each block its own parameters."""
+        from .bench.nasbench101 import build_network
+        return build_network(list(self.ops), [list(r) for r in self.adjacency])
+
+    def padded(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes (7,), adjacency (7, 7))`` in the padded form of :meth:`EnergyObjective.
+        score_nb101`: interior vertices kept in order at 1.., the output moved to 6."""
+        k = len(self.ops)
+        idx = list(range(k - 1)) + [_NB_V - 1]
+        codes = np.zeros(_NB_V, np.int64)
+        codes[idx[1:-1]] = [_NB_OPS[o] for o in self.ops[1:-1]]
+        m = np.zeros((_NB_V, _NB_V), np.int64)
+        m[np.ix_(idx, idx)] = np.asarray(self.adjacency)
+        return codes, m
+
+
+FAMILY_LAYER_FAMILIES[NB101Spec] = ("conv", "bn", "ew", "copy", "gemm")
+
+
+def _check_nb101(codes, adjacency) -> tuple[np.ndarray, np.ndarray]:
+    c = np.asarray(codes)
+    m = np.asarray(adjacency)
+    if c.ndim != 2 or c.shape[1] != _NB_V or m.shape != (len(c), _NB_V, _NB_V):
+        raise ExanteError(f"NAS-Bench-101 cells must be codes (n x {_NB_V}) and adjacency "
+                          f"(n x {_NB_V} x {_NB_V}), got {c.shape} and {m.shape}")
+    c, m = c.astype(np.int64), m.astype(np.int64)
+    bad = []
+    if ((c < 0) | (c > 3)).any() or (c[:, [0, -1]] != 0).any():
+        bad.append("codes must be 0 (absent), 1 conv3x3, 2 conv1x1, 3 maxpool3x3 on vertices "
+                   "1..5 and 0 on input/output")
+    if not np.isin(m, (0, 1)).all() or (m * np.tril(np.ones((_NB_V, _NB_V), np.int64))).any():
+        bad.append("adjacency must be 0/1 and strictly upper-triangular")
+    present = c > 0
+    present[:, 0] = present[:, -1] = True
+    ins, outs = m.sum(axis=1), m.sum(axis=2)
+    if ((~present) & ((ins > 0) | (outs > 0))).any():
+        bad.append("absent vertices (code 0) must have no edges")
+    if (present[:, 1:-1] & ((ins[:, 1:-1] == 0) | (outs[:, 1:-1] == 0))).any() \
+            or (ins[:, -1] == 0).any():
+        bad.append("every vertex must lie on an input->output path")
+    if (m.sum(axis=(1, 2)) > 9).any():
+        bad.append("a cell has at most 9 edges")
+    if bad:
+        raise ExanteError("bad NAS-Bench-101 cells: " + "; ".join(bad))
+    return c, m
+
+
+def _nb101_channels(m: np.ndarray, c_out: int) -> np.ndarray:
+    """Vertex channels (n x 7) of cells ``m`` for ``c_out`` output channels, as
+    :func:`predictor.bench.nasbench101.vertex_channels` (input column left 0)."""
+    n = len(m)
+    feeds = m[:, 1:-1, -1].astype(bool)                      # interior vertex -> output
+    fan = feeds.sum(axis=1)
+    interior = np.where(fan > 0, c_out // np.maximum(fan, 1), 0)
+    corr = np.where(fan > 0, c_out % np.maximum(fan, 1), 0)
+    rank = np.cumsum(feeds, axis=1) - 1
+    ch = np.zeros((n, _NB_V), np.int64)
+    ch[:, 1:-1] = np.where(feeds, interior[:, None] + (rank < corr[:, None]), 0)
+    ch[:, -1] = c_out
+    for v in range(_NB_V - 3, 0, -1):
+        succ = np.where(m[:, v, v + 1:_NB_V - 1] > 0, ch[:, v + 1:_NB_V - 1], 0).max(axis=1)
+        ch[:, v] = np.where(feeds[:, v - 1], ch[:, v], np.maximum(ch[:, v], succ))
+    return ch
+
+
+def _nb101(L: _Lower, batch: int, codes: np.ndarray, m: np.ndarray):
+    """Work of the NAS-Bench-101 network of each cell (``NB101Network``: stem conv-bn-relu,
+    3 stacks of 3 cells with 2x2 max-pools between, mean over pixels, Linear to 10).
+    Per stack the three cells share vertex channels; only the input projections of the
+    first cell see the previous stack's channels."""
+    from .bench.nasbench101 import (CELLS_PER_STACK, INPUT_SHAPE, NUM_CLASSES, NUM_STACKS,
+                                    STEM_CHANNELS)
+
+    n = len(codes)
+    s_all = np.arange(n)
+    B, db = float(batch), float(L.db)
+    cells = float(CELLS_PER_STACK)
+    hw0 = INPUT_SHAPE[1] * INPUT_SHAPE[2]
+    interior = codes[:, 1:-1] > 0
+    conv_v = (codes == 1) | (codes == 2)
+    # (slot spec, calls, c_in, c_out, pixels, kernel) of every conv-bn-relu block
+    cbr = [(s_all, np.ones(n), np.full(n, INPUT_SHAPE[0]), np.full(n, STEM_CHANNELS),
+            np.full(n, hw0), np.full(n, 3))]
+    pool3, adds, cats = [], [], []          # (spec, calls, elements)
+    pool2 = []
+    c_prev = STEM_CHANNELS
+    for st in range(NUM_STACKS):
+        c_out, hw = STEM_CHANNELS << st, hw0 >> (2 * st)
+        ch = _nb101_channels(m, c_out)
+        if st > 0:
+            pool2.append((s_all, np.ones(n), np.full(n, B * c_prev * (hw * 4))))
+        # projections of the input (interior targets and the output): first cell from
+        # c_prev, the other cells from c_out
+        ps, pv = np.nonzero(m[:, 0, 1:] > 0)
+        pv = pv + 1
+        for calls, cin in ((1.0, c_prev), (cells - 1, c_out)):
+            cbr.append((ps, np.full(len(ps), calls), np.full(len(ps), cin), ch[ps, pv],
+                        np.full(len(ps), hw), np.ones(len(ps), np.int64)))
+        # vertex ops
+        vs, vv = np.nonzero(conv_v)
+        cbr.append((vs, np.full(len(vs), cells), ch[vs, vv], ch[vs, vv], np.full(len(vs), hw),
+                    np.where(codes[vs, vv] == 1, 3, 1)))
+        qs, qv = np.nonzero(codes == 3)
+        pool3.append((qs, np.full(len(qs), cells), B * ch[qs, qv] * hw))
+        # sums at each interior vertex: (inputs - 1) adds
+        n_in = m[:, :, 1:-1].sum(axis=1)                      # (n, 5)
+        a_s, a_v = np.nonzero(interior & (n_in > 1))
+        adds.append((a_s, cells * (n_in[a_s, a_v] - 1), B * ch[a_s, a_v + 1] * hw))
+        fan = m[:, 1:-1, -1].sum(axis=1)
+        cs = np.nonzero(fan > 1)[0]
+        cats.append((cs, np.full(len(cs), cells), np.full(len(cs), B * c_out * hw)))
+        os_ = np.nonzero((fan > 0) & (m[:, 0, -1] > 0))[0]
+        adds.append((os_, np.full(len(os_), cells), np.full(len(os_), B * c_out * hw)))
+        c_prev = c_out
+
+    def cat(parts):
+        return [np.concatenate([np.asarray(p[i], float) if i else p[i] for p in parts])
+                for i in range(len(parts[0]))]
+
+    s, k_, cin, cout, hw, k = cat(cbr)
+    out_el, numel = B * cout * hw, B * cout * hw
+    L._call(s, k_)
+    L.w.h(s, "conv", k_)
+    L._fwd_bwd_mm(s, k_, _CI["conv_tf32"], 2.0 * out_el * cin * k * k,
+                  (B * cin * hw + cout * cin * k * k + out_el) * db, 1)
+    bn_per = 5.0 if L.train else 2.0                                   # BatchNorm2d
+    L.elementwise(s, k_, numel * bn_per, (2.0 * numel + 4.0 * cout) * db)
+    L.elementwise(s, k_, numel, 2.0 * numel * db)                      # ReLU
+    s3, k3, e3 = cat(pool3)
+    L.elementwise(s3, k3, 9.0 * e3, 2.0 * e3 * db)                     # MaxPool2d(3, 1, 1)
+    sa, ka, ea = cat(adds)
+    L.elementwise(sa, ka, ea, 3.0 * ea * db)                           # add
+    sc, kc, ec = cat(cats)                                             # torch.cat: copy
+    L._call(sc, kc)
+    L._fwd(sc, kc, _CI["mem"], 0.0, 2.0 * ec * db)
+    L._bwd(sc, kc, _CI["mem"], 0.0, 2.0 * ec * db)
+    s2, k2, e2 = cat(pool2)
+    L.elementwise(s2, k2, e2, 1.25 * e2 * db)                          # MaxPool2d(2, 2)
+    c_last, hw_last = float(STEM_CHANNELS << (NUM_STACKS - 1)), float(hw0 >> 2 * (NUM_STACKS - 1))
+    el = B * c_last * hw_last
+    L.elementwise(s_all, 1.0, el, (el + B * c_last) * db)              # x.mean(dim=(2, 3))
+    L.linear(s_all, 1.0, B, c_last, float(NUM_CLASSES))
+    # optimizer tensors: conv weight, BN gamma and beta per block; Linear weight and bias
+    wnum = cout * cin * k * k
+    nt = np.bincount(s, 3.0 * k_, minlength=n) + 2
+    chunks = np.bincount(s, k_ * (np.ceil(wnum / _CHUNK) + 2 * np.ceil(cout / _CHUNK)),
+                         minlength=n) + np.ceil(c_last * NUM_CLASSES / _CHUNK) + 1
+    total = np.bincount(s, k_ * (wnum + 2 * cout), minlength=n) + c_last * NUM_CLASSES \
+        + NUM_CLASSES
+    # module containers (stem, layers, the root's mean; per cell: the cell, its ops and
+    # proj dicts, each conv-bn-relu block); view ops: the channel slices of interior edges
+    n_proj = m[:, 0, 1:].sum(axis=1)
+    per_cell = (1 + interior.any(axis=1) + conv_v.sum(axis=1) + (n_proj > 0) + n_proj)
+    containers = 3 + NUM_STACKS * cells * per_cell
+    views = NUM_STACKS * cells * m[:, 1:-1, 1:-1].sum(axis=(1, 2))
+    return s_all, (nt, chunks, total), containers.astype(float), views.astype(float)
+
+
 def _finish(L: _Lower, s, numels, containers, views, optimizer) -> Stack:
+    """Per-call host events; ``numels``: (n_specs x tensors) array, or a tuple of per-spec
+    (tensors, chunks, elements) totals."""
     L.w.h(s, "call", 1.0)
     L.w.h(s, "container", containers)
     L.w.h(s, "view", views)
     if L.train:
         L.w.h(s, "step", 1.0)
-        L.optimizer(s, numels, optimizer)
+        if isinstance(numels, tuple):
+            L.optimizer_totals(s, *numels, optimizer)
+        else:
+            L.optimizer(s, numels, optimizer)
     return L.w.stack()
 
 
@@ -469,7 +669,7 @@ class EnergyObjective:
         seen = set(self.model.domain.get("families", ()))
         if not set(FAMILY_LAYER_FAMILIES[family]) <= seen:
             return False
-        return not (family is EncoderSpec and self.dtype != "fp32")
+        return not (family in (EncoderSpec, NB101Spec) and self.dtype != "fp32")
 
     def _need_vectorisable(self, family):
         if not isinstance(self.model, CalibratedHardware):
@@ -478,7 +678,8 @@ class EnergyObjective:
         if not self._vectorisable(family):
             raise ExanteError(f"{family.__name__} specs at dtype {self.dtype} on "
                               f"{self.hardware} have no vectorised path (bf16 encoder, or layer "
-                              "families the artifact never measured); call the objective on "
+                              "families the artifact never measured, bf16 NAS-Bench-101); "
+                              "call the objective on "
                               "each spec instead")
 
     def _price(self, stack: Stack) -> dict:
@@ -541,6 +742,15 @@ class EnergyObjective:
         parts = _encoder(L, self.batch, *cols, fast_path=(self.mode == "inference"))
         return self._price(_finish(L, *parts, self.optimizer))
 
+    def score_nb101(self, codes, adjacency) -> dict:
+        """Vectorised NAS-Bench-101 networks (fp32): ``codes`` (n_specs x 7: 0 absent,
+        1 conv3x3-bn-relu, 2 conv1x1-bn-relu, 3 maxpool3x3 on interior vertices 1..5; input 0,
+        output 6) and ``adjacency`` (n_specs x 7 x 7), as :meth:`NB101Spec.padded` gives."""
+        self._need_vectorisable(NB101Spec)
+        c, m = _check_nb101(codes, adjacency)
+        L = _Lower(_Work(len(c)), self.mode, self.dtype)
+        return self._price(_finish(L, *_nb101(L, self.batch, c, m), self.optimizer))
+
     def score_many(self, specs) -> dict:
         """Score specs of :mod:`predictor.generators` (any mix of families; each family
         vectorised where it can be, else the general path), results in the order given:
@@ -580,6 +790,10 @@ class EnergyObjective:
                 for k, v in part.items():
                     r.setdefault(k, np.zeros(len(items)))[js] = v
             return r
+        if fam is NB101Spec:
+            padded = [sp.padded() for sp in items]
+            return self.score_nb101(np.stack([p[0] for p in padded]),
+                                    np.stack([p[1] for p in padded]))
         cols = np.array([(sp.d, sp.heads, sp.layers, sp.ffn, sp.seq, sp.out_features)
                          for sp in items]).T
         return self.score_encoder(*cols)
