@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from profiling.capture import capture
+from profiling.model_refs import capture_with_cpu_fallback
 from profiling.errors import ExanteError, UnsupportedLayerError
 from profiling.features import DTYPE_BYTES, UnsupportedLayerWarning, layer_features
 
@@ -315,6 +316,10 @@ def _meta_inputs(inputs) -> tuple[Any, int]:
                                                                 device="meta")
         if t is None or isinstance(t, (int, float, bool, str)):
             return t
+        if isinstance(t, (list, tuple)):          # e.g. detection models take [img, ...]
+            return type(t)(conv(v, f"{where}[{i}]") for i, v in enumerate(t))
+        if isinstance(t, dict):
+            return {k: conv(v, f"{where}[{k!r}]") for k, v in t.items()}
         raise ExanteError(f"inputs{where} is a {type(t).__name__}; expected tensors (batch "
                           "dimension first) or a shape tuple like (32, 3, 224, 224)")
 
@@ -327,14 +332,29 @@ def _meta_inputs(inputs) -> tuple[Any, int]:
     else:
         raise ExanteError("inputs must be a tensor, a tuple of tensors (batch dimension first) "
                           f"or a shape tuple like (32, 3, 224, 224); got {inputs!r:.80}")
-    first = next((t for t in (args.values() if isinstance(args, dict) else args)
-                  if isinstance(t, torch.Tensor)), None)
+    first = _first_tensor(args)
     if first is None:
         raise ExanteError("inputs hold no tensor")
     batch = int(first.shape[0]) if first.dim() > 0 else 1
+    lead = args[0] if isinstance(args, tuple) and args else None
+    if isinstance(lead, (list, tuple)) and lead and all(isinstance(t, torch.Tensor) for t in lead):
+        batch = len(lead)            # a list of samples (detection: [img, ...]) is the batch
     if batch < 1:  # issue 11: a batch of 0 is an error, not an empty prediction
         raise ExanteError(f"inputs have batch {batch} (the first dimension); give one or more")
     return args, batch
+
+
+def _first_tensor(obj):
+    """The first tensor in nested tuples/lists/dicts (the batch is its first dimension)."""
+    if isinstance(obj, torch.Tensor):
+        return obj
+    items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) \
+        else ()
+    for v in items:
+        t = _first_tensor(v)
+        if t is not None:
+            return t
+    return None
 
 
 def _on_meta(model: nn.Module) -> bool:
@@ -345,13 +365,18 @@ def _on_meta(model: nn.Module) -> bool:
 def _capture_meta(model: nn.Module, args, dtype: str, train: bool, notes: list):
     """Capture on meta without touching the user's model (see module docstring)."""
     if _on_meta(model):
-        return capture(model, args, dtype=dtype, train=train)
+        cap, note = capture_with_cpu_fallback(model, args, dtype=dtype, train=train)
+        if note:
+            notes.append(note)
+        return cap
     from torch.nn.utils.stateless import _reparametrize_module
 
-    swap = {}
+    swap, placeholders = {}, {}
     for name, t in list(model.named_parameters(remove_duplicate=False)) + list(
             model.named_buffers(remove_duplicate=False)):
-        swap[name] = torch.empty(t.shape, dtype=t.dtype, device="meta")
+        # tied weights (e.g. an LM head sharing the embedding) share one placeholder
+        swap[name] = placeholders.setdefault(
+            id(t), torch.empty(t.shape, dtype=t.dtype, device="meta"))
     try:
         with _reparametrize_module(model, swap, tie_weights=True, strict=False):
             return capture(model, args, dtype=dtype, train=train)

@@ -322,3 +322,32 @@ def test_layer_rows_slot_into_the_whole_model_fit(tmp_path, monkeypatch):
                                quick=True)
     assert man["dataset"]["n_layer_rows"] == len(rows)
     assert man["domain"]["n_layer_rows"] == len(rows)
+
+
+def test_predict_tied_weights_and_list_inputs_leave_the_model_untouched():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(50, 16)
+            self.head = nn.Linear(16, 50, bias=False)
+            self.head.weight = self.emb.weight          # tied, as in GPT-2's LM head
+
+        def forward(self, ids):
+            return self.head(self.emb(ids))
+
+    m = Tied()
+    before = m.emb.weight.detach().clone()
+    p = predict(m, torch.zeros(4, 8, dtype=torch.long))
+    assert p.energy_j > 0 and m.head.weight is m.emb.weight
+    assert m.emb.weight.device.type == "cpu" and torch.equal(m.emb.weight.detach(), before)
+
+    class PerImage(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, images):
+            return [self.conv(x[None]) for x in images]
+
+    p = predict(PerImage(), ([torch.zeros(3, 16, 16)] * 5,))
+    assert p.batch == 5 and p.energy_j > 0
