@@ -19,8 +19,10 @@ The result equals ``predict(spec.build(), ...)`` to rounding; ``tests/test_nas.p
 on random specs of every family and mode, so a change to the lowering or the capture fails
 there loudly.  Families: MLP (:class:`~predictor.generators.MLPSpec`), CNN stack
 (:class:`~predictor.generators.ConvStackSpec`), transformer encoder
-(:class:`~predictor.generators.EncoderSpec`; fp32 only).  NAS-Bench-101 cells are not
-vectorised: they are scored through the general path (build + predict).
+(:class:`~predictor.generators.EncoderSpec`; fp32 only), NAS-Bench-101 cell
+(:class:`NB101Spec`: ops + adjacency, the CIFAR-10 network of
+:func:`predictor.bench.nasbench101.build_network`; fp32 only, bf16 goes through the general
+path because autocast changes the dtype layer by layer; ``score_nb101`` takes padded arrays).
 
 The artifact must be a physics model (:class:`~predictor.calibrated.CalibratedHardware`, e.g.
 the shipped ``h100``); a family whose layer families the artifact never saw is scored through
@@ -47,8 +49,8 @@ from .generators import ConvStackSpec, EncoderSpec, MLPSpec
 from .lowering import (_CHUNK, _FOREACH_CHUNKS, _FOREACH_TENSORS, _OPT, CLASSES, HOST_FEATURES)
 from .physics import Stack, evaluate
 
-__all__ = ["EnergyObjective", "EnergyScore", "NB101Spec", "optuna_objective",
-           "FAMILY_LAYER_FAMILIES"]
+__all__ = ["EnergyObjective", "EnergyScore", "NB101Spec", "random_nb101_cells",
+           "optuna_objective", "FAMILY_LAYER_FAMILIES"]
 
 _HI = {name: i for i, name in enumerate(HOST_FEATURES)}
 _CI = {name: i for i, name in enumerate(CLASSES)}
@@ -444,6 +446,33 @@ class NB101Spec:
 FAMILY_LAYER_FAMILIES[NB101Spec] = ("conv", "bn", "ew", "copy", "gemm")
 
 
+def random_nb101_cells(rng, n: int) -> list:
+    """``n`` random valid cells: a random DAG on 3..7 vertices (edge density 0.3-0.7),
+    pruned to the vertices on an input->output path as NAS-Bench-101 does, <= 9 edges;
+    ``rng`` a ``numpy.random.Generator``."""
+    from .bench.nasbench101 import MAX_EDGES, OPS
+
+    out = []
+    while len(out) < n:
+        k = int(rng.integers(3, _NB_V + 1))
+        m = np.triu(rng.random((k, k)) < rng.uniform(0.3, 0.7), 1).astype(int)
+        fwd, bwd = np.zeros(k, bool), np.zeros(k, bool)
+        fwd[0] = bwd[-1] = True
+        for v in range(k):
+            fwd |= fwd[v] & m[v].astype(bool)
+        for v in range(k - 1, -1, -1):
+            bwd |= bwd[v] & m[:, v].astype(bool)
+        keep = np.nonzero(fwd & bwd)[0]
+        if not fwd[-1]:
+            continue
+        m = m[np.ix_(keep, keep)]
+        if m.sum() > MAX_EDGES:
+            continue
+        ops = ["input"] + [OPS[i] for i in rng.integers(0, 3, len(keep) - 2)] + ["output"]
+        out.append(NB101Spec(tuple(ops), tuple(map(tuple, m))))
+    return out
+
+
 def _check_nb101(codes, adjacency) -> tuple[np.ndarray, np.ndarray]:
     c = np.asarray(codes)
     m = np.asarray(adjacency)
@@ -791,12 +820,22 @@ class EnergyObjective:
                     r.setdefault(k, np.zeros(len(items)))[js] = v
             return r
         if fam is NB101Spec:
-            padded = [sp.padded() for sp in items]
-            return self.score_nb101(np.stack([p[0] for p in padded]),
-                                    np.stack([p[1] for p in padded]))
+            return self.score_nb101(*_pad_nb101(items))
         cols = np.array([(sp.d, sp.heads, sp.layers, sp.ffn, sp.seq, sp.out_features)
                          for sp in items]).T
         return self.score_encoder(*cols)
+
+
+def _pad_nb101(specs) -> tuple[np.ndarray, np.ndarray]:
+    """Padded codes (n x 7) and adjacency (n x 7 x 7) of NB101Specs (see ``padded``)."""
+    codes = np.zeros((len(specs), _NB_V), np.int64)
+    adj = np.zeros((len(specs), _NB_V, _NB_V), np.int64)
+    for i, sp in enumerate(specs):
+        k = len(sp.ops)
+        idx = list(range(k - 1)) + [_NB_V - 1]
+        codes[i, 1:k - 1] = [_NB_OPS[o] for o in sp.ops[1:-1]]
+        adj[i][np.ix_(idx, idx)] = sp.adjacency
+    return codes, adj
 
 
 def _pad(rows) -> np.ndarray:

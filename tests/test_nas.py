@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from predictor.generators import ConvStackSpec, EncoderSpec, MLPSpec
-from predictor.nas import EnergyObjective, optuna_objective
+from predictor.nas import EnergyObjective, optuna_objective, random_nb101_cells
 from profiling.errors import ExanteError
 
 KEYS = ("energy_j", "energy_j_low", "energy_j_high", "time_s", "time_s_low", "time_s_high")
@@ -115,39 +115,12 @@ def test_optuna_objective_two_values():
 
 
 # ------------------------------------------------------------------- NAS-Bench-101 cells
-def _random_nb101_cells(rng, n):
-    """Random valid NAS-Bench-101 cells: a random DAG on 3..7 vertices, pruned to the
-    vertices on an input->output path (as NAS-Bench-101 does), <= 9 edges."""
-    from predictor.bench.nasbench101 import OPS
-    from predictor.nas import NB101Spec
-
-    out = []
-    while len(out) < n:
-        k = int(rng.integers(3, 8))
-        m = np.triu(rng.random((k, k)) < rng.uniform(0.3, 0.7), 1).astype(int)
-        fwd, bwd = np.zeros(k, bool), np.zeros(k, bool)
-        fwd[0], bwd[-1] = True, True
-        for v in range(k):
-            fwd |= fwd[v] & m[v].astype(bool)
-        for v in range(k - 1, -1, -1):
-            bwd |= bwd[v] & m[:, v].astype(bool)
-        keep = np.nonzero(fwd & bwd)[0]
-        if not (fwd[-1] and len(keep) >= 2):
-            continue
-        m = m[np.ix_(keep, keep)]
-        if m.sum() > 9:
-            continue
-        ops = ["input"] + [OPS[i] for i in rng.integers(0, 3, len(keep) - 2)] + ["output"]
-        out.append(NB101Spec(tuple(ops), tuple(map(tuple, m))))
-    return out
-
-
 @pytest.mark.parametrize("mode,batch,opt,n", [
     ("inference", 32, None, 10), ("train_step", 32, "adam", 10), ("train_step", 64, "sgd", 3)])
 def test_nb101_vectorised_equals_build_and_predict(mode, batch, opt, n):
     rng = np.random.default_rng(101 + batch + len(mode))
     obj = EnergyObjective("h100", mode=mode, batch=batch, optimizer=opt)
-    specs = _random_nb101_cells(rng, n)
+    specs = random_nb101_cells(rng, n)
     # the NAS-Bench-101 paper's example cell: every op, a skip to the output, a truncating edge
     specs[0] = type(specs[0])(
         ("input", "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3", "conv3x3-bn-relu",
@@ -169,7 +142,7 @@ def test_nb101_padded_arrays_and_errors():
     from predictor.nas import NB101Spec
 
     obj = EnergyObjective("h100", mode="train_step", batch=32, optimizer="adam")
-    specs = _random_nb101_cells(np.random.default_rng(7), 6)
+    specs = random_nb101_cells(np.random.default_rng(7), 6)
     padded = [s.padded() for s in specs]
     codes, adj = np.stack([p[0] for p in padded]), np.stack([p[1] for p in padded])
     r = obj.score_nb101(codes, adj)

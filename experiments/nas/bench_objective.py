@@ -1,12 +1,14 @@
 """Speed of the vectorised EnergyObjective vs building + predicting each module (same run).
 
-For each family (MLP, CNN stack, transformer encoder) and mode, random specs are scored by
+For each family (MLP, CNN stack, transformer encoder, NAS-Bench-101 cell) and mode, random specs are scored by
 ``EnergyObjective.score_many`` (closed-form work counts + ``physics.evaluate``), and a
 sample of the same specs by the general path (build on ``meta`` + ``predictor.predict``,
 capture cache off so every spec pays its capture, as a NAS loop over new modules would).
 The best of ``--repeats`` timings is kept for each.  Writes ``bench_objective.csv`` and
 ``bench_objective.md`` in ``--out``.  The goals (issue 12): >= 100 000 MLP specs/s and
->= 10 000 CNN / transformer specs/s on the project's 2-core CPU.
+>= 10 000 CNN / transformer / NAS-Bench-101 cell specs/s on the project's 2-core CPU.
+NAS-Bench-101 cells are random valid cells (``predictor.nas.random_nb101_cells``: 3..7
+vertices, pruned, <= 9 edges), each the full CIFAR-10 network (stem, 3x3 cells, 512-ch head).
 
     python experiments/nas/bench_objective.py --out experiments/nas/results
 """
@@ -24,10 +26,10 @@ import pandas as pd
 import torch
 
 from predictor.generators import ConvStackSpec, EncoderSpec, MLPSpec
-from predictor.nas import EnergyObjective
+from predictor.nas import EnergyObjective, random_nb101_cells
 from predictor.predict import predict
 
-GOALS = {"mlp": 100_000, "convstack": 10_000, "encoder": 10_000}
+GOALS = {"mlp": 100_000, "convstack": 10_000, "encoder": 10_000, "nb101": 10_000}
 
 
 def random_specs(family: str, n: int, rng) -> list:
@@ -38,6 +40,8 @@ def random_specs(family: str, n: int, rng) -> list:
         return [ConvStackSpec((3, 32, 32), tuple(int(f) for f in rng.integers(8, 257,
                                                                           rng.integers(1, 7))),
                               int(rng.choice([1, 3, 5])), 10) for _ in range(n)]
+    if family == "nb101":
+        return random_nb101_cells(rng, n)
     out = []
     for _ in range(n):
         h = int(rng.choice([2, 4, 8]))
@@ -72,7 +76,7 @@ def main(argv=None) -> int:
     rows = []
     for mode, opt in (("train_step", "adam"), ("inference", None)):
         obj = EnergyObjective("h100", mode=mode, batch=args.batch, optimizer=opt)
-        for family in ("mlp", "convstack", "encoder"):
+        for family in ("mlp", "convstack", "encoder", "nb101"):
             n = args.n_mlp if family == "mlp" else args.n_other
             specs = random_specs(family, n, rng)
             obj.score_many(specs[:100])                       # warm-up
