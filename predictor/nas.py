@@ -569,28 +569,28 @@ def _nb101(L: _Lower, batch: int, codes: np.ndarray, m: np.ndarray):
         adds.append((os_, np.full(len(os_), cells), np.full(len(os_), B * c_out * hw)))
         c_prev = c_out
 
-    def cat(parts):
+    def join(parts):
         return [np.concatenate([np.asarray(p[i], float) if i else p[i] for p in parts])
                 for i in range(len(parts[0]))]
 
-    s, k_, cin, cout, hw, k = cat(cbr)
-    out_el, numel = B * cout * hw, B * cout * hw
+    s, k_, cin, cout, hw, k = join(cbr)
+    numel = B * cout * hw                                              # block output
     L._call(s, k_)
     L.w.h(s, "conv", k_)
-    L._fwd_bwd_mm(s, k_, _CI["conv_tf32"], 2.0 * out_el * cin * k * k,
-                  (B * cin * hw + cout * cin * k * k + out_el) * db, 1)
+    L._fwd_bwd_mm(s, k_, _CI["conv_tf32"], 2.0 * numel * cin * k * k,
+                  (B * cin * hw + cout * cin * k * k + numel) * db, 1)
     bn_per = 5.0 if L.train else 2.0                                   # BatchNorm2d
     L.elementwise(s, k_, numel * bn_per, (2.0 * numel + 4.0 * cout) * db)
     L.elementwise(s, k_, numel, 2.0 * numel * db)                      # ReLU
-    s3, k3, e3 = cat(pool3)
+    s3, k3, e3 = join(pool3)
     L.elementwise(s3, k3, 9.0 * e3, 2.0 * e3 * db)                     # MaxPool2d(3, 1, 1)
-    sa, ka, ea = cat(adds)
+    sa, ka, ea = join(adds)
     L.elementwise(sa, ka, ea, 3.0 * ea * db)                           # add
-    sc, kc, ec = cat(cats)                                             # torch.cat: copy
+    sc, kc, ec = join(cats)                                             # torch.cat: copy
     L._call(sc, kc)
     L._fwd(sc, kc, _CI["mem"], 0.0, 2.0 * ec * db)
     L._bwd(sc, kc, _CI["mem"], 0.0, 2.0 * ec * db)
-    s2, k2, e2 = cat(pool2)
+    s2, k2, e2 = join(pool2)
     L.elementwise(s2, k2, e2, 1.25 * e2 * db)                          # MaxPool2d(2, 2)
     c_last, hw_last = float(STEM_CHANNELS << (NUM_STACKS - 1)), float(hw0 >> 2 * (NUM_STACKS - 1))
     el = B * c_last * hw_last
