@@ -63,7 +63,7 @@ def test_a_poisoned_cuda_context_stops_the_sweep_at_once(tmp_path, monkeypatch):
         return real_build(self, device)
 
     monkeypatch.setattr(sweeps.SweepTask, "build", build)
-    monkeypatch.setattr(sweeps, "_cuda_context_error", lambda device: "RuntimeError: illegal memory access")
+    monkeypatch.setattr(sweeps.execution, "_cuda_context_error", lambda device: "RuntimeError: illegal memory access")
     with pytest.raises(ExanteError, match="CUDA context unusable"):
         run_sweep("layers-smoke", tmp_path, limit=3, **CHEAP)
     rows = schema.task_table(tmp_path).read()

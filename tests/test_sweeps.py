@@ -159,7 +159,7 @@ def test_smoke_sweep_dedups_and_resumes(tmp_path):
 
 
 def test_interrupted_sweep_resumes_without_duplicates(tmp_path, monkeypatch):
-    real = sweeps._execute
+    real = sweeps.runner._execute
     calls = {"n": 0}
 
     def crash_on_third(task, session):
@@ -168,13 +168,13 @@ def test_interrupted_sweep_resumes_without_duplicates(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the process dies in the middle of task 3
         return real(task, session)
 
-    monkeypatch.setattr(sweeps, "_execute", crash_on_third)
+    monkeypatch.setattr(sweeps.runner, "_execute", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         run_sweep("layers-smoke", tmp_path, **CHEAP)
     assert len(keyset(tmp_path, "tasks")) == 2
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["sweeps"]["layers-smoke"]["n_tasks_done"] == 2
-    monkeypatch.setattr(sweeps, "_execute", real)
+    monkeypatch.setattr(sweeps.runner, "_execute", real)
     s = run_sweep("layers-smoke", tmp_path, **CHEAP)
     n = len(SWEEPS["layers-smoke"].tasks())
     assert s.n_already_done == 2 and s.n_run == n - 2 and s.complete
