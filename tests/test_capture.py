@@ -532,6 +532,7 @@ def test_resnet50_like_meta():
 # meta fast path (shape rules instead of the real forward): identical results
 
 import profiling.capture as capture_mod  # noqa: E402
+import profiling.capture_fastpath as fastpath_mod  # noqa: E402  (owns the rules the capture looks up)
 
 
 def _snapshot(cap: Capture) -> tuple:
@@ -554,7 +555,7 @@ def _count_fast_hits(monkeypatch) -> dict:
                 hits["module"] += 1
             return out
         rules[cls] = counted
-    monkeypatch.setattr(capture_mod, "_FAST_RULES", rules)
+    monkeypatch.setattr(fastpath_mod, "_FAST_RULES", rules)
     orig_fn = capture_mod._fast_functional
 
     def counted_fn(func, args, kwargs):
@@ -563,7 +564,7 @@ def _count_fast_hits(monkeypatch) -> dict:
             hits["functional"] += 1
         return out
 
-    monkeypatch.setattr(capture_mod, "_fast_functional", counted_fn)
+    monkeypatch.setattr(fastpath_mod, "_fast_functional", counted_fn)
     return hits
 
 
