@@ -1,4 +1,4 @@
-"""A physically structured time and energy model of eager PyTorch on one GPU (~30 parameters).
+"""A physically structured time and energy model of eager PyTorch on one GPU (35 parameters).
 
 Fitted on whole-model measurements (or per-layer ones), with weak priors from the GPU's
 datasheet (:mod:`predictor.hardware`), on log relative error of both time and energy::
