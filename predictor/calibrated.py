@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .lowering import CLASSES, HOST_FEATURES, family_of, lower
-from .physics import Datasheet, PhysicsModel
+from .physics import Datasheet, PhysicsModel, entry_times, stack
 from .whole_model import WholeModelData
 
 __all__ = ["CalibratedHardware", "cross_validate", "fit_calibrated", "conformal_halfwidth",
@@ -154,16 +154,9 @@ class CalibratedHardware:
         n_layers = lw.layer_host.shape[0]
         h = np.array([p["h_" + k + "_s"] for k in HOST_FEATURES])
         host = lw.layer_host @ h
-        peaks = self.datasheet.class_peaks()
-        eff = np.array([p["eff_mm_fp32"], p["eff_conv_tf32"], p["eff_mm_bf16"],
-                        p["eff_conv_bf16"], p["eff_grouped"], 0.5, p["eff_attn"], p["eff_attn"]])
-        rate = peaks * eff
-        gpu_t = np.maximum(lw.flops / rate[lw.cls], lw.bytes / (self.datasheet.mem_bw *
-                                                                 p["eff_bw"])) \
-            + lw.kern * p["tau_s"]
-        gpu = np.zeros(n_layers)
+        t_work, t_over, _ = entry_times(p, stack([lw]), self.datasheet)   # x calls already
         mask = lw.layer >= 0
-        np.add.at(gpu, lw.layer[mask], (gpu_t * lw.mult)[mask])
+        gpu = np.bincount(lw.layer[mask], (t_work + t_over)[mask], minlength=n_layers)
         return host + gpu
 
     def _share(self, layers, lw, w) -> float:

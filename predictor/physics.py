@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .lowering import CLASSES, HOST_FEATURES, LoweredWorkload, lower
 
-__all__ = ["PhysicsModel", "Datasheet", "PARAMS", "Stack", "stack"]
+__all__ = ["PhysicsModel", "Datasheet", "PARAMS", "Stack", "stack", "evaluate", "entry_times"]
 
 _GPU_EFF = ("eff_mm_fp32", "eff_conv_tf32", "eff_mm_bf16", "eff_conv_bf16", "eff_grouped",
             "eff_attn", "eff_bw", "tau_s", "tau_conv_s", "fill_flops")
@@ -146,9 +146,9 @@ def _smax(a, b, k):
     return m * ((a / m) ** k + (b / m) ** k) ** (1.0 / k)
 
 
-def evaluate(theta: np.ndarray, s: Stack, ds: Datasheet, *, parts: bool = False):
-    """(time_s, energy_j) arrays of the stacked workloads for parameters ``theta``."""
-    p = dict(zip(PARAMS, theta))
+def entry_times(p: dict, s: Stack, ds: Datasheet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per GPU entry of ``s``: (work seconds, launch/tail seconds, SM fill fraction) for the
+    parameters ``p`` (name -> value)."""
     eff = np.array([p["eff_mm_fp32"], p["eff_conv_tf32"], p["eff_mm_bf16"], p["eff_conv_bf16"],
                     p["eff_grouped"], 0.5, p["eff_attn"], p["eff_attn"]])
     rate = ds.class_peaks() * eff
@@ -159,6 +159,13 @@ def evaluate(theta: np.ndarray, s: Stack, ds: Datasheet, *, parts: bool = False)
                     1.0)
     t_work = _smax(s.flops / (rate[s.cls] * fill), s.bytes / bw, _SMAX_ROOF)
     t_over = s.kern * p["tau_s"] + s.conv_kern * p["tau_conv_s"]   # launch/tail per kernel
+    return t_work, t_over, fill
+
+
+def evaluate(theta: np.ndarray, s: Stack, ds: Datasheet, *, parts: bool = False):
+    """(time_s, energy_j) arrays of the stacked workloads for parameters ``theta``."""
+    p = dict(zip(PARAMS, theta))
+    t_work, t_over, fill = entry_times(p, s, ds)
     t_entry = t_work + t_over
     t_gpu = np.bincount(s.w, t_entry, minlength=s.n)
     h = np.array([p[k] for k in _HOST])
