@@ -79,6 +79,13 @@ def test_pick_and_errors(tmp_path):
            [{"network": "b", "batch_size": b} for b in (8, 16)]
     pick = _pick_calibration(rows, 3)
     assert len(pick) == 3 and 2 in pick and 6 in pick   # median of each network first
+    # with the model's host/GPU ratio: the most host-bound row, the most GPU-bound row of
+    # another network, then the other networks' medians, then extremes
+    share = [5.0, 3.0, 1.0, 0.5, 0.2, 0.4, 0.1]
+    assert _pick_calibration(rows, 3, share) == [0, 4, 6]   # + the other extreme of a
+    assert _pick_calibration(rows, 2, share) == [0, 6]
+    assert _pick_calibration(rows, 1, share) == [0]
+    assert _pick_calibration(rows, 9, share) == list(range(7))   # no more than exist
     with pytest.raises(ExanteError, match="no summary_power"):
         load_power_traces(tmp_path)
     (tmp_path / "summary_power_v100.csv").write_text("dataset,network\ncifar100,x\n")

@@ -11,7 +11,9 @@ catalogue knows (a variant whose TDP equals the file's maximum power limit is pr
    remainder, each step an eager fp32 ``train_step`` of the network
    (:mod:`predictor.bench.zeus_models`);
 2. **calibrated**: the same after :func:`predictor.calibrate.calibrate` on 3 of the GPU's
-   rows (per network, the row of median batch size; rows of the largest network fill up);
+   rows chosen to span the regimes (:func:`_pick_calibration`: the most host-bound row by
+   the datasheet model, the most GPU-bound row of another network, the median-batch row of
+   the remaining network);
 3. **TDP x time**: the ML CO2 calculator's method, TDP x the *measured* epoch time;
 4. **FLOPs x constant**: training FLOPs per epoch x one J/FLOP constant fitted on the same
    3 calibration rows (geometric mean).
@@ -141,22 +143,55 @@ def _mape(pred, true) -> float:
     return float(np.mean(np.abs(pred / true - 1.0)) * 100) if len(true) else float("nan")
 
 
-def _pick_calibration(rows: list[dict], n: int) -> list[int]:
-    """Per network the median-batch row, then more rows of the largest network (spread)."""
-    by = {}
+def _pick_calibration(rows: list[dict], n: int, host_share=None) -> list[int]:
+    """Indices of ``n`` calibration rows that span the regimes the few-shot scales need.
+
+    ``host_share[i]`` is the datasheet model's host time / GPU time of row ``i`` (None: every
+    row counts as equally GPU-bound).  Picked in order: the most host-bound row (it pins the
+    host and active-idle scales), the most GPU-bound row of another network (busy power and
+    GPU efficiency), then the median-batch row of each remaining network, largest network
+    first (its kernel mix: matmul vs conv); more rows alternate the extremes of the networks
+    already used.  A median-batch row of every network (the earlier rule) sits between host-
+    and GPU-bound on small networks, so host and GPU scales could not be told apart."""
+    n = min(n, len(rows))
+    share = list(host_share) if host_share is not None else [0.0] * len(rows)
+    by: dict = {}
     for i, r in enumerate(rows):
         by.setdefault(r["network"], []).append(i)
     for k in by:
         by[k].sort(key=lambda i: rows[i]["batch_size"])
-    pick = [idx[len(idx) // 2] for idx in by.values()][:n]
-    rest = sorted(by.values(), key=len, reverse=True)
-    for idx in rest:
+    pick: list[int] = []
+
+    def add(i):
+        if i is not None and i not in pick and len(pick) < n:
+            pick.append(i)
+
+    order = sorted(range(len(rows)), key=lambda i: (share[i], rows[i]["batch_size"]))
+    if host_share is not None and n:
+        a = order[-1]
+        add(a)
+        add(next((i for i in order if rows[i]["network"] != rows[a]["network"]), None))
+    used = {rows[i]["network"] for i in pick}
+    for net in sorted(by, key=lambda k: (-len(by[k]), k)):
+        if net not in used:
+            idx = by[net]
+            add(idx[len(idx) // 2])
+    for idx in sorted(by.values(), key=len, reverse=True):
         for i in (idx[0], idx[-1]) + tuple(idx):
-            if len(pick) >= n:
-                break
-            if i not in pick:
-                pick.append(i)
-    return sorted(pick[:n])
+            add(i)
+    return sorted(pick)
+
+
+def _host_share(base, runs) -> list[float]:
+    """Datasheet model's host / GPU time of each run's main (full-batch) step."""
+    from predictor.physics import evaluate, stack
+
+    out = []
+    for run in runs:
+        lw = run.parts[0][0]
+        _, _, parts = evaluate(base.model.theta_, stack([lw]), base.datasheet, parts=True)
+        out.append(float(parts["time_host_s"][0] / max(parts["time_gpu_s"][0], 1e-15)))
+    return out
 
 
 def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for-loop",
@@ -228,7 +263,7 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
 
         runs = [r["_run"] for r in rows]
         ds_pred = predict_runs(base, runs)
-        cal_idx = _pick_calibration(rows, min(n_calib, len(rows)))
+        cal_idx = _pick_calibration(rows, min(n_calib, len(rows)), _host_share(base, runs))
         cal = calibrate(base, [runs[i] for i in cal_idx])
         cal_pred = predict_runs(cal, runs)
         c = math.exp(np.mean([math.log(rows[i]["energy_j"] / rows[i]["flops"]) for i in cal_idx]))
