@@ -30,13 +30,23 @@ from the catalogue):
     (the fp32 peak is SMs x clock x lanes: a proxy for the SM count).
 
 **Interval.**  The source's conformal log half-widths are combined in quadrature with a
-transfer term :data:`TRANSFER_HALFWIDTH` (log units; 0.5 ~ x/÷1.65 for GPU-bound work, 0.55 ~
-x/÷1.73 for host-bound work, whose host CPU is unknown): the typical spread of
-datasheet-only transfer errors (see ``experiments/zeus/README.md`` for how far the Zeus
-traces of three pre-Hopper GPUs fell inside it).  Every prediction through a transferred model
-carries the warning "transferred from <src> by datasheet ..." and the manifest of the
-in-memory artifact says ``"transferred_from": <src>`` (also in ``predict --json``'s
-``artifact.id``).
+transfer term that says how far the target is from measured ground
+(:func:`transfer_halfwidth`, log units, 90 % nominal):
+
+* **GPU-bound work**: ``0.15 + 0.35 * (1 - exp(-d / 0.5))`` where ``d`` is the datasheet
+  distance (:func:`datasheet_distance`: mean |log ratio| of fp32, TF32, bf16 peaks, memory
+  bandwidth and TDP).  An H200 (the H100's chip with faster memory, d ~ 0.07) gets ~0.2
+  (x/÷1.2), an A100 (d ~ 1.0) ~0.45, a pre-Ampere or low-power GPU (V100, A40, L4;
+  d 1.3-2.0) ~0.48-0.49 (x/÷1.6), never more than 0.5;
+* **host-bound work**: 0.55 (x/÷1.73) whatever the GPU -- the target's host CPU, Python and
+  driver are unknown however close the GPU is.
+
+The ceiling 0.5 / 0.55 is the typical spread of datasheet-only transfer errors on three
+pre-Hopper GPUs (``experiments/zeus/README.md``: 88 % of the Zeus rows fall inside); the
+floor 0.15 is what any second board adds (clocks, cooling, power delivery) even for the same
+chip.  Every prediction through a transferred model carries the warning "transferred from
+<src> by datasheet ..." and the manifest of the in-memory artifact says
+``"transferred_from": <src>`` (also in ``predict --json``'s ``artifact.id``).
 """
 
 from __future__ import annotations
@@ -52,10 +62,15 @@ from .calibrated import CalibratedHardware
 from .physics import PARAMS, Datasheet, PhysicsModel
 
 __all__ = ["TransferredHardware", "transfer", "transfer_params", "transferred_artifact",
-           "measured_sources", "datasheet_of", "TRANSFER_HALFWIDTH", "can_transfer"]
+           "measured_sources", "datasheet_of", "TRANSFER_HALFWIDTH", "can_transfer",
+           "datasheet_distance", "transfer_halfwidth"]
 
-#: extra log half-width (90 % nominal) of a datasheet transfer, by regime
+#: largest extra log half-width (90 % nominal) of a datasheet transfer, by regime
 TRANSFER_HALFWIDTH = {"gpu": 0.5, "host": 0.55}
+#: smallest GPU-bound transfer half-width (another board of the same chip) and the distance
+#: scale over which it grows to the ceiling
+_GPU_FLOOR, _DIST_SCALE = 0.15, 0.5
+_DIST_KEYS = ("peak_fp32", "peak_tf32", "peak_bf16", "mem_bw", "tdp_w")
 
 _CARRIED = ("eff_mm_fp32", "eff_conv_tf32", "eff_mm_bf16", "eff_conv_bf16", "eff_grouped",
             "eff_attn", "eff_bw", "tau_s", "tau_conv_s", "overlap_q")
@@ -121,10 +136,11 @@ class TransferredHardware(CalibratedHardware):
         return out
 
 
-def _label(src: str, dst: str, widen: dict) -> str:
+def _label(src: str, dst: str, widen: dict, dist: float | None = None) -> str:
+    far = "" if dist is None else f" (datasheet distance {dist:.2f})"
     return (f"transferred from {src} by datasheet: {dst} was never measured; GPU efficiencies "
             f"and host costs of {src}, powers scaled by TDP and idle; interval widened "
-            f"(x/÷{math.exp(widen.get('gpu', 0)):.2f} GPU-bound, "
+            f"(x/÷{math.exp(widen.get('gpu', 0)):.2f} GPU-bound{far}, "
             f"x/÷{math.exp(widen.get('host', 0)):.2f} host-bound, in quadrature)")
 
 
@@ -144,13 +160,15 @@ def transfer(base: CalibratedHardware, hardware: str, *,
     model.n_fit_ = 0
     model.cost_ = float("nan")
     model.converged_ = True
-    widen = dict(TRANSFER_HALFWIDTH if widen is None else widen)
+    widen = dict(transfer_halfwidth(src_ds, dst) if widen is None else widen)
     src = getattr(base, "source", "") or base.hardware
     info = {**base.info, "datasheet": dst.__dict__, "transferred_from": src,
-            "source_datasheet": src_ds.__dict__, "transfer_halfwidth": widen}
+            "source_datasheet": src_ds.__dict__, "transfer_halfwidth": widen,
+            "datasheet_distance": datasheet_distance(src_ds, dst)}
     return TransferredHardware(spec.key, model, base.coverage, dict(base.halfwidth),
                                dict(base.domain), info, source=src, widen=widen,
-                               label=_label(src, spec.key, widen))
+                               label=_label(src, spec.key, widen,
+                                            datasheet_distance(src_ds, dst)))
 
 
 # ------------------------------------------------------------------ artifact plumbing
@@ -170,9 +188,21 @@ def measured_sources(artifact_dir=None) -> list[str]:
     return out
 
 
+def datasheet_distance(a: Datasheet, b: Datasheet) -> float:
+    """Mean |log ratio| of the datasheet numbers the transfer scales by (0: same datasheet)."""
+    return float(np.mean([abs(math.log(getattr(a, k) / getattr(b, k))) for k in _DIST_KEYS]))
+
+
+def transfer_halfwidth(src: Datasheet, dst: Datasheet) -> dict:
+    """Extra log half-width per regime of a transfer ``src`` -> ``dst`` (module docstring)."""
+    d = datasheet_distance(src, dst)
+    top = TRANSFER_HALFWIDTH["gpu"]
+    gpu = _GPU_FLOOR + (top - _GPU_FLOOR) * (1.0 - math.exp(-d / _DIST_SCALE))
+    return {"gpu": round(gpu, 4), "host": TRANSFER_HALFWIDTH["host"]}
+
+
 def _distance(a: Datasheet, b: Datasheet) -> float:
-    keys = ("peak_fp32", "peak_tf32", "peak_bf16", "mem_bw", "tdp_w")
-    return float(sum(abs(math.log(getattr(a, k) / getattr(b, k))) for k in keys))
+    return datasheet_distance(a, b)
 
 
 def can_transfer(hardware: str) -> bool:

@@ -10,7 +10,8 @@ from predictor import predict
 from predictor.artifacts import available_hardware, load_artifact
 from predictor.cli import main as cli_main
 from predictor.physics import PARAMS
-from predictor.transfer import (TRANSFER_HALFWIDTH, TransferredHardware, datasheet_of, transfer,
+from predictor.transfer import (TRANSFER_HALFWIDTH, TransferredHardware, datasheet_distance,
+                                datasheet_of, transfer, transfer_halfwidth,
                                 transfer_params, transferred_artifact)
 from profiling.errors import ExanteError
 from profiling.model_refs import resolve_model_on_meta
@@ -62,6 +63,20 @@ def test_transferred_prediction_is_labelled_and_wider():
     assert wide >= min(TRANSFER_HALFWIDTH.values()) - 1e-9
     # a slower, lower-power GPU: longer and at lower average power than the H100
     assert pa.time_s > ph.time_s and pa.power_w < ph.power_w
+
+
+def test_transfer_interval_grows_with_datasheet_distance():
+    """The GPU-bound transfer term says how far the target is from the measured GPU: small
+    for the H100's own chip on another board, up to the ceiling for a GPU generations away;
+    the host-bound term does not depend on the GPU (the host is unknown either way)."""
+    h100 = datasheet_of("h100")
+    assert datasheet_distance(h100, h100) == 0.0
+    near, mid, far = (transfer_halfwidth(h100, datasheet_of(k)) for k in ("h200", "a100", "p100-pcie"))
+    assert 0.15 <= near["gpu"] < 0.25 < mid["gpu"] < far["gpu"] <= TRANSFER_HALFWIDTH["gpu"]
+    assert near["host"] == far["host"] == TRANSFER_HALFWIDTH["host"]
+    th = transfer(_h100(), "h200")
+    assert th.widen == near and "datasheet distance 0.07" in th.label
+    assert transfer(_h100(), "p100-pcie").widen == far
 
 
 def test_transfer_object_and_artifact_cache():
