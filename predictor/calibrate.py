@@ -49,7 +49,8 @@ from .physics import PARAMS, PhysicsModel, evaluate, stack
 from .transfer import TransferredHardware
 
 __all__ = ["Run", "SCALES", "PRIOR_SIGMA", "calibrate", "fit_scales", "runs_from_csv",
-           "runs_from_profile", "predict_runs", "CSV_COLUMNS", "add_parser"]
+           "runs_from_profile", "predict_runs", "CSV_COLUMNS", "run_regimes",
+           "calibration_advice"]
 
 SCALES = ("matmul", "gpu", "host", "power", "idle")
 PRIOR_SIGMA = {"matmul": 0.3, "gpu": 0.3, "host": 0.3, "power": 0.3, "idle": 0.3}
@@ -100,6 +101,31 @@ class _Stacked:
         t, e = evaluate(theta, self.s, ds)
         return (np.bincount(self.owner, t * self.mult, minlength=self.n),
                 np.bincount(self.owner, e * self.mult, minlength=self.n))
+
+    def host_gpu(self, theta, ds):
+        """(host seconds, GPU seconds) of each run."""
+        _, _, parts = evaluate(theta, self.s, ds, parts=True)
+        return (np.bincount(self.owner, parts["time_host_s"] * self.mult, minlength=self.n),
+                np.bincount(self.owner, parts["time_gpu_s"] * self.mult, minlength=self.n))
+
+
+def run_regimes(ch: CalibratedHardware, runs) -> list[float]:
+    """Host time / GPU time of each run under ``ch`` (> 1: host-bound, < 1: GPU-bound)."""
+    h, g = _Stacked(runs).host_gpu(ch.model.theta_, ch.datasheet)
+    return (h / np.maximum(g, 1e-15)).tolist()
+
+
+def calibration_advice(ratios) -> list[str]:
+    """What the runs leave undetermined: the host and active-idle scales need a host-bound
+    run (small batch), the GPU efficiencies and busy power a GPU-bound one (large batch)."""
+    out = []
+    if not any(r >= 1.0 for r in ratios):
+        out.append("no host-bound run (host time >= GPU time): the host and active-idle "
+                   "scales rest on the prior; add a small-batch run (e.g. batch 1-8)")
+    if not any(r <= 0.5 for r in ratios):
+        out.append("no GPU-bound run (GPU time >= 2x host time): the GPU efficiency and "
+                   "busy-power scales rest on the prior; add a large-batch run")
+    return out
 
 
 def predict_runs(ch: CalibratedHardware, runs, scales: dict | None = None) -> np.ndarray:
@@ -172,7 +198,10 @@ def calibrate(ch: CalibratedHardware, runs, *, sigma: dict | None = None) -> Cal
              + ", ".join(f"{s} x{math.exp(v):.3g}" for s, v in z.items())
              + f") from {'a datasheet transfer of ' + source if isinstance(ch, TransferredHardware) else source}"
              f"; interval: {how}, in quadrature")
+    ratios = run_regimes(ch, runs)
     info = {**ch.info, "calibration": {"scales_log": z, "n_runs": len(runs),
+                                       "host_over_gpu": ratios,
+                                       "advice": calibration_advice(ratios),
                                        "in_sample_abs_log_error": resid_in.tolist(),
                                        "loo_abs_log_error": loo.tolist(), "interval": how}}
     return TransferredHardware(ch.hardware, model, ch.coverage, dict(ch.halfwidth),
@@ -305,7 +334,9 @@ def cmd_calibrate(args) -> int:
               "in_sample_mape_pct_before": dict(zip(("time", "energy"), err(before))),
               "in_sample_mape_pct_after": dict(zip(("time", "energy"), err(after))),
               "loo_abs_log_error": ch.info["calibration"]["loo_abs_log_error"],
-              "interval": ch.info["calibration"]["interval"]}
+              "interval": ch.info["calibration"]["interval"],
+              "host_over_gpu": ch.info["calibration"]["host_over_gpu"],
+              "advice": ch.info["calibration"]["advice"]}
     man = save_artifact(ch, ch.hardware, out, training_data_digest=None, extra={
         "measured": True, "method": "few-shot calibration (predictor.calibrate) of "
         + art.manifest.get("id", "?"), "calibrated_from": art.manifest.get("id"),
@@ -321,6 +352,8 @@ def cmd_calibrate(args) -> int:
         print(f"  in-sample MAPE time {b['time']:.1f} % -> {a['time']:.1f} %, energy "
               f"{b['energy']:.1f} % -> {a['energy']:.1f} %")
         print(f"  interval: {report['interval']}")
+        for line in report["advice"]:
+            print(f"  note: {line}")
         print(f"  wrote {report['artifact']}; use: {report['use']}")
     return 0
 

@@ -10,7 +10,8 @@ import pytest
 
 from predictor import predict
 from predictor.artifacts import available_hardware
-from predictor.calibrate import (SCALES, Run, calibrate, fit_scales, predict_runs, runs_from_csv,
+from predictor.calibrate import (SCALES, Run, calibrate, calibration_advice, fit_scales,
+                                 predict_runs, run_regimes, runs_from_csv,
                                  runs_from_profile)
 from predictor.cli import main as cli_main
 from predictor.predict import capture_workload
@@ -63,9 +64,22 @@ def test_calibration_recovers_known_scales_and_cuts_error():
     assert isinstance(ch, TransferredHardware) and ch.hardware == "l4"
     cal = ch.info["calibration"]
     assert cal["n_runs"] == 4 and len(cal["loo_abs_log_error"]) == 4
+    assert len(cal["host_over_gpu"]) == 4 and isinstance(cal["advice"], list)
     r = ch.predict_workload(ws[0][-1])
     assert r["notes"][0].startswith("calibrated on 4 measured run(s) of l4")
     assert r["energy_low"] < r["energy_j"] < r["energy_high"]
+
+
+def test_advice_names_the_missing_regime():
+    """Runs that are all GPU-bound leave host and idle to the prior (and vice versa); the
+    ratios come from the model: a small batch is more host-bound than a large one."""
+    assert calibration_advice([0.1, 0.3]) and "host-bound" in calibration_advice([0.1, 0.3])[0]
+    assert "GPU-bound" in calibration_advice([2.0, 5.0])[0]
+    assert calibration_advice([0.2, 3.0]) == []
+    base = transferred_artifact("l4").model
+    ws, runs = _truth_runs(base)
+    ratios = run_regimes(base, runs)
+    assert len(ratios) == len(runs) and all(r > 0 for r in ratios)
 
 
 def _write_csv(path, runs, ws):

@@ -182,18 +182,6 @@ def _pick_calibration(rows: list[dict], n: int, host_share=None) -> list[int]:
     return sorted(pick)
 
 
-def _host_share(base, runs) -> list[float]:
-    """Datasheet model's host / GPU time of each run's main (full-batch) step."""
-    from predictor.physics import evaluate, stack
-
-    out = []
-    for run in runs:
-        lw = run.parts[0][0]
-        _, _, parts = evaluate(base.model.theta_, stack([lw]), base.datasheet, parts=True)
-        out.append(float(parts["time_host_s"][0] / max(parts["time_gpu_s"][0], 1e-15)))
-    return out
-
-
 def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for-loop",
                    progress=None) -> dict:
     """The report of ``exante bench zeus`` (see the module docstring)."""
@@ -259,11 +247,11 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
             continue
         if progress:
             progress(f"{gpu} -> {spec.key}: {len(rows)} rows, calibrating on {n_calib}")
-        from predictor.calibrate import predict_runs
+        from predictor.calibrate import predict_runs, run_regimes
 
         runs = [r["_run"] for r in rows]
         ds_pred = predict_runs(base, runs)
-        cal_idx = _pick_calibration(rows, min(n_calib, len(rows)), _host_share(base, runs))
+        cal_idx = _pick_calibration(rows, min(n_calib, len(rows)), run_regimes(base, runs))
         cal = calibrate(base, [runs[i] for i in cal_idx])
         cal_pred = predict_runs(cal, runs)
         c = math.exp(np.mean([math.log(rows[i]["energy_j"] / rows[i]["flops"]) for i in cal_idx]))
