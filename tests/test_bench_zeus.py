@@ -59,6 +59,17 @@ def test_bench_reports_per_gpu_against_proxies(tmp_path):
     assert sh[0]["datasheet_time_s"] > sh[-1]["datasheet_time_s"]
 
 
+def test_a_gpu_file_never_seen_is_scored_like_the_others(tmp_path):
+    """The held-back GPU (P100, 250 W maximum limit) resolves to the catalogue's PCIe card and
+    is scored with the same columns; nothing in the bench is specific to the visible GPUs."""
+    _fixture(tmp_path, gpu="p100", pmax=250)
+    r = run_zeus_bench(tmp_path)
+    v = r["per_gpu"]["p100"]
+    assert v["hardware"] == "p100-pcie" and v["tdp_w"] == 250.0 and v["n"] == 3
+    assert any("p100-pcie" in n for n in r["notes"])
+    assert v["transferred_from"] == "h100"
+
+
 def test_calibration_follows_the_data(tmp_path):
     """Two made-up GPUs whose epochs differ only by a factor 2 in time: the calibrated
     predictions of the slower one are slower; the datasheet ones are identical."""
