@@ -205,7 +205,8 @@ def calibrate(ch: CalibratedHardware, runs, *, sigma: dict | None = None) -> Cal
                                        "in_sample_abs_log_error": resid_in.tolist(),
                                        "loo_abs_log_error": loo.tolist(), "interval": how}}
     return TransferredHardware(ch.hardware, model, ch.coverage, dict(ch.halfwidth),
-                               dict(ch.domain), info, source=source, widen=widen, label=label)
+                               dict(ch.domain), info, source=source, widen=widen, label=label,
+                               dtype_notes=dict(getattr(ch, "dtype_notes", {})))
 
 
 # ------------------------------------------------------------------ reading runs

@@ -123,9 +123,12 @@ class TransferredHardware(CalibratedHardware):
     source: str = ""
     widen: dict = field(default_factory=lambda: dict(TRANSFER_HALFWIDTH))
     label: str = ""
+    dtype_notes: dict = field(default_factory=dict)    # dtype -> caveat of this GPU
 
     def predict_workload(self, w) -> dict:
         out = super().predict_workload(w)
+        if w.dtype in self.dtype_notes:
+            out["notes"] = [self.dtype_notes[w.dtype]] + list(out["notes"])
         extra = float(self.widen.get(out["regime"], max(self.widen.values(), default=0.0)))
         for target in ("time", "energy"):
             v = out[f"{target}_s" if target == "time" else "energy_j"]
@@ -165,8 +168,15 @@ def transfer(base: CalibratedHardware, hardware: str, *,
     info = {**base.info, "datasheet": dst.__dict__, "transferred_from": src,
             "source_datasheet": src_ds.__dict__, "transfer_halfwidth": widen,
             "datasheet_distance": datasheet_distance(src_ds, dst)}
+    dtype_notes = {}
+    if "bf16" not in spec.peak_tflops:
+        dtype_notes["bf16"] = (
+            f"{spec.key} has no bf16 in its datasheet: the bf16 prediction uses its 16-bit "
+            f"({'fp16' if 'fp16' in spec.peak_tflops else 'fp32'}) peak, i.e. what fp16 autocast "
+            "would run; bf16 autocast itself is emulated there and much slower")
     return TransferredHardware(spec.key, model, base.coverage, dict(base.halfwidth),
                                dict(base.domain), info, source=src, widen=widen,
+                               dtype_notes=dtype_notes,
                                label=_label(src, spec.key, widen,
                                             datasheet_distance(src_ds, dst)))
 

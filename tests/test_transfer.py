@@ -63,6 +63,13 @@ def test_transferred_prediction_is_labelled_and_wider():
     assert wide >= min(TRANSFER_HALFWIDTH.values()) - 1e-9
     # a slower, lower-power GPU: longer and at lower average power than the H100
     assert pa.time_s > ph.time_s and pa.power_w < ph.power_w
+    # a GPU without bf16 says what its bf16 prediction stands for; one with bf16 does not
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pv = predict(m, (16, 256), mode="train_step", hardware="v100", dtype="bf16")
+        pb = predict(m, (16, 256), mode="train_step", hardware="a100", dtype="bf16")
+    assert any("v100 has no bf16" in w for w in pv.warnings)
+    assert not any("no bf16" in w for w in pb.warnings + pa.warnings)
 
 
 def test_transfer_interval_grows_with_datasheet_distance():
