@@ -13,7 +13,11 @@ This module counts both from shapes alone, following CUDA's choices rather than 
 * ``nn.TransformerEncoderLayer`` / ``nn.MultiheadAttention`` on the inference fast path are
   one native call whose internal kernels cost launches but no Python;
 * training: backward kernels per layer family (2 GEMMs + bias reduction for Linear/conv, one
-  kernel for elementwise, two for LayerNorm, the dense gradient of an Embedding table, ...)
+  kernel for elementwise, two for LayerNorm, the dense gradient of an Embedding table, ...),
+  with the traffic of what the kernels actually read and write: training BatchNorm makes 3
+  activation passes forward and 5 backward (inference: 2), a unary elementwise op 3 backward,
+  add/sub of two full tensors one accumulation add at the fork, mul/div of two full tensors
+  two products (a scalar or broadcast operand makes them unary)
   and the optimizer as foreach kernels over the parameter tensors (``torch.optim``'s
   default on CUDA), SGD-momentum 32 B/parameter, Adam 72, AdamW 80 bytes of traffic.
 
@@ -64,6 +68,27 @@ _OPT = {"sgd": (3, 32.0), "adam": (7, 72.0), "adamw": (8, 80.0)}
 _FOREACH_TENSORS = 48          # tensors per multi_tensor_apply launch (depth 3-4 lists)
 _FOREACH_CHUNKS = 320          # 65536-element chunks per launch
 _CHUNK = 65536
+
+
+# backward traffic of an elementwise op, x its forward traffic (inputs + output): a unary op
+# reads the gradient and its input or output and writes one gradient (3 passes against 2);
+# add/sub of two full tensors passes the gradient through, leaving one accumulation add at the
+# fork (3 passes against 3); mul/div of two full tensors writes two products (6 against 3);
+# with a scalar or a broadcast operand, mul/div/add/sub are unary: grad x scalar (2 against 2),
+# add/sub nothing at all
+_EW_BWD = {"add2": 1.0, "mul2": 2.0, "add1": 0.0, "mul1": 1.0}
+
+
+def _ew_arity(cfg) -> str:
+    """'add2'/'mul2' (two operands of the output's size), 'add1'/'mul1' (one), or ''."""
+    t = cfg.type
+    kind = "add" if t in ("add", "sub", "rsub") else "mul" if t in ("mul", "div",
+                                                                    "true_divide") else ""
+    if not kind or not cfg.output_shapes:
+        return ""
+    out = math.prod(cfg.output_shapes[0])
+    full = sum(1 for s in cfg.input_shapes if math.prod(s) == out)
+    return f"{kind}{2 if full >= 2 else 1}"
 
 
 def family_of(type_name: str) -> str | None:
@@ -231,9 +256,15 @@ def lower(w: Workload) -> LoweredWorkload:
                 bwd_mm(cls, flops, nbytes, conv=1)
             if bias:
                 bwd("mem", 0.0, _out_bytes(cfg, db), 1, nodes=0)
-        elif fam in ("bn", "ew", "softmax"):
+        elif fam == "bn":
+            # training BatchNorm reads its input twice (batch statistics, then normalise) and
+            # its backward makes a reduction pass (dy, x) and an element pass (dy, x -> dx):
+            # 3 and 5 activation passes against inference's 2 (nbytes = input + output)
+            fwd("mem", flops, (1.5 if train else 1.0) * nbytes)
+            bwd("mem", flops, 2.5 * nbytes)
+        elif fam in ("ew", "softmax"):
             fwd("mem", flops, nbytes)
-            bwd("mem", flops, 1.5 * nbytes)
+            bwd("mem", flops, _EW_BWD.get(_ew_arity(cfg), 1.5) * nbytes)
         elif fam in ("ln", "gn"):
             fwd("mem", flops, nbytes)
             bwd("mem", 2 * flops, 2 * nbytes, 2)

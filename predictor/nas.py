@@ -207,11 +207,14 @@ class _Lower:
         self._fwd_bwd_mm(s, n, self.mm, flops, nbytes, 0)
         self._bwd(s, n, _CI["mem"], 0.0, out_el * float(self.db), nodes=0)
 
-    def elementwise(self, s, n, flops, nbytes, fused=0.0):
-        """ew / bn / softmax families: one kernel forward, one backward (1.5 x bytes)."""
+    def elementwise(self, s, n, flops, nbytes, fused=0.0, bwd=1.5, fwd_train=1.0):
+        """ew / bn / softmax families: one kernel forward (x ``fwd_train`` bytes in
+        training), one backward (``bwd`` x bytes) -- the factors of
+        :func:`predictor.lowering.lower` (unary 1.5, add of two full tensors 1.0, training
+        BatchNorm 1.5 forward and 2.5 backward)."""
         self._call(s, n * (1.0 - fused))
-        self._fwd(s, n, _CI["mem"], flops, nbytes)
-        self._bwd(s, n, _CI["mem"], flops, 1.5 * nbytes)
+        self._fwd(s, n, _CI["mem"], flops, (fwd_train if self.train else 1.0) * nbytes)
+        self._bwd(s, n, _CI["mem"], flops, bwd * nbytes)
 
     def view(self, s, n):
         self._call(s, n)
@@ -377,7 +380,7 @@ def _encoder(L: _Lower, batch: int, d, heads, layers, ffn, seq, fout, fast_path:
     nd, nf = B * sq * d, B * sq * f
     L.mha(s, nl, B, sq, d, heads, fused)
     L.dropout(s, 2 * nl, nd, fused)
-    L.elementwise(s, 2 * nl, nd, 3.0 * nd * L.db, fused)               # residual adds
+    L.elementwise(s, 2 * nl, nd, 3.0 * nd * L.db, fused, bwd=1.0)     # residual adds
     L.layernorm(s, 2 * nl, nd, d, fused)
     L.linear(s, nl, B * sq, d, f, fused)
     L.elementwise(s, nl, nf, 2.0 * nf * L.db, fused)                   # F.gelu
@@ -580,12 +583,13 @@ def _nb101(L: _Lower, batch: int, codes: np.ndarray, m: np.ndarray):
     L._fwd_bwd_mm(s, k_, _CI["conv_tf32"], 2.0 * numel * cin * k * k,
                   (B * cin * hw + cout * cin * k * k + numel) * db, 1)
     bn_per = 5.0 if L.train else 2.0                                   # BatchNorm2d
-    L.elementwise(s, k_, numel * bn_per, (2.0 * numel + 4.0 * cout) * db)
+    L.elementwise(s, k_, numel * bn_per, (2.0 * numel + 4.0 * cout) * db, bwd=2.5,
+                  fwd_train=1.5)
     L.elementwise(s, k_, numel, 2.0 * numel * db)                      # ReLU
     s3, k3, e3 = join(pool3)
     L.elementwise(s3, k3, 9.0 * e3, 2.0 * e3 * db)                     # MaxPool2d(3, 1, 1)
     sa, ka, ea = join(adds)
-    L.elementwise(sa, ka, ea, 3.0 * ea * db)                           # add
+    L.elementwise(sa, ka, ea, 3.0 * ea * db, bwd=1.0)                  # add
     sc, kc, ec = join(cats)                                             # torch.cat: copy
     L._call(sc, kc)
     L._fwd(sc, kc, _CI["mem"], 0.0, 2.0 * ec * db)

@@ -22,8 +22,10 @@ MAPE of epoch energy (J = time_per_epoch x average_power) over the rows *not* us
 calibration (``n``; all four methods on the same rows); ``datasheet_mape_all_rows_pct`` covers
 every row.  Assumptions (also in the report): the traces' PyTorch (1.x, 2021-22) ran
 optimizers as per-parameter loops (``--optimizer-impl for-loop``, default) -- Adadelta with
-11 elementwise ops per tensor, Adam 9, AdamW 10, SGD-momentum 3 -- and Adadelta's GPU
-traffic is counted as Adam's (two state tensors per parameter).  Data loading, validation
+11 elementwise ops per tensor, Adam 9, AdamW 10, SGD-momentum 3, with the traffic of those
+ops (:data:`OPT_LOOP_BYTES`; with ``foreach``, Adadelta's traffic is counted as Adam's).
+SQuAD features are taken as padded to 384 tokens (see experiments/zeus/README.md for why
+the traces more likely padded dynamically).  Data loading, validation
 and host CPU differences are not modelled (they are what calibration absorbs).
 Skipped: deepspeech2 and NCF (no faithful torch definition here), sentiment140/BERT (dynamic
 padding to each batch's longest tweet, up to 128 tokens, and an epoch over a 425k-tweet
@@ -42,13 +44,19 @@ import numpy as np
 from profiling.errors import ExanteError
 
 __all__ = ["run_zeus_bench", "load_power_traces", "resolve_gpu", "OPT_LOOP_OPS",
-           "SKIPPED_NETWORKS"]
+           "OPT_LOOP_BYTES", "SKIPPED_NETWORKS"]
 
 _FILE_RE = re.compile(r"^summary_power_(.+)\.csv$")
 _COLUMNS = ("dataset", "network", "batch_size", "optimizer", "power_limit", "time_per_epoch",
             "average_power")
 #: torch 1.x single-tensor optimizer: elementwise ops (kernels) per parameter tensor per step
 OPT_LOOP_OPS = {"adadelta": 11, "adam": 9, "adamw": 10, "sgd": 3}
+#: ... and their memory traffic, bytes per fp32 parameter: 8 per unary in-place op (read,
+#: write), 12 per binary one, summed over torch 1.x's ``_functional`` loops (Adadelta: mul_,
+#: addcmul_, add, sqrt_, add, sqrt_, div_, mul_, add_, mul_, addcmul_; Adam: mul_, add_,
+#: mul_, addcmul_, sqrt, div, add_, addcdiv_ (16); AdamW: + the decoupled decay mul_;
+#: SGD-momentum: mul_, add_, add_)
+OPT_LOOP_BYTES = {"adadelta": 108.0, "adam": 84.0, "adamw": 92.0, "sgd": 32.0}
 #: the optimizer whose foreach lowering stands in for each trace optimizer
 _OPT_PROXY = {"adadelta": "adam", "adam": "adam", "adamw": "adamw", "sgd": "sgd"}
 SKIPPED_NETWORKS = {
@@ -101,9 +109,10 @@ def resolve_gpu(name: str, max_power_w: float):
     return spec, note
 
 
-def _forloop(lw, optimizer: str, n_tensors: int):
+def _forloop(lw, optimizer: str, n_tensors: int, n_params: float):
     """A lowered train step whose optimizer runs torch 1.x's per-tensor loop: every
-    (op, tensor) pair is one Python-level aten call (dispatch) and one kernel launch."""
+    (op, tensor) pair is one Python-level aten call (dispatch) and one kernel launch, and the
+    loop's traffic is :data:`OPT_LOOP_BYTES` per parameter."""
     from dataclasses import replace
 
     from predictor.lowering import HOST_FEATURES
@@ -118,7 +127,10 @@ def _forloop(lw, optimizer: str, n_tensors: int):
     host[ix["kern"]] += n
     kern = lw.kern.copy()
     kern[lw.layer == -1] = n
-    return replace(lw, host=host, kern=kern)
+    nbytes = lw.bytes.copy()
+    nbytes[lw.layer == -1] = OPT_LOOP_BYTES[optimizer] * n_params / max(
+        float(np.sum(lw.layer == -1)), 1.0)
+    return replace(lw, host=host, kern=kern, bytes=nbytes)
 
 
 def _step(model, dataset, network, batch, optimizer, impl, cache):
@@ -133,7 +145,7 @@ def _step(model, dataset, network, batch, optimizer, impl, cache):
                              _OPT_PROXY[optimizer])
         lw = lower(w)
         if impl == "for-loop":
-            lw = _forloop(lw, optimizer, len(w.param_numels))
+            lw = _forloop(lw, optimizer, len(w.param_numels), float(sum(w.param_numels)))
         cache[key] = lw
     return cache[key]
 
@@ -294,7 +306,9 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
             "assumptions": [
                 "eager fp32 PyTorch train steps; epoch = samples // batch steps + a remainder step",
                 f"optimizer implementation: {optimizer_impl} (torch 1.x ran per-tensor loops)",
-                "Adadelta's GPU traffic counted as Adam's",
+                "for-loop optimizer traffic per parameter: " + ", ".join(
+                    f"{k} {v:g} B" for k, v in OPT_LOOP_BYTES.items())
+                + " (foreach: Adadelta counted as Adam)",
                 "CIFAR-100 ShuffleNet V2 as in Zeus's example (weiaicunzai/pytorch-cifar100)",
                 "SQuAD: 384-token sequences, 88,524 features per epoch",
                 "data loading, validation and the host CPU are not modelled"],
