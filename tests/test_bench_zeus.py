@@ -44,6 +44,8 @@ def test_bench_reports_per_gpu_against_proxies(tmp_path):
     for k in ("datasheet_mape_pct", "calibrated_mape_pct", "tdp_proxy_mape_pct",
               "flops_proxy_mape_pct"):
         assert v[k] >= 0
+    pn = v["per_network"]
+    assert set(pn) <= {"shufflenetv2", "bert_base_uncased"} and sum(x["n"] for x in pn.values()) == 3
     assert "mystery9000" in r["skipped_gpus"] and "catalogue" in r["skipped_gpus"]["mystery9000"]
     assert "movielens-1m/ncf" in r["skipped_networks"]
     rows = r["rows"]

@@ -292,6 +292,16 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
             "calibration_scales": {k: math.exp(v) for k, v in
                                    cal.info["calibration"]["scales_log"].items()},
             "flops_proxy_j_per_flop": c,
+            "per_network": {
+                net: {"n": len(sub),
+                      "datasheet_mape_pct": _mape([r["datasheet_energy_j"] for r in sub],
+                                                  [r["energy_j"] for r in sub]),
+                      "calibrated_mape_pct": _mape([r["calibrated_energy_j"] for r in sub],
+                                                   [r["energy_j"] for r in sub]),
+                      "datasheet_time_mape_pct": _mape([r["datasheet_time_s"] for r in sub],
+                                                       [r["time_s"] for r in sub])}
+                for net in sorted({r["network"] for r in ev})
+                for sub in [[r for r in ev if r["network"] == net]]},
         }
         all_rows += rows
     if not per_gpu:
