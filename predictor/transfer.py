@@ -42,7 +42,8 @@ transfer term that says how far the target is from measured ground
   driver are unknown however close the GPU is.
 
 The ceiling 0.5 / 0.55 is the typical spread of datasheet-only transfer errors on three
-pre-Hopper GPUs (``experiments/zeus/README.md``: 88 % of the Zeus rows fall inside); the
+pre-Hopper GPUs (``experiments/zeus/README.md``: 93 % of the Zeus rows fall inside the
+intervals ``predict()`` gives); the
 floor 0.15 is what any second board adds (clocks, cooling, power delivery) even for the same
 chip.  Every prediction through a transferred model carries the warning "transferred from
 <src> by datasheet ..." and the manifest of the in-memory artifact says
@@ -211,10 +212,6 @@ def transfer_halfwidth(src: Datasheet, dst: Datasheet) -> dict:
     return {"gpu": round(gpu, 4), "host": TRANSFER_HALFWIDTH["host"]}
 
 
-def _distance(a: Datasheet, b: Datasheet) -> float:
-    return datasheet_distance(a, b)
-
-
 def can_transfer(hardware: str) -> bool:
     """True when the catalogue knows ``hardware`` as a GPU with the datasheet numbers needed."""
     try:
@@ -246,7 +243,7 @@ def transferred_artifact(hardware: str, artifact_dir=None, source: str | None = 
     for s, a in arts.items():
         if not isinstance(a.model, CalibratedHardware):
             raise ExanteError(f"the {s} artifact is not a physics model; cannot transfer from it")
-    src = min(sources, key=lambda s: (_distance(arts[s].model.datasheet, dst), s))
+    src = min(sources, key=lambda s: (datasheet_distance(arts[s].model.datasheet, dst), s))
     art = arts[src]
     key = (spec.key, src, art.manifest.get("sha256"))
     hit = _ART_CACHE.get(key)
