@@ -111,6 +111,8 @@ class LoweredWorkload:
     layer: np.ndarray                # index of the workload layer (-1: optimizer)
     unknown: list = field(default_factory=list)   # layer types lowered by the fallback
     layer_host: np.ndarray | None = None           # per layer: host counts (n_layers x H)
+    ndim: np.ndarray | None = None   # output width N (features, channels) of GEMM/conv entries
+                                     # whose tiles quantise it (0: none): forward and dX kernels
 
 
 class _Acc:
@@ -119,12 +121,15 @@ class _Acc:
         self.host = np.zeros(len(HOST_FEATURES))
         self.layer_host = np.zeros((n_layers, len(HOST_FEATURES)))
 
-    def gpu(self, li, mult, cls, flops, nbytes, kern=1, conv=0, par=0.0):
+    def gpu(self, li, mult, cls, flops, nbytes, kern=1, conv=0, par=0.0, ndim=0.0):
         """``par`` truthy: a matmul-like kernel group whose throughput ramps up with its
-        FLOPs per kernel (partial waves); stored as FLOPs per kernel."""
+        FLOPs per kernel (partial waves); stored as FLOPs per kernel.  ``ndim``: the output
+        width of its GEMMs (Linear/matmul features, conv channels; 0: none), for the physics
+        model's tile quantisation."""
         if mult > 0 and kern > 0:
             self.rows.append((C[cls], float(flops), float(nbytes), float(kern), float(conv),
-                              float(mult), li, float(flops) / kern if par else 0.0))
+                              float(mult), li, float(flops) / kern if par else 0.0,
+                              float(ndim)))
 
     def h(self, li, name, n):
         j = HOST_FEATURES.index(name)
@@ -194,19 +199,26 @@ def lower(w: Workload) -> LoweredWorkload:
         out_el = float(sum(math.prod(s) for s in cfg.output_shapes))
         in_el = float(sum(math.prod(s) for s in cfg.input_shapes[:1]))
 
-        def fwd(cls, fl, by, k=1, conv=0, par=0.0):
-            acc.gpu(li, n, cls, fl, by, k, conv, par)
+        def fwd(cls, fl, by, k=1, conv=0, par=0.0, nd=0.0):
+            acc.gpu(li, n, cls, fl, by, k, conv, par, nd)
             acc.h(li, "kern", n * k)
 
-        def bwd(cls, fl, by, k=1, conv=0, nodes=1, par=0.0):
+        def bwd(cls, fl, by, k=1, conv=0, nodes=1, par=0.0, nd=0.0):
             if train:
-                acc.gpu(li, n, cls, fl, by, k, conv, par)
+                acc.gpu(li, n, cls, fl, by, k, conv, par, nd)
                 acc.h(li, "kern", n * k)
                 acc.h(li, "bnode", n * nodes)
 
+        # output widths of the forward GEMM (out features / channels) and of dX (in ...)
+        ch = 1 if fam == "conv" else -1
+        cin_ = float(cfg.input_shapes[0][ch]) if (
+            cfg.input_shapes and len(cfg.input_shapes[0]) > 1) else 0.0
+        cout_ = float(cfg.output_shapes[0][ch]) if (
+            cfg.output_shapes and len(cfg.output_shapes[0]) > 1) else 0.0
+
         def bwd_mm(cls, fl, by, conv=0):
             """dX (input-shaped output) and dW (weight-shaped output) kernels."""
-            bwd(cls, fl, by, 1, conv, par=in_el)
+            bwd(cls, fl, by, 1, conv, par=in_el, nd=cin_)
             bwd(cls, fl, by, 1, conv, nodes=0, par=in_el)
 
         mm = "mm_bf16" if low else "mm_fp32"
@@ -232,7 +244,7 @@ def lower(w: Workload) -> LoweredWorkload:
                 # addmm with a bias vector and > 1 row takes cuBLASLt's bias epilogue
                 # (gemm_and_bias), whose per-call descriptor/heuristic set-up costs host time
                 acc.h(li, "lt", n)
-            fwd(mm, flops, nbytes, par=out_el)
+            fwd(mm, flops, nbytes, par=out_el, nd=cout_)
             if fam == "gemm":
                 bwd_mm(mm, flops, nbytes)
             else:
@@ -247,7 +259,8 @@ def lower(w: Workload) -> LoweredWorkload:
             cls = "conv_grouped" if grouped else ("conv_bf16" if low else "conv_tf32")
             bias = 1 if hp.get("bias", False) else 0
             acc.h(li, "conv", n)
-            fwd(cls, flops, nbytes, 1, 1, par=0.0 if grouped else out_el)
+            fwd(cls, flops, nbytes, 1, 1, par=0.0 if grouped else out_el,
+                nd=0.0 if grouped else cout_)
             if bias:
                 fwd("mem", 0.0, 2 * _out_bytes(cfg, db))
             if grouped:
@@ -341,12 +354,12 @@ def lower(w: Workload) -> LoweredWorkload:
     if w.graph:                       # a CUDA graph replays kernels with no host work
         acc.host[:] = 0.0
         acc.layer_host[:] = 0.0
-    rows = np.array(acc.rows, dtype=float).reshape(-1, 8)
+    rows = np.array(acc.rows, dtype=float).reshape(-1, 9)
     return LoweredWorkload(
         host=acc.host, cls=rows[:, 0].astype(int), flops=rows[:, 1], bytes=rows[:, 2],
         kern=rows[:, 3], par=rows[:, 7], conv_kern=rows[:, 4], mult=rows[:, 5],
         layer=rows[:, 6].astype(int),
-        unknown=sorted(set(unknown)), layer_host=acc.layer_host)
+        unknown=sorted(set(unknown)), layer_host=acc.layer_host, ndim=rows[:, 8])
 
 
 def _containers(w: Workload) -> int:

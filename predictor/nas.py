@@ -105,13 +105,15 @@ class _Work:
         s, count = np.broadcast_arrays(s, np.asarray(count, float))
         self.H[:, _HI[name]] += np.bincount(s.ravel(), count.ravel(), minlength=self.n)
 
-    def gpu(self, s, mult, cls, flops, nbytes, kern=1, conv=0, par=False):
-        s, mult, flops, nbytes, kern, conv = np.broadcast_arrays(
-            np.asarray(s), *(np.asarray(v, float) for v in (mult, flops, nbytes, kern, conv)))
+    def gpu(self, s, mult, cls, flops, nbytes, kern=1, conv=0, par=False, ndim=0.0):
+        s, mult, flops, nbytes, kern, conv, ndim = np.broadcast_arrays(
+            np.asarray(s), *(np.asarray(v, float) for v in (mult, flops, nbytes, kern, conv,
+                                                              ndim)))
         s = s.ravel()
         fl, by, kn, cv = (np.ravel(a * mult) for a in (flops, nbytes, kern, conv))
         if par:
-            self.rows.append((s, int(cls), np.ravel(flops / kern), fl, by, kn, cv, mult.ravel()))
+            self.rows.append((s, int(cls), np.ravel(flops / kern), fl, by, kn, cv, mult.ravel(),
+                              ndim.ravel()))
             return
         f0, b0 = flops.ravel(), nbytes.ravel()
         i = int(np.argmax(b0)) if len(b0) else 0
@@ -121,31 +123,32 @@ class _Work:
             s = self._all
             fl, by, kn, cv = agg
             mult = (kn > 0).astype(float)
-        self.rows.append((s, int(cls), np.zeros(len(s)), fl, by, kn, cv, mult.ravel()))
+        self.rows.append((s, int(cls), np.zeros(len(s)), fl, by, kn, cv, mult.ravel(),
+                          np.zeros(len(s))))
 
     def stack(self) -> Stack:
         if not self.rows:
             z = np.zeros(0)
-            return Stack(self.H, z.astype(int), z.astype(int), z, z, z, z, z, z, self.n)
+            return Stack(self.H, z.astype(int), z.astype(int), z, z, z, z, z, z, self.n, z)
         rows, zero = [], {}
         for r in self.rows:             # per-spec memory entries without FLOPs: one per class
             if r[0] is self._all and not r[3].any():
                 z = zero.get(r[1])
                 zero[r[1]] = r if z is None else (
                     self._all, r[1], z[2], z[3], z[4] + r[4], z[5] + r[5], z[6] + r[6],
-                    np.maximum(z[7], r[7]))
+                    np.maximum(z[7], r[7]), z[8])
             else:
                 rows.append(r)
         self.rows = rows + list(zero.values())
         s = np.concatenate([r[0] for r in self.rows])
         cls = np.concatenate([np.full(len(r[0]), r[1]) for r in self.rows])
-        par, fl, by, kn, cv, mult = (np.concatenate([r[i] for r in self.rows])
-                                     for i in range(2, 8))
+        par, fl, by, kn, cv, mult, nd = (np.concatenate([r[i] for r in self.rows])
+                                         for i in range(2, 9))
         keep = (mult > 0) & (kn > 0)
         if keep.all():
-            return Stack(self.H, s, cls, par, fl, by, kn, cv, mult, self.n)
+            return Stack(self.H, s, cls, par, fl, by, kn, cv, mult, self.n, nd)
         return Stack(self.H, s[keep], cls[keep], par[keep], fl[keep], by[keep], kn[keep],
-                     cv[keep], mult[keep], self.n)
+                     cv[keep], mult[keep], self.n, nd[keep])
 
 
 # ------------------------------------------------------------ layer lowerings (as lower())
@@ -175,12 +178,16 @@ class _Lower:
             self.w.h(s, "kern", np.asarray(n, float) * k)
             self.w.h(s, "bnode", np.asarray(n, float) * nodes)
 
-    def _fwd_bwd_mm(self, s, n, cls, fl, by, conv):
+    def _fwd_bwd_mm(self, s, n, cls, fl, by, conv, n_in=0.0, n_out=0.0):
         """``lower``'s forward GEMM/conv kernel and, in training, its dX and dW kernels
-        (``bwd_mm``): three identical entries, so one entry of three times the calls."""
-        k = 3.0 if self.train else 1.0
-        self.w.gpu(s, np.asarray(n, float) * k, cls, fl, by, 1, conv, par=True)
-        self.w.h(s, "kern", np.asarray(n, float) * k)
+        (``bwd_mm``): the same FLOPs and bytes, output widths ``n_out`` (forward), ``n_in``
+        (dX) and none (dW, no tile quantisation)."""
+        n = np.asarray(n, float)
+        self.w.gpu(s, n, cls, fl, by, 1, conv, par=True, ndim=n_out)
+        if self.train:
+            self.w.gpu(s, n, cls, fl, by, 1, conv, par=True, ndim=n_in)
+            self.w.gpu(s, n, cls, fl, by, 1, conv, par=True)
+        self.w.h(s, "kern", n * (3.0 if self.train else 1.0))
         if self.train:
             self.w.h(s, "bnode", n)
 
@@ -204,7 +211,7 @@ class _Lower:
         self._call(s, n * (1.0 - fused))
         self._cast_lowp(s, n, in_el, params)
         self.w.h(s, "lt", n * (rows > 1))
-        self._fwd_bwd_mm(s, n, self.mm, flops, nbytes, 0)
+        self._fwd_bwd_mm(s, n, self.mm, flops, nbytes, 0, fin, fout)
         self._bwd(s, n, _CI["mem"], 0.0, out_el * float(self.db), nodes=0)
 
     def elementwise(self, s, n, flops, nbytes, fused=0.0, bwd=1.5, fwd_train=1.0):
@@ -249,7 +256,7 @@ class _Lower:
         self._call(s, n)
         self._cast_lowp(s, n, in_el, params)
         self.w.h(s, "conv", n)
-        self._fwd_bwd_mm(s, n, cls, flops, nbytes, 1)
+        self._fwd_bwd_mm(s, n, cls, flops, nbytes, 1, cin, cout)
         self._fwd(s, n, _CI["mem"], 0.0, 2.0 * out_el * self.db)
         self._bwd(s, n, _CI["mem"], 0.0, out_el * float(self.db), nodes=0)
 
@@ -581,7 +588,7 @@ def _nb101(L: _Lower, batch: int, codes: np.ndarray, m: np.ndarray):
     L._call(s, k_)
     L.w.h(s, "conv", k_)
     L._fwd_bwd_mm(s, k_, _CI["conv_tf32"], 2.0 * numel * cin * k * k,
-                  (B * cin * hw + cout * cin * k * k + numel) * db, 1)
+                  (B * cin * hw + cout * cin * k * k + numel) * db, 1, cin, cout)
     bn_per = 5.0 if L.train else 2.0                                   # BatchNorm2d
     L.elementwise(s, k_, numel * bn_per, (2.0 * numel + 4.0 * cout) * db, bwd=2.5,
                   fwd_train=1.5)

@@ -1,4 +1,4 @@
-"""A physically structured time and energy model of eager PyTorch on one GPU (35 parameters).
+"""A physically structured time and energy model of eager PyTorch on one GPU (36 parameters).
 
 Fitted on whole-model measurements (or per-layer ones), with weak priors from the GPU's
 datasheet (:mod:`predictor.hardware`), on log relative error of both time and energy::
@@ -6,14 +6,17 @@ datasheet (:mod:`predictor.hardware`), on log relative error of both time and en
     host time   T_host = sum_e  n_e * h_e            (seconds per host event: module call,
                                                       dispatch, kernel launch, conv set-up,
                                                       autograd node, optimizer tensor/op ...)
-    GPU time    T_gpu  = sum_k  smax(F_k / (peak_c * eff_c), B_k / (BW * eff_bw))
+    GPU time    T_gpu  = sum_k  smax(F_k / (peak_c * eff_c * fill_k * tile_k), B_k / (BW * eff_bw))
                                  + tau * kernels + tau_conv * conv kernels
     wall time   T      = (T_host^q + T_gpu^q)^(1/q)          (the slower of the two, smooth)
     energy      E      = T * smin(P0 + (sum_k p_c(k) fill_k t_k + p_launch tau n + e_B B) / T,
                                    P_cap)
 
 ``peak_c`` is the datasheet peak of the class's unit (FP32 cores for fp32 matmul, TF32 tensor
-cores for fp32 convolutions, bf16 tensor cores under autocast), ``BW`` the HBM bandwidth,
+cores for fp32 convolutions, bf16 tensor cores under autocast), ``fill_k`` the partial-wave
+ramp of a small kernel, ``tile_k = N / (N + n_tile)`` the tile quantisation of a tensor-core
+GEMM or convolution whose output width N (features, channels) is narrow against the MMA tiles
+(1 on CUDA cores, and for convolutions of a GPU without TF32), ``BW`` the HBM bandwidth,
 P0 the active-idle board power (prior: the measured idle power), p_c the dynamic power while a
 kernel of class c runs (matmul units near the TDP; a slow kernel still burns it), P_cap near
 the TDP.  All
@@ -39,7 +42,7 @@ from .lowering import CLASSES, HOST_FEATURES, LoweredWorkload, lower
 __all__ = ["PhysicsModel", "Datasheet", "PARAMS", "Stack", "stack", "evaluate", "entry_times"]
 
 _GPU_EFF = ("eff_mm_fp32", "eff_conv_tf32", "eff_mm_bf16", "eff_conv_bf16", "eff_grouped",
-            "eff_attn", "eff_bw", "tau_s", "tau_conv_s", "fill_flops")
+            "eff_attn", "eff_bw", "tau_s", "tau_conv_s", "fill_flops", "n_tile")
 _HOST = tuple("h_" + h + "_s" for h in HOST_FEATURES)
 _ENERGY = ("p0_w", "p_fp32_w", "p_tf32_w", "p_bf16_w", "p_mem_w", "p_launch_w", "e_byte_j",
            "p_cap_w")
@@ -56,8 +59,13 @@ _GPU_PRIOR = {"eff_mm_fp32": (0.6, 0.5), "eff_conv_tf32": (0.3, 0.7),
               "tau_s": (3e-6, 0.5), "tau_conv_s": (3e-6, 1.0),
               # FLOPs a matmul/conv/attention kernel needs to fill every SM (on Hopper ~132
               # SMs x a 128x128 output tile x K); fewer -> partial waves, lower throughput
-              "fill_flops": (1e8, 1.5)}
+              "fill_flops": (1e8, 1.5),
+              # output width at which a tensor-core GEMM/conv tile is half used (tiles 64-256
+              # wide): a kernel of output width N runs at N / (N + n_tile) of the class's rate
+              "n_tile": (64.0, 0.7)}
 _SMAX_ROOF = 4.0          # roofline corner sharpness (per kernel group)
+#: classes whose kernels run on tensor cores (tile quantisation along the output width)
+_TENSOR_CORE = np.array([c in ("conv_tf32", "mm_bf16", "conv_bf16", "attn_bf16") for c in CLASSES])
 _SMIN_CAP = 20.0          # power-cap corner sharpness
 
 
@@ -127,6 +135,7 @@ class Stack:
     conv_kern: np.ndarray  # x mult
     mult: np.ndarray
     n: int
+    ndim: np.ndarray | None = None   # output width N of tensor-core-able GEMM entries (0: none)
 
 
 def stack(lowered: list[LoweredWorkload]) -> Stack:
@@ -135,9 +144,11 @@ def stack(lowered: list[LoweredWorkload]) -> Stack:
     cat = (lambda a: np.concatenate([getattr(lw, a) for lw in lowered])) if lowered else (
         lambda a: np.zeros(0))
     mult = cat("mult")
+    nd = np.concatenate([lw.ndim if lw.ndim is not None else np.zeros(len(lw.cls))
+                         for lw in lowered]) if lowered else np.zeros(0)
     return Stack(H, w.astype(int), cat("cls").astype(int), cat("par"), cat("flops") * mult,
                  cat("bytes") * mult, cat("kern") * mult, cat("conv_kern") * mult, mult,
-                 len(lowered))
+                 len(lowered), nd)
 
 
 def _smax(a, b, k):
@@ -157,7 +168,14 @@ def entry_times(p: dict, s: Stack, ds: Datasheet) -> tuple[np.ndarray, np.ndarra
     # of the class's rate (smooth min(1, F/fill)); memory-class entries (par 0) are exempt
     fill = np.where(s.par > 0, (1.0 + (p["fill_flops"] / np.maximum(s.par, 1.0)) ** 2) ** -0.5,
                     1.0)
-    t_work = _smax(s.flops / (rate[s.cls] * fill), s.bytes / bw, _SMAX_ROOF)
+    tile = 1.0
+    if s.ndim is not None and len(s.ndim):
+        tc = _TENSOR_CORE.copy()
+        if ds.peak_tf32 <= ds.peak_fp32 * 1.0001:      # no TF32: fp32 convs on CUDA cores
+            tc[CLASSES.index("conv_tf32")] = False
+        on = (s.ndim > 0) & tc[s.cls]
+        tile = np.where(on, s.ndim / (np.maximum(s.ndim, 1.0) + p["n_tile"]), 1.0)
+    t_work = _smax(s.flops / (rate[s.cls] * fill * tile), s.bytes / bw, _SMAX_ROOF)
     t_over = s.kern * p["tau_s"] + s.conv_kern * p["tau_conv_s"]   # launch/tail per kernel
     return t_work, t_over, fill
 
