@@ -93,6 +93,12 @@ class Datasheet:
         return cls(spec.name, fp32 * 1e12, tf32 * 1e12, bf16 * 1e12, spec.mem_bw_gbs * 1e9,
                    float(spec.tdp_w), float(idle))
 
+    @property
+    def has_tf32(self) -> bool:
+        """TF32 tensor cores (Ampere on); without them fp32 convolutions run on CUDA cores
+        (the catalogue then gives no TF32 peak and ``from_spec`` uses the fp32 one)."""
+        return self.peak_tf32 > self.peak_fp32 * 1.0001
+
     def class_peaks(self) -> np.ndarray:
         """Peak FLOP/s of each class of :data:`predictor.lowering.CLASSES`."""
         by = {"mm_fp32": self.peak_fp32, "conv_tf32": self.peak_tf32,
@@ -171,7 +177,7 @@ def entry_times(p: dict, s: Stack, ds: Datasheet) -> tuple[np.ndarray, np.ndarra
     tile = 1.0
     if s.ndim is not None and len(s.ndim):
         tc = _TENSOR_CORE.copy()
-        if ds.peak_tf32 <= ds.peak_fp32 * 1.0001:      # no TF32: fp32 convs on CUDA cores
+        if not ds.has_tf32:                            # fp32 convs on CUDA cores
             tc[CLASSES.index("conv_tf32")] = False
         on = (s.ndim > 0) & tc[s.cls]
         tile = np.where(on, s.ndim / (np.maximum(s.ndim, 1.0) + p["n_tile"]), 1.0)

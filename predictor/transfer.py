@@ -102,7 +102,7 @@ def transfer_params(params: dict, src: Datasheet, dst: Datasheet) -> dict:
     if missing:
         raise ValueError(f"source parameters lack {', '.join(missing)}")
     out = dict(params)
-    if dst.peak_tf32 <= dst.peak_fp32 * 1.0001:          # no TF32 tensor cores
+    if not dst.has_tf32:                                 # no TF32 tensor cores
         out["eff_conv_tf32"] = params["eff_mm_fp32"]
     dyn = _dyn(dst) / _dyn(src)
     out["p0_w"] = params["p0_w"] * dst.idle_w / src.idle_w
