@@ -150,9 +150,11 @@ def _step(model, dataset, network, batch, optimizer, impl, cache):
     return cache[key]
 
 
-def _mape(pred, true) -> float:
-    pred, true = np.asarray(pred, float), np.asarray(true, float)
-    return float(np.mean(np.abs(pred / true - 1.0)) * 100) if len(true) else float("nan")
+def _mape(rows: list[dict], pred: str, true: str = "energy_j") -> float:
+    """MAPE (%) of column ``pred`` against column ``true`` over ``rows`` (nan if none)."""
+    p = np.array([r[pred] for r in rows], float)
+    t = np.array([r[true] for r in rows], float)
+    return float(np.mean(np.abs(p / t - 1.0)) * 100) if len(t) else float("nan")
 
 
 def _pick_calibration(rows: list[dict], n: int, host_share=None) -> list[int]:
@@ -274,17 +276,14 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
                      tdp_proxy_energy_j=float(spec.tdp_w) * r["time_s"],
                      flops_proxy_energy_j=c * r["flops"], calibration_row=i in cal_idx)
         ev = [r for r in rows if not r["calibration_row"]]
-        e = [r["energy_j"] for r in ev]
         per_gpu[gpu] = {
-            "datasheet_mape_pct": _mape([r["datasheet_energy_j"] for r in ev], e),
-            "calibrated_mape_pct": _mape([r["calibrated_energy_j"] for r in ev], e),
-            "tdp_proxy_mape_pct": _mape([r["tdp_proxy_energy_j"] for r in ev], e),
-            "flops_proxy_mape_pct": _mape([r["flops_proxy_energy_j"] for r in ev], e),
+            "datasheet_mape_pct": _mape(ev, "datasheet_energy_j"),
+            "calibrated_mape_pct": _mape(ev, "calibrated_energy_j"),
+            "tdp_proxy_mape_pct": _mape(ev, "tdp_proxy_energy_j"),
+            "flops_proxy_mape_pct": _mape(ev, "flops_proxy_energy_j"),
             "n": len(ev),
-            "datasheet_mape_all_rows_pct": _mape([r["datasheet_energy_j"] for r in rows],
-                                                 [r["energy_j"] for r in rows]),
-            "datasheet_time_mape_all_rows_pct": _mape([r["datasheet_time_s"] for r in rows],
-                                                      [r["time_s"] for r in rows]),
+            "datasheet_mape_all_rows_pct": _mape(rows, "datasheet_energy_j"),
+            "datasheet_time_mape_all_rows_pct": _mape(rows, "datasheet_time_s", "time_s"),
             "n_all": len(rows), "hardware": spec.key, "tdp_w": spec.tdp_w,
             "power_limit_w": pmax, "transferred_from": getattr(base, "source", base.hardware),
             "calibration_rows": [f"{rows[i]['network']} b{rows[i]['batch_size']}"
@@ -293,13 +292,9 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
                                    cal.info["calibration"]["scales_log"].items()},
             "flops_proxy_j_per_flop": c,
             "per_network": {
-                net: {"n": len(sub),
-                      "datasheet_mape_pct": _mape([r["datasheet_energy_j"] for r in sub],
-                                                  [r["energy_j"] for r in sub]),
-                      "calibrated_mape_pct": _mape([r["calibrated_energy_j"] for r in sub],
-                                                   [r["energy_j"] for r in sub]),
-                      "datasheet_time_mape_pct": _mape([r["datasheet_time_s"] for r in sub],
-                                                       [r["time_s"] for r in sub])}
+                net: {"n": len(sub), "datasheet_mape_pct": _mape(sub, "datasheet_energy_j"),
+                      "calibrated_mape_pct": _mape(sub, "calibrated_energy_j"),
+                      "datasheet_time_mape_pct": _mape(sub, "datasheet_time_s", "time_s")}
                 for net in sorted({r["network"] for r in ev})
                 for sub in [[r for r in ev if r["network"] == net]]},
         }
