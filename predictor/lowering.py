@@ -77,6 +77,11 @@ _CHUNK = 65536
 # with a scalar or a broadcast operand, mul/div/add/sub are unary: grad x scalar (2 against 2),
 # add/sub nothing at all
 _EW_BWD = {"add2": 1.0, "mul2": 2.0, "add1": 0.0, "mul1": 1.0}
+_EW_BWD_UNARY = 1.5
+# training BatchNorm reads its input twice (batch statistics, then normalise) and its backward
+# makes a reduction pass (dy, x) and an element pass (dy, x -> dx): 3 and 5 activation passes
+# against inference's 2 (nbytes = input + output)
+_BN_FWD_TRAIN, _BN_BWD = 1.5, 2.5
 
 
 def _ew_arity(cfg) -> str:
@@ -109,10 +114,10 @@ class LoweredWorkload:
     conv_kern: np.ndarray            # of which convolution kernels (cuDNN extra time)
     mult: np.ndarray                 # calls of the entry per workload call
     layer: np.ndarray                # index of the workload layer (-1: optimizer)
+    ndim: np.ndarray                 # output width N (features, channels) of GEMM/conv entries
+                                     # whose tiles quantise it (0: none): forward and dX kernels
     unknown: list = field(default_factory=list)   # layer types lowered by the fallback
     layer_host: np.ndarray | None = None           # per layer: host counts (n_layers x H)
-    ndim: np.ndarray | None = None   # output width N (features, channels) of GEMM/conv entries
-                                     # whose tiles quantise it (0: none): forward and dX kernels
 
 
 class _Acc:
@@ -270,14 +275,11 @@ def lower(w: Workload) -> LoweredWorkload:
             if bias:
                 bwd("mem", 0.0, _out_bytes(cfg, db), 1, nodes=0)
         elif fam == "bn":
-            # training BatchNorm reads its input twice (batch statistics, then normalise) and
-            # its backward makes a reduction pass (dy, x) and an element pass (dy, x -> dx):
-            # 3 and 5 activation passes against inference's 2 (nbytes = input + output)
-            fwd("mem", flops, (1.5 if train else 1.0) * nbytes)
-            bwd("mem", flops, 2.5 * nbytes)
+            fwd("mem", flops, (_BN_FWD_TRAIN if train else 1.0) * nbytes)
+            bwd("mem", flops, _BN_BWD * nbytes)
         elif fam in ("ew", "softmax"):
             fwd("mem", flops, nbytes)
-            bwd("mem", flops, _EW_BWD.get(_ew_arity(cfg), 1.5) * nbytes)
+            bwd("mem", flops, _EW_BWD.get(_ew_arity(cfg), _EW_BWD_UNARY) * nbytes)
         elif fam in ("ln", "gn"):
             fwd("mem", flops, nbytes)
             bwd("mem", 2 * flops, 2 * nbytes, 2)
@@ -358,8 +360,8 @@ def lower(w: Workload) -> LoweredWorkload:
     return LoweredWorkload(
         host=acc.host, cls=rows[:, 0].astype(int), flops=rows[:, 1], bytes=rows[:, 2],
         kern=rows[:, 3], par=rows[:, 7], conv_kern=rows[:, 4], mult=rows[:, 5],
-        layer=rows[:, 6].astype(int),
-        unknown=sorted(set(unknown)), layer_host=acc.layer_host, ndim=rows[:, 8])
+        layer=rows[:, 6].astype(int), ndim=rows[:, 8],
+        unknown=sorted(set(unknown)), layer_host=acc.layer_host)
 
 
 def _containers(w: Workload) -> int:

@@ -46,7 +46,8 @@ from profiling.features import DTYPE_BYTES
 from .calibrated import (_OOD_BATCH_WIDEN, _OOD_DTYPE_WIDEN, GPU_BOUND_POWER_W,
                          CalibratedHardware)
 from .generators import ConvStackSpec, EncoderSpec, MLPSpec
-from .lowering import (_CHUNK, _FOREACH_CHUNKS, _FOREACH_TENSORS, _OPT, CLASSES, HOST_FEATURES)
+from .lowering import (_BN_BWD, _BN_FWD_TRAIN, _CHUNK, _EW_BWD, _EW_BWD_UNARY, _FOREACH_CHUNKS,
+                       _FOREACH_TENSORS, _OPT, CLASSES, HOST_FEATURES)
 from .physics import Stack, evaluate
 
 __all__ = ["EnergyObjective", "EnergyScore", "NB101Spec", "random_nb101_cells",
@@ -214,11 +215,10 @@ class _Lower:
         self._fwd_bwd_mm(s, n, self.mm, flops, nbytes, 0, fin, fout)
         self._bwd(s, n, _CI["mem"], 0.0, out_el * float(self.db), nodes=0)
 
-    def elementwise(self, s, n, flops, nbytes, fused=0.0, bwd=1.5, fwd_train=1.0):
+    def elementwise(self, s, n, flops, nbytes, fused=0.0, bwd=_EW_BWD_UNARY, fwd_train=1.0):
         """ew / bn / softmax families: one kernel forward (x ``fwd_train`` bytes in
-        training), one backward (``bwd`` x bytes) -- the factors of
-        :func:`predictor.lowering.lower` (unary 1.5, add of two full tensors 1.0, training
-        BatchNorm 1.5 forward and 2.5 backward)."""
+        training), one backward (``bwd`` x bytes) -- with the traffic factors of
+        :func:`predictor.lowering.lower` (``_EW_BWD``, ``_BN_FWD_TRAIN``, ``_BN_BWD``)."""
         self._call(s, n * (1.0 - fused))
         self._fwd(s, n, _CI["mem"], flops, (fwd_train if self.train else 1.0) * nbytes)
         self._bwd(s, n, _CI["mem"], flops, bwd * nbytes)
@@ -387,7 +387,7 @@ def _encoder(L: _Lower, batch: int, d, heads, layers, ffn, seq, fout, fast_path:
     nd, nf = B * sq * d, B * sq * f
     L.mha(s, nl, B, sq, d, heads, fused)
     L.dropout(s, 2 * nl, nd, fused)
-    L.elementwise(s, 2 * nl, nd, 3.0 * nd * L.db, fused, bwd=1.0)     # residual adds
+    L.elementwise(s, 2 * nl, nd, 3.0 * nd * L.db, fused, bwd=_EW_BWD["add2"])  # residual adds
     L.layernorm(s, 2 * nl, nd, d, fused)
     L.linear(s, nl, B * sq, d, f, fused)
     L.elementwise(s, nl, nf, 2.0 * nf * L.db, fused)                   # F.gelu
@@ -590,13 +590,13 @@ def _nb101(L: _Lower, batch: int, codes: np.ndarray, m: np.ndarray):
     L._fwd_bwd_mm(s, k_, _CI["conv_tf32"], 2.0 * numel * cin * k * k,
                   (B * cin * hw + cout * cin * k * k + numel) * db, 1, cin, cout)
     bn_per = 5.0 if L.train else 2.0                                   # BatchNorm2d
-    L.elementwise(s, k_, numel * bn_per, (2.0 * numel + 4.0 * cout) * db, bwd=2.5,
-                  fwd_train=1.5)
+    L.elementwise(s, k_, numel * bn_per, (2.0 * numel + 4.0 * cout) * db, bwd=_BN_BWD,
+                  fwd_train=_BN_FWD_TRAIN)
     L.elementwise(s, k_, numel, 2.0 * numel * db)                      # ReLU
     s3, k3, e3 = join(pool3)
     L.elementwise(s3, k3, 9.0 * e3, 2.0 * e3 * db)                     # MaxPool2d(3, 1, 1)
     sa, ka, ea = join(adds)
-    L.elementwise(sa, ka, ea, 3.0 * ea * db, bwd=1.0)                  # add
+    L.elementwise(sa, ka, ea, 3.0 * ea * db, bwd=_EW_BWD["add2"])      # add
     sc, kc, ec = join(cats)                                             # torch.cat: copy
     L._call(sc, kc)
     L._fwd(sc, kc, _CI["mem"], 0.0, 2.0 * ec * db)

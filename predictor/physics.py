@@ -141,7 +141,7 @@ class Stack:
     conv_kern: np.ndarray  # x mult
     mult: np.ndarray
     n: int
-    ndim: np.ndarray | None = None   # output width N of tensor-core-able GEMM entries (0: none)
+    ndim: np.ndarray       # output width N of GEMM/conv entries for tile quantisation (0: none)
 
 
 def stack(lowered: list[LoweredWorkload]) -> Stack:
@@ -150,11 +150,9 @@ def stack(lowered: list[LoweredWorkload]) -> Stack:
     cat = (lambda a: np.concatenate([getattr(lw, a) for lw in lowered])) if lowered else (
         lambda a: np.zeros(0))
     mult = cat("mult")
-    nd = np.concatenate([lw.ndim if lw.ndim is not None else np.zeros(len(lw.cls))
-                         for lw in lowered]) if lowered else np.zeros(0)
     return Stack(H, w.astype(int), cat("cls").astype(int), cat("par"), cat("flops") * mult,
                  cat("bytes") * mult, cat("kern") * mult, cat("conv_kern") * mult, mult,
-                 len(lowered), nd)
+                 len(lowered), cat("ndim"))
 
 
 def _smax(a, b, k):
@@ -174,13 +172,11 @@ def entry_times(p: dict, s: Stack, ds: Datasheet) -> tuple[np.ndarray, np.ndarra
     # of the class's rate (smooth min(1, F/fill)); memory-class entries (par 0) are exempt
     fill = np.where(s.par > 0, (1.0 + (p["fill_flops"] / np.maximum(s.par, 1.0)) ** 2) ** -0.5,
                     1.0)
-    tile = 1.0
-    if s.ndim is not None and len(s.ndim):
-        tc = _TENSOR_CORE.copy()
-        if not ds.has_tf32:                            # fp32 convs on CUDA cores
-            tc[CLASSES.index("conv_tf32")] = False
-        on = (s.ndim > 0) & tc[s.cls]
-        tile = np.where(on, s.ndim / (np.maximum(s.ndim, 1.0) + p["n_tile"]), 1.0)
+    tc = _TENSOR_CORE.copy()
+    if not ds.has_tf32:                                # fp32 convs on CUDA cores
+        tc[CLASSES.index("conv_tf32")] = False
+    on = (s.ndim > 0) & tc[s.cls]
+    tile = np.where(on, s.ndim / (np.maximum(s.ndim, 1.0) + p["n_tile"]), 1.0)
     t_work = _smax(s.flops / (rate[s.cls] * fill * tile), s.bytes / bw, _SMAX_ROOF)
     t_over = s.kern * p["tau_s"] + s.conv_kern * p["tau_conv_s"]   # launch/tail per kernel
     return t_work, t_over, fill
