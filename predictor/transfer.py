@@ -166,9 +166,10 @@ def transfer(base: CalibratedHardware, hardware: str, *,
     model.converged_ = True
     widen = dict(transfer_halfwidth(src_ds, dst) if widen is None else widen)
     src = getattr(base, "source", "") or base.hardware
+    dist = datasheet_distance(src_ds, dst)
     info = {**base.info, "datasheet": dst.__dict__, "transferred_from": src,
             "source_datasheet": src_ds.__dict__, "transfer_halfwidth": widen,
-            "datasheet_distance": datasheet_distance(src_ds, dst)}
+            "datasheet_distance": dist}
     dtype_notes = {}
     if "bf16" not in spec.peak_tflops:
         dtype_notes["bf16"] = (
@@ -178,8 +179,7 @@ def transfer(base: CalibratedHardware, hardware: str, *,
     return TransferredHardware(spec.key, model, base.coverage, dict(base.halfwidth),
                                dict(base.domain), info, source=src, widen=widen,
                                dtype_notes=dtype_notes,
-                               label=_label(src, spec.key, widen,
-                                            datasheet_distance(src_ds, dst)))
+                               label=_label(src, spec.key, widen, dist))
 
 
 # ------------------------------------------------------------------ artifact plumbing
