@@ -22,7 +22,20 @@ def _readme_commands():
 def test_ci_runs_the_readme_test_command():
     main_cmd, test_cmd = _readme_commands()[:2]
     assert "pytest" in test_cmd
-    assert test_cmd in _read(".ci", "run")
+    assert test_cmd in _read(".ci", "run") or "readme_commands.py README.md" in _read(".ci", "run")
+
+
+def test_ci_types_both_readme_commands_in_order_as_written():
+    """.ci/run runs exactly the lines that .ci/readme_commands.py reads from the README."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, os.path.join(ROOT, ".ci", "readme_commands.py"),
+                          os.path.join(ROOT, "README.md")], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out == _readme_commands()
+    assert len(out) == 2 and "exante " in out[0] and "pytest" in out[1]
+    ci = _read(".ci", "run")
+    assert "readme_commands.py README.md" in ci and 'bash -euo pipefail -c "${README_COMMANDS[$i]}"' in ci
 
 
 def test_readme_main_command_parses_with_the_cli():
