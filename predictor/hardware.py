@@ -30,7 +30,13 @@ DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8")
 KINDS = ("gpu", "tpu", "cpu", "soc")
 _SOURCE_FIELDS = {"tdp_w": "source_tdp", "idle_w": "source_idle",
                   "measured_idle_w": "source_measured_idle", "peak_tflops": "source_peak",
-                  "memory_gb": "source_memory", "mem_bw_gbs": "source_memory"}
+                  "memory_gb": "source_memory", "mem_bw_gbs": "source_memory",
+                  "sm_count": "source_sm_clock", "boost_clock_mhz": "source_sm_clock"}
+GENERATIONS = ("kepler", "maxwell", "pascal", "volta", "turing", "ampere", "ada", "hopper",
+               "blackwell", "polaris", "cdna", "cdna2", "cdna3", "cdna4", "tpu", "")
+# dtype a device lacks -> what the same training runs on it (stated in notes, never an error)
+_DTYPE_FALLBACK = {"bf16": ("fp16",), "tf32": ("fp32",), "fp8": ("bf16", "fp16"),
+                   "fp16": ("bf16",)}
 _KEY_RE = re.compile(r"^[a-z0-9_-]+$")
 
 
@@ -50,6 +56,9 @@ class HardwareSpec:
     memory_gb: float | None
     mem_bw_gbs: float | None
     aliases: tuple[str, ...] = ()
+    sm_count: int | None = None   # streaming multiprocessors (AMD: compute units)
+    boost_clock_mhz: float | None = None
+    generation: str = ""          # "volta", "ampere", "hopper", "cdna3", "tpu", ...
     sources: Mapping[str, str] = field(default_factory=dict)  # field -> source text
     notes: str = ""
 
@@ -63,12 +72,30 @@ class HardwareSpec:
             raise ExanteError(f"{self.name} has no published {d} peak; published: {have}")
         return self.peak_tflops[d]
 
+    def training_dtype(self, dtype: str) -> tuple[str, str | None]:
+        """``(dtype the device runs, note or None)``: a dtype the device lacks falls back to
+        the one mixed-precision training uses there (bf16 on a V100 -> fp16), never an error."""
+        d = str(dtype).strip().lower()
+        if d not in DTYPES:
+            raise ExanteError(f"unknown dtype {dtype!r}; accepted: {', '.join(DTYPES)}")
+        if d in self.peak_tflops:
+            return d, None
+        for alt in (*_DTYPE_FALLBACK.get(d, ()), "fp16", "bf16", "fp32"):
+            if alt in self.peak_tflops:
+                return alt, (f"{self.name} has no {d} peak ({self.generation or 'this device'}); "
+                             f"its {alt} rate is used, what {d} training would run as there")
+        have = ", ".join(self.peak_tflops) or "none"
+        raise ExanteError(f"{self.name} has no published peak for {d} or a fallback "
+                          f"(published: {have}); pass --mfu with --power-w and --gpu-hours")
+
     def to_dict(self) -> dict:
         return {"key": self.key, "name": self.name, "kind": self.kind, "vendor": self.vendor,
                 "year": self.year, "tdp_w": self.tdp_w, "idle_w": self.idle_w,
                 "measured_idle_w": self.measured_idle_w, "peak_tflops": dict(self.peak_tflops),
                 "memory_gb": self.memory_gb, "mem_bw_gbs": self.mem_bw_gbs,
-                "aliases": list(self.aliases), "sources": dict(self.sources), "notes": self.notes}
+                "aliases": list(self.aliases), "sm_count": self.sm_count,
+                "boost_clock_mhz": self.boost_clock_mhz, "generation": self.generation,
+                "sources": dict(self.sources), "notes": self.notes}
 
 
 def _num(text: str) -> float | None:
@@ -92,7 +119,8 @@ def _row_to_spec(row: dict, line: int) -> HardwareSpec:
     values = {"tdp_w": _num(row["tdp_w"]), "idle_w": _num(row["idle_w"]),
               "measured_idle_w": _num(row["measured_idle_w"]),
               "peak_tflops": peaks or None, "memory_gb": _num(row["memory_gb"]),
-              "mem_bw_gbs": _num(row["mem_bw_gbs"])}
+              "mem_bw_gbs": _num(row["mem_bw_gbs"]), "sm_count": _num(row.get("sm_count")),
+              "boost_clock_mhz": _num(row.get("boost_clock_mhz"))}
     sources = {}
     for fld, col in _SOURCE_FIELDS.items():
         src = (row.get(col) or "").strip()
@@ -101,6 +129,9 @@ def _row_to_spec(row: dict, line: int) -> HardwareSpec:
                 raise RuntimeError(  # pragma: no cover - guarded by tests
                     f"hardware.csv line {line} ({key}): {fld} has a value but no {col}")
             sources[fld] = src
+    gen = (row.get("generation") or "").strip()
+    if gen not in GENERATIONS:
+        raise RuntimeError(f"hardware.csv line {line}: bad generation {gen!r}")  # pragma: no cover
     year = _num(row["year"])
     return HardwareSpec(
         key=key, name=row["name"].strip(), kind=row["kind"], vendor=row["vendor"].strip(),
@@ -109,6 +140,8 @@ def _row_to_spec(row: dict, line: int) -> HardwareSpec:
         peak_tflops=MappingProxyType(peaks), memory_gb=values["memory_gb"],
         mem_bw_gbs=values["mem_bw_gbs"],
         aliases=tuple(a.strip() for a in row["aliases"].split("|") if a.strip()),
+        sm_count=int(values["sm_count"]) if values["sm_count"] is not None else None,
+        boost_clock_mhz=values["boost_clock_mhz"], generation=gen,
         sources=MappingProxyType(sources), notes=(row.get("notes") or "").strip())
 
 
@@ -163,5 +196,23 @@ def lookup(name: str) -> HardwareSpec:
     close = difflib.get_close_matches(n, list(index), n=8, cutoff=0.6)
     close_keys = list(dict.fromkeys(index[c].key for c in close))
     hint = f"close matches: {', '.join(close_keys)}; " if close_keys else ""
-    raise ExanteError(f"unknown device {name!r}; {hint}known devices: {', '.join(keys())} "
-                      f"(see predictor.hardware.catalogue())")
+    raise ExanteError(f"unknown device {name!r}; {hint}accepted: a catalogue key, name or "
+                      f"nvidia-smi name ({len(keys())} devices: exante calc --list-hardware)")
+
+
+def catalogue_table(kind: str | None = None) -> str:
+    """The catalogue as a fixed-width text table (key, name, generation, SMs, boost MHz, TDP W,
+    dense fp16 / bf16 TFLOP/s, memory GB, GB/s), for any command's ``--list-hardware``."""
+    def f(v, fmt="g"):
+        return "-" if v is None else format(v, fmt)
+    head = (f"{'key':20s} {'name':44s} {'gen':9s} {'SMs':>4s} {'MHz':>5s} {'TDP W':>6s} "
+            f"{'fp16':>7s} {'bf16':>7s} {'GB':>5s} {'GB/s':>6s}")
+    lines = [head]
+    for s in catalogue():
+        if kind is not None and s.kind != kind:
+            continue
+        lines.append(f"{s.key:20s} {s.name[:44]:44s} {s.generation or '-':9s} "
+                     f"{f(s.sm_count):>4s} {f(s.boost_clock_mhz):>5s} {f(s.tdp_w):>6s} "
+                     f"{f(s.peak_tflops.get('fp16')):>7s} {f(s.peak_tflops.get('bf16')):>7s} "
+                     f"{f(s.memory_gb):>5s} {f(s.mem_bw_gbs):>6s}")
+    return "\n".join(lines)

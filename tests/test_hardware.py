@@ -95,7 +95,7 @@ def test_unknown_device_error_names_input_and_close_matches():
         lookup("h1000")
     msg = str(e.value)
     assert "'h1000'" in msg and "h100" in msg and "\n" not in msg
-    with pytest.raises(ExanteError, match="known devices"):
+    with pytest.raises(ExanteError, match="list-hardware"):
         lookup("nonsense")
     with pytest.raises(ExanteError):
         lookup("")
@@ -112,3 +112,40 @@ def test_csv_is_rectangular_and_keys_lowercase():
     for row in rows:
         assert None not in row and all(v is not None for v in row.values()), row
         assert row["key"] == row["key"].lower()
+
+
+def test_issue17_catalogue_devices_resolve_by_nvidia_smi_name():
+    for smi, key in [("NVIDIA GeForce RTX 4090", "rtx4090"), ("NVIDIA GeForce RTX 5090", "rtx5090"),
+                     ("NVIDIA GeForce RTX 3080 Ti", "rtx3080ti"), ("NVIDIA H100 80GB HBM3", "h100"),
+                     ("NVIDIA A100-SXM4-80GB", "a100-80gb"), ("NVIDIA A800-SXM4-80GB", "a800-80gb"),
+                     ("NVIDIA H800", "h800"), ("NVIDIA H20", "h20"), ("NVIDIA L40", "l40"),
+                     ("NVIDIA RTX A6000", "rtx-a6000"), ("NVIDIA RTX 6000 Ada Generation", "rtx6000-ada"),
+                     ("NVIDIA H100 NVL", "h100-nvl"), ("AMD Instinct MI355X", "mi355x"),
+                     ("Tesla T4", "t4"), ("NVIDIA A10G", "a10g"), ("NVIDIA GB200", "gb200")]:
+        assert lookup(smi).key == key, smi
+
+
+def test_new_columns_sourced_and_generation_set():
+    for spec in catalogue():
+        if spec.sm_count is not None or spec.boost_clock_mhz is not None:
+            assert spec.sources.get("sm_count"), spec.key
+        if spec.kind == "gpu":
+            assert spec.generation, spec.key
+    h100 = lookup("h100")
+    assert (h100.sm_count, h100.boost_clock_mhz, h100.generation) == (132, 1980, "hopper")
+    # GeForce fp16 = dense tensor rate with FP32 accumulate (half the FP16-accumulate rate)
+    assert lookup("rtx4090").peak("fp16") == 165.2 and lookup("rtx5090").peak("fp16") == 209.5
+
+
+def test_dtype_fallback_is_stated_never_an_error():
+    d, note = lookup("v100").training_dtype("bf16")
+    assert d == "fp16" and "bf16" in note
+    assert lookup("h100").training_dtype("bf16") == ("bf16", None)
+    assert lookup("t4").training_dtype("tf32")[0] == "fp32"
+
+
+def test_catalogue_table_lists_every_device():
+    from predictor.hardware import catalogue_table
+    text = catalogue_table()
+    assert len(text.splitlines()) == len(catalogue()) + 1
+    assert "rtx5090" in text and "170" in text
