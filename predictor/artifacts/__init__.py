@@ -5,14 +5,20 @@ and the folder of the shipped artifacts (package data ``predictor/artifacts/<hw>
 module ``predictor/artifacts.py`` would be shadowed by this folder.
 
 A joblib file is a pickle, and unpickling can run arbitrary code, so :func:`load_artifact`
-reads the file's bytes once, checks their sha256 against the manifest and only then
-unpickles *those same bytes*.  A mismatch is refused with an :class:`ExanteError`.
+reads the file's bytes once, checks their sha256 against the manifest (corruption) and only
+then unpickles *those same bytes* with the restricted unpickler of :mod:`.safe_load`
+(tampering: a matching manifest is easy to write), which refuses any global outside exante's
+own classes and numpy / scikit-learn / scipy types before importing or calling it.  Either
+refusal is an :class:`ExanteError`.
 
 Lookup order for a hardware id (first folder holding both files wins):
 
 1. the ``artifact_dir`` argument;
 2. the folder in the ``EXANTE_ARTIFACT_DIR`` environment variable;
 3. the package data folder ``predictor/artifacts/`` (``importlib.resources``).
+
+A folder named by 1 or 2 must exist and hold at least one artifact, else an
+:class:`ExanteError` (a mistyped folder never falls back silently to the shipped model).
 
 Manifest fields: ``format``, ``hardware``, ``id`` (``<hw>-<sha[:12]>``), ``artifact``
 (file name), ``sha256``, ``size_bytes``, ``created`` (UTC ISO), ``versions`` (exante,
@@ -99,10 +105,10 @@ def search_dirs(artifact_dir: str | os.PathLike | None = None) -> list[Path]:
     """Folders searched for artifacts, in order (see module docstring)."""
     dirs: list[Path] = []
     if artifact_dir is not None:
-        dirs.append(Path(artifact_dir))
+        dirs.append(_checked_dir(Path(artifact_dir), "artifact folder"))
     env = os.environ.get(ARTIFACT_ENV)
     if env:
-        dirs.append(Path(env))
+        dirs.append(_checked_dir(Path(env), f"{ARTIFACT_ENV}"))
     try:
         dirs.append(package_artifact_dir())
     except Exception:  # pragma: no cover - broken install
@@ -116,16 +122,38 @@ def search_dirs(artifact_dir: str | os.PathLike | None = None) -> list[Path]:
     return out
 
 
+def _artifacts_in(d: Path) -> list[str]:
+    return sorted(f.stem for f in d.glob("*.json")
+                  if _HW_RE.match(f.stem) and (d / f"{f.stem}.joblib").is_file())
+
+
+def _checked_dir(d: Path, what: str) -> Path:
+    """``d`` if it is a folder holding an artifact, else a one-line ExanteError."""
+    if not d.exists():
+        raise ExanteError(f"{what} {str(d)!r} does not exist; give a folder holding "
+                          "<hw>.joblib + <hw>.json (written by `exante fit --out` or "
+                          "`exante calibrate --out`)")
+    if not d.is_dir():
+        raise ExanteError(f"{what} {str(d)!r} is not a folder; give a folder holding "
+                          "<hw>.joblib + <hw>.json")
+    if not _artifacts_in(d):
+        halves = sorted({f.stem for f in (*d.glob("*.json"), *d.glob("*.joblib"))
+                         if _HW_RE.match(f.stem)})
+        half = (f" (incomplete artifact for {', '.join(map(repr, halves[:3]))}: "
+                "<hw>.joblib or <hw>.json missing)" if halves else "")
+        raise ExanteError(f"{what} {str(d)!r} holds no fitted model (<hw>.joblib + <hw>.json)"
+                          f"{half}; available: none there; fit one with `exante fit` or "
+                          "`exante calibrate` into it (the shipped model is not used in its "
+                          "place)")
+    return d
+
+
 def available_hardware(artifact_dir: str | os.PathLike | None = None) -> list[str]:
     """Hardware ids with an artifact (``<hw>.joblib`` and ``<hw>.json``) in any searched folder."""
     found = set()
     for d in search_dirs(artifact_dir):
-        if not d.is_dir():
-            continue
-        for f in d.glob("*.json"):
-            hw = f.stem
-            if _HW_RE.match(hw) and (d / f"{hw}.joblib").is_file():
-                found.add(hw)
+        if d.is_dir():
+            found.update(_artifacts_in(d))
     return sorted(found)
 
 
@@ -322,11 +350,9 @@ def load_artifact(hardware: str, artifact_dir: str | os.PathLike | None = None, 
             f"artifact {jpath.name} was fitted with scikit-learn {fitted}, this is "
             f"{sklearn.__version__}; predictions may differ slightly (refit with "
             f"`exante fit --hardware {hardware}`)", ArtifactVersionWarning, stacklevel=2)
-    try:
-        model = joblib.load(io.BytesIO(data))
-    except Exception as exc:
-        raise ExanteError(f"cannot unpickle {jpath} ({type(exc).__name__}: {exc}); refit with "
-                          f"`exante fit --hardware {hardware}`") from None
+    from .safe_load import load_or_refuse
+
+    model = load_or_refuse(data, jpath, hardware)      # allow-listed globals only
     art = Artifact(model=model, manifest=manifest, path=jpath)
     if use_cache:
         _CACHE[ck] = (sig, art)
