@@ -7,8 +7,10 @@ This module counts both from shapes alone, following CUDA's choices rather than 
 
 * fp32 matmuls run on FP32 CUDA cores (PyTorch's default ``allow_tf32=False`` for matmul),
   fp32 convolutions on TF32 tensor cores (cuDNN's default ``allow_tf32=True``), autocast
-  bf16 matmul/conv on bf16 tensor cores, with a cast kernel per low-precision op input and
-  weight, and one per fp32-list op (norms, softmax, losses);
+  bf16/fp16 matmul/conv on 16-bit tensor cores (fp16 at the datasheet's FP32-accumulate fp16
+  rate), with the cast kernels autocast really runs (:func:`_autocast_casts`: an fp32 input
+  of a low-precision op, each weight once per forward, a 16-bit input of an fp32-list op);
+  16-bit dense convolutions in NCHW pay cuDNN's NHWC transposes, ``channels_last`` does not;
 * grouped/depthwise convolutions are their own (memory-bound) class;
 * ``nn.TransformerEncoderLayer`` / ``nn.MultiheadAttention`` on the inference fast path are
   one native call whose internal kernels cost launches but no Python;
@@ -19,7 +21,8 @@ This module counts both from shapes alone, following CUDA's choices rather than 
   add/sub of two full tensors one accumulation add at the fork, mul/div of two full tensors
   two products (a scalar or broadcast operand makes them unary)
   and the optimizer as foreach kernels over the parameter tensors (``torch.optim``'s
-  default on CUDA), SGD-momentum 32 B/parameter, Adam 72, AdamW 80 bytes of traffic.
+  default on CUDA), SGD-momentum 32 B/parameter, Adam 72, AdamW 80 bytes of traffic; a
+  GradScaler adds an unscale + inf-check foreach pass over the gradients.
 
 Counts are per call of the whole batch.  Layer types without a lowering rule are lowered as
 one memory-bound kernel over their tensor bytes and reported in ``LoweredWorkload.unknown``.
@@ -82,6 +85,7 @@ _EW_BWD_UNARY = 1.5
 # makes a reduction pass (dy, x) and an element pass (dy, x -> dx): 3 and 5 activation passes
 # against inference's 2 (nbytes = input + output)
 _BN_FWD_TRAIN, _BN_BWD = 1.5, 2.5
+_NCHW_T = True
 
 
 def _ew_arity(cfg) -> str:
@@ -118,6 +122,7 @@ class LoweredWorkload:
                                      # whose tiles quantise it (0: none): forward and dX kernels
     unknown: list = field(default_factory=list)   # layer types lowered by the fallback
     layer_host: np.ndarray | None = None           # per layer: host counts (n_layers x H)
+    fp16: bool = False                             # fp16 autocast: 16-bit classes at fp16 peak
 
 
 class _Acc:
@@ -180,6 +185,8 @@ def lower(w: Workload) -> LoweredWorkload:
     train = w.mode in ("train_step", "forward_backward")
     lowp = w.dtype in ("bf16", "fp16")
     acc = _Acc(len(w.layers))
+    in_fp32 = _fp32_inputs(w) if lowp else None
+    nchw = getattr(w, "memory_format", "contiguous") != "channels_last"
     unknown = []
     for li, wl in enumerate(w.layers):
         cfg, n = wl.config, float(wl.count)
@@ -228,17 +235,8 @@ def lower(w: Workload) -> LoweredWorkload:
 
         mm = "mm_bf16" if low else "mm_fp32"
         attn = "attn_bf16" if low else "attn_fp32"
-        if lowp and low and fam in ("gemm", "bgemm", "conv", "mha", "sdpa"):
-            # autocast: cast the activation input (and the weight, if any) to bf16
-            cast_b = _in_bytes(cfg, 2) * 3 + params * 6
-            k = 1 + (1 if params else 0)
-            acc.gpu(li, n, "mem", 0.0, cast_b, k)
-            acc.h(li, "kern", n * k)
-            acc.h(li, "cast", n * k)
-        elif lowp and fam in _FP32_LIST:
-            acc.gpu(li, n, "mem", 0.0, _in_bytes(cfg, 2) * 3, 1)
-            acc.h(li, "kern", n)
-            acc.h(li, "cast", n)
+        if lowp:
+            _autocast_casts(acc, li, wl, fam, low, params, in_fp32[li], train)
 
         if fam in ("gemm", "bgemm"):
             bias = 1 if (fam == "gemm" and cfg.hparams_dict().get("bias", True)) else 0
@@ -264,6 +262,13 @@ def lower(w: Workload) -> LoweredWorkload:
             cls = "conv_grouped" if grouped else ("conv_bf16" if low else "conv_tf32")
             bias = 1 if hp.get("bias", False) else 0
             acc.h(li, "conv", n)
+            if low and nchw and not grouped and _NCHW_T:
+                # fp16/bf16 tensor-core convolutions run NHWC: cuDNN transposes an NCHW input
+                # and output (read + write each, 2 kernels; dY and dX again in training) --
+                # what channels_last avoids
+                tb = 2.0 * (_in_bytes(cfg, 2) + _out_bytes(cfg, 2))
+                fwd("mem", 0.0, tb, 2)
+                bwd("mem", 0.0, tb, 2, nodes=0)
             fwd(cls, flops, nbytes, 1, 1, par=0.0 if grouped else out_el,
                 nd=0.0 if grouped else cout_)
             if bias:
@@ -353,6 +358,8 @@ def lower(w: Workload) -> LoweredWorkload:
         acc.h(-1, "step", 1.0)
     if w.mode == "train_step":
         _lower_optimizer(acc, w)
+        if getattr(w, "grad_scaler", False):
+            _lower_grad_scaler(acc, w)
     if w.graph:                       # a CUDA graph replays kernels with no host work
         acc.host[:] = 0.0
         acc.layer_host[:] = 0.0
@@ -361,7 +368,74 @@ def lower(w: Workload) -> LoweredWorkload:
         host=acc.host, cls=rows[:, 0].astype(int), flops=rows[:, 1], bytes=rows[:, 2],
         kern=rows[:, 3], par=rows[:, 7], conv_kern=rows[:, 4], mult=rows[:, 5],
         layer=rows[:, 6].astype(int), ndim=rows[:, 8],
-        unknown=sorted(set(unknown)), layer_host=acc.layer_host)
+        unknown=sorted(set(unknown)), layer_host=acc.layer_host, fp16=w.dtype == "fp16")
+
+
+_LOWP_FAMS = ("gemm", "bgemm", "conv", "mha", "sdpa", "rnn")
+
+
+def _outputs_fp32(wl) -> bool:
+    """Whether a layer's output is fp32 under autocast: an fp32-list op (norms, softmax,
+    losses) or an op that ran in fp32 (type promotion with an fp32 operand)."""
+    fam = family_of(wl.config.type) if wl.supported else None
+    return fam in _FP32_LIST or wl.config.dtype not in ("bf16", "fp16")
+
+
+def _fp32_inputs(w: Workload) -> list:
+    """Per layer (capture order): is its input fp32 under autocast?  The first layer reads the
+    model input (fp32); any other reads what the layer before it in first-seen capture order
+    produced (an approximation: a config shared by several positions takes its first one)."""
+    out, prev = [], True
+    for wl in w.layers:
+        out.append(prev)
+        prev = _outputs_fp32(wl)
+    return out
+
+
+def _autocast_casts(acc, li, wl, fam, low, params, in32, train) -> None:
+    """Cast kernels autocast really runs (CUDA policy): an op of the low-precision list casts
+    an fp32 input (the model input, the output of an fp32-list op; inside a conv-BN-ReLU or
+    Linear-GELU chain the input is already 16-bit) and its weights once per forward (the
+    autocast weight cache of leaf parameters); an fp32-list op casts a 16-bit input up.  6
+    bytes per element (read fp32 + write 16-bit, or the reverse); training runs each cast's
+    backward (the gradient cast back)."""
+    cfg, n = wl.config, float(wl.count)
+    ins = _in_bytes(cfg, 2) * 3
+    kb = 2 if train else 1
+    if low and fam in _LOWP_FAMS:
+        # host: autocast's wrapper checks every input and weight (a cache hit or a no-op
+        # cast costs host time too); GPU: only real casts launch a kernel
+        acc.h(li, "cast", n * (1 + (1 if params else 0)))
+        if in32:
+            acc.gpu(li, n, "mem", 0.0, ins * kb, kb)
+            acc.h(li, "kern", n * kb)
+        if params:
+            mods = len({x.split(":", 1)[0] for x in wl.names}) if wl.names else n
+            m = float(min(n, max(mods, 1)))
+            acc.gpu(li, m, "mem", 0.0, params * 6.0 * kb, kb)
+            acc.h(li, "kern", m * kb)
+    elif fam in _FP32_LIST:
+        acc.h(li, "cast", n)
+        if not in32:
+            acc.gpu(li, n, "mem", 0.0, ins * kb, kb)
+            acc.h(li, "kern", n * kb)
+
+
+def _lower_grad_scaler(acc: _Acc, w: Workload) -> None:
+    """torch.cuda.amp.GradScaler in an fp16 train step: scale the loss (1 kernel), unscale +
+    inf/NaN check of every gradient (foreach kernels, read + write 4 B/param), the found-inf
+    read before ``step`` (host waits on the GPU) and ``update`` (1 kernel)."""
+    numels = np.asarray(w.param_numels, dtype=float)
+    nt = float(len(numels))
+    if nt == 0:
+        return
+    chunks = float(np.ceil(numels / _CHUNK).sum())
+    launches = max(math.ceil(nt / _FOREACH_TENSORS), math.ceil(chunks / _FOREACH_CHUNKS))
+    acc.h(-1, "opt_tensor", nt)
+    acc.h(-1, "opt_op", 3.0)
+    acc.h(-1, "opt_launch", float(launches + 2))
+    acc.gpu(-1, 1.0, "mem", 0.0, 8.0 * float(numels.sum()), launches)
+    acc.gpu(-1, 1.0, "mem", 0.0, 0.0, 2)
 
 
 def _containers(w: Workload) -> int:

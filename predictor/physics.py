@@ -80,6 +80,11 @@ class Datasheet:
     mem_bw: float
     tdp_w: float
     idle_w: float
+    #: dense FP16 tensor rate with FP32 accumulate (FLOP/s; what fp16 autocast runs at --
+    #: GeForce's FP16-accumulate rate is twice it); None: the bf16 peak
+    peak_fp16: float | None = None
+    sm_count: int | None = None            # streaming multiprocessors (None: unpublished)
+    boost_clock_mhz: float | None = None   # boost clock (MHz; None: unpublished)
 
     @classmethod
     def from_spec(cls, spec, idle_w: float | None = None) -> "Datasheet":
@@ -89,9 +94,18 @@ class Datasheet:
             raise ValueError(f"{spec.name}: the catalogue lacks fp32 peak, bandwidth or TDP")
         tf32 = pk.get("tf32") or fp32
         bf16 = pk.get("bf16") or pk.get("fp16") or tf32
+        fp16 = pk.get("fp16") or bf16
         idle = idle_w or spec.idle_w or 0.18 * spec.tdp_w
+        sm = getattr(spec, "sm_count", None)
+        clk = getattr(spec, "boost_clock_mhz", None)
         return cls(spec.name, fp32 * 1e12, tf32 * 1e12, bf16 * 1e12, spec.mem_bw_gbs * 1e9,
-                   float(spec.tdp_w), float(idle))
+                   float(spec.tdp_w), float(idle), fp16 * 1e12,
+                   int(sm) if sm else None, float(clk) if clk else None)
+
+    @property
+    def fp16_peak(self) -> float:
+        """Dense fp16 (FP32-accumulate) tensor peak, FLOP/s; the bf16 peak when unpublished."""
+        return float(self.peak_fp16 or self.peak_bf16)
 
     @property
     def has_tf32(self) -> bool:
@@ -99,12 +113,14 @@ class Datasheet:
         (the catalogue then gives no TF32 peak and ``from_spec`` uses the fp32 one)."""
         return self.peak_tf32 > self.peak_fp32 * 1.0001
 
-    def class_peaks(self) -> np.ndarray:
-        """Peak FLOP/s of each class of :data:`predictor.lowering.CLASSES`."""
+    def class_peaks(self, half: bool = False) -> np.ndarray:
+        """Peak FLOP/s of each class of :data:`predictor.lowering.CLASSES` (``half``: the
+        low-precision classes run fp16 autocast, at :attr:`fp16_peak`, not bf16)."""
+        lo = self.fp16_peak if half else self.peak_bf16
         by = {"mm_fp32": self.peak_fp32, "conv_tf32": self.peak_tf32,
-              "mm_bf16": self.peak_bf16, "conv_bf16": self.peak_bf16,
+              "mm_bf16": lo, "conv_bf16": lo,
               "conv_grouped": self.peak_fp32, "mem": self.peak_fp32,
-              "attn_fp32": self.peak_fp32, "attn_bf16": self.peak_bf16}
+              "attn_fp32": self.peak_fp32, "attn_bf16": lo}
         return np.array([by[c] for c in CLASSES])
 
     def prior(self) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +158,7 @@ class Stack:
     mult: np.ndarray
     n: int
     ndim: np.ndarray       # output width N of GEMM/conv entries for tile quantisation (0: none)
+    half: np.ndarray | None = None   # per entry: fp16 autocast (fp16 peak; None: none is)
 
 
 def stack(lowered: list[LoweredWorkload]) -> Stack:
@@ -150,9 +167,13 @@ def stack(lowered: list[LoweredWorkload]) -> Stack:
     cat = (lambda a: np.concatenate([getattr(lw, a) for lw in lowered])) if lowered else (
         lambda a: np.zeros(0))
     mult = cat("mult")
+    half = None
+    if any(getattr(lw, "fp16", False) for lw in lowered):
+        half = np.concatenate([np.full(len(lw.cls), bool(getattr(lw, "fp16", False)))
+                               for lw in lowered])
     return Stack(H, w.astype(int), cat("cls").astype(int), cat("par"), cat("flops") * mult,
                  cat("bytes") * mult, cat("kern") * mult, cat("conv_kern") * mult, mult,
-                 len(lowered), cat("ndim"))
+                 len(lowered), cat("ndim"), half)
 
 
 def _smax(a, b, k):
@@ -167,6 +188,11 @@ def entry_times(p: dict, s: Stack, ds: Datasheet) -> tuple[np.ndarray, np.ndarra
     eff = np.array([p["eff_mm_fp32"], p["eff_conv_tf32"], p["eff_mm_bf16"], p["eff_conv_bf16"],
                     p["eff_grouped"], 0.5, p["eff_attn"], p["eff_attn"]])
     rate = ds.class_peaks() * eff
+    if s.half is not None and s.half.any():           # fp16 autocast entries: fp16 peak
+        rate16 = ds.class_peaks(half=True) * eff
+        rate_e = np.where(s.half, rate16[s.cls], rate[s.cls])
+    else:
+        rate_e = rate[s.cls]
     bw = ds.mem_bw * p["eff_bw"]
     # partial waves: a matmul-like kernel of fewer FLOPs than fill_flops runs at that fraction
     # of the class's rate (smooth min(1, F/fill)); memory-class entries (par 0) are exempt
@@ -177,7 +203,7 @@ def entry_times(p: dict, s: Stack, ds: Datasheet) -> tuple[np.ndarray, np.ndarra
         tc[CLASSES.index("conv_tf32")] = False
     on = (s.ndim > 0) & tc[s.cls]
     tile = np.where(on, s.ndim / (np.maximum(s.ndim, 1.0) + p["n_tile"]), 1.0)
-    t_work = _smax(s.flops / (rate[s.cls] * fill * tile), s.bytes / bw, _SMAX_ROOF)
+    t_work = _smax(s.flops / (rate_e * fill * tile), s.bytes / bw, _SMAX_ROOF)
     t_over = s.kern * p["tau_s"] + s.conv_kern * p["tau_conv_s"]   # launch/tail per kernel
     return t_work, t_over, fill
 
