@@ -39,7 +39,7 @@ class WLayer:
 class Workload:
     layers: tuple                       # WLayer, capture order
     mode: str                           # "inference" | "train_step"
-    dtype: str                          # "fp32" | "bf16"
+    dtype: str                          # "fp32" | "bf16" | "fp16" (autocast float16)
     batch: int
     optimizer: str | None = None        # "sgd" | "adam" | "adamw" for train_step
     param_numels: tuple = ()            # trainable parameter tensors (numel each)
@@ -50,6 +50,11 @@ class Workload:
     isolated: bool = False              # one layer replayed alone (a layer row): no model call,
     #                                     containers, loss or zero_grad
     graph: bool = False                 # replayed as a CUDA graph: no host work at all
+    memory_format: str = "contiguous"   # "contiguous" | "channels_last" (model and input NHWC)
+    grad_scaler: bool = False           # fp16 train_step with a GradScaler (scale, unscale +
+    #                                     inf check, conditional step)
+    torch_version: str | None = None    # torch version the workload is meant to run on
+    #                                     (a recorded condition; None: not stated)
 
     # ---------------------------------------------------------------- (de)serialisation
     def to_json(self) -> str:
@@ -63,6 +68,8 @@ class Workload:
             "fused_encoder_prefixes": list(self.fused_encoder_prefixes),
             "fused_mha_prefixes": list(self.fused_mha_prefixes),
             "notes": list(self.notes), "isolated": self.isolated, "graph": self.graph,
+            "memory_format": self.memory_format, "grad_scaler": self.grad_scaler,
+            "torch_version": self.torch_version,
         }, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -81,7 +88,9 @@ class Workload:
                    int(d.get("zero_cost_ops", 0)),
                    tuple(d.get("fused_encoder_prefixes", ())),
                    tuple(d.get("fused_mha_prefixes", ())), tuple(d.get("notes", ())),
-                   bool(d.get("isolated", False)), bool(d.get("graph", False)))
+                   bool(d.get("isolated", False)), bool(d.get("graph", False)),
+                   str(d.get("memory_format") or "contiguous"), bool(d.get("grad_scaler", False)),
+                   d.get("torch_version"))
 
 
 def _tuplify(v):
@@ -132,7 +141,9 @@ def fast_path_prefixes(model: nn.Module, mode: str, dtype: str) -> tuple[tuple, 
 
 def workload_from_capture(model: nn.Module, layers, *, mode: str, dtype: str, batch: int,
                           optimizer: str | None, zero_cost_ops: int = 0,
-                          notes=()) -> Workload:
+                          notes=(), memory_format: str = "contiguous",
+                          grad_scaler: bool = False,
+                          torch_version: str | None = None) -> Workload:
     """Assemble a :class:`Workload` from a capture's layers (``WLayer``-like objects with
     ``config``, ``count``, ``names``, ``supported``, ``module_params``) and the model."""
     enc, mha = fast_path_prefixes(model, mode, dtype)
@@ -142,4 +153,5 @@ def workload_from_capture(model: nn.Module, layers, *, mode: str, dtype: str, ba
                       bool(layer.supported), int(getattr(layer, "module_params", 0)))
                for layer in layers)
     return Workload(wl, mode, dtype, int(batch), optimizer, numels, int(zero_cost_ops),
-                    enc, mha, tuple(notes))
+                    enc, mha, tuple(notes), memory_format=memory_format,
+                    grad_scaler=bool(grad_scaler), torch_version=torch_version)

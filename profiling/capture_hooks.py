@@ -4,6 +4,7 @@ and the save/restore of every submodule's training flag and parameter/buffer sto
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
@@ -12,7 +13,26 @@ from .capture_fastpath import _NoTorchFunction, _all_plain, _fast_forward
 from .capture_hparams import module_hparams, module_type_name
 from .capture_ops import _tensors
 from .capture_recorder import _State
+from .errors import ExanteError
 from .layer_records import ROOT_NAME
+
+# layers whose kernels need a floating input (an integer tensor into them is an error on a GPU;
+# on ``meta`` torch lets it through and the capture would label it fp32)
+_FLOAT_INPUT_TYPES = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
+
+
+def _refuse_integer_input(display: str, tname: str, args) -> None:
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor):
+        return
+    with _NoTorchFunction():            # not an op of the model: not seen by the recorder
+        integer = not x.is_floating_point() and not x.is_complex()
+    if integer:
+        raise ExanteError(
+            f"{display} ({tname}) gets a {str(x.dtype).replace('torch.', '')} input, but it "
+            "needs a floating one (on a GPU torch raises a dtype mismatch); give a float "
+            "input (--input-dtype float32), or integer token ids to a model that starts with "
+            "an Embedding")
 
 
 def _is_atomic(module: nn.Module, registry: dict) -> bool:
@@ -97,8 +117,11 @@ def _install_hooks(model: nn.Module, state: _State, registry: dict, fast: bool =
     def make_leaf_hooks(path: str, module: nn.Module):
         tname = module_type_name(module)
         display = path or ROOT_NAME
+        needs_float = isinstance(module, _FLOAT_INPUT_TYPES)
 
         def pre(mod, args):
+            if needs_float and state.depth == 0:
+                _refuse_integer_input(display, tname, args)
             state.depth += 1
 
         def post(mod, args, kwargs, output):

@@ -131,7 +131,11 @@ def test_bf16_and_batch_dependence(art_dir):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"mode": "training"}, "unknown mode 'training'"),
-    ({"dtype": "fp16"}, "unknown dtype 'fp16'"),
+    ({"dtype": "int8"}, "unknown dtype 'int8'"),
+    ({"dtype": "fp16"}, "has no fp16 data"),      # accepted, but this artifact never saw it
+    ({"memory_format": "nhwc"}, "unknown memory_format 'nhwc'"),
+    ({"grad_scaler": True}, "grad_scaler=True needs mode='train_step'"),
+    ({"torch_version": "latest"}, "torch_version must be a version string"),
     ({"optimizer": "lamb"}, "unknown optimizer 'lamb'"),
 ])
 def test_invalid_arguments(art_dir, kwargs, match):
