@@ -21,9 +21,11 @@ from .physics import Datasheet, PhysicsModel, entry_times, stack
 from .whole_model import WholeModelData
 
 __all__ = ["CalibratedHardware", "cross_validate", "fit_calibrated", "conformal_halfwidth",
-           "GPU_BOUND_POWER_W"]
+           "GPU_BOUND_POWER_W", "regime_of"]
 
-GPU_BOUND_POWER_W = 250.0           # the reference set's GPU-bound / host-bound split
+#: the H100 reference set's measured-power split (for slicing *H100 rows* only; a prediction's
+#: regime is decided by the model's own GPU vs host time on its GPU, :func:`regime_of`)
+GPU_BOUND_POWER_W = 250.0
 _OOD_BATCH_WIDEN = 0.35              # extra log-half-width per doubling beyond the fitted batches
 _OOD_DTYPE_WIDEN = 1.5               # half-width factor for a dtype never measured
 _OOD_FAMILY_WIDEN = 2.0              # half-width factor x share of unseen layer families
@@ -68,13 +70,23 @@ def cross_validate(data: WholeModelData, datasheet: Datasheet, groups=None, extr
     return out
 
 
-def _session_floor(data: WholeModelData) -> dict:
-    """|log(one session / mean of the sessions)| for time and energy, per row."""
-    s = data.sessions.merge(data.frame[["key", "time_s", "energy_j", "power_w"]], on="key",
-                            suffixes=("", "_mean"))
+def regime_of(time_host_s, time_gpu_s):
+    """"gpu" where the GPU's own work is at least the host's (per row), else "host" -- on any
+    GPU, from the model's two times (never a wattage of one GPU)."""
+    g = np.asarray(time_gpu_s, float) >= np.asarray(time_host_s, float)
+    return np.where(g, "gpu", "host")
+
+
+def _session_floor(data: WholeModelData, gpu_bound=None) -> dict:
+    """|log(one session / mean of the sessions)| for time and energy, per row.
+    ``gpu_bound``: per ``data.frame`` row (default: the H100 reference set's power split)."""
+    f = data.frame[["key", "time_s", "energy_j", "power_w"]].copy()
+    f["_gpu"] = (f["power_w"] > GPU_BOUND_POWER_W).to_numpy() if gpu_bound is None \
+        else np.asarray(gpu_bound, bool)
+    s = data.sessions.merge(f, on="key", suffixes=("", "_mean"))
     return {"time": np.abs(np.log(s["time_s"] / s["time_s_mean"])).to_numpy(),
             "energy": np.abs(np.log(s["energy_j"] / s["energy_j_mean"])).to_numpy(),
-            "gpu_bound": (s["power_w_mean"] > GPU_BOUND_POWER_W).to_numpy()}
+            "gpu_bound": s["_gpu"].to_numpy(bool)}
 
 
 @dataclass
@@ -107,7 +119,7 @@ class CalibratedHardware:
         t, e, parts = self.model.predict_parts([lw])
         T, E = float(t[0]), float(e[0])
         power = E / max(T, 1e-15)
-        regime = "gpu" if power > GPU_BOUND_POWER_W else "host"
+        regime = str(regime_of(parts["time_host_s"][0], parts["time_gpu_s"][0]))
         notes, widen = self._domain_check(w, lw)
         out = {"time_s": T, "energy_j": E, "power_w": power, "regime": regime,
                "time_host_s": float(parts["time_host_s"][0]),
@@ -196,8 +208,9 @@ def fit_calibrated(hardware: str, data: WholeModelData, datasheet: Datasheet, *,
     oof = cross_validate(data, datasheet, extra=extra, **model_params) if cv \
         else model.predict(lowered)
     r = np.log(oof / y)
-    gpu = (data.frame["power_w"] > GPU_BOUND_POWER_W).to_numpy()
-    floor = _session_floor(data)
+    _, _, parts = model.predict_parts(lowered)
+    gpu = regime_of(parts["time_host_s"], parts["time_gpu_s"]) == "gpu"
+    floor = _session_floor(data, gpu)
     half = {}
     for j, target in enumerate(("time", "energy")):
         for regime, mask in (("all", np.ones(len(y), bool)), ("gpu", gpu), ("host", ~gpu)):
