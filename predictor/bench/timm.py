@@ -1,0 +1,175 @@
+"""``exante bench timm DIR``: step time of timm's published benchmarks, predicted ex ante.
+
+DIR is laid out like ``extdata/timm_benchmarks``: ``benchmark-<infer|train>-<amp>-<nchw|nhwc>-
+pt<NNN>-cu<NNN>-<gpu>.csv`` files (:mod:`predictor.bench.timm_results`: every condition comes
+from the file name, the GPU is resolved in the hardware catalogue).  For every row the named
+timm model is built on ``meta`` and captured at the row's image size and batch
+(:mod:`predictor.bench.timm_workloads`, cached), with the file's dtype (``amp`` = fp16
+autocast), memory format and torch version, and its step time predicted by the project's
+model for that GPU (:func:`predictor.predict._load_or_transfer`: the GPU's own artifact, else
+the datasheet transfer of a measured one -- what ``predict(..., hardware=)`` uses).
+
+Per file: ``n`` rows scored, ``mape_pct``, ``median_ape_pct``, ``within_25_pct`` (share of
+rows within +-25 %), ``kendall_tau`` (scipy), two baselines fitted on the same file (so
+optimistic: they see the answers) -- ``gmacs_linear_mape_pct`` (time = a x GMACs x batch + b,
+least squares; GMACs per sample from the file's ``*_gmacs`` column, else the captured forward
+MACs, ``gmacs_source`` says which) and ``one_constant_mape_pct`` (the prediction times the
+median measured/predicted ratio) -- and ``failures`` (model -> error: models that could not
+be built, captured or predicted here; never dropped silently; ``failed_pct`` of the rows).
+Rows that timm left without a time (out of memory) are listed in ``untimed``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from profiling.errors import ExanteError
+
+from .timm_results import FILE_PATTERN, read_benchmark_file
+from .timm_workloads import TimmBuildError, default_cache_dir, timm_workload
+
+__all__ = ["run_timm_bench", "score", "gmacs_of"]
+
+log = logging.getLogger(__name__)
+
+
+def gmacs_of(w) -> float:
+    """Forward multiply-accumulates per sample of a workload, in GMACs (supported layers)."""
+    from profiling.features import layer_features
+
+    macs = 0
+    for x in w.layers:
+        if not x.supported:
+            continue
+        try:
+            macs += int(layer_features(x.config).get("macs", 0)) * x.count
+        except (ExanteError, KeyError, ValueError, TypeError):
+            continue
+    return macs / max(w.batch, 1) / 1e9
+
+
+def _ape(pred, true) -> np.ndarray:
+    return np.abs(np.asarray(pred, float) - true) / true * 100.0
+
+
+def score(pred, true, gmacs_x_batch=None) -> dict:
+    """Metrics of predicted vs measured step times (seconds), see the module docstring."""
+    from scipy.stats import kendalltau
+
+    pred, true = np.asarray(pred, float), np.asarray(true, float)
+    out = {"n": int(len(true))}
+    if len(true) == 0:
+        return out
+    ape = _ape(pred, true)
+    out.update(mape_pct=float(ape.mean()), median_ape_pct=float(np.median(ape)),
+               within_25_pct=float((ape <= 25.0).mean() * 100.0))
+    out["kendall_tau"] = float(kendalltau(pred, true)[0]) if len(true) > 1 else None
+    c = float(np.median(true / pred))
+    out["one_constant"] = c
+    out["one_constant_mape_pct"] = float(_ape(c * pred, true).mean())
+    if gmacs_x_batch is not None and len(true) > 2:
+        x = np.asarray(gmacs_x_batch, float)
+        A = np.column_stack([x, np.ones_like(x)])
+        (a, b), *_ = np.linalg.lstsq(A, true, rcond=None)
+        out["gmacs_linear_mape_pct"] = float(_ape(a * x + b, true).mean())
+        out["gmacs_linear_fit"] = {"s_per_gmac": float(a), "intercept_s": float(b)}
+    return out
+
+
+def _pick_rows(rows: list, limit, sample, seed) -> list:
+    if sample is not None and sample < len(rows):
+        idx = np.sort(np.random.default_rng(seed).choice(len(rows), int(sample), replace=False))
+        rows = [rows[i] for i in idx]
+    if limit is not None:
+        rows = rows[:int(limit)]
+    return rows
+
+
+def _bench_file(bf, rows, predictor, cache_dir, progress) -> dict:
+    preds, true, gx, failures, n_fail = [], [], [], {}, 0
+    g_src = "file" if all(r.gmacs for r in rows) else "workload"
+    t0 = time.time()
+    for i, r in enumerate(rows, 1):
+        try:
+            w = timm_workload(r.model, r.img_size, r.batch, bf.mode, bf.dtype, bf.memory_format,
+                              torch_version=bf.torch_version, cache_dir=cache_dir)
+            t = float(predictor.predict_workload(w)["time_s"])
+            if not (t > 0 and np.isfinite(t)):
+                raise ExanteError(f"predicted step time {t!r} s")
+        except (TimmBuildError, ExanteError) as exc:
+            failures.setdefault(r.model, str(exc)[:500])
+            n_fail += 1
+            continue
+        except (RuntimeError, ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
+            # a model the engine cannot price is a failure to report, not to hide
+            failures.setdefault(r.model, f"predict: {type(exc).__name__}: {exc}"[:500])
+            n_fail += 1
+            continue
+        preds.append(t)
+        true.append(r.step_time_s)
+        gx.append((r.gmacs if g_src == "file" else gmacs_of(w)) * r.batch)
+        if progress and (i % 100 == 0 or i == len(rows)):
+            progress(f"{bf.path.name}: {i}/{len(rows)} rows ({n_fail} failed, "
+                     f"{i / max(time.time() - t0, 1e-9):.1f} rows/s)")
+    out = score(preds, true, gx)
+    out.update(gmacs_source=("file column" if g_src == "file" else
+                             "captured forward MACs (the file has no *_gmacs column)"),
+               failures=failures, n_failed_rows=n_fail,
+               failed_pct=100.0 * n_fail / max(len(rows), 1),
+               n_failed_models=len(failures))
+    return out
+
+
+def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None,
+                   sample: int | None = None, seed: int = 0, cache_dir=None, artifact_dir=None,
+                   progress=None) -> dict:
+    """Score every timm benchmark file of ``folder`` (or those matching the glob ``files``);
+    ``limit``: first N rows per file, ``sample``: N rows per file drawn with ``seed``."""
+    from predictor.predict import _load_or_transfer
+
+    d = Path(folder)
+    if not d.is_dir():
+        raise ExanteError(f"{d} is not a folder (expected one holding {FILE_PATTERN} files, "
+                          "laid out like extdata/timm_benchmarks)")
+    for name, v in (("limit", limit), ("sample", sample)):
+        if v is not None and int(v) < 1:
+            raise ExanteError(f"--{name} must be a positive number of rows, got {v}")
+    paths = sorted(p for p in d.glob("benchmark-*.csv")
+                   if files is None or fnmatch.fnmatch(p.name, files))
+    if not paths:
+        raise ExanteError(f"no benchmark file in {d}" + (f" matching {files!r}" if files else "")
+                          + f"; expected {FILE_PATTERN}")
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    report = {"dir": str(d), "cache": str(cache_dir), "files": {}, "skipped_files": {},
+              "engine": {}, "rows": ("all" if sample is None and limit is None else
+                                     {"sample": sample, "seed": seed, "limit": limit})}
+    engines = {}
+    for p in paths:
+        try:
+            bf = read_benchmark_file(p)
+        except ExanteError as exc:
+            report["skipped_files"][p.name] = str(exc)
+            continue
+        if bf.hardware not in engines:
+            art = _load_or_transfer(bf.hardware, artifact_dir)
+            engines[bf.hardware] = art.model
+            report["engine"][bf.hardware] = {"artifact": art.manifest.get("id"),
+                                             "sha256": art.manifest.get("sha256")}
+        rows = _pick_rows(bf.rows, limit, sample, seed)
+        if progress:
+            progress(f"{p.name}: {len(rows)} of {len(bf.rows)} rows on {bf.hardware}")
+        r = {"hardware": bf.hardware, "gpu_name": bf.gpu_name, "mode": bf.mode, "dtype": bf.dtype,
+             "memory_format": bf.memory_format, "torch_version": bf.torch_version,
+             "cuda_version": bf.cuda_version, "rows_in_file": len(bf.rows),
+             "untimed": [m for _, m in (bf.untimed or [])]}
+        r.update(_bench_file(bf, rows, engines[bf.hardware], cache_dir, progress))
+        report["files"][p.name] = r
+    if not report["files"]:
+        raise ExanteError(f"no readable benchmark file in {d}: " + "; ".join(
+            f"{k}: {v}" for k, v in report["skipped_files"].items()))
+    return report
