@@ -1,0 +1,160 @@
+"""The page's inputs: field parsing (query string or form body), the MODEL_REF gate, and the
+calculator / estimate computations with the CLI's own validation.
+
+The gate (:func:`check_page_model_ref`) runs before anything resolves a reference: the page
+builds only zoo models (``torchvision:``, ``timm:``, ``hf:``) and generated ones (``mlp:``,
+``mlpseq:``, ``convstack:``, ``encoder:``); a file, a ``package.module:callable`` or anything
+else is refused, so no request can make the process import or run code it names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import threading
+import warnings
+from types import SimpleNamespace
+from typing import Callable
+from urllib.parse import parse_qs
+
+from predictor.cli_checks import finite_float, positive_float, positive_int
+from profiling.errors import ExanteError
+
+CALC_FIELDS = ("device", "count", "hours", "gpu_hours", "power_w", "utilization", "pue",
+               "region", "intensity", "offset_pct", "params", "tokens", "flops", "mfu", "dtype",
+               "dp", "tp", "pp")
+ESTIMATE_FIELDS = ("model", "input", "input_dtype", "epochs", "dataset_size", "tokens", "batch",
+                   "optimizer", "dtype", "trials", "inferences", "inference_batch", "pue",
+                   "region", "intensity", "gpus", "hardware")
+MAX_FIELDS = 64
+MAX_VALUE_CHARS = 1000
+
+PAGE_REF_SCHEMES = ("torchvision", "timm", "hf", "mlp", "mlpseq", "convstack", "encoder")
+PAGE_REF_FORMS = ("torchvision:NAME, timm:NAME, hf:MODEL_TYPE[,key=value,...], "
+                  "mlp:in=100,depth=10,width=100,out=1, mlpseq:in=..,sizes=.., "
+                  "convstack:in=3x32x32,filters=16-32, encoder:d=..,heads=..,layers=..")
+_REF_RE = re.compile(r"(?P<scheme>[a-z]+):(?P<rest>[A-Za-z0-9_.,=\-]{1,200})")
+# hf: config keys that could point transformers at code or files
+_HF_DENIED = re.compile(r"^_|auto_map|trust_remote_code|(^|_)(path|file|dir|url|repo|revision|"
+                        r"token|cache)s?($|_)", re.IGNORECASE)
+
+# (CLI flag type, name in scenario_from_args) of each estimate field; None: a plain string
+_ESTIMATE_TYPES = {"epochs": positive_float, "dataset_size": positive_float,
+                   "tokens": positive_float, "inferences": positive_float,
+                   "batch": positive_int, "trials": positive_int, "inference_batch": positive_int,
+                   "gpus": positive_int, "pue": finite_float}
+DTYPES = ("fp32", "bf16")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+INPUT_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
+
+logger = logging.getLogger("exante.serve")
+_ESTIMATE_LOCK = threading.Lock()      # one prediction at a time (shared caches, memory)
+
+
+def parse_fields(raw: str, accepted: tuple[str, ...]) -> dict[str, str]:
+    """``{field: stripped value}`` of a query string or urlencoded body; empty values dropped.
+    Unknown, repeated, too many or too long fields are refused by name."""
+    try:
+        parsed = parse_qs(raw, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except ValueError:
+        raise ExanteError(f"too many fields (more than {MAX_FIELDS})") from None
+    unknown = sorted(k for k in parsed if k not in accepted)
+    if unknown:
+        raise ExanteError(f"unknown field(s) {', '.join(unknown)}; accepted: "
+                          f"{', '.join(accepted)}")
+    out = {}
+    for k, vals in parsed.items():
+        if len(vals) > 1:
+            raise ExanteError(f"field {k} given {len(vals)} times; give it once")
+        v = vals[0].strip()
+        if len(v) > MAX_VALUE_CHARS:
+            raise ExanteError(f"field {k} is {len(v)} characters long; at most "
+                              f"{MAX_VALUE_CHARS} are accepted")
+        if v:
+            out[k] = v
+    return out
+
+
+def check_page_model_ref(ref: str) -> str:
+    """``ref`` if the page may build it (zoo and generator references only), else a one-line
+    ExanteError. Nothing is imported or resolved here."""
+    m = _REF_RE.fullmatch(ref or "")
+    if m is None or m["scheme"] not in PAGE_REF_SCHEMES:
+        raise ExanteError(
+            f"model {ref!r} is not accepted by the page: give a zoo or generator reference "
+            f"({PAGE_REF_FORMS}); the page never imports a file or a module "
+            "(file.py:factory and package.module:factory work only in the CLI)")
+    if m["scheme"] == "hf":
+        for part in m["rest"].split(",")[1:]:
+            key = part.partition("=")[0]
+            if _HF_DENIED.search(key):
+                raise ExanteError(f"hf: setting {key!r} is not accepted by the page (no remote "
+                                  "code, paths or downloads); give numeric or named settings "
+                                  "such as num_hidden_layers=2")
+    return ref
+
+
+def _typed(name: str, text: str, kind: Callable):
+    try:
+        return kind(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ExanteError(f"{name} {exc}") from None
+
+
+def _choice(name: str, text: str | None, accepted: tuple[str, ...]) -> str | None:
+    if text is not None and text.lower() not in accepted:
+        raise ExanteError(f"unknown {name} {text!r}; accepted: {', '.join(accepted)}")
+    return None if text is None else text.lower()
+
+
+def calc_from_fields(p: dict):
+    """:func:`predictor.calc.calc` on the calculator form's fields (calc's own defaults)."""
+    from predictor.calc import calc
+
+    return calc(p.get("device"), count=p.get("count", 1), hours=p.get("hours"),
+                gpu_hours=p.get("gpu_hours"), power_w=p.get("power_w"),
+                utilization=p.get("utilization"), pue=p.get("pue"), region=p.get("region"),
+                intensity=p.get("intensity"), offset_pct=p.get("offset_pct"),
+                params=p.get("params"), tokens=p.get("tokens"), flops=p.get("flops"),
+                mfu=p.get("mfu"), dtype=p.get("dtype", "bf16"), dp=p.get("dp"),
+                tp=p.get("tp", 1), pp=p.get("pp", 1))
+
+
+def estimate_args(p: dict) -> SimpleNamespace:
+    """The ``exante estimate`` arguments the fields stand for (same types, same names)."""
+    for need in ("model", "input"):
+        if need not in p:
+            raise ExanteError(f"field {need} is required")
+    args = {"model_ref": check_page_model_ref(p["model"]), "input": p["input"]}
+    for name, kind in _ESTIMATE_TYPES.items():
+        args[name] = _typed(name, p[name], kind) if name in p else None
+    if "intensity" in p:
+        try:
+            args["intensity"] = finite_float(p["intensity"])
+        except argparse.ArgumentTypeError:
+            args["intensity"] = p["intensity"]        # refused by name in Scenario
+    else:
+        args["intensity"] = None
+    args["dtype"] = _choice("dtype", p.get("dtype"), DTYPES)
+    args["optimizer"] = _choice("optimizer", p.get("optimizer"), OPTIMIZERS)
+    args["input_dtype"] = _choice("input_dtype", p.get("input_dtype"), INPUT_DTYPES)
+    args["region"], args["hardware"] = p.get("region"), p.get("hardware")
+    if args["region"] is not None and args["intensity"] is not None:
+        raise ExanteError("give region or intensity, not both")
+    return SimpleNamespace(**args)
+
+
+def estimate_from_fields(p: dict, predict_fn: Callable | None = None):
+    """:func:`predictor.lifecycle.estimate` of the estimate form's fields, built as
+    ``exante estimate`` builds its scenario (:func:`scenario_from_args`)."""
+    args = estimate_args(p)              # the MODEL_REF gate runs first
+    from predictor import lifecycle
+
+    scenario = lifecycle.scenario_from_args(args)
+    with _ESTIMATE_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = lifecycle.estimate(scenario, predict_fn=predict_fn)
+    for msg in dict.fromkeys(str(w.message) for w in caught):   # the page, not the terminal
+        logger.info("estimate: %s", msg)
+    return report

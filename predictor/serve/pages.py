@@ -1,0 +1,198 @@
+"""HTML of ``exante serve``: the two forms (POST), result pages led by a breakdown chart
+(inline SVG, no script, no CDN) and error pages. Every echoed input goes through
+:func:`html.escape`; numbers shown for a check carry ``data-key``/``data-value``."""
+
+from __future__ import annotations
+
+import html
+
+from predictor.calc import DEFAULT_PUE as CALC_DEFAULT_PUE
+from predictor.calc import human_energy, human_mass
+from predictor.carbon import DEFAULT_PUE
+
+from .forms import DTYPES, INPUT_DTYPES, OPTIMIZERS
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem}
+form{border:1px solid #ccc;border-radius:6px;padding:1rem;margin:1rem 0}
+label{display:inline-block;min-width:13rem;margin:.2rem 0}input,select{width:15rem}
+.err{color:#a00;font-weight:bold}table{border-collapse:collapse}td,th{padding:.15rem .6rem;
+text-align:left}th{border-bottom:1px solid #999}small{color:#555}pre{white-space:pre-wrap}
+.big{font-size:1.4rem}"""
+_E = html.escape
+
+
+def page(title: str, body: str) -> str:
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_E(title)}"
+            f"</title><style>{_STYLE}</style></head><body><h1>{_E(title)}</h1>{body}"
+            f"<p><a href='/'>back to the forms</a></p></body></html>")
+
+
+def _input(name: str, label: str, values: dict, default: str = "", hint: str = "") -> str:
+    v = values.get(name, default)
+    return (f"<label for={name}>{_E(label)}</label> <input id={name} name={name} "
+            f"value=\"{_E(v, quote=True)}\"> <small>{_E(hint)}</small><br>")
+
+
+def _select(name: str, label: str, values: dict, options: tuple[str, ...], hint: str) -> str:
+    chosen = values.get(name, "")
+    opts = "".join(f"<option value=\"{_E(o, quote=True)}\"{' selected' if o == chosen else ''}>"
+                   f"{_E(o or '(default)')}</option>" for o in ("", *options))
+    extra = (f"<option value=\"{_E(chosen, quote=True)}\" selected>{_E(chosen)}</option>"
+             if chosen and chosen not in options else "")
+    return (f"<label for={name}>{_E(label)}</label> <select id={name} name={name}>{opts}{extra}"
+            f"</select> <small>{_E(hint)}</small><br>")
+
+
+def calc_form(values: dict | None = None) -> str:
+    v = {} if values is None else values
+    d = {} if values is not None else {"device": "v100", "count": "8", "hours": "36",
+                                       "region": "aws:us-east-1"}
+    f = lambda n, lab, hint="": _input(n, lab, v, d.get(n, ""), hint)  # noqa: E731
+    return "".join([
+        "<form id=calc-form action='/calc' method=post><h2>Calculator</h2>",
+        f("device", "device", "e.g. v100, a100-80gb, h100, tpu-v3"),
+        f("count", "count", "devices (default 1)"), f("hours", "hours (wall-clock)"),
+        f("gpu_hours", "or device-hours"),
+        f("power_w", "power per device (W)", "empty: catalogue TDP"),
+        f("utilization", "or utilization (0-1]"),
+        f("pue", "PUE", f"empty: {CALC_DEFAULT_PUE:g} (calc's default)"),
+        f("region", "region", "aws:.., gcp:.., azure:.., france, us:average"),
+        f("intensity", "or intensity", "gCO2eq/kWh, or coal|gas|hydro|oil|nuclear"),
+        f("offset_pct", "offset (%)"),
+        "<details><summary>LLM-scale training instead of hours</summary>",
+        f("params", "parameters N"), f("tokens", "tokens D"), f("flops", "or FLOPs"),
+        f("mfu", "MFU (0-1]"), f("dtype", "dtype", "bf16 (default), fp16, fp32, tf32, fp8"),
+        f("dp", "data parallel"), f("tp", "tensor parallel"), f("pp", "pipeline parallel"),
+        "</details><button type=submit>calculate</button></form>"])
+
+
+def estimate_form(values: dict | None = None) -> str:
+    v = {} if values is None else values
+    d = {} if values is not None else {
+        "model": "mlp:in=100,depth=10,width=100,out=1", "input": "100", "batch": "256",
+        "epochs": "10", "dataset_size": "100000"}
+    f = lambda n, lab, hint="": _input(n, lab, v, d.get(n, ""), hint)  # noqa: E731
+    return "".join([
+        "<form id=estimate-form action='/estimate' method=post>"
+        "<h2>Predict / estimate (fitted model)</h2>",
+        f("model", "model reference", "torchvision:NAME, timm:NAME, hf:TYPE, mlp:.., "
+          "mlpseq:.., convstack:.., encoder:.."),
+        f("input", "per-sample input", "e.g. 3x224x224 (no batch dimension)"),
+        _select("input_dtype", "input dtype", v, INPUT_DTYPES, "default float32; int64 for "
+                "token ids"),
+        "<h3>Training</h3>",
+        f("epochs", "epochs"), f("dataset_size", "dataset size (samples)"),
+        f("tokens", "or training tokens"), f("batch", "batch (global)"),
+        _select("optimizer", "optimizer", v, OPTIMIZERS, "default adam"),
+        _select("dtype", "dtype", v, DTYPES, "default fp32 (training and serving)"),
+        f("trials", "search / tuning trials", "runs like the final one"),
+        "<h3>Serving</h3>",
+        f("inferences", "requests served"), f("inference_batch", "serving batch", "default 1"),
+        "<h3>Where it runs</h3>",
+        f("hardware", "hardware", "default h100; other GPUs by datasheet transfer"),
+        f("gpus", "GPUs (data parallel)", "default 1"),
+        f("pue", "PUE", f"empty: {DEFAULT_PUE:g} (estimate's default)"),
+        f("region", "region", "empty: world average"),
+        f("intensity", "or intensity", "gCO2eq/kWh"),
+        "<button type=submit>estimate</button></form>"])
+
+
+def index_page() -> str:
+    return page("exante — energy and CO2 before training", calc_form() + estimate_form())
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.4g}" if 1e-3 <= abs(x) < 1e7 or x == 0 else f"{x:.3e}"
+
+
+def _cell(key: str, value: float, text: str | None = None) -> str:
+    return (f"<td data-key={_E(key)} data-value=\"{value!r}\">"
+            f"{_E(text if text is not None else _fmt(value))}</td>")
+
+
+def _energy_unit(top_kwh: float) -> tuple[str, float]:
+    """A unit in which the largest bar reads >= 0.1: kWh, Wh or J (values given in kWh)."""
+    for unit, factor in (("kWh", 1.0), ("Wh", 1e3), ("J", 3.6e6)):
+        if top_kwh * factor >= 0.1:
+            return unit, factor
+    return "J", 3.6e6
+
+
+def interval_chart(rows: list[tuple[str, float, float | None, float | None]], label: str,
+                   unit: str = "kWh") -> str:
+    """Horizontal bars of ``(name, value, low, high)`` in kWh with the interval as a whisker;
+    drawn in kWh, Wh or J, whichever reads best."""
+    top = max((max(v, h if h is not None else v) for _, v, _, h in rows), default=0) or 1.0
+    unit, k = _energy_unit(top) if unit == "kWh" else (unit, 1.0)
+    x0, span, out, y = 190, 330, [], 12
+    for name, v, lo, hi in rows:
+        w = span * v / top
+        out.append(f'<text x="0" y="{y + 14}">{_E(name)}</text><rect x="{x0}" y="{y}" '
+                   f'width="{w:.1f}" height="20" fill="#4a7ab5"><title>{_E(name)}: '
+                   f'{_fmt(v * k)} {_E(unit)}</title></rect>')
+        txt = f"{_fmt(v * k)} {unit}"
+        if lo is not None and hi is not None:
+            a, b, m = x0 + span * lo / top, x0 + span * hi / top, y + 10
+            out.append(f'<path d="M{a:.1f} {m}H{b:.1f}M{a:.1f} {m - 6}v12M{b:.1f} {m - 6}v12" '
+                       f'stroke="#222" stroke-width="1.5" fill="none"></path>')
+            txt = f"{_fmt(v * k)} [{_fmt(lo * k)}, {_fmt(hi * k)}] {unit}"
+        out.append(f'<text x="{x0 + span + 12}" y="{y + 14}">{_E(txt)}</text>')
+        y += 30
+    return (f'<svg role="img" aria-label="{_E(label, quote=True)}" width="820" '
+            f'height="{y + 8}" font-size="13" xmlns="http://www.w3.org/2000/svg">'
+            f'<title>{_E(label)}</title>{"".join(out)}</svg>')
+
+
+def calc_page(r, values: dict) -> str:
+    chart = interval_chart([("device energy", r.device_energy_kwh, None, None),
+                            ("facility overhead (PUE)", r.energy_kwh - r.device_energy_kwh,
+                             None, None)], "energy breakdown")
+    devices = f"{r.count} × {r.device or 'custom'}"
+    rows = "".join([
+        f"<tr><td>devices</td><td>{_E(devices)}</td></tr>",
+        f"<tr><td>device-hours</td>{_cell('device_hours', r.device_hours)}</tr>",
+        f"<tr><td>power per device (W)</td>{_cell('power_w', r.power_w)}</tr>",
+        f"<tr><td>device energy (before PUE)</td>{_cell('device_energy_kwh', r.device_energy_kwh, human_energy(r.device_energy_kwh))}</tr>",
+        f"<tr><td>facility energy (PUE {r.pue:g})</td>{_cell('energy_kwh', r.energy_kwh, human_energy(r.energy_kwh))}</tr>",
+        f"<tr><td>CO2eq at {r.grid_intensity_g_per_kwh:g} g/kWh ({_E(r.grid_label)})</td>"
+        f"{_cell('co2_kg', r.co2_kg, human_mass(r.co2_kg))}</tr>",
+        f"<tr><td>after offsets</td>{_cell('co2_kg_after_offset', r.co2_kg_after_offset, human_mass(r.co2_kg_after_offset))}</tr>"])
+    srcs = "".join(f"<li><b>{_E(k)}</b>: {_E(v)}</li>" for k, v in r.sources.items())
+    notes = "".join(f"<li>{_E(n)}</li>" for n in r.notes)
+    return page("Calculator result", f"<p class=big>{_E(human_energy(r.energy_kwh))}, "
+                f"{_E(human_mass(r.co2_kg))} CO2eq</p><h2>Energy breakdown</h2>{chart}"
+                f"<table id=result>{rows}</table><h2>Sources</h2><ul>{srcs}</ul>"
+                f"<h2>Notes</h2><ul>{notes}</ul>{calc_form(values)}")
+
+
+def estimate_page(report, values: dict) -> str:
+    d = report.to_dict()
+    stages = d.get("stages", {})
+    chart = interval_chart([(name, s["energy_kwh"], s.get("energy_kwh_low"),
+                             s.get("energy_kwh_high")) for name, s in stages.items()],
+                           "facility energy per stage, with its interval")
+    head = ("<tr><th>stage</th><th>calls</th><th>GPU-hours</th><th>kWh (facility)</th>"
+            "<th>low</th><th>high</th><th>kg CO2eq</th><th>low</th><th>high</th></tr>")
+    body = "".join(
+        f"<tr><td>{_E(name)}</td><td>{int(s.get('calls', 0))}</td>"
+        f"{_cell(f'{name}.gpu_hours', s['gpu_hours'])}"
+        + "".join(_cell(f"{name}.{k}", s[k]) for k in (
+            "energy_kwh", "energy_kwh_low", "energy_kwh_high", "co2_kg", "co2_kg_low",
+            "co2_kg_high")) + "</tr>" for name, s in stages.items())
+    total = ("<tr><td><b>total</b></td><td></td><td></td>"
+             + "".join(_cell(k, d[k]) for k in (
+                 "total_energy_kwh", "total_energy_kwh_low", "total_energy_kwh_high",
+                 "co2_kg", "co2_kg_low", "co2_kg_high")) + "</tr>")
+    lead = (f"<p class=big>{_E(human_energy(d['total_energy_kwh']))}, "
+            f"{_E(human_mass(d['co2_kg']))} CO2eq <small>(interval "
+            f"{_E(human_mass(d['co2_kg_low']))} – {_E(human_mass(d['co2_kg_high']))})</small></p>")
+    return page("Life-cycle estimate", f"{lead}<h2>Energy per stage (facility, with interval)</h2>{chart}"
+                f"<table id=result>{head}{body}{total}</table>"
+                f"<details><summary>full report</summary><pre>{_E(report.to_text())}</pre>"
+                f"</details>{estimate_form(values)}")
+
+
+def error_page(message: str, form: str = "", values: dict | None = None) -> str:
+    again = {"calc": calc_form, "estimate": estimate_form}.get(form)
+    return page("Input error", f"<p class=err>{_E(message)}</p>"
+                + (again(values or {}) if again else ""))
