@@ -8,11 +8,15 @@ model needed (what the seed 001 ML Emissions Calculator does, with every factor'
 
 Duration: ``hours`` (wall-clock, × ``count`` devices) or ``gpu_hours`` (device-hours), or —
 for LLM-scale training planned ex ante — training FLOPs (``flops``, or 6·N·D from ``params``
-and ``tokens``) at ``mfu`` × the device's dense peak for ``dtype``:
-``device_hours = FLOPs / (mfu × peak_tflops × 1e12) / 3600``.
+and ``tokens``) at an MFU × the device's dense peak for ``dtype``:
+``device_hours = FLOPs / (mfu × peak_tflops × 1e12) / 3600``; the MFU is ``mfu`` if given,
+else the published-runs default of :mod:`predictor.llm.mfu` (or the physics model, see
+:mod:`predictor.llm.plan`), with an interval. Memory per device with ZeRO/FSDP and
+checkpointing: :mod:`predictor.llm.memory`.
 
 Power per device: ``power_w`` (a measured average) or ``utilization`` × catalogue TDP, else
-the TDP (said so in the notes). PUE defaults to 1.0 with a note, as the calculator does.
+the published per-chip measurement for TPUs (``tpu_power="measured"``) or the TDP (said so in
+the notes). PUE defaults to 1.58 (the 2020 world average, seed 004 §3.4), as ``exante estimate``.
 """
 
 from __future__ import annotations
@@ -21,18 +25,12 @@ import math
 from dataclasses import dataclass, field
 
 from predictor import carbon
-from predictor.hardware import HardwareSpec, lookup
+from predictor.hardware import lookup
+from predictor.llm.plan import FLOPS_SOURCE, TRAIN_DTYPES, tpu_measured_power, training_plan  # noqa: F401
 from profiling.errors import ExanteError
 
-DEFAULT_PUE = 1.0
-TRAIN_FLOPS_PER_PARAM_TOKEN = 6.0
-FLOPS_SOURCE = ("6·N·D training FLOPs (forward 2·N + backward 4·N per token): Kaplan et al. "
-                "2020, 'Scaling Laws for Neural Language Models', §2.1")
-BYTES_PER_PARAM_TRAINING = 16
-MEMORY_SOURCE = ("model states of mixed-precision Adam training = 16 bytes/parameter (fp16 "
-                 "weights 2 + grads 2 + fp32 master weights, momentum, variance 12): "
-                 "Rajbhandari et al. 2020 (ZeRO) §3.1; activations not counted")
-TRAIN_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
+DEFAULT_PUE = carbon.DEFAULT_PUE
+TPU_POWER = ("measured", "tdp")
 
 
 def _positive(value, what: str, *, allow_zero=False) -> float:
@@ -97,6 +95,7 @@ class CalcResult:
     notes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        t = self.training or {}
         return {"device": self.device, "count": self.count, "hours": self.hours,
                 "device_hours": self.device_hours, "power_w": self.power_w, "pue": self.pue,
                 "grid_intensity_g_per_kwh": self.grid_intensity_g_per_kwh,
@@ -105,6 +104,11 @@ class CalcResult:
                 "offset_pct": self.offset_pct, "co2_kg_after_offset": self.co2_kg_after_offset,
                 "equivalents": [{"label": l, "amount": a, "unit": u, "source": s}
                                 for l, a, u, s in self.equivalents],
+                "mfu": t.get("mfu"), "mfu_source": t.get("mfu_source"),
+                "mfu_low": t.get("mfu_low"), "mfu_high": t.get("mfu_high"),
+                "device_hours_low": t.get("device_hours_low"),
+                "device_hours_high": t.get("device_hours_high"), "fits": t.get("memory_fits"),
+                "memory_gb_per_device": t.get("memory_per_device_gb"),
                 "training": self.training, "sources": dict(self.sources),
                 "notes": list(self.notes)}
 
@@ -114,11 +118,13 @@ class CalcResult:
                  f"at {self.power_w:,.4g} W each"]
         if self.training:
             t = self.training
-            lines.append(f"  training: {t['flops']:.3g} FLOPs at MFU {t['mfu']:.3g} of "
-                         f"{t['peak_tflops']:g} TFLOP/s ({t['dtype']}); parallel dp={t['dp']} "
-                         f"tp={t['tp']} pp={t['pp']}; model states {t['memory_per_device_gb']:.3g}"
-                         f" GB/device of {t['device_memory_gb']} GB: "
-                         f"{'fits' if t['memory_fits'] else 'DOES NOT FIT'}")
+            lines.append(f"  training: {t['flops']:.3g} FLOPs at MFU {t['mfu']:.3g} "
+                         f"({t['mfu_low']:.3g}-{t['mfu_high']:.3g}) of {t['peak_tflops']:g} "
+                         f"TFLOP/s ({t['dtype']}); {t['device_hours_low']:,.4g}-"
+                         f"{t['device_hours_high']:,.4g} device-hours; parallel dp={t['dp']} "
+                         f"tp={t['tp']} pp={t['pp']}")
+            if t.get("memory_verdict"):
+                lines.append(f"  memory per device: {t['memory_verdict']}")
         lines += [f"  device energy: {human_energy(self.device_energy_kwh)} (before PUE)",
                   f"  facility energy: {human_energy(self.energy_kwh)} (PUE {self.pue:g})",
                   f"  CO2eq: {human_mass(self.co2_kg)} at {self.grid_intensity_g_per_kwh:g} "
@@ -137,65 +143,15 @@ class CalcResult:
         return "\n".join(lines)
 
 
-def training_plan(spec: HardwareSpec | None, count: int, *, params=None, tokens=None, flops=None,
-                  mfu=None, dtype="bf16", dp=None, tp=1, pp=1) -> dict:
-    """FLOPs → device-hours for a training run, with a memory-fits check of model states.
-
-    ``flops`` or (``params`` N and ``tokens`` D → 6·N·D); ``mfu`` in (0, 1];
-    ``dp × tp × pp`` must equal ``count`` (``dp`` defaults to ``count / (tp·pp)``).
-    """
-    if spec is None:
-        raise ExanteError("FLOP-based training time needs --device (its peak TFLOP/s)")
-    if dtype not in TRAIN_DTYPES:
-        raise ExanteError(f"dtype must be one of {', '.join(TRAIN_DTYPES)}, got {dtype!r}")
-    if flops is not None:
-        if params is not None and tokens is not None:
-            raise ExanteError("give flops, or params and tokens, not both")
-        total = _positive(flops, "flops")
-        n_params = _positive(params, "params") if params is not None else None
-        flops_src = "user-supplied training FLOPs"
-    else:
-        if params is None or tokens is None:
-            raise ExanteError("FLOP-based training needs params and tokens (or flops)")
-        n_params, n_tokens = _positive(params, "params"), _positive(tokens, "tokens")
-        total = TRAIN_FLOPS_PER_PARAM_TOKEN * n_params * n_tokens
-        flops_src = FLOPS_SOURCE
-    if mfu is None:
-        raise ExanteError(
-            "give --mfu, the model-FLOPs utilisation in (0, 1]: published large runs reached "
-            "about 0.2 (GPT-3 on V100: 24.6 of 125 TFLOP/s, Patterson et al. 2021 Table 4) to "
-            "0.46 (PaLM on TPU v4, Chowdhery et al. 2022)")
-    mfu = _positive(mfu, "mfu")
-    if mfu > 1:
-        raise ExanteError(f"mfu must be in (0, 1], got {mfu}")
-    tp, pp = _count(tp, "tp"), _count(pp, "pp")
-    if dp is None:
-        if count % (tp * pp):
-            raise ExanteError(f"count {count} is not a multiple of tp×pp = {tp * pp}")
-        dp = count // (tp * pp)
-    dp = _count(dp, "dp")
-    if dp * tp * pp != count:
-        raise ExanteError(f"dp×tp×pp = {dp}×{tp}×{pp} = {dp * tp * pp} must equal count {count}")
-    peak = spec.peak(dtype)
-    device_seconds = total / (mfu * peak * 1e12)
-    out = {"flops": total, "params": n_params, "mfu": mfu, "dtype": dtype, "peak_tflops": peak,
-           "dp": dp, "tp": tp, "pp": pp, "device_hours": device_seconds / 3600.0,
-           "flops_source": flops_src, "peak_source": spec.sources.get("peak_tflops", ""),
-           "device_memory_gb": spec.memory_gb, "memory_per_device_gb": None,
-           "memory_fits": None, "memory_source": MEMORY_SOURCE}
-    if n_params is not None and spec.memory_gb is not None:
-        need = BYTES_PER_PARAM_TRAINING * n_params / (tp * pp) / 1e9
-        out["memory_per_device_gb"] = need
-        out["memory_fits"] = need <= spec.memory_gb
-    return out
-
-
 def calc(device=None, count=1, hours=None, gpu_hours=None, power_w=None, utilization=None,
          pue=None, region=None, intensity=None, offset_pct=None, *, params=None, tokens=None,
-         flops=None, mfu=None, dtype="bf16", dp=None, tp=1, pp=1) -> CalcResult:
+         flops=None, mfu=None, dtype="bf16", dp=None, tp=1, pp=1, tpu_power="measured",
+         **llm_kw) -> CalcResult:
     """Energy and CO2 of ``count`` devices for ``hours`` (or ``gpu_hours`` device-hours, or a
     FLOP budget at ``mfu``). ``intensity`` is gCO2eq/kWh or an energy source (``"coal"``,
-    ``"gas"``, ``"hydro"``, …); ``region`` a grid key (``"aws:us-east-1"``, ``"france"``, …)."""
+    ``"gas"``, ``"hydro"``, …); ``region`` a grid key (``"aws:us-east-1"``, ``"france"``, …).
+    ``llm_kw``: further keywords of :func:`predictor.llm.plan.training_plan` (``active_params``,
+    ``mfu_mode``, ``mfu_flavour``, ``sharding``, ``checkpointing``, ``layers``, ...)."""
     count = _count(count, "count")
     spec = lookup(device) if device is not None else None
     notes, sources = [], {}
@@ -215,25 +171,36 @@ def calc(device=None, count=1, hours=None, gpu_hours=None, power_w=None, utiliza
         sources["hours"] = "user-supplied device-hours"
     else:
         training = training_plan(spec, count, params=params, tokens=tokens, flops=flops,
-                                 mfu=mfu, dtype=dtype, dp=dp, tp=tp, pp=pp)
+                                 mfu=mfu, dtype=dtype, dp=dp, tp=tp, pp=pp, **llm_kw)
         device_hours = training["device_hours"]
         wall = device_hours / count
-        sources["hours"] = (f"training FLOPs / (mfu {training['mfu']:g} × {spec.name} "
-                            f"{dtype} dense peak {training['peak_tflops']:g} TFLOP/s)")
+        sources["hours"] = (f"training FLOPs / (mfu {training['mfu']:.3g} × {spec.name} "
+                            f"{training['dtype']} dense peak {training['peak_tflops']:g} TFLOP/s)")
+        sources["mfu"] = training["mfu_source"]
         sources["flops"] = training["flops_source"]
         sources["peak_tflops"] = training["peak_source"]
+        notes += training.pop("notes")
         if training["memory_fits"] is False:
-            notes.append(f"model states need {training['memory_per_device_gb']:.3g} GB per "
-                         f"device but {spec.name} has {spec.memory_gb:g} GB: raise tp×pp or "
-                         f"shard optimizer states (ZeRO)")
+            notes.append(f"memory: {training['memory_verdict']}: raise tp×pp, count or use "
+                         f"a larger-memory device")
     if power_w is not None and utilization is not None:
         raise ExanteError("give power_w or utilization, not both")
+    measured = None
     if power_w is not None:
         p = _positive(power_w, "power_w")
         sources["power_w"] = "user-supplied average power per device"
     else:
         if spec is None:
             raise ExanteError("give a device (for its TDP) or power_w (average W per device)")
+        if tpu_power not in TPU_POWER:
+            raise ExanteError(f"tpu_power must be one of {', '.join(TPU_POWER)}, got {tpu_power!r}")
+        measured = tpu_measured_power().get(spec.key) if spec.kind == "tpu" else None
+    if power_w is None and measured is not None and tpu_power == "measured" and utilization is None:
+        p = measured[0]
+        sources["power_w"] = f"{p:g} W per chip, {measured[1]}"
+        notes.append(f"TPU power = published per-chip measurement {p:g} W (chip TDP "
+                     f"{spec.tdp_w if spec.tdp_w is not None else 'unknown'} W: --tpu-power tdp)")
+    elif power_w is None:
         if spec.tdp_w is None:
             raise ExanteError(f"{spec.name} has no published TDP; pass --power-w "
                               f"(measured average W per device)")
@@ -247,10 +214,10 @@ def calc(device=None, count=1, hours=None, gpu_hours=None, power_w=None, utiliza
                          f"for most runs; pass --power-w (measured) or --utilization")
     if pue is None:
         pue_v = DEFAULT_PUE
-        sources["pue"] = "default 1.0 (device energy only, as the seed 001 calculator)"
-        notes.append(f"PUE 1.0 assumed (no data-centre overhead); typical values: "
-                     f"{carbon.DEFAULT_PUE} world average 2020 (seed 004 §3.4), 1.1 Google "
-                     f"(seed 001) — pass --pue")
+        sources["pue"] = (f"default {DEFAULT_PUE} (2020 world-average data-centre PUE, Uptime "
+                          f"Institute via seed 004 §3.4), as exante estimate")
+        notes.append(f"PUE {DEFAULT_PUE} assumed (world average 2020, seed 004 §3.4); hyperscale "
+                     f"clouds report about 1.1 (seed 001) — pass --pue (1.0: device energy only)")
     else:
         pue_v = _positive(pue, "pue")
         if pue_v < 1:
@@ -291,7 +258,11 @@ def add_parser(sub) -> None:
     pw = p.add_mutually_exclusive_group()
     pw.add_argument("--power-w", default=None, help="measured average power per device (W)")
     pw.add_argument("--utilization", default=None, help="fraction of TDP drawn, in (0, 1]")
-    p.add_argument("--pue", default=None, help="data-centre PUE (default 1.0, said so)")
+    p.add_argument("--pue", default=None, help="data-centre PUE (default 1.58, the 2020 world "
+                                                "average, as exante estimate; 1.0 = device only)")
+    p.add_argument("--tpu-power", choices=TPU_POWER, default="measured",
+                   help="TPU power without --power-w: published per-chip measurement "
+                        "(default) or the chip TDP")
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--region", default=None,
                       help="grid: aws:us-east-1, gcp:.., azure:.., france, us:average, "
@@ -305,13 +276,39 @@ def add_parser(sub) -> None:
                      help="count N from a model (built on the meta device) instead of --params")
     llm.add_argument("--tokens", default=None, help="training tokens D (FLOPs = 6·N·D)")
     llm.add_argument("--flops", default=None, help="training FLOPs, instead of 6·N·D")
-    llm.add_argument("--mfu", default=None, help="model-FLOPs utilisation in (0, 1]")
+    llm.add_argument("--active-params", default=None,
+                     help="activated parameters per token (MoE); FLOPs = 6·active·D")
+    llm.add_argument("--mfu", default=None, help="model-FLOPs utilisation in (0, 1] (default: "
+                                                 "derived from published runs, with an interval)")
+    llm.add_argument("--physics", action="store_true",
+                     help="MFU from the physics model of the transformer + parallel overheads")
+    llm.add_argument("--mfu-flavour", choices=("published", "training"), default="published",
+                     help="default MFU: 'published' hours (incl. restarts; default) or 'training'")
     llm.add_argument("--dtype", choices=TRAIN_DTYPES, default="bf16",
-                     help="dtype of the peak used (default bf16)")
+                     help="dtype of the peak used (default bf16; a device without it falls "
+                          "back, e.g. fp16 on V100, said so)")
+    llm.add_argument("--sharding", choices=("auto", "none", "zero1", "zero2", "zero3", "fsdp"),
+                     default="auto", help="optimizer/gradient/weight sharding (default: the "
+                                          "least that fits)")
+    llm.add_argument("--checkpointing", choices=("auto", "none", "selective", "full"),
+                     default="auto", help="activation checkpointing (default: the least that fits)")
+    llm.add_argument("--optimizer-dtype", choices=("fp32", "bf16", "int8"), default="fp32",
+                     help="Adam state dtype (default fp32: 12 bytes/param with the master copy)")
+    llm.add_argument("--layers", default=None, help="transformer layers")
+    llm.add_argument("--hidden", default=None, help="hidden size")
+    llm.add_argument("--heads", default=None, help="attention heads")
+    llm.add_argument("--seq-len", default=None, help="sequence length (default 2048)")
+    llm.add_argument("--micro-batch", default=None, help="micro-batch per device (default 1)")
+    llm.add_argument("--global-batch-tokens", default=None, help="tokens per step (default 4e6)")
+    llm.add_argument("--no-flash", action="store_true", help="explicit attention (not FlashAttention)")
+    llm.add_argument("--unfused-optimizer", action="store_true", help="for-loop Adam (not fused)")
+    llm.add_argument("--interconnect", default=None, metavar="INTRA[,INTER]",
+                     help="links, e.g. nvlink3,ib-hdr (default: the generation's DGX/HGX pair)")
     llm.add_argument("--dp", default=None, help="data-parallel degree (default count/(tp·pp))")
     llm.add_argument("--tp", default=1, help="tensor-parallel degree")
     llm.add_argument("--pp", default=1, help="pipeline-parallel degree")
-    p.add_argument("--list-devices", action="store_true", help="print the hardware catalogue")
+    p.add_argument("--list-devices", "--list-hardware", dest="list_devices", action="store_true",
+                   help="print the hardware catalogue")
     p.add_argument("--list-regions", action="store_true", help="print the grid regions")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_cli)
@@ -328,11 +325,8 @@ def run_cli(args) -> int:
     import json
 
     if args.list_devices:
-        from predictor.hardware import catalogue
-        for s in catalogue():
-            peaks = ", ".join(f"{k} {v:g}" for k, v in s.peak_tflops.items())
-            print(f"{s.key:16s} {s.name:24s} TDP {s.tdp_w if s.tdp_w is not None else '-'} W"
-                  f"  {peaks}")
+        from predictor.hardware import catalogue_table
+        print(catalogue_table())
         return 0
     if args.list_regions:
         for k, row in carbon.grid_regions().items():
@@ -347,7 +341,15 @@ def run_cli(args) -> int:
                   power_w=args.power_w, utilization=args.utilization, pue=args.pue,
                   region=args.region, intensity=args.intensity, offset_pct=args.offset_pct,
                   params=params, tokens=args.tokens, flops=args.flops, mfu=args.mfu,
-                  dtype=args.dtype, dp=args.dp, tp=args.tp, pp=args.pp)
+                  dtype=args.dtype, dp=args.dp, tp=args.tp, pp=args.pp,
+                  tpu_power=args.tpu_power, active_params=args.active_params,
+                  mfu_mode="physics" if args.physics else "default",
+                  mfu_flavour=args.mfu_flavour, sharding=args.sharding,
+                  checkpointing=args.checkpointing, optimizer_dtype=args.optimizer_dtype,
+                  layers=args.layers, hidden=args.hidden, heads=args.heads,
+                  seq_len=args.seq_len, micro_batch=args.micro_batch,
+                  flash=not args.no_flash, fused_optimizer=not args.unfused_optimizer,
+                  global_batch_tokens=args.global_batch_tokens, interconnect=args.interconnect)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:

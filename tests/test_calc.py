@@ -15,9 +15,10 @@ def test_arithmetic_and_defaults_are_stated():
     r = calc("v100", count=8, hours=36, region="aws:us-east-1")
     assert r.power_w == 300 and r.device_hours == 288
     assert r.device_energy_kwh == pytest.approx(300 * 288 / 1000)
-    assert r.pue == 1.0 and r.energy_kwh == r.device_energy_kwh
-    assert r.co2_kg == pytest.approx(86.4 * 367.8 / 1000)
-    assert any("PUE 1.0" in n for n in r.notes) and any("TDP" in n for n in r.notes)
+    assert r.pue == 1.58 == carbon.DEFAULT_PUE     # as exante estimate (seed 004)
+    assert r.energy_kwh == pytest.approx(r.device_energy_kwh * 1.58)
+    assert r.co2_kg == pytest.approx(86.4 * 1.58 * 367.8 / 1000)
+    assert any("PUE 1.58" in n for n in r.notes) and any("TDP" in n for n in r.notes)
     assert set(r.sources) >= {"power_w", "pue", "grid_intensity", "hours"}
     assert "seed 001" in r.sources["grid_intensity"]
 
@@ -67,9 +68,9 @@ def test_energy_source_intensity_and_regions():
     (dict(device="tpu-v5e", hours=1), "no published TDP"),
     (dict(hours=1), "give a device"),
     (dict(device="v100", hours=1, region="aws:us-east-1", intensity=10), "not both"),
-    (dict(device="h100", params=1e9, tokens=1e9), "--mfu"),
     (dict(device="h100", params=1e9, tokens=1e9, mfu=1.5), "mfu"),
-    (dict(device="v100", params=1e9, tokens=1e9, mfu=0.3, dtype="bf16"), "no published bf16"),
+    (dict(device="h100", params=1e9, tokens=1e9, sharding="zero9"), "sharding"),
+    (dict(device="tpu-v3", params=1e9, tokens=1e9, mfu_mode="physics"), "GPUs only"),
     (dict(device="h100", count=8, params=1e9, tokens=1e9, mfu=0.3, tp=3), "multiple"),
     (dict(device="h100", count=8, params=1e9, tokens=1e9, mfu=0.3, dp=2, tp=2), "must equal"),
 ])
@@ -87,11 +88,11 @@ def test_llm_scale_training_flops_and_memory():
     assert r.device_hours == pytest.approx(6 * 7e9 * 1e12 / (0.4 * 989.5e12) / 3600)
     assert r.hours == pytest.approx(r.device_hours / 64)
     assert (t["dp"], t["tp"], t["pp"]) == (8, 8, 1)
-    assert t["memory_per_device_gb"] == pytest.approx(16 * 7e9 / 8 / 1e9)
-    assert t["memory_fits"] is True
+    assert t["model_states_gb"] == pytest.approx(16 * 7e9 / 8 / 1e9)   # no sharding needed
+    assert t["memory_fits"] is True and t["sharding"] == "none"
     big = calc("v100", count=8, params=175e9, tokens=1e9, mfu=0.2, dtype="fp16")
     assert big.training["memory_fits"] is False
-    assert any("does not fit" in n.lower() or "need" in n for n in big.notes)
+    assert any("does not fit (needs" in n for n in big.notes)
     # fp16 vs fp32 peaks differ on V100: 125 vs 15.7 TFLOP/s
     fp32 = calc("v100", count=8, params=1e9, tokens=1e9, mfu=0.2, dtype="fp32")
     fp16 = calc("v100", count=8, params=1e9, tokens=1e9, mfu=0.2, dtype="fp16")
@@ -115,7 +116,7 @@ def test_cli_json_keys_and_errors(capsys):
     for k in ("device_energy_kwh", "energy_kwh", "co2_kg", "pue", "power_w",
               "grid_intensity_g_per_kwh", "sources"):
         assert k in out
-    assert out["co2_kg"] == pytest.approx(86.4 * 0.3678)
+    assert out["co2_kg"] == pytest.approx(86.4 * 1.58 * 0.3678)
     rc = main(["calc", "--device", "nonsense", "--hours", "1"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "unknown device 'nonsense'" in err
@@ -123,3 +124,61 @@ def test_cli_json_keys_and_errors(capsys):
     assert rc == 2 and "pue must be a number" in capsys.readouterr().err
     assert main(["calc", "--list-devices"]) == 0
     assert "b200" in capsys.readouterr().out
+
+
+def test_ex_ante_llm_default_mfu_interval_and_json_keys(capsys):
+    """No --mfu: the published-runs default with an interval; the issue-18 JSON keys."""
+    rc = main(["calc", "--params", "70e9", "--tokens", "2e12", "--device", "a100-80gb",
+               "--count", "2048", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    for k in ("device_hours", "mfu", "mfu_source", "mfu_low", "mfu_high", "fits",
+              "memory_gb_per_device"):
+        assert out[k] is not None, k
+    assert out["mfu_low"] < out["mfu"] < out["mfu_high"] <= 1
+    assert "published" in out["mfu_source"] and out["fits"] is True
+    # the published Llama 2 70B hours (1,720,320, Touvron et al. 2023 Table 2) lie inside
+    lo = out["training"]["device_hours_low"]
+    hi = out["training"]["device_hours_high"]
+    assert lo < 1720320 < hi
+    assert out["device_hours"] == pytest.approx(
+        6 * 70e9 * 2e12 / (out["mfu"] * 312e12) / 3600)
+
+
+def test_mfu_override_and_flavours():
+    a = calc("h100", count=1024, params=70e9, tokens=1e12, mfu=0.5)
+    assert a.training["mfu"] == 0.5 and a.training["mfu_source"] == "user-supplied --mfu"
+    pub = calc("h100", count=1024, params=70e9, tokens=1e12)
+    trn = calc("h100", count=1024, params=70e9, tokens=1e12, mfu_flavour="training")
+    assert trn.training["mfu"] > pub.training["mfu"]       # goodput < 1: restarts excluded
+    assert trn.device_hours < pub.device_hours
+
+
+def test_v100_bf16_falls_back_to_fp16_with_a_note():
+    r = calc("v100", count=8, params=1e9, tokens=1e9, mfu=0.3)
+    assert r.training["dtype"] == "fp16" and r.training["peak_tflops"] == 125
+    assert any("no bf16" in n for n in r.notes)
+
+
+def test_sharding_makes_large_configs_fit():
+    none = calc("a100-80gb", count=1024, params=175e9, tokens=1e9, mfu=0.3, tp=8, pp=8,
+                sharding="none", checkpointing="none")
+    auto = calc("a100-80gb", count=1024, params=175e9, tokens=1e9, mfu=0.3, tp=8, pp=8)
+    z3 = calc("a100-80gb", count=1024, params=175e9, tokens=1e9, mfu=0.3, tp=8, pp=8,
+              sharding="zero3", checkpointing="full")
+    assert auto.training["memory_fits"] is True
+    assert z3.training["memory_per_device_gb"] < none.training["memory_per_device_gb"]
+    # ZeRO-3 divides weights, grads and optimizer states by dp
+    assert z3.training["model_states_gb"] == pytest.approx(175e9 * 16 / 64 / 16 / 1e9)
+
+
+def test_tpu_power_measured_by_default_tdp_on_request():
+    m = calc("tpu-v3", count=512, hours=480)
+    t = calc("tpu-v3", count=512, hours=480, tpu_power="tdp")
+    assert m.power_w == pytest.approx(288.5) and "Patterson" in m.sources["power_w"]
+    assert t.power_w == 450
+
+
+def test_intensity_energy_source_names():
+    coal = calc("v100", hours=1, intensity="coal").grid_intensity_g_per_kwh
+    assert coal > calc("v100", hours=1, intensity="hydro").grid_intensity_g_per_kwh > 0
