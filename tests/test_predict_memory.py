@@ -1,0 +1,88 @@
+"""predict() and GPU memory: the estimate (Prediction.memory_gb), the one-line refusal of what
+does not fit (issue 17 item 2, issue 20), and batches that fit but lie outside the measured
+range still predicted."""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from predictor.memory import GIB, estimate_memory
+from predictor.predict import capture_workload, predict
+from profiling.errors import ExanteError
+
+pp = importlib.import_module("predictor.predict")   # the module (predictor.predict is the function)
+
+
+def small_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+
+def test_huge_input_refused_before_capture(monkeypatch):
+    def no_capture(*a, **k):
+        raise AssertionError("the capture ran")
+
+    monkeypatch.setattr(pp, "captured", no_capture)
+    monkeypatch.setattr(pp, "_load_or_transfer", no_capture)
+    t0 = time.perf_counter()
+    with pytest.raises(ExanteError) as e:
+        predict(small_cnn(), (1, 3, 100000, 100000), hardware="h100")
+    assert time.perf_counter() - t0 < 2.0
+    msg = str(e.value)
+    assert "\n" not in msg
+    # 3 x 1e10 float32 = 1.2e11 bytes = 112 GiB, on an 80 GB H100
+    assert msg.startswith("does not fit: needs 112 GB") and "has 80 GB" in msg
+
+
+def test_640_gb_activation_refused():
+    m = nn.Sequential(nn.Linear(10, 10_000_000))          # weights 0.4 GB
+    with pytest.raises(ExanteError, match=r"does not fit: needs 5\d\d GB .*activations.* has "
+                                          r"80 GB"):
+        predict(m, (16_000, 10), hardware="h100")         # output 16000 x 1e7 fp32 = 596 GiB
+
+
+def test_memory_estimate_parts():
+    m = small_cnn()
+    n = sum(p.numel() for p in m.parameters())
+    inf = capture_workload(m, (64, 3, 32, 32))
+    sgd = capture_workload(m, (64, 3, 32, 32), "train_step", "fp32", "sgd")
+    adam = capture_workload(m, (64, 3, 32, 32), "train_step", "fp32", "adam")
+    e_inf = estimate_memory(inf, weights_bytes=4 * n, trainable_numel=n)
+    e_sgd = estimate_memory(sgd)
+    e_adam = estimate_memory(adam)
+    assert e_sgd.optimizer_bytes == 4 * n and e_adam.optimizer_bytes == 8 * n
+    assert e_inf.optimizer_bytes == 0 and e_inf.gradients_bytes == 0
+    # inference: largest live pair = conv/BN/ReLU input+output, 2 x 64x16x32x32 fp32
+    assert e_inf.activations_bytes == 2 * 64 * 16 * 32 * 32 * 4
+    # train_step keeps every layer's output for the backward: more than the live pair
+    assert e_sgd.activations_bytes > e_inf.activations_bytes
+    assert e_adam.total_bytes > e_sgd.total_bytes > e_inf.total_bytes
+
+
+def test_prediction_reports_memory_gb_and_json():
+    p = predict(small_cnn(), (64, 3, 32, 32), hardware="h100")
+    assert p.memory_gb is not None and 0 < p.memory_gb < 1
+    assert p.to_dict()["memory_gb"] == pytest.approx(p.memory_gb)
+    assert "memory" in p.to_text()
+    t = predict(small_cnn(), (64, 3, 32, 32), mode="train_step", hardware="h100")
+    assert t.memory_gb > p.memory_gb
+
+
+def test_large_batch_that_fits_is_predicted():
+    # far outside the measured batches (1-32), 0.8 GB input: fits in 80 GB, so predicted
+    p = predict(small_cnn(), (65536, 3, 32, 32), hardware="h100")
+    assert p.batch == 65536 and p.time_s > 0 and 0.8 < p.memory_gb < 80
+
+
+def test_unknown_gpu_memory_skips_check():
+    from predictor.memory import check_fits
+    check_fits(10 ** 15, "no-such-gpu")                    # not in the catalogue: no claim
+    with pytest.raises(ExanteError, match="the H100 SXM has 80 GB"):
+        check_fits(81 * GIB, "h100")
+    check_fits(79 * GIB, "h100")
