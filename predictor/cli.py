@@ -19,10 +19,10 @@ import json
 import os
 import sys
 import traceback
-import warnings
 
-from predictor.cli_checks import (check_device, check_meter, check_out_dir, check_scheduler,
-                                  finite_float, positive_float, positive_int)
+from predictor import cli_output
+from predictor.cli_checks import (check_command_line, check_device, check_meter, check_out_dir,
+                                  check_scheduler, finite_float, positive_float, positive_int)
 from profiling.errors import ExanteError
 
 MODES = ("inference", "train_step")
@@ -32,21 +32,21 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def _shape_and_batch(args) -> tuple[tuple[int, ...], int]:
-    """``--input`` and ``--batch`` checked (positive, and a tensor torch can hold)."""
-    from profiling.model_refs import check_batch, check_numel, input_dtype, parse_input_shape
+    """``--input`` and ``--batch`` checked (positive, and a tensor torch can hold); torch-free."""
+    from profiling.input_spec import check_batch, check_input_bytes, parse_input_shape
 
     shape, batch = parse_input_shape(args.input), check_batch(args.batch)
-    check_numel(shape, batch, _input_dtype(args, input_dtype))
+    check_input_bytes(shape, batch, _input_dtype(args))
     return shape, batch
 
 
-def _input_dtype(args, input_dtype):
+def _input_dtype(args) -> str:
     if getattr(args, "vocab", None) is not None:
         if args.input_dtype not in (None, "int64"):
             raise ExanteError(f"--vocab gives int64 token ids; it cannot be combined with "
                               f"--input-dtype {args.input_dtype}")
-        return input_dtype("int64")
-    return input_dtype(getattr(args, "input_dtype", None) or "float32")
+        return "int64"
+    return getattr(args, "input_dtype", None) or "float32"
 
 
 def _token_hint(exc: ExanteError, args) -> ExanteError:
@@ -79,22 +79,25 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _print_result(result, as_json: bool, caught=()) -> None:
+    """Print the result (a JSON object or text), then the held warnings it does not state."""
+    text = json.dumps(result, indent=2, default=str) if as_json else str(result)
+    print(text)
+    sys.stdout.flush()
+    said = json.dumps(result, default=str, ensure_ascii=False) if as_json else text
+    cli_output.emit(caught, already_said=said)
+
+
 def cmd_features(args) -> int:
     from profiling.features import feature_table
 
     model, inputs = _meta_model_and_inputs(args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with cli_output.held_warnings() as caught:
         try:
             table = feature_table(model, inputs, dtype=args.dtype)
         except ExanteError as exc:
             raise _token_hint(exc, args) from exc
-    if args.json:
-        _print_json(table.to_json())
-    else:
-        print(table.to_text())
-    for w in caught:
-        print(f"exante: warning: {w.message}", file=sys.stderr)
+    _print_result(table.to_json() if args.json else table.to_text(), args.json, caught)
     return 0
 
 
@@ -183,15 +186,13 @@ def cmd_predict(args) -> int:
     from predictor.predict import predict
 
     model, inputs = _meta_model_and_inputs(args)
-    try:
-        p = predict(model, inputs, mode=args.mode, dtype=args.dtype, hardware=args.hardware,
-                    optimizer=args.optimizer)
-    except ExanteError as exc:
-        raise _token_hint(exc, args) from exc
-    if args.json:
-        _print_json(p.to_dict())
-    else:
-        print(p.to_text())
+    with cli_output.held_warnings() as caught:
+        try:
+            p = predict(model, inputs, mode=args.mode, dtype=args.dtype, hardware=args.hardware,
+                        optimizer=args.optimizer)
+        except ExanteError as exc:
+            raise _token_hint(exc, args) from exc
+    _print_result(p.to_dict() if args.json else p.to_text(), args.json, caught)
     return 0
 
 
@@ -210,14 +211,12 @@ def cmd_estimate(args) -> int:
                 "give MODEL_REF and --input (and --epochs/--dataset-size/--batch for training, "
                 "--inferences for serving), or --scenario plan.toml")
         scenario = lifecycle.scenario_from_args(args)
-    try:
-        report = lifecycle.estimate(scenario)
-    except ExanteError as exc:
-        raise _token_hint(exc, args) from exc
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        print(report.to_text())
+    with cli_output.held_warnings() as caught:
+        try:
+            report = lifecycle.estimate(scenario)
+        except ExanteError as exc:
+            raise _token_hint(exc, args) from exc
+    _print_result(report.to_dict() if args.json else report.to_text(), args.json, caught)
     return 0
 
 
@@ -280,6 +279,10 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
         description="Predict the GPU energy and CO2 of a neural network before training it.")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (also accepted after the command)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what is done (logging INFO; accepted anywhere on the line)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars or messages (also off with --json)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("features", help="per-layer architecture features (FLOPs, bytes, params)")
@@ -385,15 +388,22 @@ def _one_line(exc: BaseException) -> str:
     return lines[0] + (" (more with --debug)" if len(lines) > 1 else "")
 
 
+GLOBAL_FLAGS = ("--debug", "-v", "--verbose", "--quiet")   # accepted anywhere on the line
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("EXANTE_DEBUG", "") not in ("", "0")
-    argv = [a for a in argv if a != "--debug"]
+    verbose, quiet = "-v" in argv or "--verbose" in argv, "--quiet" in argv
+    argv = [a for a in argv if a not in GLOBAL_FLAGS]
     try:
         args = build_parser(argv).parse_args(argv)
     except SystemExit as exc:               # --help (0) or a usage error, already printed (2)
         return exc.code if isinstance(exc.code, int) else 2
+    args.quiet = quiet
+    cli_output.setup(verbose=verbose, quiet=quiet, json_mode=bool(getattr(args, "json", False)))
     try:
+        check_command_line(args)            # what the arguments alone decide, before torch
         code = args.func(args)
         sys.stdout.flush()
         return code

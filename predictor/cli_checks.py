@@ -91,6 +91,52 @@ def check_out_dir(path, flag: str = "--out") -> str:
     return path
 
 
+def check_out_file(path, flag: str, suffixes: tuple[str, ...] = ()) -> str:
+    """``path`` names a file the command can write (checked before the work): not empty,
+    ending in one of ``suffixes`` (when given), not a folder, in a folder that exists or can
+    be created and is writable (probed, nothing left behind). Returns the path as given."""
+    text = os.fspath(path) if path is not None else ""
+    if not str(text).strip():
+        raise ExanteError(f"{flag} needs a file name"
+                          + (f" ending in {' or '.join(suffixes)}" if suffixes else ""))
+    if suffixes and not str(text).lower().endswith(tuple(s.lower() for s in suffixes)):
+        raise ExanteError(f"{flag} file must end in {' or '.join(suffixes)}, got {text!r}")
+    if os.path.isdir(text):
+        raise ExanteError(f"{flag} {text!r} is a folder; give a file name")
+    if os.path.exists(text) and not os.access(text, os.W_OK):
+        raise ExanteError(f"cannot write to {flag} {text!r}: permission denied")
+    check_out_dir(os.path.dirname(os.path.abspath(text)), flag=f"{flag}'s folder")
+    return text
+
+
+# --------------------------------------------------------------------------- the command line
+
+def check_command_line(args) -> None:
+    """What the arguments alone decide, before torch is imported: ``--input``, ``--batch``
+    and their tensor size, the MODEL_REF syntax (an ``mlp:`` spec, a zoo model's name), and
+    ``--plot``. Attributes a command does not have are skipped."""
+    from profiling.input_spec import (check_batch, check_input_bytes, check_ref_syntax,
+                                      parse_input_shape)
+
+    refs = list(getattr(args, "model_refs", None) or [])
+    if getattr(args, "model_ref", None):
+        refs.insert(0, args.model_ref)
+    shape = None
+    if getattr(args, "input", None) is not None:
+        shape = parse_input_shape(args.input)
+    batch = getattr(args, "batch", None)
+    if batch is not None and getattr(args, "command", None) != "calc":
+        batch = check_batch(batch)
+        if shape is not None:
+            dtype = "int64" if getattr(args, "vocab", None) else \
+                (getattr(args, "input_dtype", None) or "float32")
+            check_input_bytes(shape, batch, dtype)
+    for ref in refs:
+        check_ref_syntax(ref)
+    if getattr(args, "plot", None) is not None:
+        check_out_file(args.plot, "--plot", (".png", ".svg"))
+
+
 # --------------------------------------------------------------------------- devices, meters
 
 def check_device(text: str | None) -> str:

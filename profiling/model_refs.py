@@ -29,19 +29,16 @@ import torch
 from torch import nn
 
 from .errors import ExanteError
+from .input_spec import (REF_FORMS, check_batch, check_zoo_name,  # noqa: F401 - re-exported
+                         parse_input_shape, parse_mlp_spec)
 from .lazy_refs import LAZY_REF_SCHEMES
 
-REF_FORMS = (
-    "torchvision:NAME, timm:NAME, hf:MODEL_TYPE, mlp:in=100,depth=10,width=100,out=1, "
-    "path/to/file.py:factory, package.module:factory"
-)
 MODEL_REF_ATTR = "_exante_model_ref"    # set on models built from a ref (see rebuild_on_cpu)
 
 
 class ModelBuildError(ExanteError):
     """A known model whose constructor failed (e.g. on the meta device)."""
 
-MLP_KEYS = {"in", "depth", "width", "out"}
 # further MODEL_REF schemes registered by other packages (predictor.generators registers
 # mlpseq:, convstack:, encoder:): scheme -> builder(text after the colon) -> nn.Module
 REF_SCHEMES: dict[str, Callable[[str], nn.Module]] = {}
@@ -73,23 +70,8 @@ def build_mlp(in_features: int, depth: int, width: int, out_features: int = 1) -
 
 
 def _parse_mlp(spec: str) -> nn.Module:
-    values: dict[str, int] = {}
-    for part in filter(None, spec.split(",")):
-        key, sep, val = part.partition("=")
-        key = key.strip()
-        if not sep or key not in MLP_KEYS:
-            raise ExanteError(
-                f"bad mlp spec {spec!r}: expected comma-separated key=int with keys "
-                f"in, depth, width, out (e.g. mlp:in=100,depth=10,width=100,out=1)"
-            )
-        try:
-            values[key] = int(val)
-        except ValueError:
-            raise ExanteError(f"bad mlp spec {spec!r}: {key}={val!r} is not an integer") from None
-    missing = {"in", "depth", "width"} - values.keys()
-    if missing:
-        raise ExanteError(f"bad mlp spec {spec!r}: missing {', '.join(sorted(missing))}")
-    return build_mlp(values["in"], values["depth"], values["width"], values.get("out", 1))
+    v = parse_mlp_spec(spec)
+    return build_mlp(v["in"], v["depth"], v["width"], v["out"])
 
 
 _TV_OPS_SHIM = None          # torch.library definitions kept alive (see import_torchvision)
@@ -166,9 +148,23 @@ def _optional_module(name: str):
         raise _broken(name, exc) from None
 
 
+def import_timm():
+    """``import timm`` with the torchvision workaround of :func:`import_torchvision` applied
+    first (timm imports torchvision); an :class:`ExanteError` naming the extra when missing."""
+    return _optional_module("timm")
+
+
+def import_transformers():
+    """``import transformers`` with the torchvision workaround applied first, so that
+    ``from transformers import BertModel`` works beside the CPU torch (its lazy modules
+    import torchvision); an :class:`ExanteError` naming the extra when missing."""
+    return _optional_module("transformers")
+
+
 def _torchvision_model(name: str) -> nn.Module:
     tv = import_torchvision()
     if name not in tv.models.list_models():
+        check_zoo_name(f"torchvision:{name}")          # with close matches
         raise ExanteError(f"torchvision has no model {name!r}; see "
                           "torchvision.models.list_models()")
     builder = tv.models.get_model_builder(name)
@@ -183,8 +179,9 @@ def _torchvision_model(name: str) -> nn.Module:
 
 
 def _timm_model(name: str) -> nn.Module:
-    timm = _optional_module("timm")
+    timm = import_timm()
     if not timm.is_model(name):
+        check_zoo_name(f"timm:{name}")                 # with close matches
         raise ExanteError(f"timm has no model {name!r}; see timm.list_models()")
     try:
         return timm.create_model(name, pretrained=False)
@@ -214,7 +211,7 @@ def _parse_overrides(text: str, ref: str) -> dict:
 
 def _hf_model(spec: str, ref: str) -> nn.Module:
     model_type, _, rest = spec.partition(",")
-    transformers = _optional_module("transformers")
+    transformers = import_transformers()
     from transformers import AutoConfig, AutoModel
 
     overrides = _parse_overrides(rest, ref)
@@ -425,31 +422,6 @@ def hf_example_inputs(model: nn.Module, batch: int, seq_len: int = 128,
 
 _HF_VISION = frozenset({"vit", "deit", "beit", "convnext", "swin", "dinov2", "resnet",
                         "regnet", "mobilevit", "efficientnet", "levit", "poolformer"})
-
-
-def parse_input_shape(text: str) -> tuple[int, ...]:
-    """Parse ``--input`` like ``3x224x224`` or ``100`` (per-sample shape, no batch dim)."""
-    parts = str(text).lower().replace("×", "x").split("x")
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        shape = ()
-    if not shape or any(d < 1 for d in shape):
-        raise ExanteError(
-            f"malformed --input {text!r}: expected positive integers joined by 'x', "
-            f"e.g. 100 or 3x224x224 (per sample, without the batch dimension)"
-        )
-    return shape
-
-
-def check_batch(batch) -> int:
-    try:
-        b = int(batch)
-    except (TypeError, ValueError):
-        b = 0
-    if b < 1 or str(batch).strip() not in (str(b),):
-        raise ExanteError(f"--batch must be a positive integer, got {batch!r}")
-    return b
 
 
 INPUT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,

@@ -7,13 +7,16 @@ benchmark runs, so ``exante --help`` stays instant.
 from __future__ import annotations
 
 import json
-import sys
 
 
 def _progress(quiet: bool):
+    """Progress messages and bars on stderr (off with --quiet and with --json)."""
+    from predictor.progress import message, set_enabled
+
+    set_enabled(not quiet)
     if quiet:
         return None
-    return lambda msg: print(f"exante bench: {msg}", file=sys.stderr, flush=True)
+    return lambda msg: message(msg, prefix="exante bench")
 
 
 def _emit(report: dict, as_json: bool, lines: list[str]) -> int:

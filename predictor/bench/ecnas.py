@@ -115,12 +115,17 @@ def read_archs(path: str, *, with_target: bool) -> pd.DataFrame:
     return pd.read_csv(path, usecols=cols)
 
 
-def featurize(df: pd.DataFrame, *, batch: int = BATCH) -> tuple[pd.DataFrame, dict]:
-    """Work terms per row; rows that cannot be built are skipped and counted (with reasons)."""
+def featurize(df: pd.DataFrame, *, batch: int = BATCH,
+              desc: str = "capturing architectures") -> tuple[pd.DataFrame, dict]:
+    """Work terms per row; rows that cannot be built are skipped and counted (with reasons).
+    A progress bar (``desc``) on stderr where :mod:`predictor.progress` is on."""
+    from predictor.progress import bar
+
     rows, idx, failures, mismatch = [], [], {}, 0
     cache: dict = {}
     t0 = time.perf_counter()
-    for i, (ops, adj) in enumerate(zip(df["ops_json"], df["adjacency_json"])):
+    pairs = zip(df["ops_json"], df["adjacency_json"])
+    for i, (ops, adj) in enumerate(bar(pairs, desc=desc, total=len(df), unit="arch")):
         key = (str(ops), str(adj))
         try:
             if key not in cache:
@@ -229,7 +234,7 @@ def run_ecnas_bench(train_csv: str, test_csv: str, *, correction: bool = True,
     y_tr_all = pd.to_numeric(train[TARGET], errors="coerce").to_numpy(float)
     if progress:
         progress(f"capturing {len(train)} training architectures")
-    F_tr, info_tr = featurize(train)
+    F_tr, info_tr = featurize(train, desc="training architectures")
     y_tr = y_tr_all[F_tr.index.to_numpy()]
     ok = np.isfinite(y_tr) & (y_tr > 0)
     bad_target = int((~ok).sum())
@@ -239,7 +244,7 @@ def run_ecnas_bench(train_csv: str, test_csv: str, *, correction: bool = True,
     model = EcnasEnergyModel(correction=correction).fit(F_tr, y_tr)
     if progress:
         progress(f"capturing {len(test)} test architectures")
-    F_te, info_te = featurize(test)
+    F_te, info_te = featurize(test, desc="test architectures")
     if len(F_te) == 0:
         raise ExanteError(f"{test_csv}: no test architecture could be built "
                           f"({'; '.join(info_te['failure_reasons'])})")

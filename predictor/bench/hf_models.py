@@ -55,12 +55,13 @@ __all__ = ["HF_CONFIGS", "build_hf_model", "prepare_for_capture", "gelu_tanh_for
 
 
 def _transformers():
-    try:
-        import transformers
-    except ImportError:
-        raise ExanteError("the IrEne benchmark rebuilds Hugging Face models: "
-                          "pip install 'exante[hf]' (transformers)") from None
-    return transformers
+    from profiling.model_refs import import_transformers
+
+    try:                    # with the torchvision workaround (transformers imports torchvision)
+        return import_transformers()
+    except ExanteError as exc:
+        raise ExanteError(f"the IrEne and Zeus benchmarks rebuild Hugging Face models: {exc}") \
+            from None
 
 
 def gelu_tanh_formula(x):

@@ -262,9 +262,12 @@ def run_irene_bench(path: str, *, models=PAPER_MODELS, quick: bool = False,
     t_cap = time.perf_counter()
     grid = pd.concat([model_rows, module_rows, prims])[["model_name", "batch_size", "seq_len"]]
     grid = grid.drop_duplicates()
+    from predictor.progress import bar
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name, bs, seq in grid.itertuples(index=False):
+        for name, bs, seq in bar(list(grid.itertuples(index=False)), desc="capturing on meta",
+                                 unit="capture"):
             s = site_table(name, bs, seq)
             for t in s.loc[~s["supported"], "layer_type"].unique():
                 shape_only.setdefault(str(t), set()).add(name)
@@ -274,7 +277,7 @@ def run_irene_bench(path: str, *, models=PAPER_MODELS, quick: bool = False,
 
     per_model, model_err, module_err, flops_err = {}, [], [], []
     all_model_pred = []
-    for held in present:
+    for held in bar(present, desc="leave-one-model-out folds", unit="fold"):
         if progress:
             progress(f"fold: holding out {held}")
         tr = lambda d: d[d["model_name"] != held]       # noqa: E731

@@ -210,7 +210,9 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
     traces = load_power_traces(folder)
     models, cache, per_gpu, skipped_gpus, all_rows, notes = {}, {}, {}, {}, [], []
     skipped_rows: dict = {}
-    for gpu, frame in traces.items():
+    from predictor.progress import bar
+
+    for gpu, frame in bar(list(traces.items()), desc="GPUs", unit="gpu"):
         pmax = float(frame["power_limit"].max())
         try:
             spec, note = resolve_gpu(gpu, pmax)

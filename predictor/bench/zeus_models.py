@@ -106,13 +106,9 @@ def build_network(dataset: str, network: str) -> nn.Module:
 
         return resolve_model_on_meta("torchvision:resnet50")
     if (dataset, network) == ("squad", "bert_base_uncased"):
-        from .hf_models import HF_CONFIGS, prepare_for_capture
+        from .hf_models import HF_CONFIGS, _transformers, prepare_for_capture
 
-        try:
-            import transformers as tf
-        except ImportError:
-            raise ExanteError("the SQuAD BERT of the Zeus traces is rebuilt with Hugging Face "
-                              "transformers: pip install 'exante[hf]'") from None
+        tf = _transformers()                # with the torchvision workaround
         cls_name, kw = HF_CONFIGS["bert-base-uncased"]
         cfg = getattr(tf, cls_name)(**kw)
         cfg._attn_implementation = "eager"

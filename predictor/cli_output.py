@@ -1,0 +1,81 @@
+"""What the ``exante`` command line prints besides its result: warnings, logging, progress.
+
+- Warnings print once each as ``exante: warning: MESSAGE`` on stderr (no file name, no source
+  line), except torch's ``torch.jit.script is deprecated`` notice, which an import of fvcore
+  triggers and which says nothing about the user's command.
+- Warnings raised while a command computes its result are held back
+  (:func:`held_warnings`) and printed after it, minus those the result already states
+  (the notes of a prediction or an estimate), so nothing is said twice.
+- ``-v/--verbose`` turns on ``logging`` INFO (``exante: info: ...``); ``--quiet`` turns off
+  progress bars and messages (so does ``--json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import warnings
+
+# torch's deprecation notice, raised by `torch.jit.script` calls at import of fvcore.nn
+JIT_NOISE = r"`?torch\.jit\.script(_method)?`? is deprecated"
+_SHOWN: set[str] = set()
+
+
+def _text(message) -> str:
+    return str(message).strip()
+
+
+def _show(message, category, filename, lineno, file=None, line=None) -> None:
+    text = _text(message)
+    if not text or text in _SHOWN:
+        return
+    _SHOWN.add(text)
+    print(f"exante: warning: {text}", file=file or sys.stderr)
+
+
+def _format(message, category, filename, lineno, line=None) -> str:
+    return f"exante: warning: {_text(message)}\n"
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"exante: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def setup(*, verbose: bool = False, quiet: bool = False, json_mode: bool = False) -> None:
+    """Install the CLI's warning format and logging level, and turn progress on unless
+    ``quiet`` or ``json_mode``."""
+    from predictor.progress import set_enabled
+
+    warnings.showwarning = _show
+    warnings.formatwarning = _format
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", message=JIT_NOISE, category=category)
+    root = logging.getLogger()
+    if not any(getattr(h, "_exante", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_Formatter())
+        handler._exante = True            # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    set_enabled(not (quiet or json_mode))
+
+
+@contextlib.contextmanager
+def held_warnings():
+    """Collect the warnings raised inside (each once); print them with :func:`emit`."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", message=JIT_NOISE, category=category)
+        yield caught
+
+
+def emit(caught, *, already_said: str = "") -> None:
+    """Print each held warning once as ``exante: warning: ...``, except those whose text
+    ``already_said`` (the printed result) contains."""
+    for w in caught:
+        text = _text(w.message)
+        if text and text not in already_said:
+            _show(text, w.category, "", 0)

@@ -1,0 +1,139 @@
+"""The newcomer's path (issue 20): the zoos beside the CPU torch, quick refusals, one-line
+warnings, progress only where asked for."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from predictor import cli_output
+from predictor.cli import main
+from predictor.progress import bar, set_enabled
+from profiling.input_spec import check_ref_syntax, zoo_model_names
+from profiling.errors import ExanteError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _python(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                    reason="transformers not installed")
+def test_bert_builds_in_a_fresh_process_beside_whatever_torchvision():
+    # a fresh interpreter: nothing imported torchvision before (PyPI's torchvision beside the
+    # CPU torch fails its import with "operator torchvision::nms does not exist")
+    r = _python("from predictor.bench.hf_models import build_hf_model\n"
+                "m = build_hf_model('bert-base-uncased', device='meta')\n"
+                "from profiling.model_refs import import_transformers\n"
+                "import_transformers()\n"
+                "from transformers import BertModel\n"
+                "print(sum(p.numel() for p in m.parameters()))\n")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "109482240"
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["predict", "mlp:in=100,depth=2,width=10", "--input", "100", "--batch", "-1"],
+     "--batch must be a positive integer"),
+    (["predict", "mlp:in=100,depth=2,width=10", "--input", "3xa", "--batch", "2"],
+     "malformed --input"),
+    (["predict", "mlp:in=100,depth=0,width=10", "--input", "100", "--batch", "2"],
+     "mlp needs positive"),
+    (["predict", "torchvision:resnt50", "--input", "3x224x224", "--batch", "2"],
+     "close matches: resnet50"),
+    (["predict", "timm:resnt50", "--input", "3x224x224", "--batch", "2"],
+     "close matches: resnet50"),
+    (["features", "nocolon", "--input", "3", "--batch", "2"], "unknown MODEL_REF"),
+    (["compare", "mlp:in=1,depth=1,width=1", "mlp:in=1,depth=2,width=1", "--input", "1",
+      "--batch", "1", "--plot", ""], "--plot needs a file name"),
+    (["compare", "mlp:in=1,depth=1,width=1", "mlp:in=1,depth=2,width=1", "--input", "1",
+      "--batch", "1", "--plot", "/proc/no/such.svg"], "cannot write to --plot"),
+    (["estimate", "mlp:in=1,depth=1,width=1", "--input", "1", "--epochs", "-10"],
+     "--epochs"),
+])
+def test_refused_in_one_line_before_torch_is_imported(argv, says):
+    if argv[1].startswith(("torchvision:", "timm:")) and \
+            importlib.util.find_spec(argv[1].split(":")[0]) is None:
+        pytest.skip("zoo not installed")
+    r = _python("import sys\nfrom predictor.cli import main\nrc = main(sys.argv[1:])\n"
+                "print('torch' in sys.modules)\nsys.exit(rc)\n"
+                .replace("sys.argv[1:]", repr(argv)), timeout=60)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("exante: error: ") and says in lines[0], lines
+    assert r.stdout.strip() == "False"          # refused before torch was imported
+
+
+def test_zoo_names_read_without_import_match_the_zoo():
+    if importlib.util.find_spec("torchvision") is None:
+        pytest.skip("torchvision not installed")
+    from profiling.model_refs import import_torchvision
+
+    tv = import_torchvision()
+    assert zoo_model_names("torchvision") == frozenset(tv.models.list_models())
+    if importlib.util.find_spec("timm") is not None:
+        import timm
+
+        assert set(timm.list_models()) <= zoo_model_names("timm")
+        check_ref_syntax("timm:resnet50.a1_in1k")          # a pretrained tag is accepted
+    with pytest.raises(ExanteError, match="close matches"):
+        check_ref_syntax("torchvision:resnet5O")
+
+
+def test_warnings_print_once_in_one_line_without_source(capsys):
+    old = warnings.showwarning, warnings.formatwarning
+    try:
+        with warnings.catch_warnings():
+            cli_output.setup()
+            warnings.warn("something to know", UserWarning)
+            warnings.warn("something to know", UserWarning)
+            warnings.warn("`torch.jit.script` is deprecated. Please switch to `torch.compile` "
+                          "or `torch.export`.", FutureWarning)
+            warnings.warn("`torch.jit.script` is deprecated.", DeprecationWarning)
+            with cli_output.held_warnings() as caught:
+                warnings.warn("stated in the result", UserWarning)
+                warnings.warn("not stated", UserWarning)
+            cli_output.emit(caught, already_said="... stated in the result ...")
+    finally:
+        warnings.showwarning, warnings.formatwarning = old
+        set_enabled(False)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["exante: warning: something to know", "exante: warning: not stated"]
+
+
+def test_fvcore_import_prints_no_jit_deprecation():
+    r = _python("from predictor import cli_output\ncli_output.setup()\n"
+                "import warnings\nwarnings.simplefilter('default')\ncli_output.setup()\n"
+                "import profiling.feature_families\nimport fvcore.nn\n")
+    assert r.returncode == 0, r.stderr
+    assert "jit" not in r.stderr, r.stderr
+
+
+def test_progress_bar_goes_to_stderr_only_when_on(capsys):
+    try:
+        set_enabled(False)
+        assert list(bar(range(3), desc="x")) == [0, 1, 2]
+        assert capsys.readouterr().err == ""
+        set_enabled(True)
+        assert list(bar(range(3), desc="counting")) == [0, 1, 2]
+        out = capsys.readouterr()
+        assert out.out == "" and "exante: counting" in out.err
+    finally:
+        set_enabled(False)
+
+
+def test_global_flags_are_accepted_anywhere(capsys):
+    rc = main(["predict", "mlp:in=4,depth=1,width=4", "--input", "4", "--batch", "2", "--json",
+               "--quiet", "-v"])
+    assert rc == 0
+    out = capsys.readouterr()
+    assert out.out.lstrip().startswith("{")
+    set_enabled(False)
