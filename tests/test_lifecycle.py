@@ -237,7 +237,7 @@ def test_accepts_an_nn_module():
     (lambda: TrainingRun(1.5, 100, 10), "epochs must be a positive integer"),
     (lambda: TrainingRun(1, 100, 200), "larger than dataset_size"),
     (lambda: TrainingRun(1, 100, 10, optimizer="lion"), "unknown optimizer 'lion'; accepted: sgd, adam, adamw"),
-    (lambda: TrainingRun(1, 100, 10, dtype="fp16"), "unknown dtype 'fp16'; accepted: fp32, bf16"),
+    (lambda: TrainingRun(1, 100, 10, dtype="fp8"), "unknown dtype 'fp8'; accepted: fp32, bf16, fp16"),
     (lambda: TrainingRun(1, 100, 10, gpus=0), "gpus must be a positive integer"),
     (lambda: InferencePlan(0), "requests must be a positive integer"),
     (lambda: InferencePlan(10, batch_size=-1), "batch_size must be a positive integer"),

@@ -63,14 +63,16 @@ Scenario files (TOML, :func:`load_scenario`)
     gpus = 1                      # default GPU count of every run; size of the embodied hardware
     embodied_kg = 1500.0          # optional, with hardware_lifetime_h = 35040
     gpu_share_of_server = 0.74    # optional whole-server factor (seed 002 Table 1)
+    memory_format = "contiguous"  # or "channels_last" (model and a 4-D input in NHWC)
+    torch_version = "2.4.1"       # optional: the torch version the runs use (recorded)
 
     [[training]]                  # one or more; the first is labelled "final" unless labelled
     epochs = 10
     dataset_size = 100000
     batch = 32
     optimizer = "adam"            # sgd | adam | adamw
-    dtype = "fp32"                # fp32 | bf16
-    # gpus = 4, label = "...", drop_last = false
+    dtype = "fp32"                # fp32 | bf16 | fp16 (autocast)
+    # gpus = 4, label = "...", drop_last = false, grad_scaler = true (fp16 GradScaler)
 
     [search]                      # evenly spread trials (SearchPlan.from_trials) ...
     trials = 20
@@ -84,7 +86,7 @@ Scenario files (TOML, :func:`load_scenario`)
     [inference]
     requests = 1e6                # number of samples served (e in seed 004)
     batch = 1
-    dtype = "fp32"
+    dtype = "fp32"                # fp32 | bf16 | fp16
 
 Unknown keys are an error naming the accepted ones. :func:`dump_scenario` writes a Scenario
 back as TOML (search trials written out as ``[[search.runs]]``).

@@ -44,22 +44,30 @@ def _as_cost(p) -> _Cost:
 class _Predictor:
     """Calls ``predict_fn`` once per distinct (mode, batch, dtype, optimizer)."""
 
-    def __init__(self, model, input_shape, hardware, predict_fn, input_dtype=None):
+    def __init__(self, model, input_shape, hardware, predict_fn, input_dtype=None,
+                 conditions=None):
         self.model, self.input_shape, self.hardware = model, input_shape, hardware
         self.input_dtype = input_dtype or "float32"
+        # memory_format / torch_version: passed only when set (a custom predict_fn need not
+        # know them)
+        self.conditions = {k: v for k, v in (conditions or {}).items()
+                           if v not in (None, "contiguous")}
         self.predict_fn = predict_fn
         self.cache: dict[tuple, _Cost] = {}
         self.warnings: dict[str, list[str]] = {}   # predictor warning -> calls it came from
 
-    def __call__(self, mode: str, batch: int, dtype: str, optimizer: str | None) -> _Cost:
-        key = (mode, batch, dtype, optimizer if mode == "train_step" else None)
+    def __call__(self, mode: str, batch: int, dtype: str, optimizer: str | None,
+                 grad_scaler: bool = False) -> _Cost:
+        scaler = bool(grad_scaler and mode == "train_step")
+        key = (mode, batch, dtype, optimizer if mode == "train_step" else None, scaler)
         if key not in self.cache:
             from profiling.model_refs import example_inputs
 
             inputs = example_inputs(self.input_shape, batch, device="meta",
                                     dtype=self.input_dtype)
+            extra = dict(self.conditions, **({"grad_scaler": True} if scaler else {}))
             p = self.predict_fn(self.model, inputs, mode=mode, dtype=dtype,
-                                hardware=self.hardware, optimizer=key[3])
+                                hardware=self.hardware, optimizer=key[3], **extra)
             self.cache[key] = _as_cost(p)
             for w in getattr(p, "warnings", None) or ():
                 self.warnings.setdefault(str(w), []).append(f"{mode} b{batch} {dtype}")
@@ -135,9 +143,10 @@ def _training_stage(runs, cost_of) -> tuple[_Acc, list[dict]]:
     for run in runs:
         plan = run.plan()
         run_acc = _Acc()
-        full = cost_of("train_step", plan["per_gpu_batch"], run.dtype, run.optimizer)
+        full = cost_of("train_step", plan["per_gpu_batch"], run.dtype, run.optimizer,
+                       run.grad_scaler)
         for batch, n_gpus, steps, wall in plan["groups"]:
-            cost = cost_of("train_step", batch, run.dtype, run.optimizer)
+            cost = cost_of("train_step", batch, run.dtype, run.optimizer, run.grad_scaler)
             run_acc.add(cost, steps * run.epochs, n_gpus, wall)
         for i in range(3):
             acc.e[i] += run_acc.e[i]
@@ -149,7 +158,7 @@ def _training_stage(runs, cost_of) -> tuple[_Acc, list[dict]]:
             "batch_size": run.batch_size, "gpus": plan["gpus"],
             "per_gpu_batch": plan["per_gpu_batch"], "even_split": plan["even"],
             "per_gpu_steps": [list(x) for x in plan["groups"]], "optimizer": run.optimizer,
-            "dtype": run.dtype, "drop_last": run.drop_last,
+            "dtype": run.dtype, "drop_last": run.drop_last, "grad_scaler": run.grad_scaler,
             "steps_per_epoch": plan["full_steps"] + (1 if plan["last_batch"] else 0),
             "last_batch_per_gpu": plan["last_batch"] or None,
             "step_energy_j": full.energy_j,
@@ -176,7 +185,9 @@ def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> Lifecycl
     pue = scenario.pue
     share = scenario.gpu_share_of_server or 1.0
     cost_of = _Predictor(_resolve_model(scenario.model), scenario.input_shape,
-                         scenario.hardware, predict_fn, scenario.input_dtype)
+                         scenario.hardware, predict_fn, scenario.input_dtype,
+                         {"memory_format": scenario.memory_format,
+                          "torch_version": scenario.torch_version})
 
     stages: dict[str, StageReport] = {}
     if scenario.search:
@@ -206,7 +217,7 @@ def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> Lifecycl
     ref = (scenario.training or [None])[0] or (scenario.search.runs[0] if scenario.search else None)
     if ref is not None:
         b = ref.plan()["per_gpu_batch"]
-        tr = cost_of("train_step", b, ref.dtype, ref.optimizer)
+        tr = cost_of("train_step", b, ref.dtype, ref.optimizer, ref.grad_scaler)
         fw = cost_of("inference", b, ref.dtype, None)
         if fw.energy_j > 0:
             theta = tr.energy_j / fw.energy_j

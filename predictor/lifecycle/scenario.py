@@ -15,7 +15,8 @@ from .. import carbon
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-DTYPES = ("fp32", "bf16")
+DTYPES = ("fp32", "bf16", "fp16")
+MEMORY_FORMATS = ("contiguous", "channels_last")
 STAGES = ("search", "training", "inference")
 INPUT_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")   # profiling.model_refs'
 
@@ -84,6 +85,7 @@ class TrainingRun:
     gpus: int | None = None
     label: str | None = None
     drop_last: bool = False
+    grad_scaler: bool = False           # fp16 training with torch.amp.GradScaler
 
     def __post_init__(self):
         s = object.__setattr__
@@ -100,6 +102,8 @@ class TrainingRun:
             s(self, "gpus", _pos_int(self.gpus, "gpus"))
         if not isinstance(self.drop_last, bool):
             raise ExanteError(f"drop_last must be true or false, got {self.drop_last!r}")
+        if not isinstance(self.grad_scaler, bool):
+            raise ExanteError(f"grad_scaler must be true or false, got {self.grad_scaler!r}")
         if self.label is not None and not isinstance(self.label, str):
             raise ExanteError(f"label must be a string, got {self.label!r}")
 
@@ -239,6 +243,8 @@ class Scenario:
     gpus: int = 1
     gpu_share_of_server: float | None = None
     input_dtype: str | None = None     # None: float32; "int64" for models that take token ids
+    memory_format: str = "contiguous"  # "channels_last": model and (4-D) input in NHWC
+    torch_version: str | None = None   # recorded condition, passed to the predictor
 
     def __post_init__(self):
         if not isinstance(self.model, str):
@@ -253,6 +259,11 @@ class Scenario:
         self.input_shape = _input_shape(self.input_shape)
         if self.input_dtype is not None:
             self.input_dtype = _choice(self.input_dtype, "input_dtype", INPUT_DTYPES)
+        self.memory_format = _choice(self.memory_format, "memory_format", MEMORY_FORMATS)
+        if self.torch_version is not None and (not isinstance(self.torch_version, str)
+                                               or not self.torch_version[:1].isdigit()):
+            raise ExanteError(f"torch_version must be a version string like '2.4.1', got "
+                              f"{self.torch_version!r}")
         self.gpus = _pos_int(self.gpus, "gpus")
         self.pue = _pos_float(self.pue, "pue", minimum=1.0, inclusive=True)
         if not isinstance(self.hardware, str) or not self.hardware:

@@ -36,7 +36,10 @@ def scenario_from_args(args) -> Scenario:
             raise ExanteError(f"a training run needs --epochs, --dataset-size and --batch; "
                               f"missing {', '.join(missing)}")
         training = TrainingRun(g("epochs"), dataset_size, g("batch"), optimizer=optimizer,
-                               dtype=dtype)
+                               dtype=dtype, grad_scaler=bool(g("grad_scaler")))
+    elif g("grad_scaler"):
+        raise ExanteError("--grad-scaler prices a training run: give --epochs, --dataset-size "
+                          "and --batch too")
     search = None
     if g("trials") is not None:
         if training is None:
@@ -52,17 +55,19 @@ def scenario_from_args(args) -> Scenario:
         inference=inference, pue=carbon.DEFAULT_PUE if g("pue") is None else g("pue"),
         region=g("region"), intensity_g_per_kwh=g("intensity"),
         hardware=g("hardware") or "h100", gpus=1 if g("gpus") is None else g("gpus"),
-        input_dtype=g("input_dtype"))
+        input_dtype=g("input_dtype"), memory_format=g("memory_format") or "contiguous",
+        torch_version=g("torch_version"))
 
 
 # `exante estimate --scenario plan.toml` with flags: the rule (stated in `--help`)
 SCENARIO_OVERRIDES = {"model_ref": "model", "input": "input", "hardware": "hardware",
                       "pue": "pue", "region": "region", "intensity": "intensity_g_per_kwh",
-                      "gpus": "gpus", "input_dtype": "input_dtype"}
+                      "gpus": "gpus", "input_dtype": "input_dtype",
+                      "memory_format": "memory_format", "torch_version": "torch_version"}
 SCENARIO_REFUSED = {"epochs": "--epochs", "dataset_size": "--dataset-size", "tokens": "--tokens",
                     "batch": "--batch", "optimizer": "--optimizer", "dtype": "--dtype",
                     "trials": "--trials", "inferences": "--inferences",
-                    "inference_batch": "--inference-batch"}
+                    "inference_batch": "--inference-batch", "grad_scaler": "--grad-scaler"}
 
 
 def scenario_overrides(args, path) -> dict:
@@ -71,7 +76,7 @@ def scenario_overrides(args, path) -> dict:
     both of the file's grid keys) and ``--gpus`` override the file's values; flags that describe
     the runs (``--epochs``, ``--batch``, ``--inferences``, ...) are refused: edit the file."""
     given = [flag for name, flag in SCENARIO_REFUSED.items()
-             if getattr(args, name, None) is not None]
+             if getattr(args, name, None) not in (None, False)]
     if given:
         raise ExanteError(
             f"{', '.join(given)} cannot be combined with --scenario: the runs come from "
@@ -87,13 +92,13 @@ def scenario_overrides(args, path) -> dict:
 
 
 _TOP_KEYS = ("model", "input", "input_dtype", "hardware", "pue", "region", "intensity_g_per_kwh", "gpus",
-             "embodied_kg", "hardware_lifetime_h", "gpu_share_of_server", "training", "search",
-             "inference")
+             "embodied_kg", "hardware_lifetime_h", "gpu_share_of_server", "memory_format",
+             "torch_version", "training", "search", "inference")
 _RUN_KEYS = ("epochs", "dataset_size", "dataset_tokens", "batch", "optimizer", "dtype", "gpus",
-             "label", "drop_last")
+             "label", "drop_last", "grad_scaler")
 _SEARCH_KEYS = ("trials", "epochs", "dataset_fraction", "dataset_size", "dataset_tokens",
                 "batch", "optimizer",
-                "dtype", "gpus", "drop_last", "seed", "runs")
+                "dtype", "gpus", "drop_last", "grad_scaler", "seed", "runs")
 _INFERENCE_KEYS = ("requests", "batch", "dtype")
 
 
@@ -137,7 +142,8 @@ def _run_from_table(t: dict, where: str, path, defaults: dict | None = None,
             dataset_size=_need(d, "dataset_size", where, path),
             batch_size=_pos_int(_need(d, "batch", where, path), "batch"),
             optimizer=d.get("optimizer", "adam"), dtype=d.get("dtype", "fp32"),
-            gpus=d.get("gpus"), label=d.get("label"), drop_last=d.get("drop_last", False))
+            gpus=d.get("gpus"), label=d.get("label"), drop_last=d.get("drop_last", False),
+            grad_scaler=d.get("grad_scaler", False))
 
 
 class _in_table:
@@ -221,7 +227,8 @@ def scenario_from_dict(doc: dict, path: str = "<scenario>") -> Scenario:
                 r0 = runs[0]
                 base = {"epochs": r0.epochs, "dataset_size": r0.dataset_size,
                         "batch": r0.batch_size, "optimizer": r0.optimizer, "dtype": r0.dtype,
-                        "gpus": r0.gpus, "drop_last": r0.drop_last}
+                        "gpus": r0.gpus, "drop_last": r0.drop_last,
+                        "grad_scaler": r0.grad_scaler}
             own = {k: v for k, v in s.items() if k in _RUN_KEYS and k != "label"}
             epochs = own.pop("epochs", base.get("epochs"))
             epochs_range = None
@@ -259,7 +266,9 @@ def scenario_from_dict(doc: dict, path: str = "<scenario>") -> Scenario:
             hardware=doc.get("hardware", "h100"), embodied_kg=doc.get("embodied_kg"),
             hardware_lifetime_h=doc.get("hardware_lifetime_h"), gpus=doc.get("gpus", 1),
             gpu_share_of_server=doc.get("gpu_share_of_server"),
-            input_dtype=doc.get("input_dtype"))
+            input_dtype=doc.get("input_dtype"),
+            memory_format=doc.get("memory_format", "contiguous"),
+            torch_version=doc.get("torch_version"))
 
 
 def _toml_value(v) -> str:
@@ -280,6 +289,8 @@ def _run_lines(run: TrainingRun) -> list[str]:
         out.append(f"label = {_toml_value(run.label)}")
     if run.drop_last:
         out.append("drop_last = true")
+    if run.grad_scaler:
+        out.append("grad_scaler = true")
     return out
 
 
@@ -293,10 +304,12 @@ def dump_scenario(scenario: Scenario) -> str:
              f"pue = {_toml_value(scenario.pue)}",
              f"gpus = {scenario.gpus}"]
     for key in ("region", "intensity_g_per_kwh", "embodied_kg", "hardware_lifetime_h",
-                "gpu_share_of_server", "input_dtype"):
+                "gpu_share_of_server", "input_dtype", "torch_version"):
         v = getattr(scenario, key)
         if v is not None:
             lines.append(f"{key} = {_toml_value(v)}")
+    if scenario.memory_format != "contiguous":
+        lines.append(f"memory_format = {_toml_value(scenario.memory_format)}")
     for run in scenario.training or []:
         lines += ["", "[[training]]"] + _run_lines(run)
     if scenario.search:
