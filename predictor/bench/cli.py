@@ -114,6 +114,7 @@ def add_bench_parser(sub) -> None:
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.add_argument("--quiet", action="store_true", help="no progress on stderr")
     q.set_defaults(func=cmd_bench_zeus)
+    __import__("predictor.bench.mlenergy", fromlist=["add_parser"]).add_parser(bsub)
 
     from .timm_cli import add_timm_parser   # exante bench timm (predictor/bench/timm.py)
     add_timm_parser(bsub)

@@ -1,0 +1,121 @@
+"""LLM training / serving ex ante (predictor/llm/, predictor/bench/mlenergy.py)."""
+
+import json
+import math
+
+import pytest
+
+from predictor.hardware import lookup
+from predictor.llm import memory, mfu, parallel, serving
+from profiling.errors import ExanteError
+
+
+def test_zero_stages_divide_the_right_states():
+    kw = dict(dp=8, tp=1, pp=1)
+    none = memory.model_states_gb(1e9, "bf16", sharding="none", **kw)
+    z1 = memory.model_states_gb(1e9, "bf16", sharding="zero1", **kw)
+    z2 = memory.model_states_gb(1e9, "bf16", sharding="zero2", **kw)
+    z3 = memory.model_states_gb(1e9, "bf16", sharding="zero3", **kw)
+    assert none == pytest.approx(16) and z1 == pytest.approx(2 + 2 + 12 / 8)
+    assert z2 == pytest.approx(2 + (2 + 12) / 8)
+    assert z3 == pytest.approx(16 / 8)
+    assert memory.model_states_gb(1e9, "bf16", sharding="fsdp", **kw) == z3
+    assert memory.model_states_gb(1e9, "bf16", sharding="none", optimizer_dtype="bf16", **kw) \
+        == pytest.approx(12)
+
+
+def test_checkpointing_and_flash_shrink_activations():
+    kw = dict(layers=32, hidden=4096, heads=32, seq_len=4096, micro_batch=1, tp=1)
+    full = memory.activations_gb(checkpointing="none", flash=False, **kw)
+    flash = memory.activations_gb(checkpointing="none", flash=True, **kw)
+    ckpt = memory.activations_gb(checkpointing="full", flash=True, **kw)
+    assert full > flash > ckpt
+    assert flash == pytest.approx(32 * 4096 * 4096 * 34 / 1e9)
+
+
+def test_auto_plan_reports_needs_and_has():
+    p = memory.plan(175e9, "bf16", 80, dp=1, tp=1, pp=1, layers=96, hidden=12288, heads=96,
+                    seq_len=2048, micro_batch=1)
+    assert p.fits is False and "does not fit (needs" in p.verdict() and "has 80" in p.verdict()
+    q = memory.plan(175e9, "bf16", 80, dp=128, tp=8, pp=1, layers=96, hidden=12288, heads=96,
+                    seq_len=2048, micro_batch=1)
+    assert q.fits is True and q.verdict().startswith("fits")
+
+
+def test_parallel_overheads():
+    assert parallel.bubble_fraction(1, 8) == 0 and parallel.bubble_fraction(4, 1) == 0.75
+    assert parallel.ring_allreduce_s(1e9, 1, 100) == 0
+    assert parallel.ring_allreduce_s(1e9, 2, 100) == pytest.approx(0.01)
+    link = parallel.interconnect("ampere")
+    assert link.intra_gbs == 300 and "default" in link.label
+    with pytest.raises(ExanteError, match="unknown interconnect"):
+        parallel.interconnect("ampere", "warp-drive")
+
+
+def test_mfu_table_matches_runs_and_loro_is_honest():
+    runs = mfu.load_runs()
+    assert len(runs) >= 10 and all(r.row["source"] for r in runs)
+    gpt3 = next(r for r in runs if r.run == "gpt3-175b")
+    assert gpt3.mfu_published == pytest.approx(6 * 175e9 * 300e9 / (3552000 * 3600 * 125e12))
+    res = mfu.loro_residuals(runs, slope=False)
+    assert len(res) == len(runs) and any(abs(v) > 0.05 for v in res.values())
+    est = mfu.default_mfu(lookup("a100-80gb"), 70e9)
+    assert 0 < est.mfu_low < est.mfu < est.mfu_high <= 1 and "ampere" in est.source
+    unseen = mfu.default_mfu(lookup("mi300x"), 70e9)
+    assert "pooled" in unseen.source
+    with pytest.raises(ExanteError):
+        mfu.default_mfu(lookup("h100"), 1e9, flavour="vibes")
+
+
+def test_serving_energy_scales_sensibly():
+    lo = serving.serving_energy(8e9, "h100", 1, 8)
+    hi = serving.serving_energy(8e9, "h100", 1, 128)
+    assert hi.energy_per_1k_output_tokens_j < lo.energy_per_1k_output_tokens_j   # batching
+    big = serving.serving_energy(70e9, "h100", 1, 8)
+    assert big.energy_per_1k_output_tokens_j > lo.energy_per_1k_output_tokens_j
+    r = serving.serving_energy(8e9, "h100", 1, 8, prompt_tokens=1000, output_tokens=0)
+    assert r.energy_per_request_j == pytest.approx(r.energy_per_1k_prompt_tokens_j)
+    with pytest.raises(ExanteError, match="weight precision"):
+        serving.serving_energy(8e9, "h100", 1, 8, precision="fp3")
+
+
+def _fixture(tmp_path):
+    (tmp_path / "tasks").mkdir()
+    confs = []
+    for model, p in (("m/a", 8.0), ("m/b", 14.0), ("m/c", 32.0)):
+        for b in (8, 64):
+            step = 2 * p * 1e9 / 3.35e12 + 0.003
+            e = 700 * step / b + 700 * 2 * p * 1e9 / 989.5e12 * 2
+            confs.append({"model_id": model, "gpu_model": "H100", "num_gpus": 1,
+                          "max_num_seqs": b, "total_params_billions": p,
+                          "activated_params_billions": p, "weight_precision": "bfloat16",
+                          "avg_output_len": 500, "energy_per_token_joules": e,
+                          "output_throughput_tokens_per_sec": b / step})
+    (tmp_path / "tasks" / "chat.json").write_text(json.dumps({"configurations": confs}))
+    return tmp_path
+
+
+def test_mlenergy_bench_recovers_a_model_it_can_express(tmp_path, capsys):
+    from predictor.bench.mlenergy import run_mlenergy_bench
+    from predictor.cli import main
+
+    r = run_mlenergy_bench(_fixture(tmp_path))
+    assert r["rows"] == 6 and r["models"] == 3
+    assert r["overall"]["mape_pct"] < 2          # exact structure: a=1, t_fix=3 ms
+    assert r["fixed_step_s_all_rows"] == pytest.approx(0.003, rel=0.05)
+    assert main(["bench", "mlenergy", str(tmp_path), "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"overall", "per_gpu", "per_model"} <= set(out)
+    assert main(["bench", "mlenergy", str(tmp_path / "nope")]) == 2
+
+
+def test_physics_throughput_small_transformer():
+    from predictor.llm.throughput import TransformerConfig, estimate
+
+    cfg = TransformerConfig(layers=4, hidden=1024, heads=16, seq_len=1024, tp=1, pp=1,
+                            global_batch_tokens=8192)
+    e = estimate(cfg, lookup("h100"), 8)
+    assert 0 < e.mfu < 1 and e.parts["dp"] == 8 and e.parts["micro_batches"] == 1
+    assert e.device_hours(1e9) > 0 and math.isfinite(e.step_time_s)
+    slow = estimate(TransformerConfig(**{**cfg.__dict__, "flash": False}), lookup("h100"), 8)
+    assert slow.step_time_s > e.step_time_s
