@@ -51,6 +51,7 @@ class DesignRow:
     co2_kg_low: float
     co2_kg_high: float
     run_energy_j: float | None = None
+    memory_gb: float | None = None    # estimated peak GPU memory of one call (GiB)
     rank: int = 0                     # 1 = least energy (by the ranking quantity)
     tie_group: int = 0                # designs sharing a group: intervals overlap
     warnings: list = field(default_factory=list)
@@ -71,6 +72,9 @@ class Comparison:
     grid: str
     coverage: float
     notes: list = field(default_factory=list)
+    memory_format: str = "contiguous"
+    grad_scaler: bool = False
+    torch_version: str | None = None
 
     def ranked(self) -> list:
         return sorted(self.designs, key=lambda r: (r.rank, r.ref))
@@ -100,6 +104,12 @@ class Comparison:
     def to_text(self) -> str:
         pct = int(round(self.coverage * 100))
         opt = f", optimizer {self.optimizer}" if self.optimizer else ""
+        if self.memory_format != "contiguous":
+            opt += f", {self.memory_format}"
+        if self.grad_scaler:
+            opt += ", grad scaler"
+        if self.torch_version:
+            opt += f", torch {self.torch_version}"
         head = (f"exante compare — {self.hardware}, {self.mode}, {self.dtype}, batch "
                 f"{self.batch}{opt}, input {'x'.join(map(str, self.input_shape))}")
         if self.run:
@@ -142,8 +152,7 @@ class Comparison:
             import matplotlib.pyplot as plt
         except ImportError:
             raise ExanteError("--plot needs matplotlib: pip install 'exante[plot]'") from None
-        if not str(path).lower().endswith((".png", ".svg")):
-            raise ExanteError(f"--plot file must end in .png or .svg, got {path!r}")
+        check_plot_path(path)
         rows = self.ranked()[::-1]
         run = self.ranked_by == "run_energy_j"
         val = [(r.kwh if run else r.energy_j) for r in rows]
@@ -166,6 +175,24 @@ class Comparison:
         fig.savefig(path)
         plt.close(fig)
         return str(path)
+
+
+def check_plot_path(path) -> str:
+    """A ``--plot`` path that can be written: a .png/.svg file name in an existing, writable
+    folder (one-line ``ExanteError`` otherwise)."""
+    import os
+
+    p = str(path)
+    if not p.strip() or not p.lower().endswith((".png", ".svg")):
+        raise ExanteError(f"--plot file must end in .png or .svg, got {p!r}")
+    folder = os.path.dirname(os.path.abspath(p))
+    if os.path.isdir(p):
+        raise ExanteError(f"--plot {p!r} is a folder; give a file name ending in .png or .svg")
+    if not os.path.isdir(folder):
+        raise ExanteError(f"--plot folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ExanteError(f"--plot folder {folder!r} is not writable")
+    return p
 
 
 def _overlap(a, b) -> bool:
@@ -209,14 +236,17 @@ def _label_and_model(design):
 def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: str = "fp32",
             optimizer: str | None = None, hardware: str = "h100", *, epochs=None,
             dataset_size=None, pue: float | None = None, region: str | None = None,
-            intensity=None, artifact_dir=None) -> Comparison:
+            intensity=None, artifact_dir=None, memory_format: str = "contiguous",
+            grad_scaler: bool = False, torch_version: str | None = None) -> Comparison:
     """Predict and rank ``designs`` (see the module docstring).  ``input_shape``: per sample
-    (``"3x224x224"``, ``100`` or a tuple); ``batch``: per call."""
+    (``"3x224x224"``, ``100`` or a tuple); ``batch``: per call.  ``memory_format``,
+    ``grad_scaler`` (train_step) and ``torch_version`` as in :func:`predictor.predict`."""
     import torch
 
     from profiling.model_refs import check_batch, parse_input_shape
 
     from . import carbon, lifecycle
+    from .model_capture import check_args
     from .predict import DTYPES, MODES, predict
 
     designs = list(designs)
@@ -226,6 +256,9 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
         raise ExanteError(f"unknown mode {mode!r}; accepted: {', '.join(MODES)}")
     if dtype not in DTYPES:
         raise ExanteError(f"unknown dtype {dtype!r}; accepted: {', '.join(DTYPES)}")
+    # a gradient scaler acts on training: the per-call mode, or the training run's steps
+    check_args("train_step" if epochs is not None else mode, dtype, None, memory_format,
+               grad_scaler, torch_version)
     shape = (parse_input_shape(input_shape) if isinstance(input_shape, str) else
              tuple(int(d) for d in ((input_shape,) if isinstance(input_shape, int)
                                     else input_shape)))
@@ -243,7 +276,10 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
         opt = "adam" if epochs is not None else "sgd"
     run = None
     if epochs is not None:
-        run = lifecycle.TrainingRun(epochs, dataset_size, batch, optimizer or "adam", dtype)
+        run = lifecycle.TrainingRun(epochs, dataset_size, batch, optimizer or "adam", dtype,
+                                    grad_scaler=grad_scaler)
+    conditions = {"memory_format": memory_format, "torch_version": torch_version,
+                  "grad_scaler": grad_scaler and mode == "train_step"}
     notes, rows, cov = [], [], 0.9
     labels = set()
     for d in designs:
@@ -255,7 +291,7 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
             warnings.simplefilter("always")
             p = predict(model, torch.zeros((batch, *shape), device="meta"), mode=mode,
                         dtype=dtype, hardware=hardware, optimizer=opt,
-                        artifact_dir=artifact_dir)
+                        artifact_dir=artifact_dir, **conditions)
         cov = p.coverage
         params = int(sum(t.numel() for t in {id(t): t for t in model.parameters()}.values()))
         flops = float(sum(r["count"] * r.get("features", {}).get("flops", 0) for r in p.layers))
@@ -263,7 +299,8 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
         if run is not None:
             rep = lifecycle.estimate(lifecycle.Scenario(
                 model, shape, training=run, pue=pue,
-                intensity_g_per_kwh=grid.value_g_per_kwh, hardware=hardware),
+                intensity_g_per_kwh=grid.value_g_per_kwh, hardware=hardware,
+                memory_format=memory_format, torch_version=torch_version),
                 predict_fn=lambda *a, **k: predict(*a, artifact_dir=artifact_dir, **k))
             kwh = (rep.total_energy_kwh, rep.total_energy_kwh_low, rep.total_energy_kwh_high)
             co2 = (rep.co2_kg, rep.co2_kg_low, rep.co2_kg_high)
@@ -275,7 +312,7 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
             run_e = None
         rows.append(DesignRow(label, p.energy_j, p.energy_j_low, p.energy_j_high, p.time_s,
                               p.time_s_low, p.time_s_high, p.power_w, params, flops, *kwh, *co2,
-                              run_energy_j=run_e, warnings=warn))
+                              run_energy_j=run_e, memory_gb=p.memory_gb, warnings=warn))
     ranked_by = "run_energy_j" if run is not None else "energy_j"
     _rank(rows, ranked_by)
     if run is not None:
@@ -285,7 +322,8 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
     return Comparison(rows, mode, dtype, batch, opt, hardware, shape, ranked_by,
                       None if run is None else {"epochs": run.epochs,
                                                 "dataset_size": run.dataset_size},
-                      pue, grid.label, cov, notes)
+                      pue, grid.label, cov, notes, memory_format, grad_scaler,
+                      torch_version)
 
 
 def _rank(rows: list, by: str) -> None:
@@ -316,7 +354,14 @@ def add_parser(sub) -> None:
     p.add_argument("--input", required=True, help="per-sample input shape, e.g. 100 or 3x224x224")
     p.add_argument("--batch", required=True, help="batch size (positive int)")
     p.add_argument("--mode", choices=("inference", "train_step"), default="inference")
-    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="fp32, or autocast mixed precision bf16 | fp16")
+    p.add_argument("--memory-format", choices=("contiguous", "channels_last"),
+                   default="contiguous", help="channels_last: model and 4-D input in NHWC")
+    p.add_argument("--grad-scaler", action="store_true",
+                   help="train_step with torch.amp.GradScaler (fp16 training)")
+    p.add_argument("--torch-version", default=None, metavar="X.Y.Z",
+                   help="the torch version the designs run on (recorded with the result)")
     p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None,
                    help="train_step optimizer (default sgd; adam with --epochs)")
     p.add_argument("--epochs", type=int, default=None, help="training run: epochs")
@@ -339,16 +384,19 @@ def cmd_compare(args) -> int:
         raise ExanteError(f"--epochs must be a positive integer, got {args.epochs}")
     if args.dataset_size is not None and args.dataset_size < 1:
         raise ExanteError(f"--dataset-size must be a positive integer, got {args.dataset_size}")
+    if args.plot is not None:
+        check_plot_path(args.plot)          # before the work, not after it
     c = compare(args.model_refs, args.input, args.batch, mode=args.mode, dtype=args.dtype,
                 optimizer=args.optimizer, hardware=args.hardware, epochs=args.epochs,
                 dataset_size=args.dataset_size, pue=args.pue, region=args.region,
-                intensity=args.intensity)
-    if args.plot:
+                intensity=args.intensity, memory_format=args.memory_format,
+                grad_scaler=args.grad_scaler, torch_version=args.torch_version)
+    if args.plot is not None:
         c.plot(args.plot)
     if args.json:
         print(json.dumps(c.to_dict(), indent=2, default=str))
     else:
         print(c.to_text())
-        if args.plot:
+        if args.plot is not None:
             print(f"plot written to {args.plot}")
     return 0
