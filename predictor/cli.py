@@ -364,7 +364,8 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
                    help="data-centre PUE, >= 1 (default 1.58)")
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--region", default=None, help="cloud region, e.g. aws:us-east-1")
-    grid.add_argument("--intensity", type=finite_float, default=None, help="grid gCO2eq/kWh")
+    grid.add_argument("--intensity", default=None,
+                      help="grid gCO2eq/kWh, or an energy source: coal|gas|hydro|oil|nuclear")
     p.add_argument("--gpus", type=positive_int, default=None, help="data-parallel GPUs (default 1)")
     p.add_argument("--hardware", default=None, help="predictor hardware id (default h100)")
     p.add_argument("--json", action="store_true")

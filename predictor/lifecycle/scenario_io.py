@@ -53,10 +53,18 @@ def scenario_from_args(args) -> Scenario:
     return Scenario(
         model=g("model_ref"), input_shape=g("input"), training=training, search=search,
         inference=inference, pue=carbon.DEFAULT_PUE if g("pue") is None else g("pue"),
-        region=g("region"), intensity_g_per_kwh=g("intensity"),
+        region=g("region"), intensity_g_per_kwh=_intensity_value(g("intensity")),
         hardware=g("hardware") or "h100", gpus=1 if g("gpus") is None else g("gpus"),
         input_dtype=g("input_dtype"), memory_format=g("memory_format") or "contiguous",
         torch_version=g("torch_version"))
+
+
+def _intensity_value(value):
+    """``--intensity``: a number of gCO2eq/kWh or an energy-source name (coal, gas, ...), as
+    ``exante calc`` accepts (seed 000 Table 2 via :func:`carbon.resolve_intensity`)."""
+    if value is None:
+        return None
+    return carbon.resolve_intensity(None, value).value_g_per_kwh
 
 
 # `exante estimate --scenario plan.toml` with flags: the rule (stated in `--help`)
@@ -85,6 +93,8 @@ def scenario_overrides(args, path) -> dict:
             "override the file)")
     out = {key: getattr(args, name) for name, key in SCENARIO_OVERRIDES.items()
            if getattr(args, name, None) is not None}
+    if out.get("intensity_g_per_kwh") is not None:
+        out["intensity_g_per_kwh"] = _intensity_value(out["intensity_g_per_kwh"])
     if "region" in out or "intensity_g_per_kwh" in out:
         out.setdefault("region", None)
         out.setdefault("intensity_g_per_kwh", None)
