@@ -1,16 +1,27 @@
 """Whole-model rows of a dataset -> workloads and targets for :class:`~predictor.physics.PhysicsModel`.
 
-``load_whole_model_data(folder)`` reads ``models.csv`` and ``workloads.jsonl`` (the captured
-workload of each row, written by the importer or the profiler) and returns one record per
-workload: the mean over sessions of time and energy (the value to predict), the per-session
-values (for the re-measurement floor), the workload and its grouping labels.  Eager rows only.
+``load_whole_model_data(folder)`` reads ``models.csv`` and ``workloads.jsonl`` or
+``workloads.jsonl.gz`` (the captured workload of each row's ``task_key``, written by the
+importer or the profiler) and returns one record per measured condition: the mean over
+sessions of time and energy (the value to predict), the per-session values (for the
+re-measurement floor), the workload and its grouping labels.  Eager rows only.
+
+A condition is (``task_key``, ``memory_format``, ``torch_version``): imported public rows
+(``datasets/<gpu>/``, e.g. timm's benchmarks) share one workload between memory formats and
+torch versions, and those are set on the returned workload from the row.  A record's ``key``
+is the ``task_key`` when that is the only condition of it in the folder, else
+``task_key|memory_format|torch<version>``.  ``models.csv`` may carry extra columns
+(``memory_format``, ``source``, ``licence``, ``attribution`` ...).  Time-only rows (energy
+empty) are kept with ``energy_j`` NaN; a zero or negative energy is not a measurement and is
+dropped.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +33,22 @@ from profiling.errors import ExanteError
 from .workload import Workload
 
 __all__ = ["WholeModelData", "load_whole_model_data", "attach_workloads", "layer_row_workloads",
-           "WORKLOAD_FILE"]
+           "WORKLOAD_FILE", "workload_file", "read_workload_file"]
 
 WORKLOAD_FILE = "workloads.jsonl"
+WORKLOAD_FILE_GZ = WORKLOAD_FILE + ".gz"
+_REQUIRED = ("task_key", "exec", "time_s", "energy_j", "spec", "family", "mode", "dtype", "batch",
+             "optimizer", "power_w", "idle_power_w", "params", "flops", "session_id")
+
+
+def workload_file(folder: str | os.PathLike) -> Path | None:
+    """The workload file of ``folder`` (``workloads.jsonl``, else ``workloads.jsonl.gz``), or
+    None when it has neither."""
+    folder = Path(folder)
+    for name in (WORKLOAD_FILE, WORKLOAD_FILE_GZ):
+        if (folder / name).is_file():
+            return folder / name
+    return None
 
 
 @dataclass
@@ -47,9 +71,15 @@ class WholeModelData:
                               self.sessions[self.sessions["key"].isin(keys)].reset_index(drop=True))
 
 
+def read_workload_file(path: str | os.PathLike) -> dict:
+    """``{key: Workload}`` of a ``.jsonl`` or ``.jsonl.gz`` workload file."""
+    return _read_workloads(Path(path))
+
+
 def _read_workloads(path: Path) -> dict:
     out = {}
-    with open(path, encoding="utf-8") as fh:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
         for i, line in enumerate(fh, 1):
             if line.strip():
                 try:
@@ -69,37 +99,72 @@ def _spec_kind(spec) -> str | None:
     return spec.get("kind") if isinstance(spec, dict) else None
 
 
+def _read_models(folder: Path):
+    """``models.csv`` as a DataFrame; extra columns are kept, missing required ones refused."""
+    path = folder / schema.MODEL_FILE
+    rows = pd.read_csv(path, keep_default_na=True, low_memory=False)
+    missing = [c for c in _REQUIRED if c not in rows.columns]
+    if missing:
+        raise ExanteError(f"{path} lacks column(s) {', '.join(missing)} (a models.csv has the "
+                          "columns of profiling.schema.MODEL_COLUMNS, extra ones allowed)")
+    return rows
+
+
+def _condition(w, memory_format, torch_version):
+    """The workload with the row's memory format and torch version (fields it lacks stay)."""
+    have = {f.name for f in fields(w)}
+    upd = {}
+    if "memory_format" in have and isinstance(memory_format, str) and memory_format and \
+            memory_format != w.memory_format:
+        upd["memory_format"] = memory_format
+    if "torch_version" in have and isinstance(torch_version, str) and torch_version and \
+            w.torch_version is None:
+        upd["torch_version"] = torch_version
+    return replace(w, **upd) if upd else w
+
+
 def load_whole_model_data(folder: str | os.PathLike) -> WholeModelData:
-    """Eager whole-model rows of ``folder`` that have a captured workload."""
+    """Eager whole-model rows of ``folder`` that have a captured workload (see module
+    docstring for conditions, keys and time-only rows)."""
     folder = Path(folder)
-    table = schema.model_table(folder)
-    wpath = folder / WORKLOAD_FILE
-    if not table.exists() or not wpath.is_file():
+    wpath = workload_file(folder)
+    if not (folder / schema.MODEL_FILE).is_file() or wpath is None:
         raise ExanteError(f"{folder} has no whole-model rows with workloads ({schema.MODEL_FILE} "
-                          f"and {WORKLOAD_FILE}); import or measure some first")
-    rows = table.read_frame()
+                          f"and {WORKLOAD_FILE}[.gz]); import or measure some first")
+    rows = _read_models(folder)
     wls = _read_workloads(wpath)
     rows = rows[(rows["exec"].astype(str) == "eager") & rows["task_key"].isin(list(wls))].copy()
     for c in ("time_s", "energy_j", "power_w", "idle_power_w", "batch", "params", "flops"):
         rows[c] = pd.to_numeric(rows[c], errors="coerce")
-    rows = rows[(rows["time_s"] > 0) & (rows["energy_j"] > 0)]
+    rows = rows[(rows["time_s"] > 0) & ((rows["energy_j"] > 0) | rows["energy_j"].isna())]
     if rows.empty:
         raise ExanteError(f"{folder}: no eager whole-model row with a positive measurement and "
                           "a captured workload")
-    sessions = rows.rename(columns={"task_key": "wkey"})[
-        ["wkey", "session_id", "time_s", "energy_j", "power_w", "idle_power_w"]].rename(
-        columns={"wkey": "key"}).reset_index(drop=True)
+    for c, default in (("memory_format", "contiguous"), ("torch_version", ""),
+                       ("hardware", folder.name), ("source", "")):
+        rows[c] = rows[c].fillna(default).astype(str) if c in rows else default
+    rows["wkey"] = rows["task_key"]
+    cond = rows[["task_key", "memory_format", "torch_version"]].drop_duplicates()
+    multi = set(cond["task_key"][cond["task_key"].duplicated(keep=False)])
+    rows["key"] = [t if t not in multi else f"{t}|{m}|torch{v}" for t, m, v in
+                   zip(rows["task_key"], rows["memory_format"], rows["torch_version"])]
+    sessions = rows[["key", "session_id", "time_s", "energy_j", "power_w",
+                     "idle_power_w"]].reset_index(drop=True)
     kinds = rows["spec"].map(_spec_kind)
     rows = rows.assign(kind=kinds.fillna("model"))
-    g = rows.groupby("task_key", sort=True)
-    frame = g.agg(family=("family", "first"), kind=("kind", "first"), mode=("mode", "first"),
-                  dtype=("dtype", "first"), batch=("batch", "first"),
+    g = rows.groupby("key", sort=True)
+    frame = g.agg(task_key=("wkey", "first"), family=("family", "first"), kind=("kind", "first"),
+                  mode=("mode", "first"), dtype=("dtype", "first"), batch=("batch", "first"),
                   optimizer=("optimizer", "first"), time_s=("time_s", "mean"),
                   energy_j=("energy_j", "mean"), n_sessions=("time_s", "size"),
                   power_w=("power_w", "mean"), idle_power_w=("idle_power_w", "mean"),
-                  params=("params", "first"), flops=("flops", "first")).reset_index()
-    frame = frame.rename(columns={"task_key": "key"})
-    return WholeModelData(frame, [wls[k] for k in frame["key"]], sessions)
+                  params=("params", "first"), flops=("flops", "first"),
+                  hardware=("hardware", "first"), memory_format=("memory_format", "first"),
+                  torch_version=("torch_version", "first"),
+                  source=("source", "first")).reset_index()
+    workloads = [_condition(wls[t], m, v) for t, m, v in
+                 zip(frame["task_key"], frame["memory_format"], frame["torch_version"])]
+    return WholeModelData(frame, workloads, sessions)
 
 
 def _spec(v) -> dict:
