@@ -31,12 +31,13 @@ one memory-bound kernel over their tensor bytes and reported in ``LoweredWorkloa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from profiling.features import DTYPE_BYTES, FEATURE_REGISTRY, layer_features
 
+from .autocast import autocast_flow
 from .workload import Workload
 
 __all__ = ["CLASSES", "HOST_FEATURES", "LoweredWorkload", "lower", "family_of"]
@@ -85,7 +86,11 @@ _EW_BWD_UNARY = 1.5
 # makes a reduction pass (dy, x) and an element pass (dy, x -> dx): 3 and 5 activation passes
 # against inference's 2 (nbytes = input + output)
 _BN_FWD_TRAIN, _BN_BWD = 1.5, 2.5
-_NCHW_T = True
+# share of a 16-bit NCHW convolution's input + output that cuDNN transposes to NHWC (it has
+# native NCHW tensor-core kernels for many shapes): 1/4 puts timm's ResNet-50-like nets ~15 %
+# slower in NCHW than channels_last at large batch, as timm measures (RTX 3090, torch 2.4:
+# median 1.14 for resnets, 1.17 EfficientNets, 1.01 ViTs)
+_NCHW_SHARE = 0.25
 
 
 def _ew_arity(cfg) -> str:
@@ -185,7 +190,8 @@ def lower(w: Workload) -> LoweredWorkload:
     train = w.mode in ("train_step", "forward_backward")
     lowp = w.dtype in ("bf16", "fp16")
     acc = _Acc(len(w.layers))
-    in_fp32 = _fp32_inputs(w) if lowp else None
+    fams = [family_of(x.config.type) if x.supported else None for x in w.layers]
+    in_fp32, out_fp32 = autocast_flow(w.layers, fams, w.batch) if lowp else (None, None)
     nchw = getattr(w, "memory_format", "contiguous") != "channels_last"
     unknown = []
     for li, wl in enumerate(w.layers):
@@ -194,6 +200,8 @@ def lower(w: Workload) -> LoweredWorkload:
         if fam is None:
             fam = "unknown"
             unknown.append(cfg.type)
+        if lowp and not out_fp32[li] and cfg.dtype not in ("bf16", "fp16"):
+            cfg = replace(cfg, dtype=w.dtype)    # tagged fp32 by a mis-promotion upstream
         f = _feat(cfg) if fam != "unknown" else {}
         db = DTYPE_BYTES.get(cfg.dtype, 4)
         flops = float(f.get("flops", 0))
@@ -262,13 +270,13 @@ def lower(w: Workload) -> LoweredWorkload:
             cls = "conv_grouped" if grouped else ("conv_bf16" if low else "conv_tf32")
             bias = 1 if hp.get("bias", False) else 0
             acc.h(li, "conv", n)
-            if low and nchw and not grouped and _NCHW_T:
-                # fp16/bf16 tensor-core convolutions run NHWC: cuDNN transposes an NCHW input
-                # and output (read + write each, 2 kernels; dY and dX again in training) --
-                # what channels_last avoids
-                tb = 2.0 * (_in_bytes(cfg, 2) + _out_bytes(cfg, 2))
-                fwd("mem", 0.0, tb, 2)
-                bwd("mem", 0.0, tb, 2, nodes=0)
+            if low and nchw and not grouped:
+                # fp16/bf16 tensor-core convolutions prefer NHWC: for part of the NCHW shapes
+                # cuDNN transposes input and output (read + write), which channels_last avoids
+                # (_NCHW_SHARE of the full passes; training: dY and dX again)
+                tb = _NCHW_SHARE * 2.0 * (_in_bytes(cfg, 2) + _out_bytes(cfg, 2))
+                fwd("mem", 0.0, tb, 1)
+                bwd("mem", 0.0, tb, 1, nodes=0)
             fwd(cls, flops, nbytes, 1, 1, par=0.0 if grouped else out_el,
                 nd=0.0 if grouped else cout_)
             if bias:
@@ -372,24 +380,6 @@ def lower(w: Workload) -> LoweredWorkload:
 
 
 _LOWP_FAMS = ("gemm", "bgemm", "conv", "mha", "sdpa", "rnn")
-
-
-def _outputs_fp32(wl) -> bool:
-    """Whether a layer's output is fp32 under autocast: an fp32-list op (norms, softmax,
-    losses) or an op that ran in fp32 (type promotion with an fp32 operand)."""
-    fam = family_of(wl.config.type) if wl.supported else None
-    return fam in _FP32_LIST or wl.config.dtype not in ("bf16", "fp16")
-
-
-def _fp32_inputs(w: Workload) -> list:
-    """Per layer (capture order): is its input fp32 under autocast?  The first layer reads the
-    model input (fp32); any other reads what the layer before it in first-seen capture order
-    produced (an approximation: a config shared by several positions takes its first one)."""
-    out, prev = [], True
-    for wl in w.layers:
-        out.append(prev)
-        prev = _outputs_fp32(wl)
-    return out
 
 
 def _autocast_casts(acc, li, wl, fam, low, params, in32, train) -> None:

@@ -67,7 +67,7 @@ def test_channels_last_drops_the_nchw_transposes():
     nhwc = lower(replace(w, memory_format="channels_last"))
     extra = float((nchw.bytes * nchw.mult).sum() - (nhwc.bytes * nhwc.mult).sum())
     convs = [x for x in w.layers if x.config.type == "Conv2d"]
-    want = sum(4.0 * x.count * (np.prod(x.config.input_shapes[0])
+    want = sum(4.0 * 0.25 * x.count * (np.prod(x.config.input_shapes[0])
                                 + np.prod(x.config.output_shapes[0])) for x in convs)
     assert extra == want
     # fp32 convolutions (TF32, not the 16-bit path) have none either way
