@@ -183,11 +183,14 @@ def estimate_page(report, values: dict) -> str:
              + "".join(_cell(k, d[k]) for k in (
                  "total_energy_kwh", "total_energy_kwh_low", "total_energy_kwh_high",
                  "co2_kg", "co2_kg_low", "co2_kg_high")) + "</tr>")
+    notes = "".join(f"<li>{_E(str(n))}</li>" for n in d.get("notes", []))
     lead = (f"<p class=big>{_E(human_energy(d['total_energy_kwh']))}, "
             f"{_E(human_mass(d['co2_kg']))} CO2eq <small>(interval "
             f"{_E(human_mass(d['co2_kg_low']))} – {_E(human_mass(d['co2_kg_high']))})</small></p>")
     return page("Life-cycle estimate", f"{lead}<h2>Energy per stage (facility, with interval)</h2>{chart}"
                 f"<table id=result>{head}{body}{total}</table>"
+                f"<p><small>PUE {d['pue']:g}; grid {d['grid_intensity_g_per_kwh']:g} gCO2eq/kWh "
+                f"({_E(str(d['grid_label']))})</small></p><h2>Notes</h2><ul>{notes}</ul>"
                 f"<details><summary>full report</summary><pre>{_E(report.to_text())}</pre>"
                 f"</details>{estimate_form(values)}")
 
