@@ -28,6 +28,7 @@ from profiling.errors import ExanteError
 MODES = ("inference", "train_step")
 PROFILE_MODES = ("inference", "forward_backward", "train_step")
 DTYPES = ("fp32", "bf16")
+PREDICT_DTYPES = ("fp32", "bf16", "fp16")        # predict / estimate (autocast fp16 too)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
@@ -183,13 +184,19 @@ def cmd_fit(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from predictor.memory import check_input_fits
+
+    shape, batch = _shape_and_batch(args)
+    check_input_fits(shape, batch, _input_dtype(args), args.hardware)   # before torch loads
     from predictor.predict import predict
 
     model, inputs = _meta_model_and_inputs(args)
     with cli_output.held_warnings() as caught:
         try:
             p = predict(model, inputs, mode=args.mode, dtype=args.dtype, hardware=args.hardware,
-                        optimizer=args.optimizer)
+                        optimizer=args.optimizer,
+                        memory_format=args.memory_format or "contiguous",
+                        grad_scaler=args.grad_scaler, torch_version=args.torch_version)
         except ExanteError as exc:
             raise _token_hint(exc, args) from exc
     _print_result(p.to_dict() if args.json else p.to_text(), args.json, caught)
@@ -220,13 +227,14 @@ def cmd_estimate(args) -> int:
     return 0
 
 
-def _add_model_args(p, *, batch_required=True):
+def _add_model_args(p, *, batch_required=True, dtypes=DTYPES):
     p.add_argument("model_ref", metavar="MODEL_REF",
                    help="torchvision:NAME | timm:NAME | mlp:in=100,depth=10,width=100,out=1 | "
                         "path/to/file.py:factory | package.module:factory")
     p.add_argument("--input", required=True, help="per-sample input shape, e.g. 3x224x224 or 100")
     p.add_argument("--batch", required=batch_required, default="1", help="batch size (positive int)")
-    p.add_argument("--dtype", choices=DTYPES, default="fp32")
+    p.add_argument("--dtype", choices=dtypes, default="fp32",
+                   help="fp32, or autocast mixed precision: " + " | ".join(dtypes[1:]))
     p.add_argument("--input-dtype", choices=INPUT_DTYPES, default=None,
                    help="dtype of the input tensor (default float32; int64 for models that take "
                         "token ids, e.g. --input 128 --input-dtype int64)")
@@ -237,6 +245,16 @@ def _add_model_args(p, *, batch_required=True):
 
 
 INPUT_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
+
+
+def _add_condition_args(p):
+    """--memory-format, --grad-scaler, --torch-version (predict, estimate)."""
+    p.add_argument("--memory-format", choices=("contiguous", "channels_last"), default=None,
+                   help="channels_last: model and 4-D input in NHWC (default contiguous)")
+    p.add_argument("--grad-scaler", action="store_true",
+                   help="training with torch.amp.GradScaler (fp16 mixed precision)")
+    p.add_argument("--torch-version", default=None, metavar="X.Y.Z",
+                   help="the torch version the model runs on (recorded with the result)")
 
 # Sub-commands defined in other modules: name -> (module, function(sub), help). Only the one
 # named on the command line is imported (the others are listed with their help), so
@@ -328,7 +346,8 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("predict", help="predict time and energy per call of one batch")
-    _add_model_args(p)
+    _add_model_args(p, dtypes=PREDICT_DTYPES)
+    _add_condition_args(p)
     p.add_argument("--mode", choices=MODES, default="inference")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
     p.add_argument("--hardware", default="h100")
@@ -353,7 +372,9 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
                         "per-sample input's element count, e.g. --input 512)")
     p.add_argument("--batch", type=positive_int, default=None, help="training batch size")
     p.add_argument("--optimizer", default=None, help="sgd | adam | adamw (default adam)")
-    p.add_argument("--dtype", choices=DTYPES, default=None, help="fp32 | bf16 (default fp32)")
+    p.add_argument("--dtype", choices=PREDICT_DTYPES, default=None,
+                   help="fp32 | bf16 | fp16 (default fp32)")
+    _add_condition_args(p)
     p.add_argument("--trials", type=positive_int, default=None,
                    help="architecture-search / tuning trials like the final run")
     p.add_argument("--inferences", type=positive_float, default=None,

@@ -23,9 +23,9 @@ import math
 from dataclasses import dataclass
 
 from profiling.errors import ExanteError
-from profiling.features import DTYPE_BYTES
 
-__all__ = ["MemoryEstimate", "estimate_memory", "check_fits", "gpu_memory_gb", "GIB"]
+__all__ = ["MemoryEstimate", "estimate_memory", "check_fits", "check_input_fits",
+           "gpu_memory_gb", "GIB"]
 
 GIB = 2 ** 30
 _OPT_STATES = {"sgd": 1, "adam": 2, "adamw": 2}      # state tensors per parameter
@@ -65,8 +65,12 @@ def _numel(shape) -> int:
     return int(math.prod(int(d) for d in shape))
 
 
+_DTYPE_BYTES = {"fp64": 8, "fp32": 4, "bf16": 2, "fp16": 2, "int64": 8, "int32": 4,
+                "int16": 2, "int8": 1, "uint8": 1, "bool": 1, "c64": 8, "c128": 16}
+
+
 def _layer_bytes(shapes, dtype: str) -> int:
-    return _numel_sum(shapes) * DTYPE_BYTES.get(dtype, 4)
+    return _numel_sum(shapes) * _DTYPE_BYTES.get(dtype, 4)
 
 
 def _numel_sum(shapes) -> int:
@@ -111,6 +115,16 @@ def gpu_memory_gb(hardware: str) -> tuple[str, float] | None:
     if not spec.memory_gb:
         return None
     return spec.name, float(spec.memory_gb)
+
+
+def check_input_fits(shape, batch: int, input_dtype: str | None, hardware: str) -> None:
+    """The ``(batch, *shape)`` input alone against the GPU's memory (torch-free: the CLI
+    calls it before building the model)."""
+    from profiling.input_spec import INPUT_DTYPE_BYTES
+
+    n = int(batch) * math.prod(int(d) for d in shape)
+    check_fits(n * INPUT_DTYPE_BYTES.get(input_dtype or "float32", 4), hardware,
+               "the input alone")
 
 
 def check_fits(needed_bytes: int, hardware: str, what: str = "") -> None:
