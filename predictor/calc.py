@@ -307,6 +307,13 @@ def add_parser(sub) -> None:
     llm.add_argument("--dp", default=None, help="data-parallel degree (default count/(tp·pp))")
     llm.add_argument("--tp", default=1, help="tensor-parallel degree")
     llm.add_argument("--pp", default=1, help="pipeline-parallel degree")
+    srv = p.add_argument_group("LLM serving (with --params and --device; --count = GPUs)")
+    srv.add_argument("--concurrency", default=None, type=float,
+                     help="sequences served at once (vLLM max_num_seqs); selects serving mode")
+    srv.add_argument("--requests", default=1.0, type=float, help="requests served (default 1)")
+    srv.add_argument("--prompt-tokens", default=1000.0, type=float, help="prompt tokens/request")
+    srv.add_argument("--output-tokens", default=500.0, type=float, help="output tokens/request")
+    srv.add_argument("--weights", default="bf16", help="weight precision: bf16|fp8|mxfp4|int4")
     p.add_argument("--list-devices", "--list-hardware", dest="list_devices", action="store_true",
                    help="print the hardware catalogue")
     p.add_argument("--list-regions", action="store_true", help="print the grid regions")
@@ -319,6 +326,35 @@ def _model_params(model_ref: str) -> int:
 
     model = resolve_model_on_meta(model_ref)
     return int(sum(p.numel() for p in model.parameters()))
+
+
+def _run_serving(args, params) -> int:
+    import json
+
+    from predictor.llm.serving import serving_report
+
+    if params is None or args.device is None:
+        raise ExanteError("serving mode (--concurrency) needs --params and --device")
+    r = serving_report(_positive(params, "params"), args.device, _count(args.count, "count"),
+                       _positive(args.concurrency, "concurrency"), requests=args.requests,
+                       prompt_tokens=args.prompt_tokens, output_tokens=args.output_tokens,
+                       active_params=None if args.active_params is None
+                       else _positive(args.active_params, "active_params"),
+                       precision=args.weights, pue=None if args.pue is None
+                       else _positive(args.pue, "pue"), region=args.region,
+                       intensity=args.intensity)
+    if args.json:
+        print(json.dumps(r, indent=2, default=str))
+        return 0
+    print(f"{r['gpus']} × {args.device} serving at concurrency {r['concurrency']:g}: "
+          f"{r['energy_per_1k_prompt_tokens_j']:.4g} J per 1k prompt tokens, "
+          f"{r['energy_per_1k_output_tokens_j']:.4g} J per 1k output tokens, "
+          f"{r['energy_per_request_j']:.4g} J per request (GPU)")
+    print(f"  {r['requests']:g} requests: {human_energy(r['energy_kwh'])} (PUE {r['pue']:g}), "
+          f"{human_mass(r['co2_kg'])} CO2eq at {r['grid_intensity_g_per_kwh']:g} g/kWh "
+          f"({r['grid']})")
+    print(f"  source: {r['source']}")
+    return 0
 
 
 def run_cli(args) -> int:
@@ -337,6 +373,8 @@ def run_cli(args) -> int:
         if params is not None:
             raise ExanteError("give --params or --model, not both")
         params = _model_params(args.model)
+    if args.concurrency is not None:
+        return _run_serving(args, params)
     result = calc(args.device, count=args.count, hours=args.hours, gpu_hours=args.gpu_hours,
                   power_w=args.power_w, utilization=args.utilization, pue=args.pue,
                   region=args.region, intensity=args.intensity, offset_pct=args.offset_pct,

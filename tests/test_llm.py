@@ -102,7 +102,8 @@ def test_mlenergy_bench_recovers_a_model_it_can_express(tmp_path, capsys):
     r = run_mlenergy_bench(_fixture(tmp_path))
     assert r["rows"] == 6 and r["models"] == 3
     assert r["overall"]["mape_pct"] < 2          # exact structure: a=1, t_fix=3 ms
-    assert r["fixed_step_s_all_rows"] == pytest.approx(0.003, rel=0.05)
+    c = r["coefficients_all_rows"]["h100"]
+    assert c["fixed_step_s"] == pytest.approx(0.003, rel=0.05) and c["a"] == pytest.approx(1, rel=0.05)
     assert main(["bench", "mlenergy", str(tmp_path), "--json", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"overall", "per_gpu", "per_model"} <= set(out)
@@ -119,3 +120,16 @@ def test_physics_throughput_small_transformer():
     assert e.device_hours(1e9) > 0 and math.isfinite(e.step_time_s)
     slow = estimate(TransformerConfig(**{**cfg.__dict__, "flash": False}), lookup("h100"), 8)
     assert slow.step_time_s > e.step_time_s
+
+
+def test_serving_unseen_gpu_says_so_and_cli(capsys):
+    from predictor.cli import main
+
+    r = serving.serving_energy(8e9, "a100-80gb", 1, 16)
+    assert "no ML.ENERGY rows on a100-80gb" in r.source
+    assert main(["calc", "--params", "8e9", "--device", "h100", "--concurrency", "32",
+                 "--requests", "1000", "--intensity", "coal", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["energy_kwh"] == pytest.approx(out["device_energy_kwh"] * 1.58)
+    assert out["device_energy_kwh"] == pytest.approx(out["energy_per_request_j"] * 1000 / 3.6e6)
+    assert main(["calc", "--device", "h100", "--concurrency", "32"]) == 2

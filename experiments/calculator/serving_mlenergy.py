@@ -49,8 +49,11 @@ def main() -> None:
                f"(github.com/ml-energy/leaderboard 0cd52dab, Apache-2.0; Chung et al. 2025, "
                f"arXiv:2505.06371), via experiments/calculator/serving_mlenergy.py")
         tmp = out.with_suffix(".tmp")
-        tmp.write_text(f"a,fixed_step_s,source\n{r['coefficient_a_all_rows']:.5f},"
-                       f"{r['fixed_step_s_all_rows']:.6f},\"{src}\"\n", encoding="utf-8")
+        lines = ["gpu,a,fixed_step_s,per_token_s,source"]
+        for g, c in r["coefficients_all_rows"].items():
+            lines.append(f"{g},{c['a']:.5f},{c['fixed_step_s']:.7f},{c['per_token_s']:.4e},"
+                         f"\"{src}\"")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         tmp.replace(out)
         print(f"wrote {out.relative_to(ROOT)}")
     if args.write_readme:
@@ -63,9 +66,8 @@ def main() -> None:
                    f"count, max_num_seqs, the task's output length); the TDP x time proxy needs "
                    f"the *measured* throughput. Prompt lengths are not in the export, so a "
                    f"per-task prompt coefficient is fitted (implied prompt tokens per request: "
-                   f"{prompts}). **Goal 25 % MAPE: not reached** (decode is priced by a weight-"
-                   f"streaming roofline; KV-cache reads, which grow with context, are not "
-                   f"modelled).\n\n{table(r)}\n{END}")
+                   f"{prompts}). Per GPU type: roofline coefficient, fixed time per decode step and "
+                   f"time per output token, fitted on the other models.\n\n{table(r)}\n{END}")
         readme = ROOT / "README.md"
         text = readme.read_text(encoding="utf-8")
         if START not in text:

@@ -3,13 +3,14 @@
 Reads every ``tasks/*.json`` of a folder laid out like ``shared/extdata/mlenergy_v3`` whose
 configurations carry ``energy_per_token_joules`` (LLM and multimodal-LLM tasks; diffusion tasks
 are skipped). For each held-out model (``-FP8`` variants count as the same model) the serving
-model of :mod:`predictor.llm.serving` is fitted on the other models -- one coefficient ``a`` and
-one prompt-energy coefficient per task (the prompt lengths are not in the export) -- by
-non-negative least squares on relative errors, and predicts the held-out rows from their
-configuration only (params, activated params, weight precision, GPU, GPU count,
-``max_num_seqs`` as the concurrency, the task's mean output length). Proxies, same split:
-TDP × measured time (``num_gpus · TDP / output throughput``; it needs the measured time) and
-params-linear (``c · activated params``).
+model of :mod:`predictor.llm.serving` is fitted on the other models -- per GPU type the
+roofline coefficient ``a``, a fixed time per decode step and a time per output token, plus one
+prompt-energy coefficient per task (the prompt lengths are not in the export) -- minimising
+the mean absolute relative error (non-negative, iteratively reweighted least squares), and
+predicts the held-out rows from their configuration only (params, activated params, weight
+precision, GPU, GPU count, ``max_num_seqs`` as the concurrency, the task's mean output
+length). Proxies, same split: TDP × measured time (``num_gpus · TDP / output throughput``;
+it needs the measured time) and params-linear (``c · activated params``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def load_rows(folder) -> list[dict]:
                 "gpu": spec.key, "gpus": n, "batch": b, "precision": prec,
                 "y": float(c["energy_per_token_joules"]),
                 "x_dec": serving.decode_feature(spec, n, b, pt, pa, prec),
-                "x_fix": n * spec.tdp_w / b,
+                "x_fix": n * spec.tdp_w / b, "x_tok": n * spec.tdp_w,
                 "x_pre": serving.prefill_feature(spec, pa, prec) / float(c["avg_output_len"]),
                 "tdp_time": n * spec.tdp_w / float(c["output_throughput_tokens_per_sec"]),
                 "params_active": pa})
@@ -62,22 +63,35 @@ def load_rows(folder) -> list[dict]:
     return rows
 
 
-def fit(rows: list[dict], tasks: list[str]) -> np.ndarray:
-    """NNLS of relative errors: ``y ≈ a·x_dec + Σ_task c_task·x_pre``."""
-    X = np.zeros((len(rows), 2 + len(tasks)))
-    y = np.array([r["y"] for r in rows])
+def _design(rows: list[dict], tasks: list[str], gpus: list[str]) -> np.ndarray:
+    """Columns: per GPU [decode roofline, fixed step, per token], then per task [prefill]."""
+    X = np.zeros((len(rows), 3 * len(gpus) + len(tasks)))
     for i, r in enumerate(rows):
-        X[i, 0] = r["x_dec"]
-        X[i, 1] = r["x_fix"]
-        X[i, 2 + tasks.index(r["task"])] = r["x_pre"]
+        g = 3 * gpus.index(r["gpu"])
+        X[i, g:g + 3] = (r["x_dec"], r["x_fix"], r["x_tok"])
+        X[i, 3 * len(gpus) + tasks.index(r["task"])] = r["x_pre"]
+    return X
+
+
+def fit(rows: list[dict], tasks: list[str], gpus: list[str], iters: int = 30) -> np.ndarray:
+    """Non-negative coefficients minimising mean |pred / y - 1| (IRLS from the least-squares
+    fit of relative errors); columns scaled to unit maximum for conditioning."""
+    X = _design(rows, tasks, gpus)
+    y = np.array([r["y"] for r in rows])
+    scale = X.max(axis=0)
+    scale[scale == 0] = 1.0
+    Xs = X / scale
     w = 1.0 / y
-    coef, _ = nnls(X * w[:, None], y * w)
-    return coef
+    c, _ = nnls(Xs * w[:, None], y * w)
+    for _ in range(iters):
+        e = np.abs(Xs @ c / y - 1)
+        w = 1.0 / (y * np.sqrt(np.maximum(e, 1e-3)))
+        c, _ = nnls(Xs * w[:, None], y * w)
+    return c / scale
 
 
-def _predict(coef, rows, tasks):
-    return [coef[0] * r["x_dec"] + coef[1] * r["x_fix"] + coef[2 + tasks.index(r["task"])]
-            * r["x_pre"] for r in rows]
+def _predict(coef, rows, tasks, gpus):
+    return list(_design(rows, tasks, gpus) @ coef)
 
 
 def _mape(pred, true) -> float:
@@ -87,6 +101,7 @@ def _mape(pred, true) -> float:
 def run_mlenergy_bench(folder, progress=None) -> dict:
     rows = load_rows(folder)
     tasks = sorted({r["task"] for r in rows})
+    gpus = sorted({r["gpu"] for r in rows})
     models = sorted({r["model"] for r in rows})
     pred, prox_tdp, prox_lin = {}, {}, {}
     tdp_scale = []
@@ -95,8 +110,8 @@ def run_mlenergy_bench(folder, progress=None) -> dict:
             progress(k + 1, len(models), m)
         train = [r for r in rows if r["model"] != m]
         test = [i for i, r in enumerate(rows) if r["model"] == m]
-        coef = fit(train, tasks)
-        for i, p in zip(test, _predict(coef, [rows[i] for i in test], tasks)):
+        coef = fit(train, tasks, gpus)
+        for i, p in zip(test, _predict(coef, [rows[i] for i in test], tasks, gpus)):
             pred[i] = p
         s = statistics.median(r["y"] / r["tdp_time"] for r in train)   # TDP×time, rescaled
         c = (sum(r["params_active"] / r["y"] for r in train)
@@ -118,18 +133,19 @@ def run_mlenergy_bench(folder, progress=None) -> dict:
                 "tdp_x_time_raw_mape_pct": _mape([rows[i]["tdp_time"] for i in sel], yy),
                 "params_linear_mape_pct": _mape([prox_lin[i] for i in sel], yy)}
 
-    full = fit(rows, tasks)
+    full = fit(rows, tasks, gpus)
+    per_gpu_coef = {g: {"a": float(full[3 * k]), "fixed_step_s": float(full[3 * k + 1]),
+                        "per_token_s": float(full[3 * k + 2])} for k, g in enumerate(gpus)}
+    a_mean = float(np.mean([v["a"] for v in per_gpu_coef.values()]))
     report = {"dir": str(folder), "rows": len(rows), "models": len(models), "tasks": tasks,
               "split": "leave-one-model-out (-FP8 variants held out with their model)",
               "overall": block(list(idx)),
-              "per_gpu": {g: block([i for i in idx if rows[i]["gpu"] == g])
-                          for g in sorted({r["gpu"] for r in rows})},
+              "per_gpu": {g: block([i for i in idx if rows[i]["gpu"] == g]) for g in gpus},
               "per_task": {t: block([i for i in idx if rows[i]["task"] == t]) for t in tasks},
               "per_model": {m: block([i for i in idx if rows[i]["model"] == m]) for m in models},
-              "coefficient_a_all_rows": float(full[0]),
-              "fixed_step_s_all_rows": float(full[1]),
+              "coefficients_all_rows": per_gpu_coef,
               "implied_prompt_tokens_per_request": {
-                  t: float(full[2 + j] / full[0]) if full[0] > 0 else None
+                  t: float(full[3 * len(gpus) + j] / a_mean) if a_mean > 0 else None
                   for j, t in enumerate(tasks)},
               "tdp_x_time_scale_median": float(statistics.median(tdp_scale))}
     report["mean_energy_per_token_j"] = float(np.mean(y))

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import statistics
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -70,11 +72,23 @@ def prefill_feature(spec, params_active, precision) -> float:
 
 
 @lru_cache(maxsize=None)
-def shipped_coefficients() -> tuple[float, float, str]:
-    """``(a, fixed power-seconds per decode step / TDP, source)`` fitted on ML.ENERGY v3."""
+def _shipped() -> dict:
     text = resources.files("predictor.data").joinpath("llm_serving.csv").read_text("utf-8")
-    row = next(csv.DictReader(io.StringIO(text)))
-    return float(row["a"]), float(row["fixed_step_s"]), row["source"]
+    return {row["gpu"]: row for row in csv.DictReader(io.StringIO(text))}
+
+
+def shipped_coefficients(gpu_key: str) -> tuple[float, float, float, str]:
+    """``(a, t_fix_s, t_tok_s, source)`` for a catalogue GPU key (fitted on ML.ENERGY v3)."""
+    rows = _shipped()
+    if gpu_key in rows:
+        r = rows[gpu_key]
+        return (float(r["a"]), float(r["fixed_step_s"]), float(r["per_token_s"]),
+                f"coefficients fitted on {gpu_key}: {r['source']}")
+    vals = [[float(r[k]) for k in ("a", "fixed_step_s", "per_token_s")] for r in rows.values()]
+    gm = [math.exp(statistics.fmean(math.log(max(v[i], 1e-12)) for v in vals)) for i in range(3)]
+    src = next(iter(rows.values()))["source"]
+    return (*gm, f"no ML.ENERGY rows on {gpu_key}: geometric mean of the {', '.join(rows)} "
+                 f"coefficients ({src})")
 
 
 @dataclass(frozen=True)
@@ -103,10 +117,37 @@ def serving_energy(params: float, device, gpus: int = 1, concurrency: int = 32, 
         if not isinstance(v, (int, float)) or v <= 0:
             raise ExanteError(f"{what} must be a number > 0, got {v!r}")
     pa = active_params or params
-    a, t_fix, src = shipped_coefficients()
+    a, t_fix, t_tok, src = shipped_coefficients(spec.key)
     step = roofline_step_s(spec, gpus, concurrency, params, pa, precision)
     out_j = (a * decode_feature(spec, gpus, concurrency, params, pa, precision)
-             + t_fix * gpus * spec.tdp_w / concurrency)
+             + gpus * spec.tdp_w * (t_fix / concurrency + t_tok))
     in_j = a * prefill_feature(spec, pa, precision)
     return ServingEstimate(1000 * in_j, 1000 * out_j, prompt_tokens * in_j + output_tokens * out_j,
                            step, src)
+
+
+def serving_report(params, device, gpus, concurrency, *, requests=1.0, prompt_tokens=1000,
+                   output_tokens=500, active_params=None, precision="bf16", pue=None,
+                   region=None, intensity=None) -> dict:
+    """Serving energy of ``requests`` requests (kWh, facility = × PUE) and CO2 (kg), with the
+    per-1k-token and per-request figures (J, GPU only) -- what ``exante calc --concurrency``
+    prints."""
+    from predictor import carbon
+
+    est = serving_energy(params, device, gpus, concurrency, prompt_tokens=prompt_tokens,
+                         output_tokens=output_tokens, active_params=active_params,
+                         precision=precision)
+    pue_v = carbon.DEFAULT_PUE if pue is None else float(pue)
+    if not math.isfinite(pue_v) or pue_v < 1:
+        raise ExanteError(f"pue must be >= 1, got {pue!r}")
+    if not (isinstance(requests, (int, float)) and requests > 0):
+        raise ExanteError(f"requests must be a number > 0, got {requests!r}")
+    grid = carbon.resolve_intensity(region, intensity)
+    device_kwh = est.energy_per_request_j * requests / 3.6e6
+    return {**est.to_dict(), "requests": requests, "gpus": gpus, "concurrency": concurrency,
+            "prompt_tokens": prompt_tokens, "output_tokens": output_tokens,
+            "device_energy_kwh": device_kwh, "pue": pue_v, "energy_kwh": device_kwh * pue_v,
+            "grid_intensity_g_per_kwh": grid.value_g_per_kwh, "grid": grid.label,
+            "co2_kg": carbon.co2_kg(device_kwh * pue_v, grid),
+            "notes": ["GPU energy only (as ML.ENERGY measures it), then × PUE; host CPU and "
+                      "network not counted"]}
