@@ -136,6 +136,10 @@ def predict_runs(ch: CalibratedHardware, runs, scales: dict | None = None) -> np
     return np.column_stack([t, e])
 
 
+MIN_RUN_TIME_S = 1e-6               # no whole-model GPU call is shorter (a launch takes µs)
+POWER_RANGE_W = (1.0, 5000.0)       # energy_j / time_s of one GPU board: plausible average power
+
+
 def _check_runs(runs) -> None:
     if not runs:
         raise ExanteError("calibration needs at least one measured run")
@@ -143,7 +147,15 @@ def _check_runs(runs) -> None:
         if not (r.time_s > 0 and r.energy_j > 0 and math.isfinite(r.time_s)
                 and math.isfinite(r.energy_j)):
             raise ExanteError(f"run {r.label or '?'}: time_s and energy_j must be positive "
-                              f"numbers, got {r.time_s!r}, {r.energy_j!r}")
+                              f"finite numbers, got {r.time_s!r}, {r.energy_j!r}")
+        if r.time_s < MIN_RUN_TIME_S:
+            raise ExanteError(f"run {r.label or '?'}: time_s {r.time_s:.3g} s is implausible "
+                              f"(accepted: >= {MIN_RUN_TIME_S:g} s per call of the whole batch)")
+        power_w = r.energy_j / r.time_s
+        if not POWER_RANGE_W[0] <= power_w <= POWER_RANGE_W[1]:
+            raise ExanteError(f"run {r.label or '?'}: energy_j / time_s = {power_w:.3g} W is not "
+                              f"a GPU's average power (accepted: {POWER_RANGE_W[0]:g} to "
+                              f"{POWER_RANGE_W[1]:g} W); check the units (J per call, s per call)")
 
 
 def fit_scales(ch: CalibratedHardware, runs, *, sigma: dict | None = None,
@@ -250,8 +262,13 @@ def runs_from_csv(path: str | os.PathLike) -> list[Run]:
     if not p.is_file():
         raise ExanteError(f"no such file: {p} (expected a CSV with columns "
                           f"{', '.join(CSV_COLUMNS)})")
-    with p.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with p.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ExanteError(f"cannot read {p} as a CSV of measured runs ({type(exc).__name__}: "
+                          f"{str(exc)[:80]}); expected UTF-8 text with columns "
+                          f"{', '.join(CSV_COLUMNS)}") from None
     if not rows:
         raise ExanteError(f"{p} has no rows")
     missing = [c for c in CSV_COLUMNS if c not in rows[0]]
@@ -310,17 +327,31 @@ def runs_from_profile(folder: str | os.PathLike) -> list[Run]:
 
 
 # ------------------------------------------------------------------ CLI
+def worse_warnings(before: dict, after: dict) -> list[str]:
+    """One line per target whose in-sample MAPE (%) calibration made worse."""
+    worse = [f"{k} {before[k]:.1f} % -> {after[k]:.1f} %" for k in ("time", "energy")
+             if after[k] > before[k]]
+    if not worse:
+        return []
+    return [f"calibration made the in-sample error worse ({', '.join(worse)}): the runs "
+            "disagree with each other or with the model's form; measure more runs (one "
+            "host-bound, one GPU-bound) or use the uncalibrated model"]
+
+
 def cmd_calibrate(args) -> int:
     import json
 
     from .artifacts import package_artifact_dir, save_artifact
     from .transfer import transferred_artifact
 
-    src = Path(args.runs)
-    runs = runs_from_profile(src) if src.is_dir() else runs_from_csv(src)
+    from .cli_checks import check_out_dir
+
     out = Path(args.out)
     if os.path.abspath(out) == os.path.abspath(package_artifact_dir()):
         raise ExanteError("--out must be a folder of your own, not the package's artifact folder")
+    check_out_dir(out)                      # before any run is read or fitted
+    src = Path(args.runs)
+    runs = runs_from_profile(src) if src.is_dir() else runs_from_csv(src)
     art = transferred_artifact(args.hardware)
     base = art.model
     if not isinstance(base, CalibratedHardware):
@@ -338,6 +369,8 @@ def cmd_calibrate(args) -> int:
               "interval": ch.info["calibration"]["interval"],
               "host_over_gpu": ch.info["calibration"]["host_over_gpu"],
               "advice": ch.info["calibration"]["advice"]}
+    report["warnings"] = worse_warnings(report["in_sample_mape_pct_before"],
+                                        report["in_sample_mape_pct_after"])
     man = save_artifact(ch, ch.hardware, out, training_data_digest=None, extra={
         "measured": True, "method": "few-shot calibration (predictor.calibrate) of "
         + art.manifest.get("id", "?"), "calibrated_from": art.manifest.get("id"),
@@ -355,6 +388,8 @@ def cmd_calibrate(args) -> int:
         print(f"  interval: {report['interval']}")
         for line in report["advice"]:
             print(f"  note: {line}")
+        for line in report["warnings"]:
+            print(f"  warning: {line}")
         print(f"  wrote {report['artifact']}; use: {report['use']}")
     return 0
 

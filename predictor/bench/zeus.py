@@ -81,7 +81,11 @@ def load_power_traces(folder: str | Path) -> dict:
         m = _FILE_RE.match(f.name)
         if not m:
             continue
-        frame = pd.read_csv(f)
+        try:
+            frame = pd.read_csv(f)
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise ExanteError(f"cannot read {f} as CSV ({type(exc).__name__}: "
+                              f"{str(exc)[:80]}); expected columns {', '.join(_COLUMNS)}") from None
         missing = [c for c in _COLUMNS if c not in frame.columns]
         if missing:
             raise ExanteError(f"{f.name} lacks column(s) {', '.join(missing)}; expected "

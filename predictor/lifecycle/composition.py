@@ -4,6 +4,7 @@ PUE and grid intensity, and returns a :class:`LifecycleReport`."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -247,6 +248,9 @@ def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> Lifecycl
                     "formula": "embodied_kg × GPU-hours / (gpus × hardware_lifetime_h) "
                                "(SCI's M, seed 002 §3.1)"}
 
+    if not all(math.isfinite(v) and v >= 0 for v in (*tot_e, *tot_kwh, *co2)):
+        raise ExanteError("the estimate overflows (total energy or CO2 is not a finite number); "
+                          "check the run's epochs, dataset size, requests and the predictor")
     notes = _notes(scenario, share) + cost_of.warning_notes()
     return LifecycleReport(
         model=scenario.model_ref, input_shape=scenario.input_shape, hardware=scenario.hardware,

@@ -23,14 +23,27 @@ INPUT_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")   # profilin
 
 # --------------------------------------------------------------------------- validation helpers
 
+# Upper bounds of what a plan can describe: far above any published run (GPT-3: 3e11
+# tokens, seed 004's serving: 1e9 requests), low enough that no total overflows a float.
+MAX_COUNT = {"epochs": 10**6, "dataset_size": 10**15, "batch_size": 10**9, "requests": 10**18,
+             "inference batch_size": 10**9, "gpus": 10**6, "trials": 10**5}
+PUE_RANGE = (1.0, 3.0)                   # 1.0: GPU energy only; published averages 1.1-2.5
+MAX_INTENSITY_G_PER_KWH = 2000.0         # coal's life-cycle intensity is ~820-1100 g/kWh
+
+
 def _pos_int(value, name: str) -> int:
-    """A positive integer; integral floats (``1e6`` from TOML or the CLI) are accepted."""
+    """A positive integer (at most :data:`MAX_COUNT` of ``name``); integral floats (``1e6``
+    from TOML or the CLI) are accepted."""
     if isinstance(value, bool):
         value = None
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or value < 1:
         raise ExanteError(f"{name} must be a positive integer, got {value!r}")
+    top = MAX_COUNT.get(name)
+    if top is not None and value > top:
+        raise ExanteError(f"{name} {value:.3g} is beyond what a plan can describe; accepted: "
+                          f"1 to {top:.0e}")
     return value
 
 
@@ -53,7 +66,7 @@ def _choice(value, name: str, accepted: tuple[str, ...]) -> str:
 
 
 def _input_shape(value) -> tuple[int, ...]:
-    from profiling.model_refs import parse_input_shape
+    from profiling.input_spec import parse_input_shape
 
     if isinstance(value, str):
         try:
@@ -266,11 +279,18 @@ class Scenario:
                               f"{self.torch_version!r}")
         self.gpus = _pos_int(self.gpus, "gpus")
         self.pue = _pos_float(self.pue, "pue", minimum=1.0, inclusive=True)
+        if self.pue > PUE_RANGE[1]:
+            raise ExanteError(f"pue {self.pue:g} is not a data centre's PUE; accepted: "
+                              f"{PUE_RANGE[0]:g} (GPU energy only) to {PUE_RANGE[1]:g}")
         if not isinstance(self.hardware, str) or not self.hardware:
             raise ExanteError(f"hardware must be a hardware id such as 'h100', got {self.hardware!r}")
         if self.region is not None and self.intensity_g_per_kwh is not None:
             raise ExanteError("give either region or intensity_g_per_kwh, not both")
-        carbon.grid_intensity(self.region, self.intensity_g_per_kwh)  # fail early
+        g = carbon.grid_intensity(self.region, self.intensity_g_per_kwh)  # fail early
+        if g.value_g_per_kwh > MAX_INTENSITY_G_PER_KWH:
+            raise ExanteError(f"grid intensity {g.value_g_per_kwh:g} gCO2eq/kWh is beyond any "
+                              f"grid's; accepted: 0 to {MAX_INTENSITY_G_PER_KWH:g} (coal is "
+                              "~820-1100)")
         if self.embodied_kg is not None or self.hardware_lifetime_h is not None:
             if self.embodied_kg is None or self.hardware_lifetime_h is None:
                 raise ExanteError("embodied carbon needs both embodied_kg (kg CO2eq of the "

@@ -171,12 +171,23 @@ class _in_table:
         return False
 
 
+MAX_SCENARIO_BYTES = 1_000_000
+
+
 def load_scenario(path, overrides: dict | None = None) -> Scenario:
     """Read a TOML scenario file (schema in the module docstring); ``overrides`` replace
     top-level keys (see :func:`scenario_overrides`)."""
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
+            text = f.read(MAX_SCENARIO_BYTES + 1)
+        if len(text) > MAX_SCENARIO_BYTES:
+            raise ExanteError(f"scenario file {str(path)!r} is over {MAX_SCENARIO_BYTES // 1000} kB;"
+                              " a scenario is a few lines of TOML")
+        doc = tomllib.loads(text.decode("utf-8"))
+    except RecursionError:          # tomllib parses nested arrays/tables recursively
+        raise ExanteError(f"scenario file {str(path)!r} nests arrays or tables too deeply; "
+                          "a scenario has at most [training]/[search]/[inference] tables") \
+            from None
     except FileNotFoundError:
         raise ExanteError(f"scenario file {str(path)!r} does not exist") from None
     except IsADirectoryError:

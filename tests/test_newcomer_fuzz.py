@@ -1,0 +1,67 @@
+"""Malformed input found by the fuzz run of issue 20: each is one `exante: error:` line,
+never an internal error, and nothing is written."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from predictor.calibrate import worse_warnings
+from predictor.cli import main
+
+
+def _run(argv, capsys):
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    return rc, err
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "binary.csv").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "zeus").mkdir()
+    (tmp_path / "zeus" / "summary_power_a40.csv").write_bytes(b"")
+    (tmp_path / "deep.toml").write_text("a = " + "[" * 3000 + "]" * 3000 + "\n")
+    (tmp_path / "tiny.csv").write_text(
+        "model,input,batch,mode,dtype,optimizer,time_s,energy_j\n"
+        '"mlp:in=10,depth=1,width=10",10,32,inference,fp32,,1e-30,1e-28\n')
+    return tmp_path
+
+
+MLP = ["mlp:in=10,depth=1,width=10", "--input", "10"]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["calibrate", "--hardware", "a100", "--runs", "{d}/binary.csv", "--out", "{d}/o"],
+     "cannot read"),
+    (["calibrate", "--hardware", "a100", "--runs", "{d}/empty.csv", "--out", "{d}/o"],
+     "has no rows"),
+    (["calibrate", "--hardware", "a100", "--runs", "{d}/tiny.csv", "--out", "{d}/o"],
+     "implausible"),
+    (["calibrate", "--hardware", "a100", "--runs", "{d}/tiny.csv", "--out", "/proc/no/o"],
+     "cannot write to --out"),
+    (["bench", "zeus", "{d}/zeus"], "cannot read"),
+    (["bench", "ecnas", "--train", "{d}/binary.csv", "--test", "{d}/binary.csv"],
+     "lacks column"),
+    (["estimate", "--scenario", "{d}/deep.toml"], "too deeply"),
+    (["estimate", *MLP, "--epochs", "1e300", "--dataset-size", "1e6", "--batch", "32"],
+     "accepted: 1 to 1e+06"),
+    (["estimate", *MLP, "--epochs", "1e200", "--dataset-size", "1e200", "--batch", "32"],
+     "accepted"),
+    (["estimate", *MLP, "--inferences", "1e308"], "accepted: 1 to 1e+18"),
+    (["estimate", *MLP, "--inferences", "10", "--pue", "1e308"], "accepted: 1 (GPU energy only) to 3"),
+    (["estimate", *MLP, "--inferences", "10", "--intensity", "1e308"], "accepted: 0 to 2000"),
+])
+def test_fuzz_inputs_are_one_line_errors(files, capsys, argv, says):
+    rc, err = _run([a.format(d=files) for a in argv], capsys)
+    assert rc == 2, err
+    assert len(err) == 1 and err[0].startswith("exante: error: ") and says in err[0], err
+    assert not (files / "o").exists()
+
+
+def test_calibrate_says_when_it_made_the_error_worse():
+    assert worse_warnings({"time": 27.0, "energy": 26.0}, {"time": 20.0, "energy": 25.0}) == []
+    (line,) = worse_warnings({"time": 27.0, "energy": 26.0}, {"time": 31.0, "energy": 37.0})
+    assert "worse" in line and "time 27.0 % -> 31.0 %" in line and "energy 26.0 % -> 37.0 %" in line
