@@ -642,17 +642,21 @@ def _finish(L: _Lower, s, numels, containers, views, optimizer) -> Stack:
 class EnergyObjective:
     """Predicted energy of a design, as a NAS objective (see the module docstring).
 
-    ``mode``: "inference" | "train_step"; ``batch``: per call; ``dtype``: "fp32" | "bf16";
-    ``optimizer``: for train_step (default "sgd", as :func:`predictor.predict`);
-    ``input_shape``: per-sample shape for ``nn.Module`` designs (specs carry their own).
+    ``mode``: "inference" | "train_step"; ``batch``: per call; ``dtype``: "fp32" | "bf16" |
+    "fp16"; ``optimizer``: for train_step (default "sgd", as :func:`predictor.predict`);
+    ``input_shape``: per-sample shape for ``nn.Module`` designs (specs carry their own);
+    ``memory_format``, ``grad_scaler``, ``torch_version``: as :func:`predictor.predict`
+    (fp16, channels_last and a scaler are priced by build + predict, not vectorised).
     """
 
     def __init__(self, hardware: str = "h100", mode: str = "train_step", batch: int = 32,
                  dtype: str = "fp32", optimizer: str | None = None, input_shape=None, *,
-                 artifact_dir=None):
+                 artifact_dir=None, memory_format: str = "contiguous",
+                 grad_scaler: bool = False, torch_version: str | None = None):
         from profiling.model_refs import check_batch
 
         from .artifacts import load_artifact
+        from .model_capture import check_args
         from .predict import DEFAULT_TRAIN_OPTIMIZER, DTYPES, MODES, OPTIMIZERS
 
         if mode not in MODES:
@@ -662,7 +666,10 @@ class EnergyObjective:
         if optimizer is not None and optimizer not in OPTIMIZERS:
             raise ExanteError(f"unknown optimizer {optimizer!r}; accepted: "
                               f"{', '.join(OPTIMIZERS)}")
+        check_args(mode, dtype, optimizer, memory_format, grad_scaler, torch_version)
         self.hardware, self.mode, self.dtype = hardware, mode, dtype
+        self.conditions = {"memory_format": memory_format, "grad_scaler": grad_scaler,
+                           "torch_version": torch_version}
         self.batch = check_batch(batch)
         self.optimizer = None if mode == "inference" else (optimizer or DEFAULT_TRAIN_OPTIMIZER)
         self.input_shape = None if input_shape is None else tuple(int(x) for x in input_shape)
@@ -689,7 +696,7 @@ class EnergyObjective:
                                   "EnergyObjective(...) or to the call")
         p = predict(model, torch.zeros((self.batch, *shape), device="meta"), mode=self.mode,
                     dtype=self.dtype, hardware=self.hardware, optimizer=self.optimizer,
-                    artifact_dir=self.artifact_dir)
+                    artifact_dir=self.artifact_dir, **self.conditions)
         self.calls["general"] += 1
         return EnergyScore(p.energy_j, p.energy_j_low, p.energy_j_high, p.time_s,
                            p.time_s_low, p.time_s_high)
@@ -706,6 +713,9 @@ class EnergyObjective:
     def _vectorisable(self, family) -> bool:
         if not isinstance(self.model, CalibratedHardware):
             return False
+        c = self.conditions
+        if self.dtype == "fp16" or c["memory_format"] != "contiguous" or c["grad_scaler"]:
+            return False                # priced by build + predict (the general path)
         seen = set(self.model.domain.get("families", ()))
         if not set(FAMILY_LAYER_FAMILIES[family]) <= seen:
             return False
@@ -717,8 +727,9 @@ class EnergyObjective:
                               "(CalibratedHardware); use the general path (call on modules)")
         if not self._vectorisable(family):
             raise ExanteError(f"{family.__name__} specs at dtype {self.dtype} on "
-                              f"{self.hardware} have no vectorised path (bf16 encoder, or layer "
-                              "families the artifact never measured, bf16 NAS-Bench-101); "
+                              f"{self.hardware} have no vectorised path (fp16, channels_last, a "
+                              "grad scaler, bf16 encoder, or layer families the artifact never "
+                              "measured, bf16 NAS-Bench-101); "
                               "call the objective on "
                               "each spec instead")
 
