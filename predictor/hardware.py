@@ -177,6 +177,14 @@ def keys() -> tuple[str, ...]:
     return tuple(s.key for s in catalogue())
 
 
+def close_matches(name: str, n: int = 6) -> list[str]:
+    """Catalogue keys whose key, name or alias is close to ``name`` (difflib), best first:
+    for 'unknown hardware' errors anywhere (``--hardware h1000`` -> h100, ...)."""
+    index = _lookup_index()
+    close = difflib.get_close_matches(_norm(name), list(index), n=3 * n, cutoff=0.6)
+    return list(dict.fromkeys(index[c].key for c in close))[:n]
+
+
 def lookup(name: str) -> HardwareSpec:
     """Resolve a device by key, canonical name or alias, ignoring case, spaces, ``-`` and ``_``
     (``"h100"``, ``"H100 SXM"``, ``"NVIDIA H100 80GB HBM3"`` — what NVML reports — all work).
@@ -193,8 +201,7 @@ def lookup(name: str) -> HardwareSpec:
         return index[n]
     if n.startswith("nvidia") and n[6:] in index:  # "NVIDIA L40S", "nvidia t4", ...
         return index[n[6:]]
-    close = difflib.get_close_matches(n, list(index), n=8, cutoff=0.6)
-    close_keys = list(dict.fromkeys(index[c].key for c in close))
+    close_keys = close_matches(name, 8)
     hint = f"close matches: {', '.join(close_keys)}; " if close_keys else ""
     raise ExanteError(f"unknown device {name!r}; {hint}accepted: a catalogue key, name or "
                       f"nvidia-smi name ({len(keys())} devices: exante calc --list-hardware)")

@@ -149,3 +149,9 @@ def test_catalogue_table_lists_every_device():
     text = catalogue_table()
     assert len(text.splitlines()) == len(catalogue()) + 1
     assert "rtx5090" in text and "170" in text
+
+
+def test_close_matches_helper_for_other_commands():
+    from predictor.hardware import close_matches
+    assert close_matches("h1000")[0] in ("h100", "h800", "h200")
+    assert "h100" in close_matches("h1000") and close_matches("zzzzzz") == []
