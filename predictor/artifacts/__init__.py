@@ -130,12 +130,12 @@ def _artifacts_in(d: Path) -> list[str]:
 def _checked_dir(d: Path, what: str) -> Path:
     """``d`` if it is a folder holding an artifact, else a one-line ExanteError."""
     if not d.exists():
-        raise ExanteError(f"{what} {str(d)!r} does not exist; give a folder holding "
-                          "<hw>.joblib + <hw>.json (written by `exante fit --out` or "
-                          "`exante calibrate --out`)")
+        raise ExanteError(f"{what} {str(d)!r} does not exist: no fitted model there; give a "
+                          "folder holding <hw>.joblib + <hw>.json (written by `exante fit "
+                          "--out` or `exante calibrate --out`)")
     if not d.is_dir():
-        raise ExanteError(f"{what} {str(d)!r} is not a folder; give a folder holding "
-                          "<hw>.joblib + <hw>.json")
+        raise ExanteError(f"{what} {str(d)!r} is not a folder: no fitted model there; give a "
+                          "folder holding <hw>.joblib + <hw>.json")
     if not _artifacts_in(d):
         halves = sorted({f.stem for f in (*d.glob("*.json"), *d.glob("*.joblib"))
                          if _HW_RE.match(f.stem)})
