@@ -21,8 +21,10 @@ import sys
 import traceback
 
 from predictor import cli_output
-from predictor.cli_checks import (check_command_line, check_device, check_meter, check_out_dir,
-                                  check_scheduler, finite_float, positive_float, positive_int)
+from predictor.cli_checks import (check_command_line, check_dataset_tables, check_device,
+                                  check_meter, check_out_dir, check_scheduler, finite_float,
+                                  positive_float, positive_int)
+from predictor.progress import enabled as progress_enabled
 from profiling.errors import ExanteError
 
 MODES = ("inference", "train_step")
@@ -120,6 +122,7 @@ def cmd_profile(args) -> int:
     device = check_device(args.device)
     if args.out:
         check_out_dir(args.out)
+        check_dataset_tables(args.out)      # a foreign header is found before measuring
     check_meter(args.meter, device=device, hardware=args.hardware,
                 rated_power_w=args.rated_power_w)
     model = resolve_model(args.model_ref)
@@ -131,6 +134,7 @@ def cmd_profile(args) -> int:
         model, inputs, mode=args.mode, dtype=args.dtype, optimizer=args.optimizer,
         meter=args.meter, device=device, hardware=args.hardware,
         rated_power_w=args.rated_power_w, model_ref=args.model_ref,
+        progress=progress_enabled(),
     )
     if args.out:
         result.write(args.out)

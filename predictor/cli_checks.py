@@ -109,6 +109,15 @@ def check_out_file(path, flag: str, suffixes: tuple[str, ...] = ()) -> str:
     return text
 
 
+def check_dataset_tables(folder) -> None:
+    """The tables already in a dataset ``folder`` (``layers.csv``, ``models.csv``) have the
+    header this exante writes, so a profile is not measured only to be refused at the end."""
+    from profiling import schema
+
+    for table in (schema.layer_table(folder), schema.model_table(folder)):
+        table._check_header()
+
+
 # --------------------------------------------------------------------------- the command line
 
 def check_command_line(args) -> None:

@@ -27,6 +27,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import os
 import re
 import time
 import uuid
@@ -304,22 +305,27 @@ class ProfileResult:
     def write(self, dataset_dir) -> dict:
         """Append the rows to ``<dataset_dir>/layers.csv`` and ``models.csv`` (atomically) and
         record the session in ``meta.json``; returns how many rows went where."""
+        from .dataset_txn import all_or_nothing
+
         layers = schema.layer_table(dataset_dir)
         models = schema.model_table(dataset_dir)
-        n_l = layers.append(list(self.layer_rows) + list(self.reference_rows))
-        n_m = models.append([self.model_row] if self.model_row is not None else [])
+        env = self.env
+        meta_path = os.path.join(os.fspath(dataset_dir), schema.META_FILE)
+        with all_or_nothing(layers.path, models.path, meta_path):   # no partial session
+            n_l = layers.append(list(self.layer_rows) + list(self.reference_rows))
+            n_m = models.append([self.model_row] if self.model_row is not None else [])
+            schema.update_meta(dataset_dir, self._meta_update)
+        return {"layers": n_l, "models": n_m}
+
+    def _meta_update(self, meta) -> None:
         env = self.env
 
-        def upd(meta):
-            meta.setdefault("hardware", self.hardware)
-            meta["schema_version"] = schema.SCHEMA_VERSION
-            meta["updated"] = _now_iso()
-            s = meta.setdefault("sessions", {}).setdefault(self.session_id, {"started": env.get("date")})
-            s["env"] = env
-            s["updated"] = _now_iso()
-
-        schema.update_meta(dataset_dir, upd)
-        return {"layers": n_l, "models": n_m}
+        meta.setdefault("hardware", self.hardware)
+        meta["schema_version"] = schema.SCHEMA_VERSION
+        meta["updated"] = _now_iso()
+        s = meta.setdefault("sessions", {}).setdefault(self.session_id, {"started": env.get("date")})
+        s["env"] = env
+        s["updated"] = _now_iso()
 
 
 # --------------------------------------------------------------------------- profile_model

@@ -65,3 +65,36 @@ def test_calibrate_says_when_it_made_the_error_worse():
     assert worse_warnings({"time": 27.0, "energy": 26.0}, {"time": 20.0, "energy": 25.0}) == []
     (line,) = worse_warnings({"time": 27.0, "energy": 26.0}, {"time": 31.0, "energy": 37.0})
     assert "worse" in line and "time 27.0 % -> 31.0 %" in line and "energy 26.0 % -> 37.0 %" in line
+
+
+def test_profile_write_leaves_no_partial_layers_csv(tmp_path):
+    from profiling import schema
+    from profiling.errors import ExanteError
+    from profiling.profiler import ProfileResult
+
+    def result(model_row):
+        return ProfileResult(layer_rows=[dict.fromkeys(schema.LAYER_COLUMNS, 1)],
+                             model_row=model_row, reference_rows=[], unsupported=[], skipped=[],
+                             reused_keys=[], env={}, session_id="s1", mode="inference",
+                             dtype="fp32", optimizer=None, hardware="cpu-test")
+
+    good = dict.fromkeys(schema.MODEL_COLUMNS, 1)
+    bad = {**good, "not_a_column": 1}                 # refused by models.csv, after layers.csv
+    with pytest.raises(ExanteError):
+        result(bad).write(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == []        # nothing half-written
+    assert result(good).write(tmp_path) == {"layers": 1, "models": 1}
+    before = (tmp_path / "layers.csv").read_bytes()
+    with pytest.raises(ExanteError):
+        result(bad).write(tmp_path)
+    assert (tmp_path / "layers.csv").read_bytes() == before     # the old rows, unchanged
+    assert len(schema.model_table(tmp_path).read(raw=True)) == 1
+
+
+def test_profile_out_with_a_foreign_table_is_refused_before_measuring(tmp_path, capsys):
+    (tmp_path / "models.csv").write_text("foo,bar\n")
+    rc, err = _run(["profile", "mlp:in=4,depth=1,width=4", "--input", "4", "--batch", "2",
+                    "--meter", "estimated", "--rated-power-w", "100", "--device", "cpu",
+                    "--out", tmp_path], capsys)
+    assert rc == 2 and len(err) == 1 and "different header" in err[0], err
+    assert sorted(os.listdir(tmp_path)) == ["models.csv"]
