@@ -53,7 +53,8 @@ class Run:
     run: str
     params: float
     flops_params: float      # activated parameters (MoE) or params
-    tokens: float
+    tokens: float | None      # None when the paper gives total FLOPs instead
+    flops: float | None       # published total training FLOPs (else 6·N·D)
     device: str
     generation: str
     peak_tflops: float
@@ -62,9 +63,14 @@ class Run:
     row: dict
 
     @property
+    def train_flops(self) -> float:
+        if self.flops is not None:
+            return self.flops
+        return TRAIN_FLOPS_PER_PARAM_TOKEN * self.flops_params * self.tokens
+
+    @property
     def mfu_published(self) -> float:
-        return (TRAIN_FLOPS_PER_PARAM_TOKEN * self.flops_params * self.tokens
-                / (self.device_hours * 3600.0 * self.peak_tflops * 1e12))
+        return self.train_flops / (self.device_hours * 3600.0 * self.peak_tflops * 1e12)
 
 
 def _f(text) -> float | None:
@@ -84,7 +90,7 @@ def load_runs(text: str | None = None) -> list[Run]:
         dtype, _ = spec.training_dtype("bf16")
         n = _f(row["params"])
         out.append(Run(row["run"], n, _f(row.get("active_params")) or n, _f(row["tokens"]),
-                       spec.key, spec.generation, spec.peak(dtype), _f(row["device_hours"]),
+                       _f(row.get("flops")), spec.key, spec.generation, spec.peak(dtype), _f(row["device_hours"]),
                        _f(row.get("mfu_reported")), row))
     return out
 
