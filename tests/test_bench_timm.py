@@ -60,6 +60,8 @@ def test_bench_reports_every_file_and_its_failures(tmp_path):
     assert tr["gmacs_source"].startswith("captured") and tr["failures"] == {}
     assert "dynamo" in next(iter(r["skipped_files"]))
     assert set(r["engine"]) == {"rtx3090", "rtx4090"}
+    assert r["per_gpu"]["rtx3090"]["n"] == 4 and r["per_gpu"]["rtx4090"]["n"] == 3
+    assert r["per_gpu"]["rtx3090"]["mape_pct"] == pytest.approx(inf["mape_pct"])
 
 
 def test_sample_limit_and_glob(tmp_path):

@@ -16,7 +16,8 @@ least squares; GMACs per sample from the file's ``*_gmacs`` column, else the cap
 MACs, ``gmacs_source`` says which) and ``one_constant_mape_pct`` (the prediction times the
 median measured/predicted ratio) -- and ``failures`` (model -> error: models that could not
 be built, captured or predicted here; never dropped silently; ``failed_pct`` of the rows).
-Rows that timm left without a time (out of memory) are listed in ``untimed``.
+Rows that timm left without a time (out of memory) are listed in ``untimed``.  ``per_gpu``
+pools every file of a GPU (all modes, formats and torch versions) into the same metrics.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def _bench_file(bf, rows, predictor, cache_dir, progress) -> dict:
             progress(f"{bf.path.name}: {i}/{len(rows)} rows ({n_fail} failed, "
                      f"{i / max(time.time() - t0, 1e-9):.1f} rows/s)")
     out = score(preds, true, gx)
+    out["_pairs"] = (preds, true)
     out.update(gmacs_source=("file column" if g_src == "file" else
                              "captured forward MACs (the file has no *_gmacs column)"),
                failures=failures, n_failed_rows=n_fail,
@@ -169,6 +171,16 @@ def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None
              "untimed": [m for _, m in (bf.untimed or [])]}
         r.update(_bench_file(bf, rows, engines[bf.hardware], cache_dir, progress))
         report["files"][p.name] = r
+    pooled: dict = {}
+    for name, v in report["files"].items():
+        p, t = v.pop("_pairs")
+        acc = pooled.setdefault(v["hardware"], {"pred": [], "true": [], "files": []})
+        acc["pred"] += p
+        acc["true"] += t
+        acc["files"].append(name)
+    report["per_gpu"] = {hw: {**{k: v for k, v in score(a["pred"], a["true"]).items()
+                                 if not k.startswith("one_constant")},
+                              "files": a["files"]} for hw, a in pooled.items()}
     if not report["files"]:
         raise ExanteError(f"no readable benchmark file in {d}: " + "; ".join(
             f"{k}: {v}" for k, v in report["skipped_files"].items()))

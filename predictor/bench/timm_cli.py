@@ -30,6 +30,10 @@ def cmd_bench_timm(args) -> int:
               f"{f(v.get('median_ape_pct'))} {f(v.get('within_25_pct'))} "
               f"{f(v.get('kendall_tau'), 5, 2)} {f(v.get('gmacs_linear_mape_pct'))} "
               f"{f(v.get('one_constant_mape_pct'))} {v['n_failed_models']:5d}")
+    for hw, v in r["per_gpu"].items():
+        print(f"  {'all files of ' + hw:52s} {hw:8s} {v['n']:5d} {f(v.get('mape_pct'))} "
+              f"{f(v.get('median_ape_pct'))} {f(v.get('within_25_pct'))} "
+              f"{f(v.get('kendall_tau'), 5, 2)}")
     print("  MAPE/med: % error of exante; GMACs, 1-c: baselines fitted on the same file "
           "(optimistic); fail: models not built/predicted (--json lists them)")
     for name, why in r["skipped_files"].items():
