@@ -133,3 +133,9 @@ def test_serving_unseen_gpu_says_so_and_cli(capsys):
     assert out["energy_kwh"] == pytest.approx(out["device_energy_kwh"] * 1.58)
     assert out["device_energy_kwh"] == pytest.approx(out["energy_per_request_j"] * 1000 / 3.6e6)
     assert main(["calc", "--device", "h100", "--concurrency", "32"]) == 2
+
+
+def test_tight_fit_is_flagged():
+    p = memory.MemoryPlan(23.7, 0.0, 23.7, 24.0, True, "zero3", "none", "")
+    assert "within 10 %" in p.verdict()
+    assert "within" not in memory.MemoryPlan(10, 0, 10, 24.0, True, "none", "none", "").verdict()

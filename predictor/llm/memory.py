@@ -44,8 +44,11 @@ class MemoryPlan:
         if self.fits is None:
             return f"needs {self.total_gb:.3g} GB per device (device memory unknown)"
         if self.fits:
+            tight = ("; within 10 % of capacity: the CUDA context, allocator fragmentation and "
+                     "communication buffers (not counted) may not leave room"
+                     if self.total_gb > 0.9 * self.device_memory_gb else "")
             return (f"fits ({self.total_gb:.3g} of {self.device_memory_gb:g} GB; "
-                    f"{self.sharding}, checkpointing {self.checkpointing})")
+                    f"{self.sharding}, checkpointing {self.checkpointing}{tight})")
         return (f"does not fit (needs {self.total_gb:.3g} GB, has {self.device_memory_gb:g}; "
                 f"{self.sharding}, checkpointing {self.checkpointing})")
 
