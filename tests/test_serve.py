@@ -84,6 +84,21 @@ def test_bad_calculator_input_is_a_readable_400(base, query, fragment):
     assert status == 400 and fragment in body and "<script>" not in body
 
 
+def test_overflowing_inputs_are_refused_not_shown_as_inf(base):
+    from predictor.serve.forms import check_finite
+
+    status, _, body = post(f"{base}/api/calc", {"device": "v100", "hours": "1e308",
+                                                "count": "1e308"})
+    assert status == 400 and "inf" not in json.loads(body)["error"].split()
+
+    class Fake:
+        def to_dict(self):
+            return {"energy_kwh": 1.0, "stages": {"training": {"co2_kg": float("inf")}}}
+
+    with pytest.raises(Exception, match="non-finite co2_kg"):
+        check_finite(Fake())
+
+
 ALL_FIELDS = {"model": "mlp:in=100,depth=2,width=16,out=1", "input": "100",
               "input_dtype": "float32", "epochs": 2, "dataset_size": 1000, "batch": 32,
               "optimizer": "sgd", "dtype": "bf16", "trials": 3, "inferences": 100,

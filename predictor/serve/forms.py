@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import re
 import threading
 import warnings
@@ -106,6 +107,23 @@ def _choice(name: str, text: str | None, accepted: tuple[str, ...]) -> str | Non
     if text is not None and text.lower() not in accepted:
         raise ExanteError(f"unknown {name} {text!r}; accepted: {', '.join(accepted)}")
     return None if text is None else text.lower()
+
+
+def check_finite(result):
+    """``result`` if every number of its ``to_dict()`` (nested) is finite, else a one-line
+    ExanteError: an overflow (``1e308`` hours, ...) is refused, not shown as ``inf``."""
+    def walk(x, where):
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ExanteError(f"the inputs give a non-finite {where} ({x}); give realistic "
+                              "values")
+        if isinstance(x, dict):
+            for k, v in x.items():
+                walk(v, k)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v, where)
+    walk(result.to_dict(), "result")
+    return result
 
 
 def calc_from_fields(p: dict):

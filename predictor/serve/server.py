@@ -177,6 +177,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 result = forms.estimate_from_fields(values, type(self).predict_fn)
                 html_page = pages.estimate_page
+            forms.check_finite(result)
             if api:
                 return self._send(200, json.dumps(result.to_dict(), default=str),
                                   "application/json")
