@@ -98,3 +98,21 @@ def test_cli_json_and_errors(tmp_path, capsys):
     assert cli_main(["bench", "timm", str(d), "--files", "*.md"]) == 2
     assert "no benchmark file" in capsys.readouterr().err
     assert cli_main(["bench", "timm", str(d), "--limit", "0"]) == 2
+
+
+def test_a_gpu_without_predictor_is_reported_not_fatal(tmp_path, monkeypatch):
+    import predictor.predict as P
+    from profiling.errors import ExanteError
+
+    real = P._load_or_transfer
+
+    def fake(hw, artifact_dir):
+        if hw == "rtx4090":
+            raise ExanteError("no fitted model for hardware 'rtx4090' (test)")
+        return real(hw, artifact_dir)
+
+    monkeypatch.setattr(P, "_load_or_transfer", fake)
+    r = run_timm_bench(_folder(tmp_path), cache_dir=tmp_path / "cache")
+    assert "no predictor for rtx4090" in r["skipped_files"][
+        "benchmark-train-amp-nchw-pt112-cu113-rtx4090.csv"]
+    assert list(r["files"]) == ["benchmark-infer-amp-nhwc-pt240-cu124-rtx3090.csv"]

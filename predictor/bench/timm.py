@@ -158,10 +158,18 @@ def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None
             report["skipped_files"][p.name] = str(exc)
             continue
         if bf.hardware not in engines:
-            art = _load_or_transfer(bf.hardware, artifact_dir)
-            engines[bf.hardware] = art.model
-            report["engine"][bf.hardware] = {"artifact": art.manifest.get("id"),
-                                             "sha256": art.manifest.get("sha256")}
+            try:
+                art = _load_or_transfer(bf.hardware, artifact_dir)
+            except ExanteError as exc:      # this GPU has no model: say so, score the others
+                engines[bf.hardware] = str(exc)
+            else:
+                engines[bf.hardware] = art.model
+                report["engine"][bf.hardware] = {"artifact": art.manifest.get("id"),
+                                                 "sha256": art.manifest.get("sha256")}
+        if isinstance(engines[bf.hardware], str):
+            report["skipped_files"][p.name] = (f"no predictor for {bf.hardware}: "
+                                               f"{engines[bf.hardware]}")
+            continue
         rows = _pick_rows(bf.rows, limit, sample, seed)
         if progress:
             progress(f"{p.name}: {len(rows)} of {len(bf.rows)} rows on {bf.hardware}")
