@@ -20,7 +20,7 @@ import os
 import sys
 import traceback
 
-from predictor import cli_output
+from predictor import cli_help, cli_output
 from predictor.cli_checks import (check_command_line, check_dataset_tables, check_device,
                                   check_meter, check_out_dir, check_scheduler, finite_float,
                                   positive_float, positive_int)
@@ -232,9 +232,7 @@ def cmd_estimate(args) -> int:
 
 
 def _add_model_args(p, *, batch_required=True, dtypes=DTYPES):
-    p.add_argument("model_ref", metavar="MODEL_REF",
-                   help="torchvision:NAME | timm:NAME | mlp:in=100,depth=10,width=100,out=1 | "
-                        "path/to/file.py:factory | package.module:factory")
+    p.add_argument("model_ref", metavar="MODEL_REF", help=cli_help.MODEL_REF_HELP)
     p.add_argument("--input", required=True, help="per-sample input shape, e.g. 3x224x224 or 100")
     p.add_argument("--batch", required=batch_required, default="1", help="batch size (positive int)")
     p.add_argument("--dtype", choices=dtypes, default="fp32",
@@ -352,9 +350,9 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict time and energy per call of one batch")
     _add_model_args(p, dtypes=PREDICT_DTYPES)
     _add_condition_args(p)
-    p.add_argument("--mode", choices=MODES, default="inference")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
-    p.add_argument("--hardware", default="h100")
+    p.add_argument("--mode", choices=MODES, default="inference", help=cli_help.MODE_HELP)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=cli_help.OPTIMIZER_HELP)
+    p.add_argument("--hardware", default="h100", help=cli_help.HARDWARE_HELP)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -363,8 +361,9 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
                     "--scenario, MODEL_REF, --input, --hardware, --pue, --region/--intensity and "
                     "--gpus override the file's top-level values; the run flags (--epochs, "
                     "--batch, --inferences, ...) are refused: edit the file. --input-dtype "
-                    "too overrides.")
-    p.add_argument("model_ref", metavar="MODEL_REF", nargs="?")
+                    "too overrides.",
+        epilog=cli_help.SCENARIO_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_ref", metavar="MODEL_REF", nargs="?", help=cli_help.MODEL_REF_HELP)
     p.add_argument("--scenario", default=None, help="a TOML scenario file instead of flags")
     p.add_argument("--input", default=None, help="per-sample input shape, e.g. 100 or 3x224x224")
     p.add_argument("--input-dtype", choices=INPUT_DTYPES, default=None,

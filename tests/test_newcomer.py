@@ -137,3 +137,23 @@ def test_global_flags_are_accepted_anywhere(capsys):
     out = capsys.readouterr()
     assert out.out.lstrip().startswith("{")
     set_enabled(False)
+
+
+def test_help_texts_name_every_scheme_and_show_a_scenario_that_loads(capsys):
+    import tomllib
+
+    from predictor.lifecycle import scenario_from_dict
+
+    assert main(["predict", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for word in ("torchvision:NAME", "timm:NAME", "hf:MODEL_TYPE", "mlp:", "mlpseq:",
+                 "convstack:", "encoder:", "file.py:factory", "package.module:factory",
+                 "train_step: zero_grad", "the GPU to predict for"):
+        assert word in text, word
+    assert main(["estimate", "--help"]) == 0
+    out = capsys.readouterr().out
+    example = out[out.index("scenario file (--scenario plan.toml)"):]
+    toml = "\n".join(ln[2:] for ln in example.splitlines() if ln.startswith("  "))
+    scenario = scenario_from_dict(tomllib.loads(toml))       # the example in the help runs
+    assert scenario.training[0].epochs == 10 and scenario.inference.requests == 10**6
+    assert "training/inference energy ratio" in out

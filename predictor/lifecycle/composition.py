@@ -246,7 +246,7 @@ def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> Lifecycl
                     "hardware_gpus": scenario.gpus, "gpu_hours": gpu_h[0],
                     "share_of_total": m[0] / co2[0] if co2[0] > 0 else 0.0,
                     "formula": "embodied_kg × GPU-hours / (gpus × hardware_lifetime_h) "
-                               "(SCI's M, seed 002 §3.1)"}
+                               "(SCI's M, Dodge et al. 2022, seed 002 §3.1)"}
 
     if not all(math.isfinite(v) and v >= 0 for v in (*tot_e, *tot_kwh, *co2)):
         raise ExanteError("the estimate overflows (total energy or CO2 is not a finite number); "
@@ -273,7 +273,7 @@ def _notes(scenario: Scenario, share: float) -> list[str]:
         "included); kWh = J / 3.6e6"
         + (f" / gpu_share_of_server ({share:g})" if share != 1.0 else
            " (GPU only: CPU, DRAM and host not included; set gpu_share_of_server, e.g. 0.74 "
-           "from seed 002 Table 1, to approximate the whole server)")
+           "from Dodge et al. 2022 (seed 002) Table 1, to approximate the whole server)")
         + f" × PUE ({scenario.pue:g}).",
         "intervals: per-call low/high from the predictor summed linearly over steps (errors of "
         "one configuration are fully correlated) and over stages (conservative); nominal "
@@ -294,9 +294,9 @@ def _notes(scenario: Scenario, share: float) -> list[str]:
                      "each share is predicted at its own batch size.")
     if scenario.pue == carbon.DEFAULT_PUE:
         notes.append(f"PUE {carbon.DEFAULT_PUE} is estimate's default (Uptime Institute 2020 "
-                     f"average, seed 004 §3.4): facility energy = 1.58 × GPU energy. Pass --pue "
+                     f"average, Gitzel et al. 2023 (seed 004) §3.4): facility energy = 1.58 × GPU energy. Pass --pue "
                      f"(1.0 = GPU energy only, the default of exante calc).")
     if scenario.intensity_g_per_kwh is None and scenario.region is None:
         notes.append("no region or intensity given: the world-average grid intensity is used "
-                     "(seed 000 §4.1); pass a region for a meaningful CO2 figure.")
+                     "(Luccioni & Hernandez-Garcia, seed 000 §4.1); pass a region for a meaningful CO2 figure.")
     return notes

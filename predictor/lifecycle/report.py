@@ -143,9 +143,10 @@ class LifecycleReport:
         lines.append(f"total CO2eq: {e(self.co2_kg)} kg  [{e(self.co2_kg_low)}, {e(self.co2_kg_high)}]")
         if self.theta is not None:
             t = self.theta_detail
-            lines.append(f"theta (train step / inference, {t['run']} at per-GPU batch {t['batch']}, "
-                         f"{t['optimizer']}, {t['dtype']}): {self.theta:.3g}  (seed 004 measured ~5 "
-                         f"on its setup)")
+            lines.append(f"training/inference energy ratio theta (one train step / one forward, "
+                         f"{t['run']} at per-GPU batch {t['batch']}, {t['optimizer']}, "
+                         f"{t['dtype']}): {self.theta:.3g}  (Gitzel et al. 2023, seed 004, "
+                         f"measured ~5 on its setup)")
         lines.append(f"PUE {self.pue:g} — {self.pue_source if self.pue == carbon.DEFAULT_PUE else 'user-supplied'}")
         lines.append(f"grid {self.grid.value_g_per_kwh:g} gCO2eq/kWh — {self.grid.label}; "
                      f"source: {self.grid.source}")
@@ -153,7 +154,7 @@ class LifecycleReport:
             lines.append(f"GPU share of server draw: {self.gpu_share_of_server:g} "
                          f"(GPU energy divided by it)")
         if self.equivalents:
-            lines += ["", f"{self.co2_kg:.4g} kg CO2eq is about (US EPA via seed 002 §5.1):"]
+            lines += ["", f"{self.co2_kg:.4g} kg CO2eq is about (US EPA via Dodge et al. 2022, seed 002 §5.1):"]
             for label, amount, unit, _ in self.equivalents:
                 lines.append(f"  {amount:>12.4g}  {label}")
         lines += ["", "notes:"] + [f"  - {n}" for n in self.notes]
