@@ -101,8 +101,11 @@ def test_cli_json_and_errors(tmp_path, capsys):
 
 
 def test_a_gpu_without_predictor_is_reported_not_fatal(tmp_path, monkeypatch):
-    import predictor.predict as P
+    import importlib
+
     from profiling.errors import ExanteError
+
+    P = importlib.import_module("predictor.predict")      # the module, not the function
 
     real = P._load_or_transfer
 
