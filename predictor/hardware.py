@@ -36,7 +36,7 @@ GENERATIONS = ("kepler", "maxwell", "pascal", "volta", "turing", "ampere", "ada"
                "blackwell", "polaris", "cdna", "cdna2", "cdna3", "cdna4", "tpu", "")
 # dtype a device lacks -> what the same training runs on it (stated in notes, never an error)
 _DTYPE_FALLBACK = {"bf16": ("fp16",), "tf32": ("fp32",), "fp8": ("bf16", "fp16"),
-                   "fp16": ("bf16",)}
+                   "fp16": ("bf16",), "fp32": ("tf32",), "fp64": ("fp32",)}
 _KEY_RE = re.compile(r"^[a-z0-9_-]+$")
 
 
@@ -80,10 +80,11 @@ class HardwareSpec:
             raise ExanteError(f"unknown dtype {dtype!r}; accepted: {', '.join(DTYPES)}")
         if d in self.peak_tflops:
             return d, None
-        for alt in (*_DTYPE_FALLBACK.get(d, ()), "fp16", "bf16", "fp32"):
-            if alt in self.peak_tflops:
-                return alt, (f"{self.name} has no {d} peak ({self.generation or 'this device'}); "
-                             f"its {alt} rate is used, what {d} training would run as there")
+        cands = [a for a in (*_DTYPE_FALLBACK.get(d, ()), "fp32") if a in self.peak_tflops]
+        if cands:   # the fastest of what that training could run as (fp32 on consumer Pascal)
+            alt = max(cands, key=lambda a: self.peak_tflops[a])
+            return alt, (f"{self.name} has no {d} peak ({self.generation or 'this device'}); "
+                         f"its {alt} rate is used, what {d} training would run as there")
         have = ", ".join(self.peak_tflops) or "none"
         raise ExanteError(f"{self.name} has no published peak for {d} or a fallback "
                           f"(published: {have}); pass --mfu with --power-w and --gpu-hours")

@@ -155,3 +155,9 @@ def test_close_matches_helper_for_other_commands():
     from predictor.hardware import close_matches
     assert close_matches("h1000")[0] in ("h100", "h800", "h200")
     assert "h100" in close_matches("h1000") and close_matches("zzzzzz") == []
+
+
+def test_fallback_picks_the_faster_real_option():
+    assert lookup("gtx1080").training_dtype("bf16")[0] == "fp32"    # 1/64-rate FP16 on Pascal
+    assert lookup("p100").training_dtype("bf16")[0] == "fp16"
+    assert lookup("a100-80gb").training_dtype("fp8")[0] == "bf16"
