@@ -72,8 +72,12 @@ def test_sample_limit_and_glob(tmp_path):
     assert f["n"] + f["n_failed_rows"] == 2
     r2 = run_timm_bench(d, files="*infer*", sample=2, seed=1, cache_dir=tmp_path / "cache")
     assert r2["files"] == r["files"]          # the same seed draws the same rows
-    r3 = run_timm_bench(d, files="*train*", limit=1, cache_dir=tmp_path / "cache")
+    r3 = run_timm_bench(d, files="*train*", limit=1, cache_dir=tmp_path / "cache",
+                        rows_out=tmp_path / "rows.csv")
     assert next(iter(r3["files"].values()))["n"] == 1
+    lines = (tmp_path / "rows.csv").read_text().splitlines()
+    assert lines[0].startswith("file,hardware,model") and len(lines) == 2
+    assert ",rtx4090,test_vit,160,32,0.012," in lines[1]
 
 
 def test_score_metrics():

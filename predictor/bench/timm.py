@@ -92,7 +92,7 @@ def _pick_rows(rows: list, limit, sample, seed) -> list:
 
 
 def _bench_file(bf, rows, predictor, cache_dir, progress) -> dict:
-    preds, true, gx, failures, n_fail = [], [], [], {}, 0
+    preds, true, gx, ids, failures, n_fail = [], [], [], [], {}, 0
     g_src = "file" if all(r.gmacs for r in rows) else "workload"
     t0 = time.time()
     for i, r in enumerate(rows, 1):
@@ -112,13 +112,14 @@ def _bench_file(bf, rows, predictor, cache_dir, progress) -> dict:
             n_fail += 1
             continue
         preds.append(t)
+        ids.append((r.model, r.img_size, r.batch))
         true.append(r.step_time_s)
         gx.append((r.gmacs if g_src == "file" else gmacs_of(w)) * r.batch)
         if progress and (i % 100 == 0 or i == len(rows)):
             progress(f"{bf.path.name}: {i}/{len(rows)} rows ({n_fail} failed, "
                      f"{i / max(time.time() - t0, 1e-9):.1f} rows/s)")
     out = score(preds, true, gx)
-    out["_pairs"] = (preds, true)
+    out["_pairs"] = (preds, true, ids)
     out.update(gmacs_source=("file column" if g_src == "file" else
                              "captured forward MACs (the file has no *_gmacs column)"),
                failures=failures, n_failed_rows=n_fail,
@@ -129,9 +130,11 @@ def _bench_file(bf, rows, predictor, cache_dir, progress) -> dict:
 
 def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None,
                    sample: int | None = None, seed: int = 0, cache_dir=None, artifact_dir=None,
-                   progress=None) -> dict:
+                   progress=None, rows_out=None) -> dict:
     """Score every timm benchmark file of ``folder`` (or those matching the glob ``files``);
-    ``limit``: first N rows per file, ``sample``: N rows per file drawn with ``seed``."""
+    ``limit``: first N rows per file, ``sample``: N rows per file drawn with ``seed``;
+    ``rows_out``: a CSV path for every scored row (file, hardware, model, img_size, batch,
+    measured_s, predicted_s), e.g. for a predicted-vs-measured plot."""
     from predictor.predict import _load_or_transfer
 
     d = Path(folder)
@@ -180,8 +183,10 @@ def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None
         r.update(_bench_file(bf, rows, engines[bf.hardware], cache_dir, progress))
         report["files"][p.name] = r
     pooled: dict = {}
+    per_row: list = []
     for name, v in report["files"].items():
-        p, t = v.pop("_pairs")
+        p, t, ids = v.pop("_pairs")
+        per_row += [(name, v["hardware"], *i, tt, pp) for i, tt, pp in zip(ids, t, p)]
         acc = pooled.setdefault(v["hardware"], {"pred": [], "true": [], "files": []})
         acc["pred"] += p
         acc["true"] += t
@@ -192,4 +197,24 @@ def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None
     if not report["files"]:
         raise ExanteError(f"no readable benchmark file in {d}: " + "; ".join(
             f"{k}: {v}" for k, v in report["skipped_files"].items()))
+    if rows_out:
+        _write_rows(Path(rows_out), per_row)
+        report["rows_out"] = str(rows_out)
     return report
+
+
+def _write_rows(path: Path, rows: list) -> None:
+    import csv
+    import io
+    import os
+    import tempfile
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "hardware", "model", "img_size", "batch", "measured_s", "predicted_s"])
+    w.writerows(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(buf.getvalue())
+    os.replace(tmp, path)
