@@ -2,7 +2,8 @@
 filled and submitted (POST) through the Chrome DevTools Protocol over a pipe
 (``--remote-debugging-pipe``, stdlib only), and the numbers the page shows are checked against
 ``predictor.calc.calc`` and ``exante estimate --json`` for the same inputs. A GET result page is
-also read with ``--dump-dom``. Skipped when no chromium binary is installed (CI installs it)."""
+also read with ``--dump-dom``. Skipped when no chromium binary is installed, unless
+``EXANTE_REQUIRE_BROWSER=1`` (CI installs chromium and sets it: then a missing browser fails)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,15 @@ from predictor.serve import serve_in_thread
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(n)), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (Debian: "
-                                "apt-get install chromium); CI installs it")
+REQUIRED = os.environ.get("EXANTE_REQUIRE_BROWSER", "") not in ("", "0")   # CI sets it
+pytestmark = pytest.mark.skipif(CHROMIUM is None and not REQUIRED, reason="no chromium binary "
+                                "on PATH (Debian: apt-get install chromium); CI installs it")
+
+
+@pytest.fixture(autouse=True)
+def _chromium_present():
+    if CHROMIUM is None:
+        pytest.fail("EXANTE_REQUIRE_BROWSER is set but no chromium binary is on PATH")
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--no-first-run", "--no-default-browser-check", "--disable-extensions"]
 
