@@ -139,3 +139,16 @@ def test_tight_fit_is_flagged():
     p = memory.MemoryPlan(23.7, 0.0, 23.7, 24.0, True, "zero3", "none", "")
     assert "within 10 %" in p.verdict()
     assert "within" not in memory.MemoryPlan(10, 0, 10, 24.0, True, "none", "none", "").verdict()
+
+
+def test_shipped_mfu_table_is_the_fit_of_the_shipped_runs():
+    """llm_mfu.csv must be what derive_mfu.py fits on llm_runs.csv (no drift, no hand edit)."""
+    runs = mfu.load_runs()
+    t = mfu.shipped_table()
+    fitted = mfu.fit_table(runs, slope=bool(t["slope"]))
+    for gen, log_m in t["by_gen"].items():
+        assert math.exp(log_m) == pytest.approx(math.exp(fitted["by_gen"][gen]), abs=1e-4)
+    res = list(mfu.loro_residuals(runs, slope=bool(t["slope"])).values())
+    assert t["q_low"] == pytest.approx(mfu._quantile(res, 0.05), abs=1e-4)
+    assert t["q_high"] == pytest.approx(mfu._quantile(res, 0.95), abs=1e-4)
+    assert t["goodput"] == pytest.approx(mfu.goodput(runs)[0], abs=1e-4)
