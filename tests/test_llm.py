@@ -152,3 +152,20 @@ def test_shipped_mfu_table_is_the_fit_of_the_shipped_runs():
     assert t["q_low"] == pytest.approx(mfu._quantile(res, 0.05), abs=1e-4)
     assert t["q_high"] == pytest.approx(mfu._quantile(res, 0.95), abs=1e-4)
     assert t["goodput"] == pytest.approx(mfu.goodput(runs)[0], abs=1e-4)
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--seq-len", "abc"], "seq_len must be"),
+    (["--layers", "4"], "all of layers, hidden and heads"),
+    (["--layers", "4", "--hidden", "100", "--heads", "3"], "multiple of heads"),
+    (["--interconnect", "foo", "--physics"], "unknown interconnect"),
+    (["--active-params", "abc"], "active_params"),
+    (["--concurrency", "8", "--weights", "fp3"], "weight precision"),
+])
+def test_llm_cli_bad_input_is_one_line(extra, match, capsys):
+    from predictor.cli import main
+
+    rc = main(["calc", "--params", "7e9", "--tokens", "1e9", "--device", "h100", "--count", "8",
+               *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and match in err, err

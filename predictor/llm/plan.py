@@ -94,18 +94,28 @@ def training_plan(spec, count: int, *, params=None, tokens=None, flops=None, mfu
 
     # the transformer's shape: given, else inferred from params
     cfg = None
+    seq_len = 2048 if seq_len is None else _num(seq_len, "seq_len", integer=True)
+    micro_batch = 1 if micro_batch is None else _num(micro_batch, "micro_batch", integer=True)
+    global_batch_tokens = (4e6 if global_batch_tokens is None
+                           else _num(global_batch_tokens, "global_batch_tokens"))
+    shape = [v for v in (layers, hidden, heads) if v is not None]
+    if shape and len(shape) < 3:
+        raise ExanteError("give all of layers, hidden and heads (or none: the shape is then "
+                          "inferred from params)")
     if n_params is not None:
         if layers and hidden and heads:
             cfg = throughput.TransformerConfig(
                 layers=_num(layers, "layers", integer=True), hidden=_num(hidden, "hidden", integer=True),
-                heads=_num(heads, "heads", integer=True), seq_len=int(seq_len or 2048),
-                micro_batch=int(micro_batch or 1), flash=flash, fused_optimizer=fused_optimizer,
-                tp=tp, pp=pp, global_batch_tokens=float(global_batch_tokens or 4e6))
+                heads=_num(heads, "heads", integer=True), seq_len=seq_len,
+                micro_batch=micro_batch, flash=flash, fused_optimizer=fused_optimizer,
+                tp=tp, pp=pp, global_batch_tokens=global_batch_tokens)
+            if cfg.hidden % cfg.heads:
+                raise ExanteError(f"hidden {cfg.hidden} must be a multiple of heads {cfg.heads}")
         else:
-            cfg, how = throughput.infer_config(n_params, seq_len=int(seq_len or 2048), tp=tp, pp=pp)
-            cfg = throughput.TransformerConfig(**{**cfg.__dict__, "micro_batch": int(micro_batch or 1),
+            cfg, how = throughput.infer_config(n_params, seq_len=seq_len, tp=tp, pp=pp)
+            cfg = throughput.TransformerConfig(**{**cfg.__dict__, "micro_batch": micro_batch,
                                                   "flash": flash, "fused_optimizer": fused_optimizer,
-                                                  "global_batch_tokens": float(global_batch_tokens or 4e6)})
+                                                  "global_batch_tokens": global_batch_tokens})
             notes.append(how)
 
     physics = None
