@@ -157,3 +157,32 @@ def test_help_texts_name_every_scheme_and_show_a_scenario_that_loads(capsys):
     scenario = scenario_from_dict(tomllib.loads(toml))       # the example in the help runs
     assert scenario.training[0].epochs == 10 and scenario.inference.requests == 10**6
     assert "training/inference energy ratio" in out
+
+
+def test_experiment_scripts_write_outside_the_repository_unless_asked(tmp_path, monkeypatch):
+    import argparse
+    import re
+    from pathlib import Path
+
+    sys.path.insert(0, ROOT)
+    from experiments.outputs import add_output_args, output_dir
+
+    monkeypatch.setenv("EXANTE_RESULTS", str(tmp_path / "results"))
+    tracked = tmp_path / "tracked"
+    ap = argparse.ArgumentParser()
+    add_output_args(ap, tracked)
+    assert output_dir(ap.parse_args([]), tracked, "x") == str(tmp_path / "results" / "x")
+    assert output_dir(ap.parse_args(["--write-results"]), tracked, "x") == str(tracked)
+    assert output_dir(ap.parse_args(["--out", str(tmp_path / "o")]), tracked, "x") == \
+        str(tmp_path / "o")
+    # these scripts default to a folder outside the repository (not --out ROOT/...)
+    scripts = [f"experiments/seed004/{n}.py" for n in
+               ("table6", "overhead", "dense_vs_conv", "linearity", "proxies")]
+    scripts += ["experiments/nas/digits_search.py", "experiments/nas/bench_objective.py",
+                "experiments/external/run.py", "experiments/accuracy/run.py"]
+    for path in (Path(ROOT, s) for s in scripts):
+        text = path.read_text(encoding="utf-8")
+        assert "add_output_args" in text or "default_root" in text, path
+        bad = re.findall(r'add_argument\(\s*"--out"[^)]*default=(?:str\()?(?:ROOT|"experiments)',
+                         text)
+        assert not bad, f"{path}: --out defaults into the repository"

@@ -239,11 +239,15 @@ def main(argv=None) -> int:
     ap.add_argument("--time-family", default="gbr")
     ap.add_argument("--energy-family", default="gbr")
     ap.add_argument("--out", default=None,
-                    help="output folder (default experiments/accuracy/out/<hardware>, "
-                         "out/synthetic for --synthetic)")
+                    help="output folder (default $EXANTE_RESULTS or <tmp>/exante-results, "
+                         "then accuracy/<hardware> or accuracy/synthetic)")
     args = ap.parse_args(argv)
-    if args.out is None:
-        args.out = os.path.join(HERE, "out", "synthetic" if args.synthetic else args.hardware)
+    if args.out is None:                    # outside the repository (experiments/outputs.py)
+        sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+        from experiments.outputs import default_root
+
+        args.out = str(default_root() / "accuracy" / ("synthetic" if args.synthetic
+                                                      else args.hardware))
 
     if args.synthetic:
         sys.path.insert(0, HERE)

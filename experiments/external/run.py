@@ -12,11 +12,15 @@ never copied; the two first come with a published predictor error):
   TDP x time and FLOPs x constant proxies (needs torchvision and transformers).  Only the
   per-GPU summary is kept: the per-row table holds the traces' measured values.
 
-Writes ``experiments/external/results.json`` (our numbers, commands, wall times) and the
-README section between ``<!-- external:begin -->`` and ``<!-- external:end -->``.
+Writes ``results.json`` (our numbers, commands, wall times) to ``--out`` (default: a folder
+outside the repository, see ``experiments/outputs.py``); with ``--write-results`` to
+``experiments/external/results.json`` and the README section between
+``<!-- external:begin -->`` and ``<!-- external:end -->``. ``--ecnas-split DIR`` only writes
+the EC-NAS train/test split (``DIR/train.csv``, ``DIR/test.csv``) for ``exante bench ecnas``.
 
     python experiments/external/run.py [--extdata ../shared/extdata] [--only irene|ecnas|zeus]
-                                       [--no-readme | --readme-only]
+                                       [--write-results [--no-readme] | --readme-only]
+                                       [--out DIR] [--ecnas-split DIR]
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ import pandas as pd
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 RESULTS = os.path.join(HERE, "results.json")
+sys.path.insert(0, ROOT)
+
+from experiments.outputs import add_output_args, output_dir  # noqa: E402
 README = os.path.join(ROOT, "README.md")
 BEGIN, END = "<!-- external:begin -->", "<!-- external:end -->"
 
@@ -57,19 +64,27 @@ def run_irene(extdata: str) -> dict:
     return r
 
 
-def run_ecnas(extdata: str, seed: int = 0) -> dict:
+def write_ecnas_split(extdata: str, folder: str, seed: int = 0) -> tuple[str, str]:
+    """The 70/10/20 split (numpy default_rng(seed)) of EC-NAS's measured table: writes
+    ``folder/train.csv`` and ``folder/test.csv`` (the 10 % validation part is unused)."""
     src = os.path.join(extdata, "ecnas_7v", "ecnas_7v_measured.csv")
     df = pd.read_csv(src)
     perm = np.random.default_rng(seed).permutation(len(df))
     n_tr, n_va = int(0.7 * len(df)), int(0.1 * len(df))
+    os.makedirs(folder, exist_ok=True)
+    tr, te = os.path.join(folder, "train.csv"), os.path.join(folder, "test.csv")
+    df.iloc[perm[:n_tr]].to_csv(tr, index=False)
+    df.iloc[perm[n_tr + n_va:]].to_csv(te, index=False)
+    return tr, te
+
+
+def run_ecnas(extdata: str, seed: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        tr, te = os.path.join(tmp, "train.csv"), os.path.join(tmp, "test.csv")
-        df.iloc[perm[:n_tr]].to_csv(tr, index=False)
-        df.iloc[perm[n_tr + n_va:]].to_csv(te, index=False)
+        tr, te = write_ecnas_split(extdata, tmp, seed)
         r = _exante(["bench", "ecnas", "--train", tr, "--test", te])
     r["split"] = f"70/10/20 random split, numpy default_rng({seed}); validation 10 % unused"
-    r["command"] = ("exante bench ecnas --train train.csv --test test.csv --json "
-                    "(the split: python experiments/external/run.py --only ecnas)")
+    r["command"] = ("exante bench ecnas --train split/train.csv --test split/test.csv --json "
+                    "(the split: python experiments/external/run.py --ecnas-split split)")
     return r
 
 
@@ -133,9 +148,9 @@ def readme_section(res: dict) -> str:
             f"| {_f(ec['params_linear_mape_pct'])} % | – |",
             "", f"Build failures: {ec['build_failures']}. Capture speed: {ec['archs_per_s']} "
             f"architectures/s (build + train-mode capture on meta, 2 CPU cores shared with other "
-            f"jobs). Command: `exante bench ecnas --train train.csv --test test.csv --json` on the "
-            f"split written by `python experiments/external/run.py --only ecnas` "
-            f"({ec['command_wall_s']} s here).", ""]
+            f"jobs). Commands: `python experiments/external/run.py --ecnas-split split` (writes "
+            f"split/train.csv and split/test.csv), then `exante bench ecnas --train "
+            f"split/train.csv --test split/test.csv --json` ({ec['command_wall_s']} s here).", ""]
     if ze:
         lines += [
             "**Zeus** (You, Chung, Chowdhury, NSDI 2023; github.com/ml-energy/zeus): GPU energy "
@@ -183,28 +198,44 @@ def write_readme(section: str) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--extdata", default=os.path.join(ROOT, "..", "shared", "extdata"))
+    ap.add_argument("--extdata", default=os.path.join(ROOT, "..", "shared", "extdata"),
+                    help="folder holding irene/, ecnas_7v/ and zeus_nsdi23/ (public data; "
+                         "sources in each folder's SOURCE.md; default ../shared/extdata)")
     ap.add_argument("--only", choices=("irene", "ecnas", "zeus"), default=None)
-    ap.add_argument("--no-readme", action="store_true")
+    add_output_args(ap, HERE)
+    ap.add_argument("--no-readme", action="store_true",
+                    help="with --write-results: leave the README as it is")
     ap.add_argument("--readme-only", action="store_true",
-                    help="rewrite the README section from results.json without running")
+                    help="rewrite the README section from the tracked results.json, no run")
+    ap.add_argument("--ecnas-split", metavar="DIR", default=None,
+                    help="only write the EC-NAS split (DIR/train.csv, DIR/test.csv) and stop")
     args = ap.parse_args(argv)
-    res = {}
-    if os.path.exists(RESULTS):
-        with open(RESULTS) as f:
-            res = json.load(f)
     if args.readme_only:
-        write_readme(readme_section(res))
+        with open(RESULTS) as f:
+            write_readme(readme_section(json.load(f)))
         return 0
+    if not os.path.isdir(args.extdata):
+        ap.exit(2, f"error: --extdata {args.extdata} is not a folder; give the folder holding "
+                   "irene/, ecnas_7v/ and zeus_nsdi23/ (public data, see each SOURCE.md)\n")
+    if args.ecnas_split:
+        tr, te = write_ecnas_split(args.extdata, args.ecnas_split)
+        print(f"wrote {tr} and {te}; run: exante bench ecnas --train {tr} --test {te}")
+        return 0
+    out = output_dir(args, HERE, "external")
+    results = os.path.join(out, "results.json")
+    res = {}
+    if os.path.exists(results):
+        with open(results) as f:
+            res = json.load(f)
     if args.only in (None, "irene"):
         res["irene"] = run_irene(args.extdata)
     if args.only in (None, "ecnas"):
         res["ecnas"] = run_ecnas(args.extdata)
     if args.only in (None, "zeus"):
         res["zeus"] = run_zeus(args.extdata)
-    with open(RESULTS, "w") as f:
+    with open(results, "w") as f:
         json.dump(res, f, indent=2, default=str)
-    if not args.no_readme:
+    if args.write_results and not args.no_readme:
         write_readme(readme_section(res))
     print(json.dumps({k: {m: v.get(m) for m in ("model_lomo_mape_pct", "module_lomo_mape_pct",
                                                  "flops_linear_model_lomo_mape_pct", "mape_pct",

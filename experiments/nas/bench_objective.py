@@ -10,7 +10,7 @@ The best of ``--repeats`` timings is kept for each.  Writes ``bench_objective.cs
 NAS-Bench-101 cells are random valid cells (``predictor.nas.random_nb101_cells``: 3..7
 vertices, pruned, <= 9 edges), each the full CIFAR-10 network (stem, 3x3 cells, 512-ch head).
 
-    python experiments/nas/bench_objective.py --out experiments/nas/results
+    python experiments/nas/bench_objective.py --write-results     # or --out DIR
 """
 
 from __future__ import annotations
@@ -18,16 +18,22 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from predictor.generators import ConvStackSpec, EncoderSpec, MLPSpec
-from predictor.nas import EnergyObjective, random_nb101_cells
-from predictor.predict import predict
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from experiments.outputs import add_output_args, output_dir  # noqa: E402
+from predictor.generators import ConvStackSpec, EncoderSpec, MLPSpec  # noqa: E402
+from predictor.nas import EnergyObjective, random_nb101_cells  # noqa: E402
+from predictor.predict import predict  # noqa: E402
 
 GOALS = {"mlp": 100_000, "convstack": 10_000, "encoder": 10_000, "nb101": 10_000}
 
@@ -62,7 +68,7 @@ def best_time(fn, repeats: int) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="experiments/nas/results")
+    add_output_args(ap, ROOT / "experiments/nas/results")
     ap.add_argument("--n-mlp", type=int, default=100_000)
     ap.add_argument("--n-other", type=int, default=20_000)
     ap.add_argument("--n-general", type=int, default=30, help="specs built + predicted")
@@ -70,7 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    args.out = output_dir(args, ROOT / "experiments/nas/results", "nas")
     warnings.simplefilter("ignore")
     rng = np.random.default_rng(args.seed)
     rows = []

@@ -14,7 +14,7 @@ The chosen design is the cheapest one on the Pareto front whose accuracy is with
 against the most accurate design.  Writes ``digits_trials.csv``, ``digits_pareto.png`` and
 ``digits_search.md`` to ``--out``::
 
-    python experiments/nas/digits_search.py --out experiments/nas/results
+    python experiments/nas/digits_search.py --write-results     # or --out DIR
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from experiments.outputs import add_output_args, output_dir  # noqa: E402
 from predictor.generators import MLPSpec  # noqa: E402
 from predictor.nas import EnergyObjective, optuna_objective  # noqa: E402
 
@@ -81,7 +82,7 @@ def pareto_mask(acc, energy) -> np.ndarray:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "experiments/nas/results"))
+    add_output_args(ap, ROOT / "experiments/nas/results")
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch", type=int, default=32)
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-optuna", action="store_true", help="random search even with Optuna")
     args = ap.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    args.out = output_dir(args, ROOT / "experiments/nas/results", "nas")
     torch.set_num_threads(1)
     data = load_digits_split(args.seed)
     n_train = len(data[0])

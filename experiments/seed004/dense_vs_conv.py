@@ -9,7 +9,7 @@ side's predictions are checked against the H100 reference in ``table6.py``; the 
 prediction only (convolutions are in the fitted domain through the vision models).  Writes
 ``dense_vs_conv.csv``, ``.png`` and ``.md`` to ``--out``::
 
-    python experiments/seed004/dense_vs_conv.py --out experiments/seed004/results
+    python experiments/seed004/dense_vs_conv.py --write-results     # or --out DIR
 """
 
 from __future__ import annotations
@@ -24,16 +24,18 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from experiments.outputs import add_output_args, output_dir  # noqa: E402
+
 from predictor.generators import equal_param_conv, table6_specs  # noqa: E402
 from predictor.nas import EnergyObjective  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "experiments/seed004/results"))
+    add_output_args(ap, ROOT / "experiments/seed004/results")
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    args.out = output_dir(args, ROOT / "experiments/seed004/results", "seed004")
     dense = [s for m, s in table6_specs() if m["shape"] == "wide"]
     conv = [equal_param_conv(s, (1, 10, 10)) for s in dense]
     rows = []

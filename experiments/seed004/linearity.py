@@ -8,7 +8,7 @@ shipped h100 artifact): R^2 of a least-squares line and the largest relative dev
 it.  A check of the accounting, not new evidence: the seed measured it (Fig. 6/7).  Writes
 ``linearity.csv``, ``.png`` and ``.md`` to ``--out``::
 
-    python experiments/seed004/linearity.py --out experiments/seed004/results
+    python experiments/seed004/linearity.py --write-results     # or --out DIR
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from experiments.outputs import add_output_args, output_dir  # noqa: E402
 
 from predictor import lifecycle  # noqa: E402
 
@@ -39,10 +41,10 @@ def run_kwh(ref, epochs, samples, batch):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "experiments/seed004/results"))
+    add_output_args(ap, ROOT / "experiments/seed004/results")
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    args.out = output_dir(args, ROOT / "experiments/seed004/results", "seed004")
     rows = []
     for ref in MODELS:
         for s in SAMPLES:

@@ -9,7 +9,7 @@ approaching ~80 %, theta ~ 5).  The H100 reference set's measured theta of the T
 (same batch and optimizer) is shown beside it.  Writes ``overhead.csv``, ``overhead.png`` and
 ``overhead.md`` to ``--out``::
 
-    python experiments/seed004/overhead.py --out experiments/seed004/results
+    python experiments/seed004/overhead.py --write-results     # or --out DIR
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from experiments.outputs import add_output_args, output_dir  # noqa: E402
+
 from predictor.nas import EnergyObjective  # noqa: E402
 from predictor.whole_model import load_whole_model_data  # noqa: E402
 
@@ -34,10 +36,10 @@ WIDTHS = (25, 50, 75, 100)
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "experiments/seed004/results"))
+    add_output_args(ap, ROOT / "experiments/seed004/results")
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    args.out = output_dir(args, ROOT / "experiments/seed004/results", "seed004")
     grid = [(d, w) for w in WIDTHS for d in DEPTHS]
     widths = np.zeros((len(grid), max(DEPTHS)), dtype=int)
     for i, (d, w) in enumerate(grid):

@@ -9,7 +9,7 @@ predicted by a model that never saw it).  Reported: Kendall tau-b overall and wi
 fitted per stratum in log space (E = a x^b; in-sample, so flattering the proxies).  Writes
 ``proxies.csv``, ``proxies.png`` and ``proxies.md`` to ``--out``::
 
-    python experiments/seed004/proxies.py --out experiments/seed004/results
+    python experiments/seed004/proxies.py --write-results     # or --out DIR
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from scipy.stats import kendalltau
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from experiments.outputs import add_output_args, output_dir  # noqa: E402
+
 from predictor.artifacts import load_artifact  # noqa: E402
 from predictor.calibrated import cross_validate  # noqa: E402
 from predictor.fit import datasheet_for  # noqa: E402
@@ -34,9 +36,9 @@ from predictor.whole_model import load_whole_model_data  # noqa: E402
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "experiments/seed004/results"))
+    add_output_args(ap, ROOT / "experiments/seed004/results")
     args = ap.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    args.out = output_dir(args, ROOT / "experiments/seed004/results", "seed004")
     data = load_whole_model_data(ROOT / "datasets/h100")
     f = data.frame.copy()
     f["in_sample_j"] = load_artifact("h100").model.model.predict(data.workloads)[:, 1]

@@ -14,7 +14,7 @@ own kWh (RTX 2080 Ti, Keras, whole training run) is compared by rank too.
 Writes ``table6.csv``, ``table6.md`` and ``table6.png`` (Fig. 12: train-step energy vs
 parameters and vs nodes, wide and deep, measured filled, predicted hollow) to ``--out``::
 
-    python experiments/seed004/table6.py --out experiments/seed004/results
+    python experiments/seed004/table6.py --write-results     # or --out DIR
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from scipy.stats import kendalltau
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from experiments.outputs import add_output_args, output_dir  # noqa: E402
 
 from predictor.calibrated import cross_validate  # noqa: E402
 from predictor.compare import compare  # noqa: E402
@@ -64,11 +66,11 @@ def heldout_predictions(datasets: Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "experiments/seed004/results"))
+    add_output_args(ap, ROOT / "experiments/seed004/results")
     ap.add_argument("--datasets", default=str(ROOT / "datasets"))
     ap.add_argument("--no-heldout", action="store_true", help="skip the refits (faster)")
     args = ap.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    args.out = output_dir(args, ROOT / "experiments/seed004/results", "seed004")
     warnings.simplefilter("ignore")
     meas = load_whole_model_data(Path(args.datasets) / "h100").frame.set_index("key")
     held = {} if args.no_heldout else heldout_predictions(Path(args.datasets))
