@@ -33,13 +33,18 @@ def main(argv=None) -> int:
     ap.add_argument("files", nargs="+", type=Path)
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--retry-failed", action="store_true")
+    ap.add_argument("--first", type=int, default=2,
+                    help="capture the shapes of the first N files before the others")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    todo = {}
-    for f in a.files:
+    rank = {}
+    for i, f in enumerate(a.files):
         bf = read_benchmark_file(f)
         for r in bf.rows:
-            todo.setdefault((r.model, r.img_size, r.batch, bf.mode), None)
+            rank.setdefault((r.model, r.img_size, r.batch, bf.mode), min(i, a.first))
+    # the shapes of the first --first files first; within, one model after the other (a
+    # built model is reused for its other shapes)
+    todo = sorted(rank, key=lambda k: (rank[k], k[0], k[3], k[1], k[2]))
     a.cache.mkdir(parents=True, exist_ok=True)
     logf = open(a.cache / "capture.log", "a", encoding="utf-8")
     fail_path = a.cache / "failures.json"

@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import tempfile
+from collections import OrderedDict
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -171,6 +172,23 @@ def _capture(model, shape, mode: str, dtype: str, optimizer):
                                  optimizer=optimizer, zero_cost_ops=zero)
 
 
+_BUILT: "OrderedDict[str, object]" = OrderedDict()
+_BUILT_MAX = 4
+
+
+def _built(label: str, model_name: str, kw: dict):
+    """A meta model per build label, the last few kept: the same architecture is captured at
+    several batches and image sizes, and a capture leaves the model as it was."""
+    if label in _BUILT:
+        _BUILT.move_to_end(label)
+        return _BUILT[label]
+    model = build_timm_model(model_name, **kw)
+    _BUILT[label] = model
+    if len(_BUILT) > _BUILT_MAX:
+        _BUILT.popitem(last=False)
+    return model
+
+
 def _capture_fresh(name, img_size, batch, mode, dtype):
     optimizer = "sgd" if mode == "train_step" else None
     shape = (int(batch), 3, int(img_size), int(img_size))
@@ -178,7 +196,7 @@ def _capture_fresh(name, img_size, batch, mode, dtype):
     for label, kw in _candidates(name, img_size):
         model_name = label.split(" ")[0]
         try:
-            model = build_timm_model(model_name, **kw)
+            model = _built(label, model_name, kw)
         except Exception as exc:          # noqa: BLE001 -- kept and reported below
             errors.append(f"{label}: build: {type(exc).__name__}: {exc}")
             continue
