@@ -3,8 +3,10 @@
 - Host and Origin: a request whose ``Host`` is not ``127.0.0.1``, ``localhost`` or ``[::1]``
   (any port) is refused with 403, and so is one whose ``Origin`` is not that same loopback
   origin (DNS rebinding, cross-site form posts).
-- Connections: a socket timeout per connection (``timeout_s``, default 10 s); at most
-  ``max_threads`` handler threads (further connections get an immediate 503); HTTP/1.0, one
+- Connections: one selector thread reads every request (:mod:`.intake`); a handler thread
+  starts only once a request is complete, at most ``max_threads`` at once (503 beyond), so
+  slow or idle clients hold no thread; a request not complete ``timeout_s`` (default 10 s)
+  after accept is dropped, and the same timeout bounds writing the answer; HTTP/1.0, one
   request per connection; a client that disconnects or times out is logged at DEBUG, never
   printed as a traceback.
 - Requests: GET (query string) or POST (``application/x-www-form-urlencoded``, at most 1 MB,
@@ -17,6 +19,7 @@ Routes: ``/`` (forms), ``/calc``, ``/estimate`` (HTML), ``/api/calc``, ``/api/es
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -30,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 from profiling.errors import ExanteError
 
 from . import forms, pages
+from .intake import RequestIntake
 
 logger = logging.getLogger("exante.serve")
 
@@ -77,6 +81,12 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.0"
     timeout = DEFAULT_TIMEOUT_S          # socket timeout per connection (StreamRequestHandler)
+
+    def setup(self):
+        super().setup()
+        data = getattr(self.server, "take_buffer", lambda s: None)(self.request)
+        if data is not None:                 # the request as the intake thread read it
+            self.rfile = io.BytesIO(data)
 
     def log_message(self, fmt, *args):   # request lines and timeouts: DEBUG, not the terminal
         logger.debug("%s " + fmt, self.client_address[0], *args)
@@ -195,38 +205,61 @@ class Handler(BaseHTTPRequestHandler):
                                      f"internal error: {type(exc).__name__}: {exc}", api)
 
 
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
+         b"Content-Length: 33\r\n\r\nexante serve: busy, retry shortly")
+
+
 class ExanteServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with a cap on handler threads and quiet client disconnects."""
+    """ThreadingHTTPServer whose requests are read by one selector thread (:mod:`.intake`):
+    a handler thread starts only for a complete request, at most ``max_threads`` at once
+    (503 beyond); client disconnects are logged quietly."""
 
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address, handler, max_threads: int = DEFAULT_MAX_THREADS):
+    def __init__(self, address, handler, max_threads: int = DEFAULT_MAX_THREADS,
+                 deadline_s: float = DEFAULT_TIMEOUT_S):
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_threads)
+        self._buffers: dict = {}
+        self.intake = RequestIntake(self._start_handler, deadline_s, MAX_BODY_BYTES)
 
     def process_request(self, request, client_address):
+        self.intake.add(request, client_address)          # no thread until it is complete
+
+    def _start_handler(self, sock, addr, data: bytes) -> None:
         if not self._slots.acquire(blocking=False):
             try:
-                request.settimeout(1.0)
-                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\n"
-                                b"Content-Type: text/plain\r\nContent-Length: 33\r\n\r\n"
-                                b"exante serve: busy, retry shortly")
+                sock.settimeout(1.0)
+                sock.sendall(_BUSY)
             except OSError:
                 pass
-            self.shutdown_request(request)
+            self.shutdown_request(sock)
             return
+        self._buffers[sock] = data
         try:
-            super().process_request(request, client_address)
-        except BaseException:
+            threading.Thread(target=self._handle, args=(sock, addr), daemon=True).start()
+        except RuntimeError:                              # cannot start a thread
+            self._buffers.pop(sock, None)
             self._slots.release()
-            raise
+            self.shutdown_request(sock)
 
-    def process_request_thread(self, request, client_address):
+    def _handle(self, sock, addr) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(sock, addr)
+        except Exception:  # noqa: BLE001 - reported by handle_error (quiet for disconnects)
+            self.handle_error(sock, addr)
         finally:
+            self._buffers.pop(sock, None)
+            self.shutdown_request(sock)
             self._slots.release()
+
+    def take_buffer(self, sock) -> bytes | None:
+        return self._buffers.pop(sock, None)
+
+    def server_close(self):
+        self.intake.close()
+        super().server_close()
 
     def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]
@@ -244,7 +277,8 @@ def make_server(port: int = DEFAULT_PORT, predict_fn: Callable | None = None, *,
     attrs = {"timeout": float(timeout_s),
              "predict_fn": staticmethod(predict_fn) if predict_fn else None}
     handler = type("ExanteHandler", (Handler,), attrs)
-    return ExanteServer((HOST, int(port)), handler, max_threads=max_threads)
+    return ExanteServer((HOST, int(port)), handler, max_threads=max_threads,
+                        deadline_s=float(timeout_s))
 
 
 def serve_in_thread(port: int = 0, predict_fn: Callable | None = None, **kwargs):
