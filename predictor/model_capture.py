@@ -280,6 +280,15 @@ def _capture_meta(model: nn.Module, args, dtype: str, train: bool, notes: list,
 
     cl = memory_format == "channels_last"
     if _on_meta(model) and not cl:
+        size = input_bytes(args)
+        if size > REAL_INPUT_MAX_BYTES:     # never let the CPU rebuild allocate such inputs
+            try:
+                return _light(capture(model, args, dtype=dtype, train=train))
+            except ExanteError as exc:
+                raise ExanteError(
+                    f"cannot trace the model on the meta device ({exc}), and its inputs "
+                    f"({size / 1e9:.1f} GB) are too large to trace on the CPU; try a smaller "
+                    "batch") from None
         cap, note = capture_with_cpu_fallback(model, args, dtype=dtype, train=train)
         if note:
             notes.append(note)

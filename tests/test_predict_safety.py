@@ -110,3 +110,14 @@ def test_integer_token_ids_into_embedding_predicted():
     m = nn.Sequential(nn.Embedding(100, 16), nn.Linear(16, 4))
     p = predict(m, torch.zeros(8, 12, dtype=torch.int64, device="meta"), hardware="h100")
     assert p.dtype == "fp32" and p.time_s > 0
+
+
+def test_meta_model_with_large_inputs_is_not_rebuilt_on_cpu(monkeypatch):
+    def no_rebuild(*a, **k):
+        raise AssertionError("the CPU rebuild ran")
+
+    monkeypatch.setattr(mc, "capture_with_cpu_fallback", no_rebuild)
+    with torch.device("meta"):
+        m = DataDependentBN()
+    with pytest.raises(ExanteError, match="too large to trace on the CPU"):
+        capture_workload(m, (4096, 3, 128, 128), cache=False)      # 0.8 GB of input
