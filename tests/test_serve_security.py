@@ -261,3 +261,39 @@ def test_200_requests_at_20_concurrent_clients(srv):
     print(f"\n200 requests, 20 concurrent clients: all correct; wall {wall:.2f} s, "
           f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms")
     assert p99 < 20.0
+
+
+def test_request_complete_rules():
+    from predictor.serve.intake import MAX_HEAD_BYTES, request_complete
+
+    assert not request_complete(b"GET / HTTP/1.1\r\nHost: x\r\n", 100)
+    assert request_complete(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 100)
+    assert request_complete(b"GET / HTTP/1.0\n\n", 100)
+    post = b"POST /calc HTTP/1.1\r\nContent-length: 5\r\n\r\n"
+    assert not request_complete(post + b"abcd", 100) and request_complete(post + b"abcde", 100)
+    assert request_complete(b"POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n", 100)   # -> 413
+    assert request_complete(b"GET /" + b"a" * (MAX_HEAD_BYTES + 1), 100)              # -> 414
+
+
+def test_intake_byte_budget_drops_the_sender_over_it(monkeypatch):
+    from predictor.serve import intake
+
+    monkeypatch.setattr(intake, "MAX_BUFFERED_BYTES", 4000)
+    server, _ = serve_in_thread(0, timeout_s=5)
+    port = server.server_address[1]
+    try:
+        head = (b"POST /calc HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/"
+                b"x-www-form-urlencoded\r\nContent-Length: 3000\r\n\r\n")
+        a = socket.create_connection(("127.0.0.1", port), timeout=5)
+        a.sendall(head + b"x" * 2500)                       # waits, holding ~2.6 kB
+        time.sleep(0.3)
+        b = socket.create_connection(("127.0.0.1", port), timeout=5)
+        b.sendall(head + b"y" * 2500)                       # over the 4 kB budget: dropped
+        time.sleep(0.3)
+        assert _closed_by_server(b) and not _closed_by_server(a)
+        assert request(port, "POST", "/calc", CALC, FORM)[0] == 200   # small ones still fit
+        a.close()
+        b.close()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,7 +5,8 @@ body), and only then hands ``(socket, bytes)`` to a handler thread.
 A slow or idle client therefore holds a socket and a small buffer, never a thread; a
 connection that has not sent a complete request within ``deadline_s`` (counted from accept,
 not per byte: trickling does not help) is closed. A body announced larger than ``max_body``
-is handed over at once so the handler can answer 413 without reading it.
+is handed over at once so the handler can answer 413 without reading it. At most
+:data:`MAX_PENDING` connections and :data:`MAX_BUFFERED_BYTES` bytes wait at once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ logger = logging.getLogger("exante.serve")
 
 _LENGTH = re.compile(rb"\ncontent-length:[ \t]*(\d{1,19})[ \t]*\r?(?:\n|$)", re.IGNORECASE)
 MAX_HEAD_BYTES = 64 * 1024
-MAX_PENDING = 1024
+MAX_PENDING = 1024                 # connections still sending their request
+MAX_BUFFERED_BYTES = 64 << 20      # all their bytes together; beyond, the sender is dropped
 
 
 def request_complete(buf: bytes, max_body: int) -> bool:
@@ -51,6 +53,7 @@ class RequestIntake:
         self._wake_r.setblocking(False)
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._stop = False
+        self._buffered = 0
         self._thread = threading.Thread(target=self._loop, name="exante-intake", daemon=True)
         self._thread.start()
 
@@ -76,11 +79,16 @@ class RequestIntake:
     def pending(self) -> int:
         return len(self._sel.get_map()) - 1
 
-    def _drop(self, sock) -> None:
+    def _forget(self, sock) -> None:
         try:
-            self._sel.unregister(sock)
+            key = self._sel.unregister(sock)
         except (KeyError, ValueError):
-            pass
+            return
+        if key.data is not None:
+            self._buffered -= len(key.data[1])
+
+    def _drop(self, sock) -> None:
+        self._forget(sock)
         try:
             sock.close()
         except OSError:
@@ -128,8 +136,13 @@ class RequestIntake:
         if not chunk:                                 # the client left
             self._drop(sock)
             return
+        if self._buffered + len(chunk) > MAX_BUFFERED_BYTES:
+            logger.debug("client %s: request bytes over the intake budget; closed", addr[0])
+            self._drop(sock)
+            return
         buf += chunk
+        self._buffered += len(chunk)
         if request_complete(bytes(buf), self.max_body):
-            self._sel.unregister(sock)
+            self._forget(sock)
             sock.setblocking(True)
             self._dispatch(sock, addr, bytes(buf))
