@@ -174,17 +174,29 @@ def cmd_sweep(args) -> int:
 
 def cmd_fit(args) -> int:
     from predictor.fit import fit_hardware
+    from predictor.progress import message
 
-    if args.out:
-        check_out_dir(args.out)
-    manifest = fit_hardware(args.hardware, datasets_dir=args.datasets, out_dir=args.out,
+    if args.write_package and args.out:
+        raise ExanteError("give --out DIR or --write-package (the shipped artifact), not both")
+    out = None if args.write_package else (args.out or FIT_DEFAULT_OUT)   # None: the package's
+    if out:
+        check_out_dir(out)
+    message(f"fitting {args.hardware} from {os.path.join(args.datasets, args.hardware)} "
+            f"into {out or 'the package artifacts'} (minutes; --quick is faster)")
+    manifest = fit_hardware(args.hardware, datasets_dir=args.datasets, out_dir=out,
                             quick=args.quick)
     if args.json:
         _print_json(manifest)
     else:
         print(f"fitted {args.hardware}: {manifest.get('artifact', '')} "
               f"(CV scores: {json.dumps(manifest.get('cv_scores', {}), default=str)})")
+        if out:
+            print(f"use it with: EXANTE_ARTIFACT_DIR={out} exante predict ... "
+                  f"--hardware {args.hardware}")
     return 0
+
+
+FIT_DEFAULT_OUT = "exante-artifacts"      # never the shipped artifact unless --write-package
 
 
 def cmd_predict(args) -> int:
@@ -342,7 +354,12 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit the predictor for a hardware id from datasets/<hw>/")
     p.add_argument("--hardware", default="h100")
     p.add_argument("--datasets", default="datasets")
-    p.add_argument("--out", default=None, help="artifact folder (default: the package's)")
+    p.add_argument("--out", default=None,
+                   help=f"artifact folder (default ./{FIT_DEFAULT_OUT}; use it with "
+                        "EXANTE_ARTIFACT_DIR)")
+    p.add_argument("--write-package", action="store_true",
+                   help="replace the shipped artifact in predictor/artifacts/ (a refit of the "
+                        "project's model)")
     p.add_argument("--quick", action="store_true", help="fewer CV folds and candidates")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)

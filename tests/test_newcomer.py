@@ -186,3 +186,35 @@ def test_experiment_scripts_write_outside_the_repository_unless_asked(tmp_path, 
         bad = re.findall(r'add_argument\(\s*"--out"[^)]*default=(?:str\()?(?:ROOT|"experiments)',
                          text)
         assert not bad, f"{path}: --out defaults into the repository"
+
+
+def _readme():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def test_readme_python_snippet_runs_as_written():
+    import re
+
+    snippet = re.search(r"```python\n(.*?)```", _readme(), re.S).group(1)
+    r = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert " J [" in r.stdout and "layer configs" in r.stdout
+
+
+def test_readme_command_list_names_files_that_exist_and_parses():
+    import re
+    import shlex
+
+    from predictor.cli import build_parser
+
+    block = re.search(r"## What you can do\n+```bash\n(.*?)```", _readme(), re.S).group(1)
+    lines = [ln.split("  #")[0].strip() for ln in block.replace("\\\n", " ").splitlines()]
+    for line in filter(None, lines):
+        words = shlex.split(line)
+        assert words[0] == "exante", line
+        build_parser(words[1:]).parse_args(words[1:])          # every line is valid syntax
+        for w in words:
+            if w.startswith("examples/"):
+                assert os.path.exists(os.path.join(ROOT, w.split(":")[0])), (line, w)

@@ -63,6 +63,7 @@ def test_fuzz_inputs_are_one_line_errors(files, capsys, argv, says):
 
 def test_calibrate_says_when_it_made_the_error_worse():
     assert worse_warnings({"time": 27.0, "energy": 26.0}, {"time": 20.0, "energy": 25.0}) == []
+    assert worse_warnings({"time": 10.5, "energy": 11.1}, {"time": 10.6, "energy": 10.5}) == []
     (line,) = worse_warnings({"time": 27.0, "energy": 26.0}, {"time": 31.0, "energy": 37.0})
     assert "worse" in line and "time 27.0 % -> 31.0 %" in line and "energy 26.0 % -> 37.0 %" in line
 
