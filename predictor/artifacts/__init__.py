@@ -129,6 +129,15 @@ def _artifacts_in(d: Path) -> list[str]:
 
 def _checked_dir(d: Path, what: str) -> Path:
     """``d`` if it is a folder holding an artifact, else a one-line ExanteError."""
+    try:
+        return _check_dir(d, what)
+    except ExanteError as exc:
+        if what != ARTIFACT_ENV:
+            raise
+        raise ExanteError(f"{exc}; or unset {ARTIFACT_ENV} to use the shipped model") from None
+
+
+def _check_dir(d: Path, what: str) -> Path:
     if not d.exists():
         raise ExanteError(f"{what} {str(d)!r} does not exist: no fitted model there; give a "
                           "folder holding <hw>.joblib + <hw>.json (written by `exante fit "
