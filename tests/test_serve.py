@@ -59,6 +59,9 @@ def test_binds_loopback_and_serves_post_forms(base):
     for name in ESTIMATE_FIELDS:                       # every estimate field is on the form
         assert f"name={name}>" in body or f"name={name} " in body, name
     assert "<script" not in body
+    gpus = re.search(r"<datalist id=gpus>(.*?)</datalist>", body).group(1)   # suggestions
+    assert "list=gpus" in body and '"h100"' in gpus and '"a100-80gb"' in gpus
+    assert "list=regions" in body and '"aws:us-east-1"' in body
 
 
 def test_calculator_post_get_and_api_agree(base):

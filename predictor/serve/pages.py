@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 
 from predictor.calc import DEFAULT_PUE as CALC_DEFAULT_PUE
@@ -22,14 +23,34 @@ _E = html.escape
 
 
 def page(title: str, body: str) -> str:
+    lists = _datalists() if "<form" in body else ""
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_E(title)}"
-            f"</title><style>{_STYLE}</style></head><body><h1>{_E(title)}</h1>{body}"
+            f"</title><style>{_STYLE}</style></head><body><h1>{_E(title)}</h1>{body}{lists}"
             f"<p><a href='/'>back to the forms</a></p></body></html>")
+
+
+_LISTS = {"device": "devices", "hardware": "gpus", "region": "regions"}
+
+
+@functools.lru_cache(maxsize=1)
+def _datalists() -> str:
+    """Suggestions for the device, hardware and region inputs (catalogue and grid keys)."""
+    from predictor.carbon import grid_regions
+    from predictor.hardware import catalogue
+
+    specs = catalogue()
+    lists = {"devices": [h.key for h in specs],
+             "gpus": [h.key for h in specs if h.kind == "gpu"],
+             "regions": sorted(grid_regions())}
+    return "".join(f"<datalist id={k}>" + "".join(f"<option value=\"{_E(v, quote=True)}\">"
+                                                  for v in vals) + "</datalist>"
+                   for k, vals in lists.items())
 
 
 def _input(name: str, label: str, values: dict, default: str = "", hint: str = "") -> str:
     v = values.get(name, default)
-    return (f"<label for={name}>{_E(label)}</label> <input id={name} name={name} "
+    lst = f" list={_LISTS[name]}" if name in _LISTS else ""
+    return (f"<label for={name}>{_E(label)}</label> <input id={name} name={name}{lst} "
             f"value=\"{_E(v, quote=True)}\"> <small>{_E(hint)}</small><br>")
 
 
