@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
 from predictor.generators import MLPSpec  # noqa: E402
 from predictor.nas import EnergyObjective, optuna_objective  # noqa: E402
+from predictor.progress import bar  # noqa: E402
 
 WIDTHS = (8, 16, 32, 64, 128, 256, 512)
 
@@ -89,6 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tolerance", type=float, default=0.01, help="accuracy points (0.01 = 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-optuna", action="store_true", help="random search even with Optuna")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     args = ap.parse_args(argv)
     args.out = output_dir(args, ROOT / "experiments/nas/results", "nas")
     torch.set_num_threads(1)
@@ -114,7 +116,8 @@ def main(argv=None) -> int:
         study = optuna.create_study(directions=["maximize", "minimize"],
                                     sampler=optuna.samplers.NSGAIISampler(seed=args.seed,
                                                                           population_size=10))
-        study.optimize(optuna_objective(objective, suggest, accuracy), n_trials=args.trials)
+        study.optimize(optuna_objective(objective, suggest, accuracy), n_trials=args.trials,
+                       show_progress_bar=not args.quiet)          # tqdm, on stderr
         specs = [suggest(optuna.trial.FixedTrial(t.params)) for t in study.trials]
         accs = [t.values[0] for t in study.trials]
         method = f"Optuna {optuna.__version__} NSGA-II (population 10)"
@@ -122,7 +125,8 @@ def main(argv=None) -> int:
         rng = np.random.default_rng(args.seed)
         specs = [MLPSpec(64, tuple(int(rng.choice(WIDTHS)) for _ in range(rng.integers(1, 5))),
                          10) for _ in range(args.trials)]
-        accs = [accuracy(s) for s in specs]
+        accs = [accuracy(s) for s in bar(specs, desc="trials", unit="trial",
+                                         enabled=not args.quiet)]
         method = "random search (Optuna not installed)"
     search_s = time.time() - t0
     scores = objective.score_many(specs)
