@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from predictor.serve import ESTIMATE_FIELDS, HOST, serve_in_thread
+from predictor.serve import CALC_FIELDS, ESTIMATE_FIELDS, HOST, serve_in_thread
 
 
 class _Pred:
@@ -192,8 +192,7 @@ def test_every_echoed_input_is_escaped(base):
     evil = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
     for path in ("/calc", "/estimate"):
         fields = {"model": evil, "input": evil} if path == "/estimate" else {"device": evil}
-        names = (ESTIMATE_FIELDS if path == "/estimate" else
-                 ("device", "count", "hours", "region", "intensity", "dtype", "pue"))
+        names = ESTIMATE_FIELDS if path == "/estimate" else CALC_FIELDS
         for name in names:
             status, _, body = post(f"{base}{path}", {**fields, name: evil})
             assert status == 400
