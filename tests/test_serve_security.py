@@ -160,7 +160,7 @@ def test_many_half_sent_requests_hold_no_thread_and_block_nobody():
                 s.sendall(b"GET /calc?device=v1")             # half a request line
             socks.append(s)
         time.sleep(0.3)
-        assert threading.active_count() <= before + 1
+        assert threading.active_count() <= before + 3      # not one per connection
         t0 = time.perf_counter()
         status, _ = request(port, "POST", "/calc", CALC, FORM, timeout=5)
         took = time.perf_counter() - t0
