@@ -67,15 +67,21 @@ _DEPRECATIONS = re.compile(r"register_model_deprecations\(\s*__name__\s*,\s*\{(.
 _DEPRECATED_KEY = re.compile(r"[\"']([\w.\-]+)[\"']\s*:")
 
 
-@lru_cache(maxsize=None)
 def zoo_model_names(package: str) -> frozenset[str]:
     """The model names ``package`` (``torchvision`` or ``timm``) registers, read from its
     source files without importing it (``@register_model`` builders and timm's deprecated
     aliases); empty when the package is missing or its layout is not recognised."""
-    spec = importlib.util.find_spec(package)
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):          # e.g. sys.modules[package] is None
+        return frozenset()
     if spec is None or not spec.origin:
         return frozenset()
-    root = os.path.join(os.path.dirname(spec.origin), "models")
+    return _names_under(os.path.join(os.path.dirname(spec.origin), "models"))
+
+
+@lru_cache(maxsize=8)
+def _names_under(root: str) -> frozenset[str]:
     names: set[str] = set()
     for folder, _, files in os.walk(root):
         for name in files:
