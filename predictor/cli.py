@@ -18,6 +18,8 @@ import argparse
 import json
 import os
 import sys
+import logging
+import time
 import traceback
 
 from predictor import cli_help, cli_output
@@ -27,6 +29,7 @@ from predictor.cli_checks import (check_command_line, check_dataset_tables, chec
 from predictor.progress import enabled as progress_enabled
 from profiling.errors import ExanteError
 
+log = logging.getLogger("exante")
 MODES = ("inference", "train_step")
 PROFILE_MODES = ("inference", "forward_backward", "train_step")
 DTYPES = ("fp32", "bf16")
@@ -67,6 +70,7 @@ def _meta_model_and_inputs(args):
     from profiling.model_refs import example_inputs, resolve_model_on_meta
 
     shape, batch = _shape_and_batch(args)
+    log.info("building %s on the meta device", args.model_ref)
     model = resolve_model_on_meta(args.model_ref)
     if (args.model_ref.startswith("hf:") and len(shape) == 1 and args.input_dtype is None
             and args.vocab is None):         # a Hugging Face model: --input is the sequence length
@@ -446,7 +450,10 @@ def main(argv=None) -> int:
     cli_output.setup(verbose=verbose, quiet=quiet, json_mode=bool(getattr(args, "json", False)))
     try:
         check_command_line(args)            # what the arguments alone decide, before torch
+        log.info("arguments checked; running %s", args.command)
+        t0 = time.perf_counter()
         code = args.func(args)
+        log.info("%s done in %.2f s", args.command, time.perf_counter() - t0)
         sys.stdout.flush()
         return code
     except BrokenPipeError:                 # `exante ... | head`: the reader left; say nothing

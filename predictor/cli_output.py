@@ -20,6 +20,7 @@ import warnings
 # torch's deprecation notice, raised by `torch.jit.script` calls at import of fvcore.nn
 JIT_NOISE = r"`?torch\.jit\.script(_method)?`? is deprecated"
 _SHOWN: set[str] = set()
+OWN_LOGGERS = ("exante", "predictor", "profiling")
 
 
 def _text(message) -> str:
@@ -38,9 +39,11 @@ def _format(message, category, filename, lineno, line=None) -> str:
     return f"exante: warning: {_text(message)}\n"
 
 
-class _Formatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"exante: {record.levelname.lower()}: {record.getMessage()}"
+class _Handler(logging.Handler):
+    """``exante: info: MESSAGE`` on the current ``sys.stderr`` (no time, no logger name)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"exante: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
 
 
 def setup(*, verbose: bool = False, quiet: bool = False, json_mode: bool = False) -> None:
@@ -53,12 +56,11 @@ def setup(*, verbose: bool = False, quiet: bool = False, json_mode: bool = False
     for category in (DeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", message=JIT_NOISE, category=category)
     root = logging.getLogger()
-    if not any(getattr(h, "_exante", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_Formatter())
-        handler._exante = True            # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not any(isinstance(h, _Handler) for h in root.handlers):
+        root.addHandler(_Handler())
+    root.setLevel(logging.WARNING)
+    for name in OWN_LOGGERS:                # -v: exante's own INFO, not every library's
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.NOTSET)
     set_enabled(not (quiet or json_mode))
 
 

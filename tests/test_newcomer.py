@@ -136,6 +136,10 @@ def test_global_flags_are_accepted_anywhere(capsys):
     assert rc == 0
     out = capsys.readouterr()
     assert out.out.lstrip().startswith("{")
+    assert "exante: info: building mlp:in=4,depth=1,width=4 on the meta device" in out.err
+    assert main(["predict", "mlp:in=4,depth=1,width=4", "--input", "4", "--batch", "2",
+                 "--json"]) == 0
+    assert "exante: info" not in capsys.readouterr().err          # INFO only with -v
     set_enabled(False)
 
 
