@@ -222,3 +222,36 @@ def test_readme_command_list_names_files_that_exist_and_parses():
         for w in words:
             if w.startswith("examples/"):
                 assert os.path.exists(os.path.join(ROOT, w.split(":")[0])), (line, w)
+
+
+def test_readme_says_how_to_get_the_pinned_cpu_torch_elsewhere():
+    import re
+
+    text = _readme()
+    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    pins = set(re.findall(r"torch==([\d.]+)", block))
+    assert len(pins) == 1
+    cpu = re.search(r"pip install torch==([\d.]+) --index-url\s+https://download\.pytorch\.org/whl/cpu",
+                    text)
+    assert cpu and cpu.group(1) in pins               # the same torch as the two commands
+
+
+def test_ecnas_split_is_written_for_the_readme_example(tmp_path):
+    import importlib.util as iu
+
+    import pandas as pd
+
+    spec = iu.spec_from_file_location("external_run", os.path.join(ROOT, "experiments/external/run.py"))
+    mod = iu.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "ecnas_7v").mkdir()
+    pd.DataFrame({"ops_json": ["[]"] * 20, "adjacency_json": ["[]"] * 20,
+                  "energy_kWh_carbontracker": range(20)}).to_csv(
+        tmp_path / "ecnas_7v" / "ecnas_7v_measured.csv", index=False)
+    assert mod.main(["--extdata", str(tmp_path), "--ecnas-split", str(tmp_path / "split")]) == 0
+    tr, te = (pd.read_csv(tmp_path / "split" / f) for f in ("train.csv", "test.csv"))
+    assert (len(tr), len(te)) == (14, 4) and not set(tr["energy_kWh_carbontracker"]) & \
+        set(te["energy_kWh_carbontracker"])
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--extdata", str(tmp_path / "missing")])
+    assert exc.value.code == 2
