@@ -48,7 +48,7 @@ from profiling.features import UnsupportedLayerWarning
 
 from .artifacts import load_artifact
 from .calibrated import CalibratedHardware
-from .memory import check_fits, estimate_memory
+from .memory import ESTIMATE_TOLERANCE, check_fits, estimate_memory
 from .model_capture import (DEFAULT_TRAIN_OPTIMIZER, DTYPES, MEMORY_FORMATS, MODES,  # noqa: F401
                             OPTIMIZERS, REAL_DEVICE_FALLBACK_MAX_PARAMS, _Layer,
                             capture_workload, captured, check_args, check_trainable,
@@ -136,7 +136,11 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
                               grad_scaler=grad_scaler, torch_version=version)
     mem = estimate_memory(w, weights_bytes=weights_bytes, trainable_numel=trainable,
                           inputs_bytes=in_bytes)
-    check_fits(mem.total_bytes, hardware, f"largest part {mem.largest_part()}")
+    fit_note = check_fits(mem.total_bytes, hardware, f"largest part {mem.largest_part()}",
+                          tolerance=ESTIMATE_TOLERANCE)
+    if fit_note:
+        notes.append(fit_note)
+        warnings.warn(fit_note, UserWarning, stacklevel=2)
     if isinstance(art.model, CalibratedHardware):
         p = _predict_calibrated(art, w, notes)
         modelled = list(art.model.domain.get("torch_versions", ()))
