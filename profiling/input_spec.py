@@ -106,11 +106,53 @@ def _names_under(root: str) -> frozenset[str]:
     return frozenset(names)
 
 
+# ("bert", "BertConfig") in CONFIG_MAPPING_NAMES, "mimi_encoder": "MimiEncoderConfig" in updates
+_HF_PAIR = re.compile(r"\(\s*[\"']([\w.\-]+)[\"']\s*,\s*[\"']\w+Config[\"']\s*\)"
+                      r"|[\"']([\w.\-]+)[\"']\s*:\s*[\"']\w+Config[\"']")
+
+
+@lru_cache(maxsize=4)
+def _hf_types_in(folder: str) -> frozenset[str]:
+    names: set[str] = set()
+    for name in ("auto_mappings.py", "configuration_auto.py"):
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError):
+            continue
+        names.update(a or b for a, b in _HF_PAIR.findall(text))
+    return frozenset(names)
+
+
+def hf_model_types() -> frozenset[str]:
+    """The ``model_type`` names of the installed transformers (``AutoConfig.for_model``),
+    read from its source without importing it; empty when not installed or not recognised."""
+    try:
+        spec = importlib.util.find_spec("transformers")
+    except (ImportError, ValueError):
+        return frozenset()
+    if spec is None or not spec.origin:
+        return frozenset()
+    return _hf_types_in(os.path.join(os.path.dirname(spec.origin), "models", "auto"))
+
+
+def _check_hf_type(ref: str) -> None:
+    model_type = ref.partition(":")[2].partition(",")[0].strip()
+    types = hf_model_types()
+    if len(types) < 50 or model_type in types:      # unrecognised layout: the import decides
+        return
+    close = difflib.get_close_matches(model_type, sorted(types), n=3, cutoff=0.6)
+    hint = f"; close matches: {', '.join(close)}" if close else " (e.g. gpt2, bert, llama)"
+    raise ExanteError(f"transformers has no model type {model_type!r}{hint}")
+
+
 def check_zoo_name(ref: str) -> None:
     """A ``torchvision:NAME`` / ``timm:NAME`` whose NAME the installed zoo does not register
     is an :class:`ExanteError` with close matches, found without importing torch. Other refs,
     and zoos whose source could not be read, pass (the real import decides)."""
     scheme, sep, name = str(ref).partition(":")
+    if scheme == "hf" and sep:
+        return _check_hf_type(ref)
     if not sep or scheme not in ("torchvision", "timm"):
         return
     names = zoo_model_names(scheme)

@@ -52,6 +52,7 @@ def test_bert_builds_in_a_fresh_process_beside_whatever_torchvision():
     (["predict", "timm:resnt50", "--input", "3x224x224", "--batch", "2"],
      "close matches: resnet50"),
     (["features", "nocolon", "--input", "3", "--batch", "2"], "unknown MODEL_REF"),
+    (["predict", "hf:bertt", "--input", "16", "--batch", "2"], "close matches: bert"),
     (["compare", "mlp:in=1,depth=1,width=1", "mlp:in=1,depth=2,width=1", "--input", "1",
       "--batch", "1", "--plot", ""], "--plot needs a file name"),
     (["compare", "mlp:in=1,depth=1,width=1", "mlp:in=1,depth=2,width=1", "--input", "1",
@@ -60,8 +61,9 @@ def test_bert_builds_in_a_fresh_process_beside_whatever_torchvision():
      "--epochs"),
 ])
 def test_refused_in_one_line_before_torch_is_imported(argv, says):
-    if argv[1].startswith(("torchvision:", "timm:")) and \
-            importlib.util.find_spec(argv[1].split(":")[0]) is None:
+    zoo = {"torchvision": "torchvision", "timm": "timm", "hf": "transformers"}.get(
+        argv[1].split(":")[0])
+    if zoo and importlib.util.find_spec(zoo) is None:
         pytest.skip("zoo not installed")
     r = _python("import sys\nfrom predictor.cli import main\nrc = main(sys.argv[1:])\n"
                 "print('torch' in sys.modules)\nsys.exit(rc)\n"
@@ -86,6 +88,15 @@ def test_zoo_names_read_without_import_match_the_zoo():
         check_ref_syntax("timm:resnet50.a1_in1k")          # a pretrained tag is accepted
     with pytest.raises(ExanteError, match="close matches"):
         check_ref_syntax("torchvision:resnet5O")
+    if importlib.util.find_spec("transformers") is not None:
+        from profiling.input_spec import hf_model_types
+        from profiling.model_refs import import_transformers
+
+        import_transformers()
+        from transformers import CONFIG_MAPPING
+
+        assert set(CONFIG_MAPPING.keys()) <= hf_model_types()
+        check_ref_syntax("hf:llama,num_hidden_layers=2")
 
 
 def test_warnings_print_once_in_one_line_without_source(capsys):
