@@ -25,8 +25,13 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore")
     from predictor.bench.zeus import run_zeus_bench
 
+    from profiling.errors import ExanteError
+
     for impl in ("for-loop", "foreach"):
-        r = run_zeus_bench(a.dir, optimizer_impl=impl)
+        try:
+            r = run_zeus_bench(a.dir, optimizer_impl=impl)
+        except ExanteError as exc:                  # e.g. DIR missing: one line, no traceback
+            ap.exit(2, f"error: {exc}\n")
         if a.out:
             Path(a.out).mkdir(parents=True, exist_ok=True)
             summary = {k: v for k, v in r.items() if k != "rows"}
