@@ -21,12 +21,21 @@ from .layer_records import ROOT_NAME
 _FLOAT_INPUT_TYPES = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
 
 
-def _refuse_integer_input(display: str, tname: str, args) -> None:
+def _refuse_integer_input(display: str, tname: str, args, mod=None, autocast=False) -> None:
     x = args[0] if args else None
     if not isinstance(x, torch.Tensor):
         return
     with _NoTorchFunction():            # not an op of the model: not seen by the recorder
         integer = not x.is_floating_point() and not x.is_complex()
+        w = getattr(mod, "weight", None)
+        clash = (not integer and not autocast and isinstance(w, torch.Tensor)
+                 and w.is_floating_point() and x.dtype != w.dtype)
+    if clash:                           # e.g. a float16 input into a float32 Linear
+        raise ExanteError(
+            f"{display} ({tname}) gets a {str(x.dtype).replace('torch.', '')} input but its "
+            f"weight is {str(w.dtype).replace('torch.', '')} (on a GPU torch raises a dtype "
+            "mismatch); give a float32 input, or mixed precision with dtype fp16/bf16 "
+            "(autocast)")
     if integer:
         raise ExanteError(
             f"{display} ({tname}) gets a {str(x.dtype).replace('torch.', '')} input, but it "
@@ -121,7 +130,7 @@ def _install_hooks(model: nn.Module, state: _State, registry: dict, fast: bool =
 
         def pre(mod, args):
             if needs_float and state.depth == 0:
-                _refuse_integer_input(display, tname, args)
+                _refuse_integer_input(display, tname, args, mod, state.lowp is not None)
             state.depth += 1
 
         def post(mod, args, kwargs, output):

@@ -121,3 +121,13 @@ def test_meta_model_with_large_inputs_is_not_rebuilt_on_cpu(monkeypatch):
         m = DataDependentBN()
     with pytest.raises(ExanteError, match="too large to trace on the CPU"):
         capture_workload(m, (4096, 3, 128, 128), cache=False)      # 0.8 GB of input
+
+
+def test_half_input_into_fp32_linear_refused_without_autocast():
+    x = torch.zeros(8, 16, dtype=torch.float16, device="meta")
+    m = nn.Sequential(nn.Linear(16, 8))
+    with pytest.raises(ExanteError, match="gets a float16 input but its weight is float32"):
+        predict(m, x, hardware="h100")
+    # under fp16 autocast the same input is what runs: predicted, labelled fp16
+    p = predict(m, x, dtype="fp16", hardware="h100")
+    assert p.dtype == "fp16" and p.layers[0]["dtype"] == "fp16"
