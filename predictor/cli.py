@@ -185,6 +185,18 @@ def cmd_fit(args) -> int:
     out = None if args.write_package else (args.out or FIT_DEFAULT_OUT)   # None: the package's
     if out:
         check_out_dir(out)
+    if args.joint:
+        from predictor.joint_fit import fit_joint_artifacts
+
+        message(f"fitting one model across every GPU folder of {args.datasets} into "
+                f"{out or 'the package artifacts'} (minutes)")
+        summary = fit_joint_artifacts(args.datasets, out, logo_residuals=args.logo_residuals)
+        if args.json:
+            _print_json(summary)
+        else:
+            print(f"fitted the joint model on {', '.join(summary['gpus'])} "
+                  f"({summary['seconds']} s)")
+        return 0
     message(f"fitting {args.hardware} from {os.path.join(args.datasets, args.hardware)} "
             f"into {out or 'the package artifacts'} (minutes; --quick is faster)")
     manifest = fit_hardware(args.hardware, datasets_dir=args.datasets, out_dir=out,
@@ -364,6 +376,12 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("--write-package", action="store_true",
                    help="replace the shipped artifact in predictor/artifacts/ (a refit of the "
                         "project's model)")
+    p.add_argument("--joint", action="store_true",
+                   help="fit one model across every datasets/<gpu>/ folder (predictor.joint): "
+                        "an artifact per GPU with rows + joint.json for every other GPU")
+    p.add_argument("--logo-residuals", default=None,
+                   help="with --joint: logo_residuals.json of experiments/multigpu/run.py "
+                        "(the interval of GPUs with no rows)")
     p.add_argument("--quick", action="store_true", help="fewer CV folds and candidates")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)

@@ -235,6 +235,12 @@ def transferred_artifact(hardware: str, artifact_dir=None, source: str | None = 
     if spec.key in available_hardware(artifact_dir):
         return load_artifact(spec.key, artifact_dir)
     dst = datasheet_of(spec.key)
+    if not source:
+        from .joint_transfer import joint_artifact
+
+        art = joint_artifact(spec, dst, artifact_dir)
+        if art is not None:
+            return art
     sources = [source] if source else measured_sources(artifact_dir)
     if not sources:
         raise ExanteError(f"no measured GPU model to transfer to {spec.key} from (no artifact "
