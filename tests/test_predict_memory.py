@@ -114,3 +114,38 @@ def test_kept_activations_follow_autograd_and_autocast():
     # under fp16 autocast the conv writes fp16 and BatchNorm keeps its 16-bit input dtype
     assert estimate_memory(w16).activations_bytes == 3 * t * 2
     assert estimate_memory(w16).autocast_copies_bytes == 2 * sum(w16.param_numels)
+
+
+def _saved_bytes(model, x) -> int:
+    """Bytes of the unique storages autograd saves for the backward (parameters and the
+    input excluded)."""
+    skip = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    skip.add(x.untyped_storage().data_ptr())
+    seen = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in skip:
+            seen[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32),
+                          nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(32, 10)),
+    lambda: nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 256), nn.LayerNorm(256),
+                          nn.Tanh(), nn.Linear(256, 8)),
+])
+def test_activation_estimate_matches_what_autograd_saves(make):
+    torch.manual_seed(0)
+    m = make().train()
+    x = torch.randn((16, 3, 32, 32) if isinstance(m[0], nn.Conv2d) else (512, 64))
+    measured = _saved_bytes(m, x)
+    est = estimate_memory(capture_workload(m, x, "train_step", cache=False)).activations_bytes
+    assert 0.8 * measured <= est <= 1.25 * measured, (est, measured)
