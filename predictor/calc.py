@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from predictor import carbon
 from predictor.hardware import lookup
+from predictor.llm.checks import check_llm_inputs
 from predictor.llm.plan import FLOPS_SOURCE, TRAIN_DTYPES, tpu_measured_power, training_plan  # noqa: F401
 from profiling.errors import ExanteError
 
@@ -160,6 +161,10 @@ def calc(device=None, count=1, hours=None, gpu_hours=None, power_w=None, utiliza
     if len(given) + llm != 1:
         raise ExanteError("give exactly one duration: hours (wall-clock), gpu_hours "
                           "(device-hours), or params+tokens / flops with mfu")
+    flop_only = check_llm_inputs(count, mfu=mfu, dp=dp, tp=tp, pp=pp, dtype=dtype, **llm_kw)
+    if given and flop_only:
+        notes.append(f"{', '.join(flop_only)} unused: they set a FLOP-based duration "
+                     f"(params+tokens or flops), and {given[0]} was given")
     training = None
     if hours is not None:
         wall = _positive(hours, "hours")
@@ -308,11 +313,11 @@ def add_parser(sub) -> None:
     llm.add_argument("--tp", default=1, help="tensor-parallel degree")
     llm.add_argument("--pp", default=1, help="pipeline-parallel degree")
     srv = p.add_argument_group("LLM serving (with --params and --device; --count = GPUs)")
-    srv.add_argument("--concurrency", default=None, type=float,
+    srv.add_argument("--concurrency", default=None,
                      help="sequences served at once (vLLM max_num_seqs); selects serving mode")
-    srv.add_argument("--requests", default=1.0, type=float, help="requests served (default 1)")
-    srv.add_argument("--prompt-tokens", default=1000.0, type=float, help="prompt tokens/request")
-    srv.add_argument("--output-tokens", default=500.0, type=float, help="output tokens/request")
+    srv.add_argument("--requests", default=1.0, help="requests served (default 1)")
+    srv.add_argument("--prompt-tokens", default=1000.0, help="prompt tokens/request (default 1000)")
+    srv.add_argument("--output-tokens", default=500.0, help="output tokens/request (default 500)")
     srv.add_argument("--weights", default="bf16", help="weight precision: bf16|fp8|mxfp4|int4")
     p.add_argument("--list-devices", "--list-hardware", dest="list_devices", action="store_true",
                    help="print the hardware catalogue")
@@ -328,21 +333,51 @@ def _model_params(model_ref: str) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
+def serving(params, device, count=1, concurrency=None, *, requests=1, prompt_tokens=1000,
+            output_tokens=500, active_params=None, weights="bf16", pue=None, region=None,
+            intensity=None) -> dict:
+    """:func:`predictor.llm.serving.serving_report` on checked inputs (numbers as given on the
+    command line or the page): energies in J per 1k tokens / per request (GPU), kWh
+    (facility) and kg CO2eq for ``requests`` requests. A non-finite result is refused."""
+    from predictor.llm.checks import positive
+    from predictor.llm.serving import serving_report
+
+    if params is None or device is None or concurrency is None:
+        raise ExanteError("serving mode needs params, device and concurrency (sequences "
+                          "served at once)")
+    n = positive(params, "params")
+    active = None if active_params is None else positive(active_params, "active_params")
+    if active is not None and active > n:
+        raise ExanteError(f"active_params ({active:g}) must be at most params ({n:g})")
+    prompt = positive(prompt_tokens, "prompt_tokens", allow_zero=True)
+    output = positive(output_tokens, "output_tokens", allow_zero=True)
+    if prompt + output == 0:
+        raise ExanteError("prompt_tokens and output_tokens are both 0: a request needs tokens")
+    r = serving_report(n, device, _count(count, "count"),
+                       positive(concurrency, "concurrency"),
+                       requests=positive(requests, "requests"), prompt_tokens=prompt,
+                       output_tokens=output, active_params=active, precision=weights,
+                       pue=None if pue is None else _positive(pue, "pue"), region=region,
+                       intensity=intensity)
+    bad = [k for k, v in r.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ExanteError(f"the inputs give a non-finite {bad[0]}; give realistic values")
+    return r
+
+
 def _run_serving(args, params) -> int:
     import json
 
-    from predictor.llm.serving import serving_report
-
-    if params is None or args.device is None:
-        raise ExanteError("serving mode (--concurrency) needs --params and --device")
-    r = serving_report(_positive(params, "params"), args.device, _count(args.count, "count"),
-                       _positive(args.concurrency, "concurrency"), requests=args.requests,
-                       prompt_tokens=args.prompt_tokens, output_tokens=args.output_tokens,
-                       active_params=None if args.active_params is None
-                       else _positive(args.active_params, "active_params"),
-                       precision=args.weights, pue=None if args.pue is None
-                       else _positive(args.pue, "pue"), region=args.region,
-                       intensity=args.intensity)
+    other = [f"--{k.replace('_', '-')}" for k in ("hours", "gpu_hours", "tokens", "flops", "mfu")
+             if getattr(args, k) is not None]
+    if other:
+        raise ExanteError(f"serving mode (--concurrency) takes no {', '.join(other)}: give "
+                          f"--params, --device, --count, --requests, --prompt-tokens, "
+                          f"--output-tokens")
+    r = serving(params, args.device, args.count, args.concurrency, requests=args.requests,
+                prompt_tokens=args.prompt_tokens, output_tokens=args.output_tokens,
+                active_params=args.active_params, weights=args.weights, pue=args.pue,
+                region=args.region, intensity=args.intensity)
     if args.json:
         print(json.dumps(r, indent=2, default=str))
         return 0

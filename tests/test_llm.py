@@ -160,7 +160,7 @@ def test_shipped_mfu_table_is_the_fit_of_the_shipped_runs():
     (["--layers", "4", "--hidden", "100", "--heads", "3"], "multiple of heads"),
     (["--interconnect", "foo", "--physics"], "unknown interconnect"),
     (["--active-params", "abc"], "active_params"),
-    (["--concurrency", "8", "--weights", "fp3"], "weight precision"),
+    (["--concurrency", "8", "--weights", "fp3"], "serving mode (--concurrency) takes no --tokens"),
 ])
 def test_llm_cli_bad_input_is_one_line(extra, match, capsys):
     from predictor.cli import main

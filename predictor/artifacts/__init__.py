@@ -299,11 +299,26 @@ def save_artifact(obj, hardware: str, out_dir: str | os.PathLike | None = None, 
 
 
 def _missing(hardware: str, artifact_dir) -> ExanteError:
+    """'no fitted model' naming the close catalogue matches (``h1000`` -> h100, v100, ...)
+    and where the catalogue is listed."""
+    from predictor.hardware import close_matches, lookup
+
     avail = available_hardware(artifact_dir)
+    try:
+        known = lookup(hardware).key
+    except ExanteError:
+        known = None
+    if known is not None:
+        hint = f" ({known} is in the hardware catalogue but has no fitted model here)"
+    else:
+        close = close_matches(hardware, n=4)
+        hint = (f" (did you mean {', '.join(close)}?)" if close
+                else " (no catalogue device has a close name)")
     return ExanteError(
-        f"no fitted model for hardware {hardware!r}; available: "
-        f"{', '.join(avail) if avail else 'none'}; fit one with `exante fit --hardware "
-        f"{hardware}` from datasets/{hardware}/ (measured with `exante sweep`)")
+        f"no fitted model for hardware {hardware!r}{hint}; available: "
+        f"{', '.join(avail) if avail else 'none'}; `exante calc --list-hardware` lists the "
+        f"catalogue; fit one with `exante fit --hardware {hardware}` from "
+        f"datasets/{hardware}/ (measured with `exante sweep`)")
 
 
 def _locate(hardware: str, artifact_dir) -> tuple[Path, Path]:
