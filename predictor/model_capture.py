@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from profiling.capture import LayerConfig, capture
+from profiling.capture_dtypes import _TAG, dtype_name
 from profiling.errors import ExanteError
 from profiling.model_refs import capture_with_cpu_fallback
 
@@ -118,6 +119,23 @@ def meta_inputs(inputs, memory_format: str = "contiguous") -> tuple[Any, int]:
                 f"has shape {tuple(first.shape)}: use memory_format='contiguous'")
         args = _map_tensors(args, _to_channels_last)
     return args, batch
+
+
+def autocast_inputs(args, dtype: str):
+    """Under autocast, 16-bit floating inputs as fp32 meta tensors tagged with their dtype
+    (the capture's virtual dtype): on CUDA autocast casts the weights to the input's dtype,
+    on ``meta`` a float16 input meets float32 weights and the kernel refuses."""
+    if dtype == "fp32":
+        return args
+
+    def conv(t):
+        if t.dtype not in (torch.float16, torch.bfloat16):
+            return t
+        f = torch.empty_strided(t.shape, t.stride(), dtype=torch.float32, device="meta")
+        f.__dict__[_TAG] = dtype_name(t.dtype)
+        return f
+
+    return _map_tensors(args, conv)
 
 
 def _to_channels_last(t: torch.Tensor) -> torch.Tensor:
@@ -216,7 +234,7 @@ def _fingerprint(model: nn.Module) -> tuple:
 def _input_signature(args) -> tuple:
     def sig(v):
         if isinstance(v, torch.Tensor):
-            return ("T", tuple(v.shape), v.dtype, tuple(v.stride()))
+            return ("T", tuple(v.shape), v.dtype, tuple(v.stride()), v.__dict__.get(_TAG))
         return ("V", repr(v))
     if isinstance(args, dict):
         return tuple(sorted((k, sig(v)) for k, v in args.items()))
@@ -445,6 +463,7 @@ def capture_workload(model: nn.Module, inputs, mode: str = "inference", dtype: s
     notes = [] if notes is None else notes
     optimizer = resolve_optimizer(mode, optimizer, [])
     args, batch = meta_inputs(inputs, memory_format)
+    args = autocast_inputs(args, dtype)
     cap = captured(model, args, dtype, mode == "train_step", notes, cache, memory_format)
     return workload_from_capture(model, cap.layers, mode=mode, dtype=dtype, batch=batch,
                                  optimizer=optimizer, zero_cost_ops=cap.zero_cost,

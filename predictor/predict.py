@@ -51,7 +51,7 @@ from .calibrated import CalibratedHardware
 from .memory import ESTIMATE_TOLERANCE, check_fits, estimate_memory
 from .model_capture import (DEFAULT_TRAIN_OPTIMIZER, DTYPES, MEMORY_FORMATS, MODES,  # noqa: F401
                             OPTIMIZERS, REAL_DEVICE_FALLBACK_MAX_PARAMS, _Layer,
-                            capture_workload, captured, check_args, check_trainable,
+                            autocast_inputs, capture_workload, captured, check_args, check_trainable,
                             clear_capture_cache, input_bytes, meta_inputs, resolve_optimizer)
 from .predict_regression import FEATURE_KEYS, _features, clear_layer_caches, predict_regression
 from .prediction import METHOD, METHOD_PHYSICS, Prediction
@@ -125,6 +125,7 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
     weights_bytes, trainable = _state_bytes(model)
     in_bytes = input_bytes(args)
     check_fits(in_bytes + weights_bytes, hardware, "the input and the weights alone")
+    args = autocast_inputs(args, dtype)
     art = _load_or_transfer(hardware, artifact_dir)
     cap = captured(model, args, dtype, mode == "train_step", notes, cache, memory_format)
     if not cap.layers:

@@ -131,3 +131,17 @@ def test_half_input_into_fp32_linear_refused_without_autocast():
     # under fp16 autocast the same input is what runs: predicted, labelled fp16
     p = predict(m, x, dtype="fp16", hardware="h100")
     assert p.dtype == "fp16" and p.layers[0]["dtype"] == "fp16"
+
+
+def test_half_input_under_autocast_conv_and_cache():
+    conv = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    x16 = torch.zeros(4, 3, 16, 16, dtype=torch.float16, device="meta")
+    w = capture_workload(conv, x16, "inference", "fp16")          # meta refused Half x Float
+    assert [x.config.dtype for x in w.layers] == ["fp16", "fp16"]
+    # an elementwise first op runs in the input's dtype: fp16 input vs fp32 input differ,
+    # and the capture cache keeps them apart
+    m = nn.Sequential(nn.ReLU(), nn.Linear(16, 4))
+    a = capture_workload(m, torch.zeros(8, 16, device="meta"), "inference", "fp16")
+    b = capture_workload(m, torch.zeros(8, 16, dtype=torch.float16, device="meta"),
+                         "inference", "fp16")
+    assert a.layers[0].config.dtype == "fp32" and b.layers[0].config.dtype == "fp16"
