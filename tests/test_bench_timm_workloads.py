@@ -105,3 +105,8 @@ def test_read_rows_and_untimed(tmp_path):
     f.write_text("model,img_size\ntest_vit,160\n")
     with pytest.raises(ExanteError, match="lacks column"):
         read_benchmark_file(f)
+
+
+def test_deprecated_name_with_a_stale_tag_is_built_as_its_architecture(tmp_path):
+    w = timm_workload("vit_base_patch16_224_sam", 224, 1, "inference", cache_dir=tmp_path)
+    assert w.notes[-1].endswith("model vit_base_patch16_224")

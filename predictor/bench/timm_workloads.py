@@ -12,8 +12,9 @@ pretrained tag and list it at every tag's test size (``resnet50`` at 160 ... 288
 default configuration is used when the image runs through it; a model with a fixed input
 size (ViT position embeddings, Swin windows) is built from the pretrained tag whose
 ``input_size``/``test_input_size`` is ``img_size`` (``caformer_s18`` at 384 ->
-``caformer_s18.sail_in1k_384``), else with ``img_size=`` as a keyword.  What was built is in
-the workload's ``notes``.
+``caformer_s18.sail_in1k_384``), else with ``img_size=`` as a keyword; a deprecated name whose
+pretrained tag no longer exists (``vit_base_patch16_224_sam``) is built as its architecture
+(``vit_base_patch16_224``).  What was built is in the workload's ``notes``.
 
 Cache: one file per (timm version, torch version, name, img_size, batch, mode, dtype) under
 ``cache_dir/timm-<version>/`` (default ``~/.cache/exante/timm``, or ``$EXANTE_TIMM_CACHE``);
@@ -138,7 +139,22 @@ def _candidates(name: str, img_size: int):
     if not out or out[0][0] != name:
         out.append((name, {}))
     out.append((f"{name} img_size={int(img_size)}", {"img_size": int(img_size)}))
+    # a deprecated name whose pretrained tag is gone (vit_base_patch16_224_sam ->
+    # vit_base_patch16_224.sam): the architecture without the tag (no weights are loaded)
+    target = _deprecated().get(name)
+    if target and "." in target:
+        out.append((target.split(".")[0], {}))
     return out
+
+
+def _deprecated() -> dict:
+    """timm's deprecated model names -> their current ``arch.tag`` (empty if not exposed)."""
+    try:
+        from timm.models import _registry
+    except ImportError:
+        return {}
+    dep = getattr(_registry, "_deprecated_models", {})
+    return dep if isinstance(dep, dict) else {}
 
 
 def build_timm_model(model_name: str, **kwargs):
