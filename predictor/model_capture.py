@@ -28,6 +28,7 @@ from torch import nn
 
 from profiling.capture import LayerConfig, capture
 from profiling.capture_dtypes import _TAG, dtype_name
+from profiling.capture_hooks import InputDtypeError
 from profiling.errors import ExanteError
 from profiling.model_refs import capture_with_cpu_fallback
 
@@ -320,6 +321,8 @@ def _capture_meta(model: nn.Module, args, dtype: str, train: bool, notes: list,
     try:
         with _reparametrize_module(model, swap, tie_weights=True, strict=False):
             return _light(capture(model, args, dtype=dtype, train=train))
+    except InputDtypeError:
+        raise                               # the same on any device: no fallback
     except ExanteError as exc:
         meta_error = exc
     return _capture_real(model, args, dtype, train, notes, memory_format, meta_error)

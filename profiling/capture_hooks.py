@@ -21,6 +21,10 @@ from .layer_records import ROOT_NAME
 _FLOAT_INPUT_TYPES = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
 
 
+class InputDtypeError(ExanteError):
+    """An input dtype the layer cannot take on a GPU: the same on any device (no fallback)."""
+
+
 def _refuse_integer_input(display: str, tname: str, args, mod=None, autocast=False) -> None:
     x = args[0] if args else None
     if not isinstance(x, torch.Tensor):
@@ -31,13 +35,13 @@ def _refuse_integer_input(display: str, tname: str, args, mod=None, autocast=Fal
         clash = (not integer and not autocast and isinstance(w, torch.Tensor)
                  and w.is_floating_point() and x.dtype != w.dtype)
     if clash:                           # e.g. a float16 input into a float32 Linear
-        raise ExanteError(
+        raise InputDtypeError(
             f"{display} ({tname}) gets a {str(x.dtype).replace('torch.', '')} input but its "
             f"weight is {str(w.dtype).replace('torch.', '')} (on a GPU torch raises a dtype "
             "mismatch); give a float32 input, or mixed precision with dtype fp16/bf16 "
             "(autocast)")
     if integer:
-        raise ExanteError(
+        raise InputDtypeError(
             f"{display} ({tname}) gets a {str(x.dtype).replace('torch.', '')} input, but it "
             "needs a floating one (on a GPU torch raises a dtype mismatch); give a float "
             "input (--input-dtype float32), or integer token ids to a model that starts with "

@@ -145,3 +145,12 @@ def test_half_input_under_autocast_conv_and_cache():
     b = capture_workload(m, torch.zeros(8, 16, dtype=torch.float16, device="meta"),
                          "inference", "fp16")
     assert a.layers[0].config.dtype == "fp32" and b.layers[0].config.dtype == "fp16"
+
+
+def test_input_dtype_error_skips_the_real_device_fallback(monkeypatch):
+    def no_fallback(*a, **k):
+        raise AssertionError("the real-device fallback ran")
+
+    monkeypatch.setattr(mc, "_capture_real", no_fallback)
+    with pytest.raises(ExanteError, match="gets a int64 input"):
+        capture_workload(nn.Linear(16, 4), torch.zeros(8, 16, dtype=torch.int64), cache=False)
