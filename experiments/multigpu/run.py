@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from predictor.artifacts import load_artifact  # noqa: E402
 from predictor.joint import JointPhysicsModel, source_weights  # noqa: E402
+from predictor.joint_fit import EPOCH_TIME_SHARE  # noqa: E402
 from predictor.lowering import lower  # noqa: E402
 from predictor.transfer import datasheet_of, transfer  # noqa: E402
 from rows import Rows, dataset_rows, timm_rows  # noqa: E402
@@ -46,7 +47,7 @@ from rows import Rows, dataset_rows, timm_rows  # noqa: E402
 log = logging.getLogger("multigpu")
 JOINT_KW: dict = {}
 SOURCE_TOTAL: dict = {}
-TIME_SHARE: dict = {}
+TIME_SHARE: dict = dict(EPOCH_TIME_SHARE)
 BEGIN, END = "<!-- multigpu:begin -->", "<!-- multigpu:end -->"
 
 
@@ -64,6 +65,8 @@ def load_all(a) -> tuple[Rows, Rows]:
     """(training pool from datasets/, timm rows)."""
     folders = sorted(p for p in a.datasets.iterdir() if (p / "models.csv").is_file())
     ds = Rows.concat([dataset_rows(p) for p in folders])
+    # timm rows come from the benchmark files themselves (per file, torch version, sample)
+    ds = ds.take(np.array(["timm" not in s.lower() for s in ds.source.astype(str)], bool))
     files = sorted(Path(a.timm).glob("benchmark-*.csv"))
     tr = Rows.concat([timm_rows(f, a.cache, a.per_file, a.seed) for f in files])
     return ds, tr
@@ -191,7 +194,7 @@ def main(argv=None) -> int:
     ap.add_argument("--source-total", default="{}", help="total weight per GPU of a source "
                     "(JSON, e.g. {\"zeus\": 100}; default 300 each)")
     ap.add_argument("--time-share", default="{}", help="time-residual weight factor per "
-                    "source (JSON, e.g. {\"zeus\": 0.1})")
+                    "source (JSON; default predictor.joint_fit.EPOCH_TIME_SHARE)")
     ap.add_argument("--joint", default="{}", help="JointPhysicsModel keyword arguments (JSON)")
     a = ap.parse_args(argv)
     JOINT_KW.update(json.loads(a.joint))
