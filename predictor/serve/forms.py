@@ -19,12 +19,28 @@ from types import SimpleNamespace
 from typing import Callable
 from urllib.parse import parse_qs
 
+from predictor.calc import TPU_POWER
 from predictor.cli_checks import finite_float, positive_float, positive_int
+from predictor.llm.memory import CHECKPOINTING, OPT_DTYPES, SHARDING
+from predictor.llm.mfu import FLAVOURS
+from predictor.llm.plan import MFU_MODES, TRAIN_DTYPES
 from profiling.errors import ExanteError
 
 CALC_FIELDS = ("device", "count", "hours", "gpu_hours", "power_w", "utilization", "pue",
-               "region", "intensity", "offset_pct", "params", "tokens", "flops", "mfu", "dtype",
+               "region", "intensity", "offset_pct", "tpu_power", "params", "tokens", "flops",
+               "active_params", "mfu", "mfu_mode", "mfu_flavour", "dtype", "sharding",
+               "checkpointing", "optimizer_dtype", "layers", "hidden", "heads", "seq_len",
+               "micro_batch", "global_batch_tokens", "flash", "fused_optimizer", "interconnect",
                "dp", "tp", "pp")
+SERVING_FIELDS = ("params", "active_params", "device", "count", "concurrency", "requests",
+                  "prompt_tokens", "output_tokens", "weights", "pue", "region", "intensity")
+# the calculator's choice fields: (accepted values, calc's default) -- as `exante calc`
+CALC_CHOICES = {"tpu_power": (TPU_POWER, "measured"), "mfu_mode": (MFU_MODES, "default"),
+                "mfu_flavour": (FLAVOURS, "published"), "dtype": (TRAIN_DTYPES, "bf16"),
+                "sharding": (SHARDING, "auto"), "checkpointing": (CHECKPOINTING, "auto"),
+                "optimizer_dtype": (OPT_DTYPES, "fp32"), "flash": (("on", "off"), "on"),
+                "fused_optimizer": (("on", "off"), "on")}
+WEIGHTS = ("bf16", "fp16", "fp8", "mxfp4", "int4", "fp32")
 ESTIMATE_FIELDS = ("model", "input", "input_dtype", "epochs", "dataset_size", "tokens", "batch",
                    "optimizer", "dtype", "trials", "inferences", "inference_batch", "pue",
                    "region", "intensity", "gpus", "hardware")
@@ -127,16 +143,47 @@ def check_finite(result):
 
 
 def calc_from_fields(p: dict):
-    """:func:`predictor.calc.calc` on the calculator form's fields (calc's own defaults)."""
+    """:func:`predictor.calc.calc` on the calculator form's fields, with ``exante calc``'s
+    defaults; numbers go to calc as typed (its own parsers and range checks)."""
     from predictor.calc import calc
 
+    c = {k: _choice(k, p.get(k), accepted) or default
+         for k, (accepted, default) in CALC_CHOICES.items()}
     return calc(p.get("device"), count=p.get("count", 1), hours=p.get("hours"),
                 gpu_hours=p.get("gpu_hours"), power_w=p.get("power_w"),
                 utilization=p.get("utilization"), pue=p.get("pue"), region=p.get("region"),
                 intensity=p.get("intensity"), offset_pct=p.get("offset_pct"),
                 params=p.get("params"), tokens=p.get("tokens"), flops=p.get("flops"),
-                mfu=p.get("mfu"), dtype=p.get("dtype", "bf16"), dp=p.get("dp"),
-                tp=p.get("tp", 1), pp=p.get("pp", 1))
+                mfu=p.get("mfu"), dtype=c["dtype"], dp=p.get("dp"), tp=p.get("tp", 1),
+                pp=p.get("pp", 1), tpu_power=c["tpu_power"],
+                active_params=p.get("active_params"), mfu_mode=c["mfu_mode"],
+                mfu_flavour=c["mfu_flavour"], sharding=c["sharding"],
+                checkpointing=c["checkpointing"], optimizer_dtype=c["optimizer_dtype"],
+                layers=p.get("layers"), hidden=p.get("hidden"), heads=p.get("heads"),
+                seq_len=p.get("seq_len"), micro_batch=p.get("micro_batch"),
+                global_batch_tokens=p.get("global_batch_tokens"), flash=c["flash"] == "on",
+                fused_optimizer=c["fused_optimizer"] == "on",
+                interconnect=p.get("interconnect"))
+
+
+class ServingResult(dict):
+    """:func:`predictor.calc.serving`'s report (J, kWh, kg CO2eq) with ``to_dict()``."""
+
+    def to_dict(self) -> dict:
+        return dict(self)
+
+
+def serving_from_fields(p: dict) -> ServingResult:
+    """:func:`predictor.calc.serving` (what ``exante calc --concurrency`` prints) on the
+    serving form's fields, with the CLI's defaults (1 request of 1000 + 500 tokens, bf16)."""
+    from predictor.calc import serving
+
+    return ServingResult(serving(
+        p.get("params"), p.get("device"), p.get("count", 1), p.get("concurrency"),
+        requests=p.get("requests", 1.0), prompt_tokens=p.get("prompt_tokens", 1000.0),
+        output_tokens=p.get("output_tokens", 500.0), active_params=p.get("active_params"),
+        weights=_choice("weights", p.get("weights"), WEIGHTS) or "bf16", pue=p.get("pue"),
+        region=p.get("region"), intensity=p.get("intensity")))
 
 
 def estimate_args(p: dict) -> SimpleNamespace:

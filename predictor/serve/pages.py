@@ -11,7 +11,7 @@ from predictor.calc import DEFAULT_PUE as CALC_DEFAULT_PUE
 from predictor.calc import human_energy, human_mass
 from predictor.carbon import DEFAULT_PUE
 
-from .forms import DTYPES, INPUT_DTYPES, OPTIMIZERS
+from .forms import CALC_CHOICES, DTYPES, INPUT_DTYPES, OPTIMIZERS, WEIGHTS
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem}
 form{border:1px solid #ccc;border-radius:6px;padding:1rem;margin:1rem 0}
@@ -64,11 +64,19 @@ def _select(name: str, label: str, values: dict, options: tuple[str, ...], hint:
             f"</select> <small>{_E(hint)}</small><br>")
 
 
+_LLM_FIELDS = ("params", "tokens", "flops", "active_params", "mfu", "mfu_mode", "mfu_flavour",
+               "dtype", "sharding", "checkpointing", "optimizer_dtype", "layers", "hidden",
+               "heads", "seq_len", "micro_batch", "global_batch_tokens", "flash",
+               "fused_optimizer", "interconnect", "dp", "tp", "pp")
+
+
 def calc_form(values: dict | None = None) -> str:
     v = {} if values is None else values
     d = {} if values is not None else {"device": "v100", "count": "8", "hours": "36",
                                        "region": "aws:us-east-1"}
     f = lambda n, lab, hint="": _input(n, lab, v, d.get(n, ""), hint)  # noqa: E731
+    ch = lambda n, lab, hint: _select(n, lab, v, CALC_CHOICES[n][0], hint)  # noqa: E731
+    llm_open = " open" if any(k in v for k in _LLM_FIELDS) else ""
     return "".join([
         "<form id=calc-form action='/calc' method=post><h2>Calculator</h2>",
         f("device", "device", "e.g. v100, a100-80gb, h100, tpu-v3"),
@@ -80,11 +88,49 @@ def calc_form(values: dict | None = None) -> str:
         f("region", "region", "aws:.., gcp:.., azure:.., france, us:average"),
         f("intensity", "or intensity", "gCO2eq/kWh, or coal|gas|hydro|oil|nuclear"),
         f("offset_pct", "offset (%)"),
-        "<details><summary>LLM-scale training instead of hours</summary>",
-        f("params", "parameters N"), f("tokens", "tokens D"), f("flops", "or FLOPs"),
-        f("mfu", "MFU (0-1]"), f("dtype", "dtype", "bf16 (default), fp16, fp32, tf32, fp8"),
-        f("dp", "data parallel"), f("tp", "tensor parallel"), f("pp", "pipeline parallel"),
+        ch("tpu_power", "TPU power", "measured: published per-chip; tdp: the chip TDP"),
+        f"<details id=llm-fields{llm_open}><summary>LLM-scale training instead of hours"
+        "</summary>",
+        f("params", "parameters N", "e.g. 70e9"), f("tokens", "tokens D", "FLOPs = 6·N·D"),
+        f("flops", "or training FLOPs"),
+        f("active_params", "active parameters", "MoE: activated per token"),
+        f("mfu", "MFU (0-1]", "empty: ex-ante default with an interval"),
+        ch("mfu_mode", "MFU model", "default: published runs; physics: the transformer priced"),
+        ch("mfu_flavour", "MFU flavour", "published hours (restarts incl.) or training"),
+        ch("dtype", "dtype", "bf16 (a device without it falls back)"),
+        ch("sharding", "sharding", "auto: the least that fits"),
+        ch("checkpointing", "activation checkpointing", "auto: the least that fits"),
+        ch("optimizer_dtype", "optimizer state dtype", "fp32: 12 bytes/param"),
+        f("layers", "layers", "layers, hidden, heads: all or none"), f("hidden", "hidden size"),
+        f("heads", "attention heads"), f("seq_len", "sequence length", "default 2048"),
+        f("micro_batch", "micro-batch per device", "default 1"),
+        f("global_batch_tokens", "tokens per step", "default 4e6"),
+        ch("flash", "FlashAttention", "on"), ch("fused_optimizer", "fused Adam", "on"),
+        f("interconnect", "interconnect INTRA[,INTER]", "e.g. nvlink3,ib-hdr"),
+        f("dp", "data parallel", "default count/(tp·pp)"), f("tp", "tensor parallel"),
+        f("pp", "pipeline parallel"),
         "</details><button type=submit>calculate</button></form>"])
+
+
+def serving_form(values: dict | None = None) -> str:
+    v = {} if values is None else values
+    d = {} if values is not None else {"params": "8e9", "device": "h100", "count": "1",
+                                       "concurrency": "32", "requests": "1000"}
+    f = lambda n, lab, hint="": _input(n, lab, v, d.get(n, ""), hint)  # noqa: E731
+    return "".join([
+        "<form id=serving-form action='/serving' method=post><h2>LLM serving</h2>",
+        f("params", "parameters", "e.g. 8e9"),
+        f("active_params", "active parameters", "MoE: activated per token"),
+        f("device", "device", "GPU, e.g. h100, b200, a100-80gb"),
+        f("count", "GPUs (tensor-parallel)", "default 1"),
+        f("concurrency", "concurrency", "sequences served at once (vLLM max_num_seqs)"),
+        f("requests", "requests", "default 1"),
+        f("prompt_tokens", "prompt tokens / request", "default 1000"),
+        f("output_tokens", "output tokens / request", "default 500"),
+        _select("weights", "weights", v, WEIGHTS, "default bf16"),
+        f("pue", "PUE", f"empty: {DEFAULT_PUE:g}"),
+        f("region", "region"), f("intensity", "or intensity", "gCO2eq/kWh, or coal|gas|..."),
+        "<button type=submit>estimate serving</button></form>"])
 
 
 def estimate_form(values: dict | None = None) -> str:
@@ -119,7 +165,8 @@ def estimate_form(values: dict | None = None) -> str:
 
 
 def index_page() -> str:
-    return page("exante — energy and CO2 before training", calc_form() + estimate_form())
+    return page("exante — energy and CO2 before training",
+                calc_form() + serving_form() + estimate_form())
 
 
 def _fmt(x: float) -> str:
@@ -132,7 +179,10 @@ def _cell(key: str, value: float, text: str | None = None) -> str:
 
 
 def _energy_unit(top_kwh: float) -> tuple[str, float]:
-    """A unit in which the largest bar reads >= 0.1: kWh, Wh or J (values given in kWh)."""
+    """A unit in which the largest bar reads >= 0.1 (and under 10,000 when MWh helps): MWh,
+    kWh, Wh or J (values given in kWh)."""
+    if top_kwh >= 1e4:
+        return "MWh", 1e-3
     for unit, factor in (("kWh", 1.0), ("Wh", 1e3), ("J", 3.6e6)):
         if top_kwh * factor >= 0.1:
             return unit, factor
@@ -142,7 +192,7 @@ def _energy_unit(top_kwh: float) -> tuple[str, float]:
 def interval_chart(rows: list[tuple[str, float, float | None, float | None]], label: str,
                    unit: str = "kWh") -> str:
     """Horizontal bars of ``(name, value, low, high)`` in kWh with the interval as a whisker;
-    drawn in kWh, Wh or J, whichever reads best."""
+    drawn in MWh, kWh, Wh or J, whichever reads best."""
     top = max((max(v, h if h is not None else v) for _, v, _, h in rows), default=0) or 1.0
     unit, k = _energy_unit(top) if unit == "kWh" else (unit, 1.0)
     x0, span, out, y = 190, 330, [], 12
@@ -164,14 +214,49 @@ def interval_chart(rows: list[tuple[str, float, float | None, float | None]], la
             f'<title>{_E(label)}</title>{"".join(out)}</svg>')
 
 
+def _training_rows(d: dict) -> str:
+    """Rows of the LLM training plan, keyed as ``exante calc --json``: device-hours with
+    their interval, the MFU with its source and interval, the memory verdict."""
+    if d.get("training") is None:
+        return ""
+    t = d["training"]
+    fits = {True: "fits", False: "does not fit", None: "not estimated"}[d["fits"]]
+    rows = [f"<tr><td>device-hours, low</td>{_cell('device_hours_low', d['device_hours_low'])}</tr>",
+            f"<tr><td>device-hours, high</td>{_cell('device_hours_high', d['device_hours_high'])}</tr>",
+            f"<tr><td>training FLOPs</td>{_cell('training.flops', t['flops'])}</tr>",
+            f"<tr><td>MFU ({_E(str(t['mfu_flavour']))}; {_E(str(t['dtype']))} peak "
+            f"{t['peak_tflops']:g} TFLOP/s)</td>{_cell('mfu', d['mfu'])}</tr>",
+            f"<tr><td>MFU low</td>{_cell('mfu_low', d['mfu_low'])}</tr>",
+            f"<tr><td>MFU high</td>{_cell('mfu_high', d['mfu_high'])}</tr>",
+            f"<tr><td>MFU source</td><td data-key=mfu_source data-value=\"{_E(str(d['mfu_source']))}\">"
+            f"{_E(str(d['mfu_source']))}</td></tr>",
+            f"<tr><td>parallel (dp, tp, pp)</td><td>{int(t['dp'])}, {int(t['tp'])}, "
+            f"{int(t['pp'])}</td></tr>"]
+    if d.get("memory_gb_per_device") is not None:
+        rows.append(f"<tr><td>memory per device (GB)</td>"
+                    f"{_cell('memory_gb_per_device', d['memory_gb_per_device'])}</tr>")
+    verdict = t.get("memory_verdict") or fits
+    rows.append(f"<tr><td>memory</td><td data-key=fits data-value=\"{_E(str(d['fits']))}\">"
+                f"{_E(str(verdict))}</td></tr>")
+    return "".join(rows)
+
+
 def calc_page(r, values: dict) -> str:
-    chart = interval_chart([("device energy", r.device_energy_kwh, None, None),
-                            ("facility overhead (PUE)", r.energy_kwh - r.device_energy_kwh,
-                             None, None)], "energy breakdown")
+    d = r.to_dict()
+    lo = hi = None
+    if r.training is not None and r.device_hours > 0:   # energy scales with the device-hours
+        lo, hi = d["device_hours_low"] / r.device_hours, d["device_hours_high"] / r.device_hours
+    over = r.energy_kwh - r.device_energy_kwh
+    chart = interval_chart(
+        [("device energy", r.device_energy_kwh, *((r.device_energy_kwh * lo,
+                                                    r.device_energy_kwh * hi) if lo else (None, None))),
+         ("facility overhead (PUE)", over, *((over * lo, over * hi) if lo else (None, None)))],
+        "energy breakdown" + (", with the device-hours interval" if lo else ""))
     devices = f"{r.count} × {r.device or 'custom'}"
     rows = "".join([
         f"<tr><td>devices</td><td>{_E(devices)}</td></tr>",
         f"<tr><td>device-hours</td>{_cell('device_hours', r.device_hours)}</tr>",
+        _training_rows(d),
         f"<tr><td>power per device (W)</td>{_cell('power_w', r.power_w)}</tr>",
         f"<tr><td>device energy (before PUE)</td>{_cell('device_energy_kwh', r.device_energy_kwh, human_energy(r.device_energy_kwh))}</tr>",
         f"<tr><td>facility energy (PUE {r.pue:g})</td>{_cell('energy_kwh', r.energy_kwh, human_energy(r.energy_kwh))}</tr>",
@@ -184,6 +269,30 @@ def calc_page(r, values: dict) -> str:
                 f"{_E(human_mass(r.co2_kg))} CO2eq</p><h2>Energy breakdown</h2>{chart}"
                 f"<table id=result>{rows}</table><h2>Sources</h2><ul>{srcs}</ul>"
                 f"<h2>Notes</h2><ul>{notes}</ul>{calc_form(values)}")
+
+
+def serving_page(r: dict, values: dict) -> str:
+    """The serving report: J per 1k prompt / output tokens and per request (GPU), then the
+    facility energy and CO2 of the requests."""
+    chart = interval_chart([("1k prompt tokens", r["energy_per_1k_prompt_tokens_j"], None, None),
+                            ("1k output tokens", r["energy_per_1k_output_tokens_j"], None, None),
+                            ("one request", r["energy_per_request_j"], None, None)],
+                           "GPU energy per 1k tokens and per request (J)", unit="J")
+    keys = (("energy per 1k prompt tokens (J, GPU)", "energy_per_1k_prompt_tokens_j"),
+            ("energy per 1k output tokens (J, GPU)", "energy_per_1k_output_tokens_j"),
+            ("energy per request (J, GPU)", "energy_per_request_j"),
+            ("decode step (s)", "decode_step_s"), ("requests", "requests"),
+            ("device energy (kWh, before PUE)", "device_energy_kwh"),
+            (f"facility energy (kWh, PUE {r['pue']:g})", "energy_kwh"),
+            (f"kg CO2eq at {r['grid_intensity_g_per_kwh']:g} g/kWh ({r['grid']})", "co2_kg"))
+    rows = "".join(f"<tr><td>{_E(label)}</td>{_cell(k, float(r[k]))}</tr>" for label, k in keys)
+    notes = "".join(f"<li>{_E(str(n))}</li>" for n in r.get("notes", []))
+    lead = (f"<p class=big>{_E(_fmt(r['energy_per_request_j']))} J per request (GPU); "
+            f"{_E(human_energy(r['energy_kwh']))}, {_E(human_mass(r['co2_kg']))} CO2eq for "
+            f"{_E(_fmt(r['requests']))} request(s)</p>")
+    return page("Serving estimate", f"{lead}<h2>GPU energy</h2>{chart}<table id=result>{rows}"
+                f"</table><h2>Source</h2><p>{_E(str(r['source']))}</p><h2>Notes</h2>"
+                f"<ul>{notes}</ul>{serving_form(values)}")
 
 
 def estimate_page(report, values: dict) -> str:
@@ -217,6 +326,6 @@ def estimate_page(report, values: dict) -> str:
 
 
 def error_page(message: str, form: str = "", values: dict | None = None) -> str:
-    again = {"calc": calc_form, "estimate": estimate_form}.get(form)
+    again = {"calc": calc_form, "estimate": estimate_form, "serving": serving_form}.get(form)
     return page("Input error", f"<p class=err>{_E(message)}</p>"
                 + (again(values or {}) if again else ""))

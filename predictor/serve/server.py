@@ -13,8 +13,9 @@
   else 413/415/411); a path with ``..`` or a backslash, plain or percent-encoded, is refused
   (400); only the routes below exist (404 otherwise).
 
-Routes: ``/`` (forms), ``/calc``, ``/estimate`` (HTML), ``/api/calc``, ``/api/estimate``
-(JSON). Every response carries a Content-Security-Policy without scripts.
+Routes: ``/`` (forms), ``/calc``, ``/serving``, ``/estimate`` (HTML), ``/api/calc``,
+``/api/serving``, ``/api/estimate`` (JSON). Every response carries a Content-Security-Policy
+without scripts.
 """
 
 from __future__ import annotations
@@ -50,7 +51,14 @@ _HEADERS = {
     # "Origin: null", which the Origin check must refuse (the browser test caught it)
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store"}
-_ROUTES = {"/calc": "calc", "/estimate": "estimate"}
+_ROUTES = {"/calc": "calc", "/serving": "serving", "/estimate": "estimate"}
+# route kind -> (accepted fields, computation, HTML page)
+_KINDS = {"calc": (forms.CALC_FIELDS, lambda v, h: forms.calc_from_fields(v), pages.calc_page),
+          "serving": (forms.SERVING_FIELDS, lambda v, h: forms.serving_from_fields(v),
+                      pages.serving_page),
+          "estimate": (forms.ESTIMATE_FIELDS,
+                       lambda v, h: forms.estimate_from_fields(v, type(h).predict_fn),
+                       pages.estimate_page)}
 
 
 class _Refused(Exception):
@@ -176,17 +184,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, pages.index_page(), "text/html")
             if route not in _ROUTES:
                 raise _Refused(HTTPStatus.NOT_FOUND, f"no page {route!r}; pages: /, /calc, "
-                               "/estimate, /api/calc, /api/estimate")
-            kind = _ROUTES[route]
+                               "/serving, /estimate, /api/calc, /api/serving, /api/estimate")
+            accepted, compute, html_page = _KINDS[_ROUTES[route]]
             raw = self._read_form_body() if post else query
-            accepted = forms.CALC_FIELDS if kind == "calc" else forms.ESTIMATE_FIELDS
             values = forms.parse_fields(raw, accepted)
-            if kind == "calc":
-                result = forms.calc_from_fields(values)
-                html_page = pages.calc_page
-            else:
-                result = forms.estimate_from_fields(values, type(self).predict_fn)
-                html_page = pages.estimate_page
+            result = compute(values, self)
             forms.check_finite(result)
             if api:
                 return self._send(200, json.dumps(result.to_dict(), default=str),
