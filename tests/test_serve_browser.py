@@ -2,7 +2,8 @@
 filled and submitted (POST) through the Chrome DevTools Protocol over a pipe
 (``--remote-debugging-pipe``, stdlib only), and the numbers the page shows are checked against
 ``predictor.calc.calc`` and ``exante estimate --json`` for the same inputs. A GET result page is
-also read with ``--dump-dom``. Skipped when no chromium binary is installed, unless
+also read with ``--dump-dom``. The LLM fields of the calculator and the serving form are
+checked against ``exante calc --json``. Skipped when no chromium binary is installed, unless
 ``EXANTE_REQUIRE_BROWSER=1`` (CI installs chromium and sets it: then a missing browser fails)."""
 
 from __future__ import annotations
@@ -157,6 +158,44 @@ def test_browser_calculator_form_matches_calc(page_url, browser):
     assert float(shown["cells"]["energy_kwh"]) == pytest.approx(r.energy_kwh, rel=1e-12)
     assert float(shown["cells"]["co2_kg"]) == pytest.approx(r.co2_kg, rel=1e-12)
     assert human_energy(r.energy_kwh) in shown["lead"] and shown["bars"] == 2
+
+
+def test_browser_llm_calculator_fields_match_the_cli_json(page_url, browser, capsys):
+    from predictor.cli import main
+
+    values = {"device": "h100", "count": "64", "hours": "", "region": "france",
+              "params": "7e9", "tokens": "1e12", "tp": "4", "pp": "2", "sharding": "zero1",
+              "checkpointing": "selective", "mfu_flavour": "training", "seq_len": "4096"}
+    shown = fill_and_submit(browser, page_url + "/", "calc-form", values)
+    assert shown["title"] == "Calculator result", shown
+    capsys.readouterr()
+    assert main(["calc", "--device", "h100", "--count", "64", "--region", "france", "--params",
+                 "7e9", "--tokens", "1e12", "--tp", "4", "--pp", "2", "--sharding", "zero1",
+                 "--checkpointing", "selective", "--mfu-flavour", "training", "--seq-len",
+                 "4096", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    cells = shown["cells"]
+    for key in ("device_hours", "device_hours_low", "device_hours_high", "mfu", "mfu_low",
+                "mfu_high", "memory_gb_per_device", "energy_kwh", "co2_kg"):
+        assert float(cells[key]) == pytest.approx(cli[key], rel=1e-12), key
+    assert cells["mfu_source"] == cli["mfu_source"] and cells["fits"] == str(cli["fits"])
+
+
+def test_browser_serving_form_matches_the_cli_json(page_url, browser, capsys):
+    from predictor.cli import main
+
+    values = {"params": "8e9", "device": "h100", "count": "1", "concurrency": "32",
+              "requests": "500", "weights": "fp8", "region": "france"}
+    shown = fill_and_submit(browser, page_url + "/", "serving-form", values)
+    assert shown["title"] == "Serving estimate", shown
+    capsys.readouterr()
+    assert main(["calc", "--params", "8e9", "--device", "h100", "--concurrency", "32",
+                 "--requests", "500", "--weights", "fp8", "--region", "france", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    for key in ("energy_per_1k_prompt_tokens_j", "energy_per_1k_output_tokens_j",
+                "energy_per_request_j", "energy_kwh", "co2_kg"):
+        assert float(shown["cells"][key]) == pytest.approx(cli[key], rel=1e-12), key
+    assert shown["bars"] == 3
 
 
 def test_browser_estimate_form_matches_the_cli_json(page_url, browser, capsys):
