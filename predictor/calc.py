@@ -12,7 +12,8 @@ and ``tokens``) at an MFU × the device's dense peak for ``dtype``:
 ``device_hours = FLOPs / (mfu × peak_tflops × 1e12) / 3600``; the MFU is ``mfu`` if given,
 else the published-runs default of :mod:`predictor.llm.mfu` (or the physics model, see
 :mod:`predictor.llm.plan`), with an interval. Memory per device with ZeRO/FSDP and
-checkpointing: :mod:`predictor.llm.memory`.
+checkpointing: :mod:`predictor.llm.memory`. Range checks of the LLM keywords (run whichever
+duration is given): :mod:`predictor.llm.checks`. Serving (``--concurrency``): :func:`serving`.
 
 Power per device: ``power_w`` (a measured average) or ``utilization`` × catalogue TDP, else
 the published per-chip measurement for TPUs (``tpu_power="measured"``) or the TDP (said so in

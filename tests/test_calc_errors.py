@@ -60,7 +60,8 @@ def test_other_llm_keywords_checked_with_hours(kwargs, match):
 
 @pytest.mark.parametrize("flag,value,fragment", [
     ("--tp", "abc", "tp must be an integer in 1..8"), ("--pp", "0", "pp must be an integer"),
-    ("--dp", "-1", "dp must be an integer in 1..8"), ("--mfu", "1e308", "mfu must be a number in (0, 1]"),
+    ("--dp", "-1", "dp must be an integer in 1..8"),
+    ("--mfu", "1e308", "mfu must be a number in (0, 1]"),
 ])
 def test_cli_refuses_them_in_one_line(capsys, flag, value, fragment):
     rc = main(["calc", "--device", "h100", "--count", "8", "--hours", "10", flag, value])

@@ -1,5 +1,6 @@
 """``exante serve``: a local page (127.0.0.1 only) with the calculator form (hours, or an LLM
-training run ex ante), the LLM serving form and the life-cycle estimate form; results lead with a breakdown chart (inline SVG, no script).
+training run ex ante), the LLM serving form and the life-cycle estimate form; results lead
+with a breakdown chart (inline SVG, no script).
 
 Standard library only (``http.server``). Modules: :mod:`.forms` (fields, the MODEL_REF gate:
 zoo and generator references only, never a file or module; computations with the CLI's
@@ -22,10 +23,11 @@ from .server import (DEFAULT_PORT, HOST, MAX_BODY_BYTES, ExanteServer, Handler, 
                      make_server, origin_allowed, serve_in_thread)
 
 __all__ = ["CALC_FIELDS", "DEFAULT_PORT", "ESTIMATE_FIELDS", "HOST", "MAX_BODY_BYTES",
-           "PAGE_REF_SCHEMES", "SERVING_FIELDS", "ExanteServer", "Handler", "add_parser", "calc_from_fields",
-           "calc_page", "check_page_model_ref", "estimate_from_fields", "estimate_page",
-           "host_allowed", "index_page", "interval_chart", "make_server", "origin_allowed",
-           "parse_fields", "run_cli", "serve_in_thread", "serving_from_fields", "serving_page"]
+           "PAGE_REF_SCHEMES", "SERVING_FIELDS", "ExanteServer", "Handler", "add_parser",
+           "calc_from_fields", "calc_page", "check_page_model_ref", "estimate_from_fields",
+           "estimate_page", "host_allowed", "index_page", "interval_chart", "make_server",
+           "origin_allowed", "parse_fields", "run_cli", "serve_in_thread", "serving_from_fields",
+           "serving_page"]
 
 
 def add_parser(sub) -> None:

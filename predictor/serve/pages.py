@@ -221,15 +221,17 @@ def _training_rows(d: dict) -> str:
         return ""
     t = d["training"]
     fits = {True: "fits", False: "does not fit", None: "not estimated"}[d["fits"]]
-    rows = [f"<tr><td>device-hours, low</td>{_cell('device_hours_low', d['device_hours_low'])}</tr>",
-            f"<tr><td>device-hours, high</td>{_cell('device_hours_high', d['device_hours_high'])}</tr>",
+    rows = [f"<tr><td>device-hours, low</td>{_cell('device_hours_low', d['device_hours_low'])}"
+            "</tr>",
+            f"<tr><td>device-hours, high</td>"
+            f"{_cell('device_hours_high', d['device_hours_high'])}</tr>",
             f"<tr><td>training FLOPs</td>{_cell('training.flops', t['flops'])}</tr>",
             f"<tr><td>MFU ({_E(str(t['mfu_flavour']))}; {_E(str(t['dtype']))} peak "
             f"{t['peak_tflops']:g} TFLOP/s)</td>{_cell('mfu', d['mfu'])}</tr>",
             f"<tr><td>MFU low</td>{_cell('mfu_low', d['mfu_low'])}</tr>",
             f"<tr><td>MFU high</td>{_cell('mfu_high', d['mfu_high'])}</tr>",
-            f"<tr><td>MFU source</td><td data-key=mfu_source data-value=\"{_E(str(d['mfu_source']))}\">"
-            f"{_E(str(d['mfu_source']))}</td></tr>",
+            f"<tr><td>MFU source</td><td data-key=mfu_source data-value="
+            f"\"{_E(str(d['mfu_source']))}\">{_E(str(d['mfu_source']))}</td></tr>",
             f"<tr><td>parallel (dp, tp, pp)</td><td>{int(t['dp'])}, {int(t['tp'])}, "
             f"{int(t['pp'])}</td></tr>"]
     if d.get("memory_gb_per_device") is not None:
@@ -247,9 +249,9 @@ def calc_page(r, values: dict) -> str:
     if r.training is not None and r.device_hours > 0:   # energy scales with the device-hours
         lo, hi = d["device_hours_low"] / r.device_hours, d["device_hours_high"] / r.device_hours
     over = r.energy_kwh - r.device_energy_kwh
+    dev = r.device_energy_kwh
     chart = interval_chart(
-        [("device energy", r.device_energy_kwh, *((r.device_energy_kwh * lo,
-                                                    r.device_energy_kwh * hi) if lo else (None, None))),
+        [("device energy", dev, *((dev * lo, dev * hi) if lo else (None, None))),
          ("facility overhead (PUE)", over, *((over * lo, over * hi) if lo else (None, None)))],
         "energy breakdown" + (", with the device-hours interval" if lo else ""))
     devices = f"{r.count} × {r.device or 'custom'}"
