@@ -80,7 +80,7 @@ def calc_form(values: dict | None = None) -> str:
     return "".join([
         "<form id=calc-form action='/calc' method=post><h2>Calculator</h2>",
         f("device", "device", "e.g. v100, a100-80gb, h100, tpu-v3"),
-        f("count", "count", "devices (default 1)"), f("hours", "hours (wall-clock)"),
+        f("count", "count", "devices (default 1)"), f("hours", "hours (wall-clock)", "empty for an LLM run (below)"),
         f("gpu_hours", "or device-hours"),
         f("power_w", "power per device (W)", "empty: catalogue TDP"),
         f("utilization", "or utilization (0-1]"),
