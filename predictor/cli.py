@@ -294,7 +294,7 @@ EXTERNAL_COMMANDS = {
              "calculator: energy and CO2 from device, count and hours (or params/tokens at an "
              "MFU) - no fitted model needed"),
     "serve": ("predictor.serve", "add_parser",
-              "local page on 127.0.0.1: calculator and estimate forms"),
+              "local page on 127.0.0.1: calculator, LLM serving and estimate forms"),
     "bench": ("predictor.bench.cli", "add_bench_parser",
               "validate on public measurements (IrEne, EC-NAS)"),
     "calibrate": ("predictor.calibrate_cli", "add_parser",
