@@ -99,3 +99,17 @@ def test_profile_out_with_a_foreign_table_is_refused_before_measuring(tmp_path, 
                     "--out", tmp_path], capsys)
     assert rc == 2 and len(err) == 1 and "different header" in err[0], err
     assert sorted(os.listdir(tmp_path)) == ["models.csv"]
+
+
+def test_fit_never_writes_the_shipped_artifact_unless_asked(tmp_path, monkeypatch, capsys):
+    import predictor.fit as fit
+
+    seen = []
+    monkeypatch.setattr(fit, "fit_hardware",
+                        lambda hw, datasets_dir, out_dir, quick: seen.append(out_dir) or {})
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--hardware", "h100", "--quick"]) == 0
+    assert main(["fit", "--hardware", "h100", "--write-package"]) == 0
+    assert seen == ["exante-artifacts", None]          # None: the package's folder
+    rc, err = _run(["fit", "--out", "x", "--write-package"], capsys)
+    assert rc == 2 and "not both" in err[0]
