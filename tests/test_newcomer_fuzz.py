@@ -111,5 +111,6 @@ def test_fit_never_writes_the_shipped_artifact_unless_asked(tmp_path, monkeypatc
     assert main(["fit", "--hardware", "h100", "--quick"]) == 0
     assert main(["fit", "--hardware", "h100", "--write-package"]) == 0
     assert seen == ["exante-artifacts", None]          # None: the package's folder
+    assert "into exante-artifacts" in capsys.readouterr().err    # says where (progress on)
     rc, err = _run(["fit", "--out", "x", "--write-package"], capsys)
     assert rc == 2 and "not both" in err[0]
