@@ -494,6 +494,8 @@ def main(argv=None) -> int:
         print(f"exante: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
               "--debug for the traceback and report it)", file=sys.stderr)
         return 1
+    finally:
+        cli_output.teardown()               # main() called in-process: library use stays quiet
 
 
 if __name__ == "__main__":  # pragma: no cover

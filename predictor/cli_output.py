@@ -64,6 +64,13 @@ def setup(*, verbose: bool = False, quiet: bool = False, json_mode: bool = False
     set_enabled(not (quiet or json_mode))
 
 
+def teardown() -> None:
+    """Progress back off (the library default) after a command ran in this process."""
+    from predictor.progress import set_enabled
+
+    set_enabled(False)
+
+
 @contextlib.contextmanager
 def held_warnings():
     """Collect the warnings raised inside (each once); print them with :func:`emit`."""
