@@ -21,6 +21,7 @@ import warnings
 JIT_NOISE = r"`?torch\.jit\.script(_method)?`? is deprecated"
 _SHOWN: set[str] = set()
 OWN_LOGGERS = ("exante", "predictor", "profiling")
+_SAVED: list = []                       # warnings.showwarning / formatwarning before setup()
 
 
 def _text(message) -> str:
@@ -51,6 +52,8 @@ def setup(*, verbose: bool = False, quiet: bool = False, json_mode: bool = False
     ``quiet`` or ``json_mode``."""
     from predictor.progress import set_enabled
 
+    if warnings.showwarning is not _show:
+        _SAVED[:] = [warnings.showwarning, warnings.formatwarning]
     warnings.showwarning = _show
     warnings.formatwarning = _format
     for category in (DeprecationWarning, FutureWarning):
@@ -65,10 +68,13 @@ def setup(*, verbose: bool = False, quiet: bool = False, json_mode: bool = False
 
 
 def teardown() -> None:
-    """Progress back off (the library default) after a command ran in this process."""
+    """Progress back off (the library default) and the warning format restored after a
+    command ran in this process."""
     from predictor.progress import set_enabled
 
     set_enabled(False)
+    if _SAVED and warnings.showwarning is _show:
+        warnings.showwarning, warnings.formatwarning = _SAVED
 
 
 @contextlib.contextmanager
