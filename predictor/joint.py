@@ -130,13 +130,15 @@ class JointPhysicsModel(RegressorMixin, BaseEstimator):
     for the GPU's compute and bandwidth, which the datasheet elasticities must explain -- the
     looser 0.15 left them in corrections a GPU never seen cannot have and held-out RTX 3090/
     4090 MAPE doubled in experiments/multigpu --, wide for the host, which the datasheet cannot
-    explain); ``slope_sigma``: that of the elasticities."""
+    explain); ``reference_corr_sigma``: the reference GPU's (the H100, with most rows) at
+    least this wide, so the shared values are a generic GPU's and the H100 keeps its own fit;
+    ``slope_sigma``: that of the elasticities."""
 
     def __init__(self, reference: Datasheet | None = None, datasheets: dict | None = None,
                  prior_weight: float = 0.1, energy_weight: float = 1.0,
                  corr_sigma=(0.02, 0.02, 0.1, 0.7, 0.3, 0.3), slope_sigma: float = 1.0, loss: str = "soft_l1", f_scale: float = 0.2,
                  init=None, max_nfev: int = 60, neighbour_scale: float = 0.5,
-                 neighbour_shrink: float = 0.02):
+                 neighbour_shrink: float = 0.02, reference_corr_sigma: float | None = 0.3):
         self.reference = reference
         self.datasheets = datasheets
         self.prior_weight = prior_weight
@@ -149,6 +151,7 @@ class JointPhysicsModel(RegressorMixin, BaseEstimator):
         self.max_nfev = max_nfev
         self.neighbour_scale = neighbour_scale
         self.neighbour_shrink = neighbour_shrink
+        self.reference_corr_sigma = reference_corr_sigma
 
     def _ds(self, g: str) -> Datasheet:
         if not self.datasheets or g not in self.datasheets:
@@ -183,6 +186,11 @@ class JointPhysicsModel(RegressorMixin, BaseEstimator):
         # power corrections only where a GPU has energy rows (otherwise fixed at 0)
         e_gpu = {g: bool(has_e[idx].any()) for g, idx in parts}
         csig = np.tile(np.broadcast_to(np.asarray(self.corr_sigma, float), (nC,)), G)
+        if self.reference_corr_sigma is not None:        # the reference GPU may leave the
+            for j, g in enumerate(gpus):                  # shared values (= generic GPU)
+                if self._ds(g).name == self.reference.name:
+                    csig[j * nC:(j + 1) * nC] = np.maximum(
+                        csig[j * nC:(j + 1) * nC], self.reference_corr_sigma)
 
         def unpack(z):
             th = np.exp(z[:nP])

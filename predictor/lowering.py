@@ -69,6 +69,7 @@ _FAMILY = {
 _FP32_LIST = {"ln", "gn", "softmax", "loss"}
 # optimizer: (foreach ops per step, bytes of traffic per parameter at fp32)
 _OPT = {"sgd": (3, 32.0), "adam": (7, 72.0), "adamw": (8, 80.0)}
+_LOOP_OPS = {"sgd": 3, "adam": 9, "adamw": 10}     # torch 1.x per-tensor loop: ops per tensor
 _FOREACH_TENSORS = 48          # tensors per multi_tensor_apply launch (depth 3-4 lists)
 _FOREACH_CHUNKS = 320          # 65536-element chunks per launch
 _CHUNK = 65536
@@ -411,6 +412,14 @@ def _autocast_casts(acc, li, wl, fam, low, params, in32, train) -> None:
             acc.h(li, "kern", n * kb)
 
 
+def _torch_major(version) -> int | None:
+    """Major torch version of a recorded condition ("1.13", "2.4.0+cu124"); None if unknown."""
+    try:
+        return int(str(version).split(".", 1)[0])
+    except (TypeError, ValueError):
+        return None
+
+
 def _lower_grad_scaler(acc: _Acc, w: Workload) -> None:
     """torch.cuda.amp.GradScaler in an fp16 train step: scale the loss (1 kernel), unscale +
     inf/NaN check of every gradient (foreach kernels, read + write 4 B/param), the found-inf
@@ -453,6 +462,14 @@ def _lower_optimizer(acc: _Acc, w: Workload) -> None:
     numels = np.asarray(w.param_numels, dtype=float)
     nt = float(len(numels))
     if nt == 0:
+        return
+    if _torch_major(getattr(w, "torch_version", None)) == 1:
+        # torch 1.x optimizers default to the per-tensor loop: every (op, tensor) pair is one
+        # Python-level aten call and one kernel (SGD-momentum 3 ops, 32 B/param as foreach)
+        n = float(_LOOP_OPS.get(opt, ops) * nt)
+        acc.h(-1, "disp", n)
+        acc.h(-1, "kern", n)
+        acc.gpu(-1, 1.0, "mem", 0.0, per_param * float(numels.sum()), n)
         return
     chunks = float(np.ceil(numels / _CHUNK).sum())
     launches = max(math.ceil(nt / _FOREACH_TENSORS), math.ceil(chunks / _FOREACH_CHUNKS))

@@ -97,3 +97,15 @@ def test_fp16_runs_at_the_fp16_peak():
     assert parts16["time_gpu_s"][0] > partsbf["time_gpu_s"][0]
     # without a published fp16 peak the bf16 one is used
     assert replace(DS, peak_fp16=None).fp16_peak == DS.peak_bf16
+
+
+def test_torch_1x_optimizer_runs_a_per_tensor_loop():
+    w = capture_workload(_cnn().train(), (8, 3, 32, 32), "train_step", "fp16", "sgd",
+                         cache=False)
+    a = lower(replace(w, torch_version="2.4.0"))
+    b = lower(replace(w, torch_version="1.12"))
+    opt_a, opt_b = a.layer == -1, b.layer == -1
+    nt = len(w.param_numels)
+    assert float((b.kern * b.mult)[opt_b].sum()) == 3.0 * nt          # one kernel per op/tensor
+    assert float((a.kern * a.mult)[opt_a].sum()) < 3.0 * nt           # foreach: batched
+    assert float((b.bytes * b.mult)[opt_b].sum()) == float((a.bytes * a.mult)[opt_a].sum())
