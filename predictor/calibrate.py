@@ -56,7 +56,7 @@ SCALES = ("matmul", "gpu", "host", "power", "idle")
 PRIOR_SIGMA = {"matmul": 0.3, "gpu": 0.3, "host": 0.3, "power": 0.3, "idle": 0.3}
 #: log-sigma of one run's residual (the physics model's own error on a measured GPU, ~8 %)
 DATA_SIGMA = 0.08
-from .calibrate_cli import CSV_COLUMNS  # noqa: E402  (one definition, light for --help)
+from .calibrate_cli import CSV_COLUMNS, check_run_values  # noqa: E402  (light for --help)
 _MATMUL = ("eff_mm_fp32", "eff_mm_bf16", "eff_attn")
 _GROUP = {"matmul": list(_MATMUL),
           "gpu": [p for p in PARAMS if p.startswith("eff_") and p not in _MATMUL],
@@ -136,26 +136,11 @@ def predict_runs(ch: CalibratedHardware, runs, scales: dict | None = None) -> np
     return np.column_stack([t, e])
 
 
-MIN_RUN_TIME_S = 1e-6               # no whole-model GPU call is shorter (a launch takes µs)
-POWER_RANGE_W = (1.0, 5000.0)       # energy_j / time_s of one GPU board: plausible average power
-
-
 def _check_runs(runs) -> None:
     if not runs:
         raise ExanteError("calibration needs at least one measured run")
     for r in runs:
-        if not (r.time_s > 0 and r.energy_j > 0 and math.isfinite(r.time_s)
-                and math.isfinite(r.energy_j)):
-            raise ExanteError(f"run {r.label or '?'}: time_s and energy_j must be positive "
-                              f"finite numbers, got {r.time_s!r}, {r.energy_j!r}")
-        if r.time_s < MIN_RUN_TIME_S:
-            raise ExanteError(f"run {r.label or '?'}: time_s {r.time_s:.3g} s is implausible "
-                              f"(accepted: >= {MIN_RUN_TIME_S:g} s per call of the whole batch)")
-        power_w = r.energy_j / r.time_s
-        if not POWER_RANGE_W[0] <= power_w <= POWER_RANGE_W[1]:
-            raise ExanteError(f"run {r.label or '?'}: energy_j / time_s = {power_w:.3g} W is not "
-                              f"a GPU's average power (accepted: {POWER_RANGE_W[0]:g} to "
-                              f"{POWER_RANGE_W[1]:g} W); check the units (J per call, s per call)")
+        check_run_values(r.time_s, r.energy_j, r.label or "?")
 
 
 def fit_scales(ch: CalibratedHardware, runs, *, sigma: dict | None = None,
