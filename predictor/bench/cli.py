@@ -19,6 +19,17 @@ def _progress(quiet: bool):
     return lambda msg: message(msg, prefix="exante bench")
 
 
+def _need(path: str, kind: str, what: str) -> None:
+    """A missing input is one line before pandas, torch or a model zoo is imported."""
+    import os
+
+    from profiling.errors import ExanteError
+
+    ok = os.path.isdir(path) if kind == "folder" else os.path.isfile(path)
+    if not ok:
+        raise ExanteError(f"{path!r} is not a {kind}; give {what}")
+
+
 def _emit(report: dict, as_json: bool, lines: list[str]) -> int:
     if as_json:
         print(json.dumps(report, indent=2, default=str))
@@ -28,6 +39,8 @@ def _emit(report: dict, as_json: bool, lines: list[str]) -> int:
 
 
 def cmd_bench_irene(args) -> int:
+    _need(args.dir, "folder", "the IrEne folder holding model/module/ml1/ml2_level_features.csv "
+          "(e.g. extdata/irene/device_1)")
     from .irene import run_irene_bench
 
     r = run_irene_bench(args.dir, quick=args.quick, progress=_progress(args.quiet or args.json))
@@ -49,6 +62,9 @@ def cmd_bench_irene(args) -> int:
 
 
 def cmd_bench_ecnas(args) -> int:
+    for flag, path in (("--train", args.train), ("--test", args.test)):
+        _need(path, "file", f"{flag} CSV of NAS-Bench-101 cells (see experiments/external/run.py "
+              "--ecnas-split)")
     from .ecnas import run_ecnas_bench
 
     r = run_ecnas_bench(args.train, args.test, correction=not args.no_correction,
@@ -66,6 +82,8 @@ def cmd_bench_ecnas(args) -> int:
 
 
 def cmd_bench_zeus(args) -> int:
+    _need(args.dir, "folder", "the folder holding summary_power_<gpu>.csv files (e.g. "
+          "extdata/zeus_nsdi23)")
     from .zeus import run_zeus_bench
 
     r = run_zeus_bench(args.dir, n_calib=args.calibrate_on, optimizer_impl=args.optimizer_impl,

@@ -241,10 +241,9 @@ def _nodes(df: pd.DataFrame, level: str) -> pd.DataFrame:
 def run_irene_bench(path: str, *, models=PAPER_MODELS, quick: bool = False,
                     progress=None) -> dict:
     """Leave-one-model-out over ``models`` present in ``path``; returns the JSON report."""
-    from .hf_models import HF_CONFIGS
-
     t0 = time.perf_counter()
-    frames, skipped = load_irene_dir(path)
+    frames, skipped = load_irene_dir(path)  # the files are checked before torch loads
+    from .hf_models import HF_CONFIGS
     prims = pd.concat([frames["ml1"], frames["ml2"]], ignore_index=True)
     present = [m for m in models if (frames["model"]["model_name"] == m).any()]
     others = sorted(set(frames["model"]["model_name"]) - set(present))

@@ -203,15 +203,14 @@ def _pick_calibration(rows: list[dict], n: int, host_share=None) -> list[int]:
 def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for-loop",
                    progress=None) -> dict:
     """The report of ``exante bench zeus`` (see the module docstring)."""
+    if optimizer_impl not in ("for-loop", "foreach"):
+        raise ExanteError(f"unknown --optimizer-impl {optimizer_impl!r}; accepted: for-loop, foreach")
+    t0 = time.perf_counter()
+    traces = load_power_traces(folder)      # the folder is checked before torch loads
     from predictor.calibrate import Run, calibrate
     from predictor.transfer import transferred_artifact
 
     from .zeus_models import ZEUS_NETWORKS, build_network
-
-    if optimizer_impl not in ("for-loop", "foreach"):
-        raise ExanteError(f"unknown --optimizer-impl {optimizer_impl!r}; accepted: for-loop, foreach")
-    t0 = time.perf_counter()
-    traces = load_power_traces(folder)
     models, cache, per_gpu, skipped_gpus, all_rows, notes = {}, {}, {}, {}, [], []
     skipped_rows: dict = {}
     from predictor.progress import bar
