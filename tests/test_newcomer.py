@@ -59,6 +59,10 @@ def test_bert_builds_in_a_fresh_process_beside_whatever_torchvision():
       "--batch", "1", "--plot", "/proc/no/such.svg"], "cannot write to --plot"),
     (["estimate", "mlp:in=1,depth=1,width=1", "--input", "1", "--epochs", "-10"],
      "--epochs"),
+    (["bench", "zeus", "/no/such/folder"], "is not a folder"),
+    (["bench", "irene", "/no/such/folder"], "is not a folder"),
+    (["calibrate", "--hardware", "a100", "--runs", "/no/such.csv", "--out", "/tmp"],
+     "no such file"),
 ])
 def test_refused_in_one_line_before_torch_is_imported(argv, says):
     zoo = {"torchvision": "torchvision", "timm": "timm", "hf": "transformers"}.get(
