@@ -142,7 +142,7 @@ def load_whole_model_data(folder: str | os.PathLike) -> WholeModelData:
                           "a captured workload")
     for c, default in (("memory_format", "contiguous"), ("torch_version", ""),
                        ("hardware", folder.name), ("source", "")):
-        rows[c] = rows[c].fillna(default).astype(str) if c in rows else default
+        rows[c] = [default if pd.isna(v) else str(v) for v in rows[c]] if c in rows else default
     rows["wkey"] = rows["task_key"]
     cond = rows[["task_key", "memory_format", "torch_version"]].drop_duplicates()
     multi = set(cond["task_key"][cond["task_key"].duplicated(keep=False)])
