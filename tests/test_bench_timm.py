@@ -123,3 +123,14 @@ def test_a_gpu_without_predictor_is_reported_not_fatal(tmp_path, monkeypatch):
     assert "no predictor for rtx4090" in r["skipped_files"][
         "benchmark-train-amp-nchw-pt112-cu113-rtx4090.csv"]
     assert list(r["files"]) == ["benchmark-infer-amp-nhwc-pt240-cu124-rtx3090.csv"]
+
+
+def test_jobs_capture_first_in_processes_same_report(tmp_path):
+    d = _folder(tmp_path)
+    one = run_timm_bench(d, cache_dir=tmp_path / "c1", files="*infer*")
+    two = run_timm_bench(d, cache_dir=tmp_path / "c2", files="*infer*", jobs=2)
+    assert two["files"] == one["files"]
+    assert len(list((tmp_path / "c2").rglob("*.json.gz"))) == 4     # captured by the workers
+    assert len(list((tmp_path / "c2").rglob("*.err.json"))) == 1    # the missing model
+    with pytest.raises(Exception, match="--jobs"):
+        run_timm_bench(d, cache_dir=tmp_path / "c2", jobs=0)

@@ -130,17 +130,20 @@ def _bench_file(bf, rows, predictor, cache_dir, progress) -> dict:
 
 def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None,
                    sample: int | None = None, seed: int = 0, cache_dir=None, artifact_dir=None,
-                   progress=None, rows_out=None) -> dict:
+                   progress=None, rows_out=None, jobs: int = 1) -> dict:
     """Score every timm benchmark file of ``folder`` (or those matching the glob ``files``);
     ``limit``: first N rows per file, ``sample``: N rows per file drawn with ``seed``;
     ``rows_out``: a CSV path for every scored row (file, hardware, model, img_size, batch,
-    measured_s, predicted_s), e.g. for a predicted-vs-measured plot."""
+    measured_s, predicted_s), e.g. for a predicted-vs-measured plot; ``jobs``: processes that
+    capture the workloads missing from the cache first (1: captured as each row comes)."""
     from predictor.predict import _load_or_transfer
 
     d = Path(folder)
     if not d.is_dir():
         raise ExanteError(f"{d} is not a folder (expected one holding {FILE_PATTERN} files, "
                           "laid out like extdata/timm_benchmarks)")
+    if int(jobs) < 1:
+        raise ExanteError(f"--jobs must be 1 or more processes, got {jobs}")
     for name, v in (("limit", limit), ("sample", sample)):
         if v is not None and int(v) < 1:
             raise ExanteError(f"--{name} must be a positive number of rows, got {v}")
@@ -153,13 +156,18 @@ def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None
     report = {"dir": str(d), "cache": str(cache_dir), "files": {}, "skipped_files": {},
               "engine": {}, "rows": ("all" if sample is None and limit is None else
                                      {"sample": sample, "seed": seed, "limit": limit})}
-    engines = {}
+    engines, parsed = {}, []
     for p in paths:
         try:
-            bf = read_benchmark_file(p)
+            parsed.append((p, read_benchmark_file(p)))
         except ExanteError as exc:
             report["skipped_files"][p.name] = str(exc)
-            continue
+    if jobs > 1:
+        from .timm_workloads import warm_cache
+
+        warm_cache([(r.model, r.img_size, r.batch, bf.mode, bf.dtype) for _, bf in parsed
+                    for r in _pick_rows(bf.rows, limit, sample, seed)], cache_dir, jobs, progress)
+    for p, bf in parsed:
         if bf.hardware not in engines:
             try:
                 art = _load_or_transfer(bf.hardware, artifact_dir)

@@ -14,7 +14,7 @@ def cmd_bench_timm(args) -> int:
         lambda m: print(f"exante bench: {m}", file=sys.stderr, flush=True))
     r = run_timm_bench(args.dir, files=args.files, limit=args.limit, sample=args.sample,
                        seed=args.seed, cache_dir=args.cache, artifact_dir=args.artifact_dir,
-                       progress=prog, rows_out=args.rows_out)
+                       progress=prog, rows_out=args.rows_out, jobs=args.jobs)
     if args.json:
         print(json.dumps(r, indent=2, default=str))
         return 0
@@ -55,6 +55,8 @@ def add_timm_parser(bsub) -> None:
     q.add_argument("--artifact-dir", metavar="DIR", help="folder with fitted artifacts")
     q.add_argument("--rows-out", metavar="CSV", help="write every scored row (measured and "
                                                      "predicted seconds) to CSV")
+    q.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="processes capturing the models missing from the cache (default 1)")
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.add_argument("--quiet", action="store_true", help="no progress on stderr")
     q.set_defaults(func=cmd_bench_timm)

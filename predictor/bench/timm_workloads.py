@@ -40,7 +40,7 @@ from pathlib import Path
 from profiling.errors import ExanteError
 
 __all__ = ["timm_workload", "TimmBuildError", "default_cache_dir", "cache_path",
-           "build_timm_model", "timm_version", "MEMORY_FORMATS", "CACHE_FORMAT"]
+           "build_timm_model", "timm_version", "warm_cache", "MEMORY_FORMATS", "CACHE_FORMAT"]
 
 log = logging.getLogger(__name__)
 
@@ -275,3 +275,49 @@ def timm_workload(name: str, img_size: int, batch: int, mode: str = "inference",
         rec = {"key": key, "workload": json.loads(w.to_json())}
         _atomic_write(path, gzip.compress(json.dumps(rec, separators=(",", ":")).encode(), 6))
     return _with_format(w, memory_format, torch_version)
+
+
+def _warm_one(args) -> str | None:
+    name, img, batch, mode, dtype, cache_dir = args
+    try:
+        timm_workload(name, img, batch, mode, dtype, cache_dir=cache_dir)
+    except ExanteError as exc:              # cached as an error file too; reported by callers
+        return str(exc)
+    return None
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def warm_cache(shapes, cache_dir, jobs: int = 1, progress=None) -> int:
+    """Capture every ``(name, img_size, batch, mode, dtype)`` of ``shapes`` not cached yet,
+    with ``jobs`` worker processes (spawned, one thread each), one model after the other so a
+    worker reuses what it built.  Returns how many were captured (failures are cached as
+    errors and raised again by :func:`timm_workload`)."""
+    cache_dir = Path(cache_dir)
+    todo = sorted({tuple(s) for s in shapes
+                   if not (p := cache_path(cache_dir, *s)).is_file() and not _err_path(p).is_file()})
+    if not todo:
+        return 0
+    if progress:
+        progress(f"capturing {len(todo)} timm workloads not in {cache_dir} ({jobs} processes)")
+    args = [(*s, cache_dir) for s in todo]
+    if jobs <= 1:
+        for i, a in enumerate(args, 1):
+            _warm_one(a)
+            if progress and i % 100 == 0:
+                progress(f"captured {i}/{len(todo)}")
+        return len(todo)
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = max(1, min(32, len(args) // (4 * jobs)))
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"),
+                             initializer=_init_worker) as ex:
+        for i, _ in enumerate(ex.map(_warm_one, args, chunksize=chunk), 1):
+            if progress and i % 100 == 0:
+                progress(f"captured {i}/{len(todo)}")
+    return len(todo)
