@@ -48,8 +48,11 @@ PATTERSON_ROWS = [
 
 
 def seed_text(prefix: str) -> str:
-    (path,) = SEEDS.glob(f"{prefix}_*.txt")
-    return path.read_text(encoding="utf-8")
+    paths = sorted(SEEDS.glob(f"{prefix}_*.txt"))
+    if len(paths) != 1:
+        raise SystemExit(f"reproduce_published: seed {prefix} not found as one {SEEDS}/{prefix}_*.txt "
+                         f"(found {len(paths)}); pass --seeds DIR, the folder of the source papers' texts")
+    return paths[0].read_text(encoding="utf-8")
 
 
 def run_calc(*args: str) -> dict:
@@ -181,10 +184,14 @@ Inputs and sources:
 
 
 def main() -> None:
+    global SEEDS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--write-readme", action="store_true",
                     help="replace the section between the calc-repro markers in README.md")
+    ap.add_argument("--seeds", default=str(SEEDS),
+                    help=f"folder of the source papers' texts (default {SEEDS})")
     args = ap.parse_args()
+    SEEDS = Path(args.seeds)
     sys.path.insert(0, str(ROOT))
     results = rows()
     print(table(results))
