@@ -35,14 +35,23 @@ DEFAULT_PUE = carbon.DEFAULT_PUE
 TPU_POWER = ("measured", "tdp")
 
 
+#: upper bounds of what a real plan can hold (beyond them a result is nonsense or inf)
+_MAX = {"count": 1e7,            # devices: the largest clusters hold ~1e5-1e6
+        "hours": 1e6,            # ~114 years of wall-clock
+        "gpu_hours": 1e12,
+        "power_w": 1e5}          # per device
+
+
 def _positive(value, what: str, *, allow_zero=False) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ExanteError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ExanteError(f"{what} must be a finite number {'>=' if allow_zero else '>'} 0, "
-                          f"got {value!r}")
+    hi = _MAX.get(what)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero) or (hi and v > hi):
+        rng = f" and <= {hi:g}" if hi else ""
+        raise ExanteError(f"{what} must be a finite number {'>=' if allow_zero else '>'} 0"
+                          f"{rng}, got {value!r}")
     return v
 
 
@@ -51,8 +60,10 @@ def _count(value, what: str) -> int:
         f = float(value)
     except (TypeError, ValueError):
         raise ExanteError(f"{what} must be a positive integer, got {value!r}") from None
-    if not math.isfinite(f) or f < 1 or f != int(f):
-        raise ExanteError(f"{what} must be a positive integer, got {value!r}")
+    hi = _MAX.get(what)
+    if not math.isfinite(f) or f < 1 or f != int(f) or (hi and f > hi):
+        rng = f" <= {hi:g}" if hi else ""
+        raise ExanteError(f"{what} must be a positive integer{rng}, got {value!r}")
     return int(f)
 
 

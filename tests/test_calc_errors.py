@@ -118,3 +118,17 @@ def test_predict_cli_hardware_typo_suggests(capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "did you mean h100" in err
     assert "exante calc --list-hardware" in err
+
+
+def test_absurd_counts_and_hours_are_refused_not_printed_as_inf():
+    """1e30 devices or 1e308 hours used to print 7e59 MWh or 'inf MWh' (issue 20 fuzz)."""
+    import pytest
+    from predictor.calc import calc
+    from profiling.errors import ExanteError
+    with pytest.raises(ExanteError, match="count must be a positive integer <= 1e\\+07"):
+        calc("h100", count=1e30, hours=1)
+    with pytest.raises(ExanteError, match="hours must be a finite number > 0 and <= 1e\\+06"):
+        calc("h100", count=8, hours=1e308)
+    with pytest.raises(ExanteError, match="gpu_hours"):
+        calc("h100", gpu_hours=1e300)
+    assert calc("h100", count=8, hours=36).device_hours == 288
