@@ -201,10 +201,12 @@ def _spec_list(v):
 
 def attach_workloads(folder: str | os.PathLike, *, rebuild: bool = False) -> dict:
     """Capture the workload of every eager model row of ``folder`` that has none yet (all of
-    them with ``rebuild``) and merge them into ``workloads.jsonl`` (atomically), keyed by the
-    row's ``task_key``.  The model is rebuilt on ``meta`` from ``model_ref`` (or
-    ``spec["model_ref"]``); rows whose model cannot be built here (a missing optional package,
-    a user file) are skipped and listed.  Returns ``{"added": n, "skipped": {key: reason}}``."""
+    them with ``rebuild``) and merge them into the folder's workload file (``workloads.jsonl``,
+    or the ``.jsonl.gz`` it already has), atomically, keyed by the row's ``task_key``.  The
+    model is rebuilt on ``meta`` from ``model_ref`` (or ``spec["model_ref"]``); rows whose
+    model cannot be built here (a missing optional package, a user file) are skipped and
+    listed.  ``models.csv`` may carry extra columns.  Returns ``{"added": n, "skipped":
+    {key: reason}}``."""
     import tempfile
 
     from profiling.model_refs import resolve_model_on_meta
@@ -212,14 +214,15 @@ def attach_workloads(folder: str | os.PathLike, *, rebuild: bool = False) -> dic
     from .predict import capture_workload
 
     folder = Path(folder)
-    table = schema.model_table(folder)
-    if not table.exists():
+    if not (folder / schema.MODEL_FILE).is_file():
         raise ExanteError(f"{folder} has no {schema.MODEL_FILE}")
-    wpath = folder / WORKLOAD_FILE
+    wpath = workload_file(folder) or folder / WORKLOAD_FILE
     have = {} if rebuild or not wpath.is_file() else {
         k: json.loads(w.to_json()) for k, w in _read_workloads(wpath).items()}
+    table = _read_models(folder).astype(object)
+    table = table.where(table.notna(), None)
     added, skipped, models = 0, {}, {}
-    for row in table.read():
+    for row in table.to_dict("records"):
         key = row.get("task_key")
         if not key or key in have or key in skipped or row.get("exec") not in (None, "eager"):
             continue
@@ -236,10 +239,13 @@ def attach_workloads(folder: str | os.PathLike, *, rebuild: bool = False) -> dic
         have[key] = json.loads(w.to_json())
         added += 1
     if added or rebuild:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{WORKLOAD_FILE}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for k in sorted(have):
-                fh.write(json.dumps({"key": k, "workload": have[k]}, sort_keys=True) + "\n")
+        text = "".join(json.dumps({"key": k, "workload": have[k]}, sort_keys=True) + "\n"
+                       for k in sorted(have)).encode("utf-8")
+        if wpath.suffix == ".gz":
+            text = gzip.compress(text, 9, mtime=0)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{wpath.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)

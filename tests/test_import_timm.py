@@ -75,6 +75,10 @@ def test_import_rows_workloads_meta_and_rerun(tmp_path):
     for (_, f), w in zip(data.frame.iterrows(), data.workloads):
         assert w.memory_format == f["memory_format"] and w.torch_version == "2.4.0"
         assert f["key"].startswith(f["task_key"] + "|")
+    # fit's attach_workloads: extra columns read, the gz file kept, nothing recaptured
+    from predictor.whole_model import attach_workloads
+    assert attach_workloads(d) == {"added": 0, "skipped": {}}
+    assert not (d / "workloads.jsonl").exists()
     t4090 = load_whole_model_data(out / "rtx4090").frame
     assert t4090["key"].tolist() == ["timm:test_vit|160|b4|train_step|fp16"]   # one condition
     assert t4090["optimizer"].tolist() == ["sgd"]
