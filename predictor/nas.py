@@ -43,7 +43,7 @@ import numpy as np
 from profiling.errors import ExanteError
 from profiling.features import DTYPE_BYTES
 
-from .calibrated import (_OOD_BATCH_WIDEN, _OOD_DTYPE_WIDEN, GPU_BOUND_POWER_W,
+from .calibrated import (_OOD_BATCH_WIDEN, _OOD_DTYPE_WIDEN, regime_of,
                          CalibratedHardware)
 from .generators import ConvStackSpec, EncoderSpec, MLPSpec
 from .lowering import (_BN_BWD, _BN_FWD_TRAIN, _CHUNK, _EW_BWD, _EW_BWD_UNARY, _FOREACH_CHUNKS,
@@ -735,9 +735,10 @@ class EnergyObjective:
 
     def _price(self, stack: Stack) -> dict:
         ch: CalibratedHardware = self.model
-        t, e = evaluate(ch.model.theta_, stack, ch.datasheet)
+        t, e, parts = evaluate(ch.model.theta_, stack, ch.datasheet, parts=True)
         power = e / np.maximum(t, 1e-15)
-        gpu = power > GPU_BOUND_POWER_W
+        # the regime as predict_workload decides it: the model's GPU vs host time on this GPU
+        gpu = regime_of(parts["time_host_s"], parts["time_gpu_s"]) == "gpu"
         widen = 1.0
         dom = ch.domain
         if self.dtype not in dom.get("dtypes", ()):
