@@ -57,23 +57,35 @@ def _dyn(ds: Datasheet) -> float:
     return max(ds.tdp_w - ds.idle_w, 50.0)
 
 
+_RATIOS = {"fp32": ("peak_fp32", "peak_fp32"), "tf32": ("peak_tf32", "peak_tf32"),
+           "fp16": ("fp16_peak", "fp16_peak"), "bw": ("mem_bw", "mem_bw")}
+
+
+def log_ratios(ds: Datasheet, ref: Datasheet) -> dict:
+    """log(datasheet value / reference value) of the quantities the elasticities use."""
+    return {k: math.log(getattr(ds, a) / getattr(ref, b)) for k, (a, b) in _RATIOS.items()}
+
+
 def gpu_theta(theta_ref: np.ndarray, slopes: np.ndarray, corr: np.ndarray, ref: Datasheet,
-              ds: Datasheet) -> np.ndarray:
+              ds: Datasheet, clip: dict | None = None) -> np.ndarray:
     """Parameters (:data:`PARAMS` order) of GPU ``ds`` from the shared ``theta_ref`` (on the
     reference datasheet), the elasticities ``slopes`` (:data:`SLOPES`) and its log
-    corrections ``corr`` (:data:`CORRECTIONS`; zeros for a GPU without rows)."""
+    corrections ``corr`` (:data:`CORRECTIONS`; zeros for a GPU without rows).  ``clip``:
+    {quantity: (lo, hi)} of the log ratios the fitted GPUs span -- an elasticity is never
+    extrapolated beyond the datasheets it was learned on."""
     t = np.array(theta_ref, float)
     if not ds.has_tf32:                                 # fp32 convs on CUDA cores
         t[_IDX["eff_conv_tf32"]] = t[_IDX["eff_mm_fp32"]]
+    lr = log_ratios(ds, ref)
+    if clip:
+        lr = {k: min(max(v, clip[k][0]), clip[k][1]) if k in clip else v for k, v in lr.items()}
     # each class's efficiency scales with the ratio of the peak it runs at (a small peak is
     # easier to reach): fp32 CUDA cores, TF32 (fp32 convs), 16-bit tensor cores
-    r32 = math.log(ds.peak_fp32 / ref.peak_fp32)
-    rtf = math.log(ds.peak_tf32 / ref.peak_tf32)
-    r16 = math.log(ds.fp16_peak / ref.fp16_peak)
+    r32, rtf, r16 = lr["fp32"], lr["tf32"], lr["fp16"]
     for k, r in (("eff_mm_fp32", r32), ("eff_grouped", r32), ("eff_conv_tf32", rtf),
                  ("eff_mm_bf16", r16), ("eff_conv_bf16", r16), ("eff_attn", r16)):
         t[_IDX[k]] *= math.exp(slopes[0] * r + corr[0])
-    t[_IDX["eff_bw"]] *= math.exp(slopes[1] * math.log(ds.mem_bw / ref.mem_bw) + corr[1])
+    t[_IDX["eff_bw"]] *= math.exp(slopes[1] * lr["bw"] + corr[1])
     for k in _EFF_COMPUTE + ("eff_bw",):          # no class beats its datasheet peak
         t[_IDX[k]] = (t[_IDX[k]] ** -_CAP_K + _EFF_CAP ** -_CAP_K) ** (-1.0 / _CAP_K)
     t[_IDX["tau_s"]] *= math.exp(corr[2])
@@ -266,7 +278,13 @@ class JointPhysicsModel(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "theta_")
         ds = ds or self._ds(g)
         return gpu_theta(self.theta_, self.slopes_, self.corrections_for(g, ds),
-                         self.reference, ds)
+                         self.reference, ds, clip=self.ratio_range())
+
+    def ratio_range(self) -> dict:
+        """{quantity: (lo, hi)} log ratios to the reference spanned by the fitted GPUs."""
+        check_is_fitted(self, "theta_")
+        rs = [log_ratios(d, self.reference) for d in self.datasheets_.values()]
+        return {k: (min(r[k] for r in rs), max(r[k] for r in rs)) for k in _RATIOS}
 
     def energy_source(self, g: str) -> str:
         """How this GPU's energy is predicted: its own power rows, or the power model."""
