@@ -96,6 +96,8 @@ def gpu_theta(theta_ref: np.ndarray, slopes: np.ndarray, corr: np.ndarray, ref: 
     t[_DYN_IDX] *= dyn * math.exp(corr[5])
     t[_IDX["e_byte_j"]] *= ref.mem_bw / ds.mem_bw
     t[_IDX["p_cap_w"]] *= ds.tdp_w / ref.tdp_w
+    # a board's average power never exceeds its power limit (the TDP, 5 % slack for meters)
+    t[_IDX["p_cap_w"]] = min(t[_IDX["p_cap_w"]], 1.05 * ds.tdp_w)
     if ds.sm_count and ref.sm_count:
         t[_IDX["fill_flops"]] *= ds.sm_count / ref.sm_count
     else:

@@ -147,3 +147,13 @@ def test_shipped_joint_artifact_digest_matches_the_committed_datasets():
             assert man["training_data_digest"] == dataset_digest(own)
         else:
             assert man["training_data_digest"] == d["training_data_digest"]
+
+
+def test_power_never_exceeds_the_board_limit():
+    theta, sl, _ = _truth()
+    i = PARAMS.index("p_cap_w")
+    hot = theta.copy()
+    hot[i] = 5.0 * REF.tdp_w                         # a fit that drifted far above the TDP
+    for ds in (REF, SMALL, OTHER):
+        t = gpu_theta(hot, sl, np.zeros(len(CORRECTIONS)), REF, ds)
+        assert t[i] <= 1.05 * ds.tdp_w + 1e-9
