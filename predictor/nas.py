@@ -46,7 +46,7 @@ from profiling.features import DTYPE_BYTES
 from .calibrated import (_OOD_BATCH_WIDEN, _OOD_DTYPE_WIDEN, regime_of,
                          CalibratedHardware)
 from .generators import ConvStackSpec, EncoderSpec, MLPSpec
-from .lowering import (_BN_BWD, _BN_FWD_TRAIN, _CHUNK, _EW_BWD, _EW_BWD_UNARY, _FOREACH_CHUNKS,
+from .lowering import (_BN_BWD, _BN_FWD_TRAIN, _CHUNK, _NCHW_SHARE, _EW_BWD, _EW_BWD_UNARY, _FOREACH_CHUNKS,
                        _FOREACH_TENSORS, _OPT, CLASSES, HOST_FEATURES)
 from .physics import Stack, evaluate
 
@@ -192,25 +192,35 @@ class _Lower:
         if self.train:
             self.w.h(s, "bnode", n)
 
-    def _cast_lowp(self, s, n, in_el, params):
-        """autocast: cast the activation input (and the weight) of a bf16 op."""
-        if self.low:
-            k = 1 + (np.asarray(params) > 0)
-            self._fwd_k(s, n, _CI["mem"], 0.0, in_el * 2 * 3 + params * 6, k)
-            self.w.h(s, "cast", np.asarray(n, float) * k)
+    def _cast_lowp(self, s, n, in_el, params, in32):
+        """autocast casts as :func:`predictor.lowering._autocast_casts` counts them: the
+        wrapper checks the input and the weight on the host; a cast kernel runs for an fp32
+        input (``in32``: the model input, not a 16-bit activation inside the chain) and for
+        the weight (once per forward), each with its backward in training."""
+        if not self.low:
+            return
+        kb = 2.0 if self.train else 1.0
+        has_p = (np.asarray(params) > 0).astype(float)
+        n = np.asarray(n, float)
+        self.w.h(s, "cast", n * (1.0 + has_p))
+        k = kb * (np.asarray(in32, float) + has_p)
+        by = kb * (np.asarray(in32, float) * in_el * 2 * 3 + params * 6.0)
+        self.w.gpu(s, n, _CI["mem"], 0.0, by, k)
+        self.w.h(s, "kern", n * k)
 
     def _fwd_k(self, s, n, cls, fl, by, k):
         self.w.gpu(s, n, cls, fl, by, k)
         self.w.h(s, "kern", np.asarray(n, float) * k)
 
-    def linear(self, s, n, rows, fin, fout, fused=0.0):
-        """``nn.Linear(fin, fout)`` (bias) on an input of ``rows`` x ``fin`` elements."""
+    def linear(self, s, n, rows, fin, fout, fused=0.0, in32=False):
+        """``nn.Linear(fin, fout)`` (bias) on an input of ``rows`` x ``fin`` elements;
+        ``in32``: its input is fp32 under autocast (the model input)."""
         in_el, out_el = rows * fin, rows * fout
         params = fin * fout + fout
         flops = 2.0 * in_el * fout
         nbytes = (in_el + params + out_el) * float(self.db)
         self._call(s, n * (1.0 - fused))
-        self._cast_lowp(s, n, in_el, params)
+        self._cast_lowp(s, n, in_el, params, in32)
         self.w.h(s, "lt", n * (rows > 1))
         self._fwd_bwd_mm(s, n, self.mm, flops, nbytes, 0, fin, fout)
         self._bwd(s, n, _CI["mem"], 0.0, out_el * float(self.db), nodes=0)
@@ -246,16 +256,21 @@ class _Lower:
             self._fwd(s, n, _CI["mem"], numel, nbytes * 1.25)
             self._bwd(s, n, _CI["mem"], numel, nbytes * 1.25)
 
-    def conv2d(self, s, n, batch, cin, cout, hw, k):
-        """``nn.Conv2d(cin, cout, k, padding=k//2)`` (bias, groups 1) on hw pixels."""
+    def conv2d(self, s, n, batch, cin, cout, hw, k, in32=False):
+        """``nn.Conv2d(cin, cout, k, padding=k//2)`` (bias, groups 1) on hw pixels;
+        ``in32``: its input is fp32 under autocast (the model input)."""
         in_el, out_el = batch * cin * hw, batch * cout * hw
         params = cout * cin * k * k + cout
         flops = 2.0 * batch * cout * hw * cin * k * k
         nbytes = (in_el + params + out_el) * float(self.db)
         cls = _CI["conv_bf16" if self.low else "conv_tf32"]
         self._call(s, n)
-        self._cast_lowp(s, n, in_el, params)
+        self._cast_lowp(s, n, in_el, params, in32)
         self.w.h(s, "conv", n)
+        if self.low:        # NCHW 16-bit conv: cuDNN's NHWC transposes (lowering's rule)
+            tb = _NCHW_SHARE * 2.0 * (in_el + out_el) * 2.0
+            self._fwd(s, n, _CI["mem"], 0.0, tb, 1)
+            self._bwd(s, n, _CI["mem"], 0.0, tb, 1, nodes=0)
         self._fwd_bwd_mm(s, n, cls, flops, nbytes, 1, cin, cout)
         self._fwd(s, n, _CI["mem"], 0.0, 2.0 * out_el * self.db)
         self._bwd(s, n, _CI["mem"], 0.0, out_el * float(self.db), nodes=0)
@@ -341,7 +356,7 @@ def _mlp(L: _Lower, batch: int, widths, fin, fout):
     si, sj = np.nonzero(widths > 0)
     fi, fo = prev[si, sj].astype(float), widths[si, sj].astype(float)
     B = float(batch)
-    L.linear(si, 1.0, B, fi, fo)
+    L.linear(si, 1.0, B, fi, fo, in32=(sj == 0))     # only the first Linear sees fp32
     L.elementwise(si, 1.0, B * fo, 2.0 * B * fo * L.db)              # ReLU
     last = widths[s, depth - 1].astype(float)
     L.linear(s, 1.0, B, last, fout.astype(float))
@@ -362,7 +377,7 @@ def _convstack(L: _Lower, batch: int, filters, c0: int, hw: int, kernel, fout):
     ci, co = prev[si, sj].astype(float), filters[si, sj].astype(float)
     k = kernel[si].astype(float)
     B, HW = float(batch), float(hw)
-    L.conv2d(si, 1.0, B, ci, co, HW, k)
+    L.conv2d(si, 1.0, B, ci, co, HW, k, in32=(sj == 0))   # only the first conv sees fp32
     L.elementwise(si, 1.0, B * co * HW, 2.0 * B * co * HW * L.db)     # ReLU
     last = filters[s, depth - 1].astype(float)
     L.elementwise(s, 1.0, B * last * HW, (B * last * HW + B * last) * L.db)   # avg pool
