@@ -43,11 +43,10 @@ import numpy as np
 from profiling.errors import ExanteError
 from profiling.features import DTYPE_BYTES
 
-from .calibrated import (_OOD_BATCH_WIDEN, _OOD_DTYPE_WIDEN, regime_of,
-                         CalibratedHardware)
+from .calibrated import _OOD_BATCH_WIDEN, _OOD_DTYPE_WIDEN, CalibratedHardware, regime_of
 from .generators import ConvStackSpec, EncoderSpec, MLPSpec
-from .lowering import (_BN_BWD, _BN_FWD_TRAIN, _CHUNK, _NCHW_SHARE, _EW_BWD, _EW_BWD_UNARY, _FOREACH_CHUNKS,
-                       _FOREACH_TENSORS, _OPT, CLASSES, HOST_FEATURES)
+from .lowering import (_BN_BWD, _BN_FWD_TRAIN, _CHUNK, _EW_BWD, _EW_BWD_UNARY, _FOREACH_CHUNKS,
+                       _FOREACH_TENSORS, _NCHW_SHARE, _OPT, CLASSES, HOST_FEATURES)
 from .physics import Stack, evaluate
 
 __all__ = ["EnergyObjective", "EnergyScore", "NB101Spec", "random_nb101_cells",
