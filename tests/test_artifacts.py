@@ -173,3 +173,23 @@ def test_no_shipped_artifact_is_synthetic():
     for f in A.package_artifact_dir().glob("*.json"):
         m = json.loads(f.read_text())
         assert m.get("measured", True) is True, f
+
+
+def test_a_save_killed_mid_write_leaves_the_old_artifact_loading(tmp_path, small_model,
+                                                                 monkeypatch):
+    """A fit interrupted while writing its artifact (Ctrl-C during the write) leaves the old
+    pair in place, loadable and unchanged, and no temporary file behind (issue 20)."""
+    reg, L = small_model
+    old = A.save_artifact(reg, "hwk", tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def killed(fd):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(A.os, "fsync", killed)
+    with pytest.raises(KeyboardInterrupt):
+        A.save_artifact(reg, "hwk", tmp_path, extra={"note": "new"})
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    art = A.load_artifact("hwk", tmp_path, use_cache=False)
+    assert art.id == old["id"]
+    np.testing.assert_allclose(art.model.predict(L), reg.predict(L))
