@@ -69,7 +69,7 @@ def test_a_gpu_file_never_seen_is_scored_like_the_others(tmp_path):
     v = r["per_gpu"]["p100"]
     assert v["hardware"] == "p100-pcie" and v["tdp_w"] == 250.0 and v["n"] == 3
     assert any("p100-pcie" in n for n in r["notes"])
-    assert v["transferred_from"] == "h100"
+    assert v["transferred_from"] == "joint" and v["in_sample"] is False
 
 
 def test_calibration_follows_the_data(tmp_path):

@@ -102,7 +102,7 @@ def test_cli_calibrate_writes_user_artifact_that_predict_uses(tmp_path, monkeypa
     assert cli_main(["calibrate", "--hardware", "l4", "--runs", str(f), "--out", str(out),
                      "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
-    assert rep["hardware"] == "l4" and rep["n_runs"] == 4 and rep["source"] == "h100"
+    assert rep["hardware"] == "l4" and rep["n_runs"] == 4 and rep["source"] == "joint"
     assert rep["in_sample_mape_pct_after"]["time"] < rep["in_sample_mape_pct_before"]["time"]
     assert (out / "l4.joblib").is_file() and (out / "l4.json").is_file()
     m = resolve_model_on_meta(REFS[0][0])

@@ -175,8 +175,12 @@ def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None
                 engines[bf.hardware] = str(exc)
             else:
                 engines[bf.hardware] = art.model
-                report["engine"][bf.hardware] = {"artifact": art.manifest.get("id"),
-                                                 "sha256": art.manifest.get("sha256")}
+                fitted = art.manifest.get("joint_gpus") or ()
+                report["engine"][bf.hardware] = {
+                    "artifact": art.manifest.get("id"), "sha256": art.manifest.get("sha256"),
+                    # the shipped model was fitted on this GPU's rows (the visible timm files):
+                    # its numbers here are in-sample; held-out ones: experiments/multigpu
+                    "in_sample": bool(art.manifest.get("measured")) and bf.hardware in fitted}
         if isinstance(engines[bf.hardware], str):
             report["skipped_files"][p.name] = (f"no predictor for {bf.hardware}: "
                                                f"{engines[bf.hardware]}")

@@ -281,6 +281,10 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
                      tdp_proxy_energy_j=float(spec.tdp_w) * r["time_s"],
                      flops_proxy_energy_j=c * r["flops"], calibration_row=i in cal_idx)
         ev = [r for r in rows if not r["calibration_row"]]
+        if art.manifest.get("measured") and spec.key in (art.manifest.get("joint_gpus") or ()):
+            notes.append(f"{gpu}: the shipped {spec.key} model was fitted on these traces, so its "
+                         "'datasheet' numbers are in-sample; leave-one-GPU-out numbers are in "
+                         "experiments/multigpu/results")
         per_gpu[gpu] = {
             "datasheet_mape_pct": _mape(ev, "datasheet_energy_j"),
             "calibrated_mape_pct": _mape(ev, "calibrated_energy_j"),
@@ -291,6 +295,10 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
             "datasheet_time_mape_all_rows_pct": _mape(rows, "datasheet_time_s", "time_s"),
             "n_all": len(rows), "hardware": spec.key, "tdp_w": spec.tdp_w,
             "power_limit_w": pmax, "transferred_from": getattr(base, "source", base.hardware),
+            # the shipped model of this GPU was fitted on these traces: "datasheet" numbers
+            # are then in-sample (held-out ones: experiments/multigpu, leave-one-GPU-out)
+            "in_sample": bool(art.manifest.get("measured"))
+            and spec.key in (art.manifest.get("joint_gpus") or ()),
             "calibration_rows": [f"{rows[i]['network']} b{rows[i]['batch_size']}"
                                  for i in cal_idx],
             "calibration_scales": {k: math.exp(v) for k, v in
