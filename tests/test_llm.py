@@ -79,6 +79,17 @@ def test_serving_energy_scales_sensibly():
         serving.serving_energy(8e9, "h100", 1, 8, precision="fp3")
 
 
+def test_moe_reads_the_expected_union_of_routed_experts():
+    pr = serving.params_read
+    assert pr(64, 8e9, 8e9) == 8e9                                  # dense: every weight
+    assert pr(1, 235e9, 22e9) == pytest.approx(22e9)                # one token: its experts
+    assert pr(8, 235e9, 22e9) == pytest.approx(235e9 * (1 - (1 - 22 / 235) ** 8))
+    assert 22e9 * 2 < pr(8, 235e9, 22e9) < 22e9 * 8                 # overlap between tokens
+    assert pr(4096, 235e9, 22e9) == pytest.approx(235e9)            # large batch: all experts
+    moe8 = serving.roofline_step_s(lookup("h100"), 8, 8, 235e9, 22e9, "bf16")
+    assert moe8 == pytest.approx(2 * pr(8, 235e9, 22e9) / (8 * 3350e9))
+
+
 def _fixture(tmp_path):
     (tmp_path / "tasks").mkdir()
     confs = []

@@ -3,8 +3,11 @@ for a model on ``gpus`` devices (tensor-parallel) at a concurrency (sequences in
 
 A roofline of one decode step of the whole batch (s)::
 
-    t_mem  = weight_bytes · min(P_total, P_active · B) / (gpus · mem_bw)   (weights streamed once
-             per step; an MoE reads at most the experts B tokens activate)
+    t_mem  = weight_bytes · P_read / (gpus · mem_bw)   (weights streamed once per step)
+    P_read = P_total · (1 - (1 - P_active/P_total)^B)   (an MoE reads only the experts its B
+             tokens route to: with independent routing each expert weight is touched with
+             probability 1 - (1 - f)^B, f = P_active/P_total; P_active at B = 1, P_total for a
+             dense model or a large batch)
     t_cmp  = 2 · P_active · B / (gpus · peak)
     t_step = max(t_mem, t_cmp)
 
@@ -48,6 +51,16 @@ def compute_peak_tflops(spec, precision: str) -> float:
     return spec.peak(d)
 
 
+def params_read(batch: float, params_total: float, params_active: float) -> float:
+    """Expected parameters read in one decode step of ``batch`` tokens: every weight of a dense
+    model; for an MoE the expected union of the experts the tokens route to (independent routing,
+    activated fraction f = active/total): ``P_total · (1 - (1 - f)^batch)``."""
+    if params_active >= params_total:
+        return float(params_total)
+    f = params_active / params_total
+    return params_total * -math.expm1(batch * math.log1p(-f))
+
+
 def roofline_step_s(spec, gpus: int, batch: float, params_total: float, params_active: float,
                     precision: str) -> float:
     """Roofline time (s) of one decode step of ``batch`` sequences."""
@@ -55,7 +68,7 @@ def roofline_step_s(spec, gpus: int, batch: float, params_total: float, params_a
         raise ExanteError(f"{spec.name} lacks memory bandwidth or TDP in the catalogue; the "
                           f"serving model needs both")
     wb = weight_bytes(precision)
-    t_mem = wb * min(params_total, params_active * batch) / (gpus * spec.mem_bw_gbs * 1e9)
+    t_mem = wb * params_read(batch, params_total, params_active) / (gpus * spec.mem_bw_gbs * 1e9)
     t_cmp = 2.0 * params_active * batch / (gpus * compute_peak_tflops(spec, precision) * 1e12)
     return max(t_mem, t_cmp)
 
