@@ -115,7 +115,7 @@ def test_non_gpu_and_unknown_are_errors():
     with pytest.raises(ExanteError, match="no fitted model"):
         predict(m, (2, 8), hardware="tpu-v4")
     with pytest.raises(ExanteError, match="lacks fp32 peak, bandwidth or TDP"):
-        datasheet_of("rtx2080")          # the catalogue has no bandwidth for it
+        datasheet_of("gtx1080ti")        # the catalogue has no bandwidth for it
 
 
 def test_cli_predict_hardware_a100_json(capsys):
