@@ -455,11 +455,20 @@ def _one_line(exc: BaseException) -> str:
 GLOBAL_FLAGS = ("--debug", "-v", "--verbose", "--quiet")   # accepted anywhere on the line
 
 
+#: commands whose ``--hardware`` takes a catalogue GPU: ``--list-hardware`` prints the catalogue
+_LIST_HARDWARE_COMMANDS = ("predict", "estimate", "compare", "calibrate")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("EXANTE_DEBUG", "") not in ("", "0")
     verbose, quiet = "-v" in argv or "--verbose" in argv, "--quiet" in argv
     argv = [a for a in argv if a not in GLOBAL_FLAGS]
+    if argv[:1] and argv[0] in _LIST_HARDWARE_COMMANDS and "--list-hardware" in argv:
+        from predictor.hardware import catalogue_table   # torch-free, like the catalogue
+
+        print(catalogue_table())
+        return 0
     try:
         args = build_parser(argv).parse_args(argv)
     except SystemExit as exc:               # --help (0) or a usage error, already printed (2)

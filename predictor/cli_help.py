@@ -12,8 +12,9 @@ MODEL_REF_HELP = (
     "without weights, on the meta device (no download, no memory)")
 HARDWARE_HELP = (
     "the GPU to predict for (default h100, the measured one): any GPU of the catalogue, e.g. "
-    "a100, v100, l4, rtx4090 (`exante calc --list-devices` lists them); other GPUs are "
-    "transferred from the H100 by their datasheet and say so")
+    "a100, v100, l4, rtx4090 (`--list-hardware` lists them); GPUs with measured rows (H100, "
+    "RTX 3090/4090, A40, V100, RTX 6000) have their own fitted model, every other GPU is "
+    "predicted from its datasheet by the joint multi-GPU model and says so")
 MODE_HELP = (
     "inference: one forward of the batch under torch.inference_mode(); train_step: "
     "zero_grad, forward, loss, backward, optimizer.step() (default inference)")

@@ -80,3 +80,13 @@ def test_listed_sub_commands_match_their_modules():
     helps = {c.dest: c.help for c in sub._choices_actions}
     for name, (_, _, listed) in EXTERNAL_COMMANDS.items():
         assert helps[name] == listed, name
+
+
+def test_list_hardware_on_the_commands_that_take_a_gpu(capsys):
+    """`exante predict --list-hardware` (and estimate/compare/calibrate) print the catalogue,
+    like `exante calc --list-hardware`, without needing the other arguments."""
+    from predictor.cli import main
+    for cmd in ("predict", "estimate", "compare", "calibrate"):
+        assert main([cmd, "--list-hardware"]) == 0
+        out = capsys.readouterr().out
+        assert "rtx4090" in out and "h100" in out and out.splitlines()[0].startswith("key")
