@@ -90,6 +90,19 @@ def test_moe_reads_the_expected_union_of_routed_experts():
     assert moe8 == pytest.approx(2 * pr(8, 235e9, 22e9) / (8 * 3350e9))
 
 
+def test_serving_pays_the_allreduce_across_gpus_and_costs_fp8_at_the_16_bit_rate():
+    b200 = lookup("b200")
+    a, t_fix, t_tok, t_ar, _ = serving.shipped_coefficients("b200")
+    assert t_ar > 0                                   # fitted > 0 on B200 (0 on H100)
+    for n in (1, 4):
+        e = serving.serving_energy(70e9, "b200", n, 16).energy_per_1k_output_tokens_j / 1000
+        want = (a * serving.decode_feature(b200, n, 16, 70e9, 70e9, "bf16")
+                + n * b200.tdp_w * (t_fix / 16 + t_tok) + (n - 1) * b200.tdp_w * t_ar)
+        assert e == pytest.approx(want)
+    assert serving.compute_peak_tflops(b200, "fp8") == serving.compute_peak_tflops(b200, "bf16")
+    assert len(serving.shipped_coefficients("a100-80gb")) == 5     # geometric-mean fallback
+
+
 def _fixture(tmp_path):
     (tmp_path / "tasks").mkdir()
     confs = []

@@ -49,10 +49,10 @@ def main() -> None:
                f"(github.com/ml-energy/leaderboard 0cd52dab, Apache-2.0; Chung et al. 2025, "
                f"arXiv:2505.06371), via experiments/calculator/serving_mlenergy.py")
         tmp = out.with_suffix(".tmp")
-        lines = ["gpu,a,fixed_step_s,per_token_s,source"]
+        lines = ["gpu,a,fixed_step_s,per_token_s,allreduce_per_token_s,source"]
         for g, c in r["coefficients_all_rows"].items():
             lines.append(f"{g},{c['a']:.5f},{c['fixed_step_s']:.7f},{c['per_token_s']:.4e},"
-                         f"\"{src}\"")
+                         f"{c['allreduce_per_token_s']:.4e},\"{src}\"")
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         tmp.replace(out)
         print(f"wrote {out.relative_to(ROOT)}")
@@ -67,7 +67,7 @@ def main() -> None:
                    f"the *measured* throughput. Prompt lengths are not in the export, so a "
                    f"per-task prompt coefficient is fitted (implied prompt tokens per request: "
                    f"{prompts}). Per GPU type: roofline coefficient, fixed time per decode step and "
-                   f"time per output token, fitted on the other models.\n\n{table(r)}\n{END}")
+                   f"time per output token, all-reduce time per output token across the GPUs, fitted on the other models.\n\n{table(r)}\n{END}")
         readme = ROOT / "README.md"
         text = readme.read_text(encoding="utf-8")
         if START not in text:

@@ -4,7 +4,8 @@ Reads every ``tasks/*.json`` of a folder laid out like ``shared/extdata/mlenergy
 configurations carry ``energy_per_token_joules`` (LLM and multimodal-LLM tasks; diffusion tasks
 are skipped). For each held-out model (``-FP8`` variants count as the same model) the serving
 model of :mod:`predictor.llm.serving` is fitted on the other models -- per GPU type the
-roofline coefficient ``a``, a fixed time per decode step and a time per output token, plus one
+roofline coefficient ``a``, a fixed time per decode step, a time per output token and an
+all-reduce time per output token paid by ``num_gpus - 1`` devices, plus one
 prompt-energy coefficient per task (the prompt lengths are not in the export) -- minimising
 the mean absolute relative error (non-negative, iteratively reweighted least squares), and
 predicts the held-out rows from their configuration only (params, activated params, weight
@@ -55,6 +56,7 @@ def load_rows(folder) -> list[dict]:
                 "y": float(c["energy_per_token_joules"]),
                 "x_dec": serving.decode_feature(spec, n, b, pt, pa, prec),
                 "x_fix": n * spec.tdp_w / b, "x_tok": n * spec.tdp_w,
+                "x_ar": (n - 1) * spec.tdp_w,
                 "x_pre": serving.prefill_feature(spec, pa, prec) / float(c["avg_output_len"]),
                 "tdp_time": n * spec.tdp_w / float(c["output_throughput_tokens_per_sec"]),
                 "params_active": pa})
@@ -63,13 +65,17 @@ def load_rows(folder) -> list[dict]:
     return rows
 
 
+_PER_GPU = 4   # coefficients per GPU type: serving.COEFFICIENTS
+
+
 def _design(rows: list[dict], tasks: list[str], gpus: list[str]) -> np.ndarray:
-    """Columns: per GPU [decode roofline, fixed step, per token], then per task [prefill]."""
-    X = np.zeros((len(rows), 3 * len(gpus) + len(tasks)))
+    """Columns: per GPU [decode roofline, fixed step, per token, all-reduce], then per task
+    [prefill]."""
+    X = np.zeros((len(rows), _PER_GPU * len(gpus) + len(tasks)))
     for i, r in enumerate(rows):
-        g = 3 * gpus.index(r["gpu"])
-        X[i, g:g + 3] = (r["x_dec"], r["x_fix"], r["x_tok"])
-        X[i, 3 * len(gpus) + tasks.index(r["task"])] = r["x_pre"]
+        g = _PER_GPU * gpus.index(r["gpu"])
+        X[i, g:g + _PER_GPU] = (r["x_dec"], r["x_fix"], r["x_tok"], r["x_ar"])
+        X[i, _PER_GPU * len(gpus) + tasks.index(r["task"])] = r["x_pre"]
     return X
 
 
@@ -134,8 +140,10 @@ def run_mlenergy_bench(folder, progress=None) -> dict:
                 "params_linear_mape_pct": _mape([prox_lin[i] for i in sel], yy)}
 
     full = fit(rows, tasks, gpus)
-    per_gpu_coef = {g: {"a": float(full[3 * k]), "fixed_step_s": float(full[3 * k + 1]),
-                        "per_token_s": float(full[3 * k + 2])} for k, g in enumerate(gpus)}
+    from predictor.llm.serving import COEFFICIENTS
+
+    per_gpu_coef = {g: {name: float(full[_PER_GPU * k + j]) for j, name in enumerate(COEFFICIENTS)}
+                    for k, g in enumerate(gpus)}
     a_mean = float(np.mean([v["a"] for v in per_gpu_coef.values()]))
     report = {"dir": str(folder), "rows": len(rows), "models": len(models), "tasks": tasks,
               "split": "leave-one-model-out (-FP8 variants held out with their model)",
@@ -145,7 +153,7 @@ def run_mlenergy_bench(folder, progress=None) -> dict:
               "per_model": {m: block([i for i in idx if rows[i]["model"] == m]) for m in models},
               "coefficients_all_rows": per_gpu_coef,
               "implied_prompt_tokens_per_request": {
-                  t: float(full[3 * len(gpus) + j] / a_mean) if a_mean > 0 else None
+                  t: float(full[_PER_GPU * len(gpus) + j] / a_mean) if a_mean > 0 else None
                   for j, t in enumerate(tasks)},
               "tdp_x_time_scale_median": float(statistics.median(tdp_scale))}
     report["mean_energy_per_token_j"] = float(np.mean(y))

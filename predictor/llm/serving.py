@@ -8,14 +8,17 @@ A roofline of one decode step of the whole batch (s)::
              tokens route to: with independent routing each expert weight is touched with
              probability 1 - (1 - f)^B, f = P_active/P_total; P_active at B = 1, P_total for a
              dense model or a large batch)
-    t_cmp  = 2 · P_active · B / (gpus · peak)
+    t_cmp  = 2 · P_active · B / (gpus · peak16)   (16-bit dense peak, also for fp8 weights)
     t_step = max(t_mem, t_cmp)
 
 Energy (J) = ``a`` × (gpus · TDP) × (roofline time + ``t_fix`` per decode step), so ``a`` folds together the achieved
 fraction of the roofline and the fraction of TDP drawn; it is one coefficient fitted on
 ML.ENERGY v3 (``predictor/bench/mlenergy.py``, leave-one-model-out in the README) and shipped in
-``predictor/data/llm_serving.csv``. Decode: ``a·gpus·TDP·t_step / B`` per output token;
-prefill (compute-bound): ``a·TDP·2·P_active / peak`` per prompt token.
+``predictor/data/llm_serving.csv``. Decode: ``a·gpus·TDP·t_step / B`` per output token, plus
+``gpus·TDP·t_tok`` and, across ``gpus`` > 1 devices, ``(gpus - 1)·TDP·t_ar``: each token's
+activations are all-reduced between the devices every layer (ring: time ∝ 2(gpus-1)/gpus, paid
+by all gpus), ``t_ar`` fitted; prefill (compute-bound): ``a·TDP·2·P_active / peak16`` per prompt
+token.
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ def weight_bytes(precision: str) -> float:
 
 
 def compute_peak_tflops(spec, precision: str) -> float:
-    """Dense peak the matmuls run at: fp8 weights on an fp8 device, else the 16-bit rate."""
-    p = str(precision).lower()
-    if p == "fp8" and "fp8" in spec.peak_tflops:
-        return spec.peak_tflops["fp8"]
+    """Dense peak (TFLOP/s) the serving matmuls are costed at: the 16-bit rate, for every weight
+    precision. fp8 checkpoints keep it too: on ML.ENERGY v3 the fp8 peak under-predicted them on
+    both H100 and B200 (leave-one-model-out 25.2 % vs 24.7 % with the 16-bit rate), and an fp8
+    model there costs about what its bf16 twin does on the same GPU count."""
+    del precision
     d, _ = spec.training_dtype("bf16")
     return spec.peak(d)
 
@@ -90,15 +94,20 @@ def _shipped() -> dict:
     return {row["gpu"]: row for row in csv.DictReader(io.StringIO(text))}
 
 
-def shipped_coefficients(gpu_key: str) -> tuple[float, float, float, str]:
-    """``(a, t_fix_s, t_tok_s, source)`` for a catalogue GPU key (fitted on ML.ENERGY v3)."""
+COEFFICIENTS = ("a", "fixed_step_s", "per_token_s", "allreduce_per_token_s")
+
+
+def shipped_coefficients(gpu_key: str) -> tuple[float, float, float, float, str]:
+    """``(a, t_fix_s, t_tok_s, t_ar_s, source)`` for a catalogue GPU key (fitted on ML.ENERGY
+    v3; ``t_ar_s``: all-reduce time per output token between tensor-parallel devices)."""
     rows = _shipped()
     if gpu_key in rows:
         r = rows[gpu_key]
-        return (float(r["a"]), float(r["fixed_step_s"]), float(r["per_token_s"]),
+        return (*(float(r[k]) for k in COEFFICIENTS),
                 f"coefficients fitted on {gpu_key}: {r['source']}")
-    vals = [[float(r[k]) for k in ("a", "fixed_step_s", "per_token_s")] for r in rows.values()]
-    gm = [math.exp(statistics.fmean(math.log(max(v[i], 1e-12)) for v in vals)) for i in range(3)]
+    vals = [[float(r[k]) for k in COEFFICIENTS] for r in rows.values()]
+    gm = [math.exp(statistics.fmean(math.log(max(v[i], 1e-12)) for v in vals))
+          for i in range(len(COEFFICIENTS))]
     src = next(iter(rows.values()))["source"]
     return (*gm, f"no ML.ENERGY rows on {gpu_key}: geometric mean of the {', '.join(rows)} "
                  f"coefficients ({src})")
@@ -130,10 +139,10 @@ def serving_energy(params: float, device, gpus: int = 1, concurrency: int = 32, 
         if not isinstance(v, (int, float)) or v <= 0:
             raise ExanteError(f"{what} must be a number > 0, got {v!r}")
     pa = active_params or params
-    a, t_fix, t_tok, src = shipped_coefficients(spec.key)
+    a, t_fix, t_tok, t_ar, src = shipped_coefficients(spec.key)
     step = roofline_step_s(spec, gpus, concurrency, params, pa, precision)
     out_j = (a * decode_feature(spec, gpus, concurrency, params, pa, precision)
-             + gpus * spec.tdp_w * (t_fix / concurrency + t_tok))
+             + gpus * spec.tdp_w * (t_fix / concurrency + t_tok) + (gpus - 1) * spec.tdp_w * t_ar)
     in_j = a * prefill_feature(spec, pa, precision)
     return ServingEstimate(1000 * in_j, 1000 * out_j, prompt_tokens * in_j + output_tokens * out_j,
                            step, src)
