@@ -44,3 +44,16 @@ def output_dir(args, tracked: Path | str, name: str) -> str:
         print(f"writing to {out} (the repository's results: --write-results)", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     return str(out)
+
+
+def replace_readme_section(readme: Path, start: str, end: str, block: str) -> None:
+    """Write ``block`` (markers included) over ``start ... end`` in ``readme`` (a generated
+    README section); refuse a README without both markers."""
+    import re
+
+    text = readme.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        raise SystemExit(f"README.md has no {start} ... {end} markers")
+    readme.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda m: block, text,
+                             flags=re.S), encoding="utf-8")
+    print("README.md section updated")

@@ -13,7 +13,6 @@ Run:  python experiments/calculator/compare_physics.py [--write-readme]
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -101,13 +100,9 @@ def main() -> None:
                    f"else 1, pp 1. Median |device-hours error| vs the published hours: "
                    f"**{100 * med:.1f} %** ({len(rs)} runs); the published-runs default (above) is "
                    f"the better ex-ante estimate.\n\n{t}\n{END}")
-        readme = ROOT / "README.md"
-        text = readme.read_text(encoding="utf-8")
-        if START not in text:
-            raise SystemExit(f"README.md has no {START} ... {END} markers")
-        readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: section,
-                                 text, flags=re.S), encoding="utf-8")
-        print("README.md section updated")
+        from experiments.outputs import replace_readme_section
+
+        replace_readme_section(ROOT / "README.md", START, END, section)
 
 
 if __name__ == "__main__":

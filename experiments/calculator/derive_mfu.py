@@ -17,7 +17,6 @@ import argparse
 import csv
 import io
 import math
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -124,13 +123,9 @@ def main() -> None:
             f"other runs' own leave-one-out residuals, 5-95 %): median |device-hours error| "
             f"**{100 * ev['median_abs_err']:.1f} %**, published value inside the interval for "
             f"**{100 * ev['coverage']:.0f} %** of runs.\n\n{table(ev)}\n{END}")
-        readme = ROOT / "README.md"
-        text = readme.read_text(encoding="utf-8")
-        if START not in text:
-            raise SystemExit(f"README.md has no {START} ... {END} markers")
-        readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END),
-                                 lambda m: section, text, flags=re.S), encoding="utf-8")
-        print("README.md section updated")
+        from experiments.outputs import replace_readme_section
+
+        replace_readme_section(ROOT / "README.md", START, END, section)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import io
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -201,14 +200,9 @@ def main() -> None:
     print(f"\nworst |error| with the papers' inputs: energy {100 * worst:.2f} %, "
           f"CO2 {100 * worst_co2:.2f} %")
     if args.write_readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text(encoding="utf-8")
-        if START not in text or END not in text:
-            raise SystemExit(f"README.md has no {START} ... {END} markers")
-        new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: readme_section(results),
-                     text, flags=re.S)
-        readme.write_text(new, encoding="utf-8")
-        print("README.md section updated")
+        from experiments.outputs import replace_readme_section
+
+        replace_readme_section(ROOT / "README.md", START, END, readme_section(results))
 
 
 if __name__ == "__main__":

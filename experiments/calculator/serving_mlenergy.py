@@ -10,7 +10,6 @@ Run:  python experiments/calculator/serving_mlenergy.py [DIR] [--write] [--write
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -68,13 +67,9 @@ def main() -> None:
                    f"per-task prompt coefficient is fitted (implied prompt tokens per request: "
                    f"{prompts}). Per GPU type: roofline coefficient, fixed time per decode step and "
                    f"time per output token, all-reduce time per output token across the GPUs, fitted on the other models.\n\n{table(r)}\n{END}")
-        readme = ROOT / "README.md"
-        text = readme.read_text(encoding="utf-8")
-        if START not in text:
-            raise SystemExit(f"README.md has no {START} ... {END} markers")
-        readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: section,
-                                 text, flags=re.S), encoding="utf-8")
-        print("README.md section updated")
+        from experiments.outputs import replace_readme_section
+
+        replace_readme_section(ROOT / "README.md", START, END, section)
 
 
 if __name__ == "__main__":
