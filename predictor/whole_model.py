@@ -207,7 +207,6 @@ def attach_workloads(folder: str | os.PathLike, *, rebuild: bool = False) -> dic
     model cannot be built here (a missing optional package, a user file) are skipped and
     listed.  ``models.csv`` may carry extra columns.  Returns ``{"added": n, "skipped":
     {key: reason}}``."""
-    import tempfile
 
     from profiling.model_refs import resolve_model_on_meta
 
@@ -243,13 +242,7 @@ def attach_workloads(folder: str | os.PathLike, *, rebuild: bool = False) -> dic
                        for k in sorted(have)).encode("utf-8")
         if wpath.suffix == ".gz":
             text = gzip.compress(text, 9, mtime=0)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{wpath.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, wpath)
+        schema.write_bytes_atomic(wpath, text)
     return {"added": added, "skipped": skipped}
 
 

@@ -712,6 +712,13 @@ def task_table(directory: str | os.PathLike) -> CsvTable:
 # --------------------------------------------------------------------------- JSON
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync'ed and
+    ``os.replace``'d over the old one (whose mode it keeps; a new file gets 0o666 less the
+    umask), then the folder fsync'ed -- a crash leaves the old file or the new one."""
+    _write_atomic_bytes(os.fspath(path), [data])
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically (temp file, fsync, os.replace)."""
     text = json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n"

@@ -15,7 +15,6 @@ import gzip
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,19 +28,6 @@ EXTRA_COLUMNS = ("memory_format", "source", "licence", "attribution", "source_co
 WORKLOADS_GZ = WORKLOAD_FILE + ".gz"
 
 
-def _atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def totals(w) -> dict:
@@ -112,7 +98,7 @@ def write_dataset(out: Path, rows: list[dict], workloads: dict, sweep_ids: set,
             json.dumps(r[c], sort_keys=True, separators=(",", ":"))
             if isinstance(r[c], (dict, list)) else
             ("true" if r[c] is True else "false" if r[c] is False else r[c])) for c in cols])
-    _atomic(mpath, buf.getvalue().encode("utf-8"))
+    schema.write_bytes_atomic(mpath, buf.getvalue().encode("utf-8"))
 
     wpath = out / WORKLOADS_GZ
     have = {}
@@ -123,7 +109,7 @@ def write_dataset(out: Path, rows: list[dict], workloads: dict, sweep_ids: set,
     have.update({k: json.loads(w.to_json()) for k, w in workloads.items()})
     text = "".join(json.dumps({"key": k, "workload": have[k]}, sort_keys=True,
                               separators=(",", ":")) + "\n" for k in sorted(have))
-    _atomic(wpath, gzip.compress(text.encode("utf-8"), 9, mtime=0))
+    schema.write_bytes_atomic(wpath, gzip.compress(text.encode("utf-8"), 9, mtime=0))
 
     def upd(meta):
         sw = meta.setdefault("sweeps", {})
@@ -133,6 +119,6 @@ def write_dataset(out: Path, rows: list[dict], workloads: dict, sweep_ids: set,
         return meta
     meta = schema.update_meta(out, upd)
     os.chmod(out / schema.META_FILE, 0o644)
-    _atomic(out / "README.md", _card(out, meta).encode("utf-8"))
+    schema.write_bytes_atomic(out / "README.md", _card(out, meta).encode("utf-8"))
     return {"models_csv_bytes": mpath.stat().st_size, "workloads_gz_bytes": wpath.stat().st_size,
             "n_rows": len(keep) + len(rows), "n_workloads": len(have)}

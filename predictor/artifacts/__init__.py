@@ -37,7 +37,6 @@ import json
 import os
 import platform
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,6 +46,7 @@ from typing import Any, Iterable
 import joblib
 
 from profiling.errors import ExanteError
+from profiling.schema import write_bytes_atomic
 
 __all__ = [
     "ARTIFACT_ENV",
@@ -210,22 +210,8 @@ def library_versions() -> dict:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)            # mkstemp makes 0600; artifacts are package data
-        os.replace(tmp, path)
-        tmp = None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+    write_bytes_atomic(path, data)
+    os.chmod(path, 0o644)               # artifacts are package data, whatever the umask
 
 
 def _jsonable(obj):

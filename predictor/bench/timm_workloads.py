@@ -32,12 +32,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections import OrderedDict
 from dataclasses import fields, replace
 from pathlib import Path
 
 from profiling.errors import ExanteError
+from profiling.schema import write_bytes_atomic
 
 __all__ = ["timm_workload", "TimmBuildError", "default_cache_dir", "cache_path",
            "build_timm_model", "timm_version", "warm_cache", "MEMORY_FORMATS", "CACHE_FORMAT"]
@@ -97,18 +97,6 @@ def cache_path(cache_dir, name: str, img_size: int, batch: int, mode: str,
 
 def _err_path(path: Path) -> Path:
     return path.with_name(path.name[:-len(".json.gz")] + ".err.json")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cfg_sizes(cfg) -> set:
@@ -269,11 +257,11 @@ def timm_workload(name: str, img_size: int, batch: int, mode: str = "inference",
         w = _capture_fresh(name, img_size, batch, mode, dtype)
     except TimmBuildError as exc:
         if use_cache:
-            _atomic_write(_err_path(path), json.dumps({"key": key, "error": str(exc)}).encode())
+            write_bytes_atomic(_err_path(path), json.dumps({"key": key, "error": str(exc)}).encode())
         raise
     if use_cache:
         rec = {"key": key, "workload": json.loads(w.to_json())}
-        _atomic_write(path, gzip.compress(json.dumps(rec, separators=(",", ":")).encode(), 6))
+        write_bytes_atomic(path, gzip.compress(json.dumps(rec, separators=(",", ":")).encode(), 6))
     return _with_format(w, memory_format, torch_version)
 
 
