@@ -103,13 +103,10 @@ class Comparison:
 
     def to_text(self) -> str:
         pct = int(round(self.coverage * 100))
-        opt = f", optimizer {self.optimizer}" if self.optimizer else ""
-        if self.memory_format != "contiguous":
-            opt += f", {self.memory_format}"
-        if self.grad_scaler:
-            opt += ", grad scaler"
-        if self.torch_version:
-            opt += f", torch {self.torch_version}"
+        from .prediction import conditions_text
+
+        opt = conditions_text(self.optimizer, self.memory_format, self.grad_scaler,
+                              self.torch_version)
         head = (f"exante compare — {self.hardware}, {self.mode}, {self.dtype}, batch "
                 f"{self.batch}{opt}, input {'x'.join(map(str, self.input_shape))}")
         if self.run:

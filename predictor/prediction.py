@@ -56,13 +56,8 @@ class Prediction:
     def to_text(self, max_rows: int = 40) -> str:
         """A readable summary and per-layer table."""
         pct = int(round(self.coverage * 100))
-        opt = f", optimizer {self.optimizer}" if self.optimizer else ""
-        if self.memory_format != "contiguous":
-            opt += f", {self.memory_format}"
-        if self.grad_scaler:
-            opt += ", grad scaler"
-        if self.torch_version:
-            opt += f", torch {self.torch_version}"
+        opt = conditions_text(self.optimizer, self.memory_format, self.grad_scaler,
+                              self.torch_version)
         out = [
             f"exante prediction — {self.hardware}, {self.mode}, {self.dtype}, batch {self.batch}{opt}",
             f"  energy  {_fmt_j(self.energy_j)}  ({pct} % interval {_fmt_j(self.energy_j_low)} – "
@@ -120,6 +115,19 @@ class Prediction:
         out.append(f"method: {self.method}; artifact {self.artifact.get('id', '?')}; "
                    f"intervals: split-conformal, nominal {pct} %")
         return "\n".join(out)
+
+
+def conditions_text(optimizer, memory_format, grad_scaler, torch_version) -> str:
+    """The run conditions beyond mode/dtype/batch for a report's title line
+    (", optimizer adam, channels_last, grad scaler, torch 2.4"; empty when all default)."""
+    opt = f", optimizer {optimizer}" if optimizer else ""
+    if memory_format != "contiguous":
+        opt += f", {memory_format}"
+    if grad_scaler:
+        opt += ", grad scaler"
+    if torch_version:
+        opt += f", torch {torch_version}"
+    return opt
 
 
 def _fmt_j(v: float) -> str:
