@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import re
 import threading
 import warnings
 from types import SimpleNamespace
@@ -25,6 +24,7 @@ from predictor.llm.memory import CHECKPOINTING, OPT_DTYPES, SHARDING
 from predictor.llm.mfu import FLAVOURS
 from predictor.llm.plan import MFU_MODES, TRAIN_DTYPES
 from profiling.errors import ExanteError
+from profiling.ref_policy import DATA_REF_SCHEMES, check_data_model_ref
 
 CALC_FIELDS = ("device", "count", "hours", "gpu_hours", "power_w", "utilization", "pue",
                "region", "intensity", "offset_pct", "tpu_power", "params", "tokens", "flops",
@@ -47,14 +47,7 @@ ESTIMATE_FIELDS = ("model", "input", "input_dtype", "epochs", "dataset_size", "t
 MAX_FIELDS = 64
 MAX_VALUE_CHARS = 1000
 
-PAGE_REF_SCHEMES = ("torchvision", "timm", "hf", "mlp", "mlpseq", "convstack", "encoder")
-PAGE_REF_FORMS = ("torchvision:NAME, timm:NAME, hf:MODEL_TYPE[,key=value,...], "
-                  "mlp:in=100,depth=10,width=100,out=1, mlpseq:in=..,sizes=.., "
-                  "convstack:in=3x32x32,filters=16-32, encoder:d=..,heads=..,layers=..")
-_REF_RE = re.compile(r"(?P<scheme>[a-z]+):(?P<rest>[A-Za-z0-9_.,=\-]{1,200})")
-# hf: config keys that could point transformers at code or files
-_HF_DENIED = re.compile(r"^_|auto_map|trust_remote_code|(^|_)(path|file|dir|url|repo|revision|"
-                        r"token|cache)s?($|_)", re.IGNORECASE)
+PAGE_REF_SCHEMES = DATA_REF_SCHEMES
 
 # (CLI flag type, name in scenario_from_args) of each estimate field; None: a plain string
 _ESTIMATE_TYPES = {"epochs": positive_float, "dataset_size": positive_float,
@@ -96,20 +89,8 @@ def parse_fields(raw: str, accepted: tuple[str, ...]) -> dict[str, str]:
 def check_page_model_ref(ref: str) -> str:
     """``ref`` if the page may build it (zoo and generator references only), else a one-line
     ExanteError. Nothing is imported or resolved here."""
-    m = _REF_RE.fullmatch(ref or "")
-    if m is None or m["scheme"] not in PAGE_REF_SCHEMES:
-        raise ExanteError(
-            f"model {ref!r} is not accepted by the page: give a zoo or generator reference "
-            f"({PAGE_REF_FORMS}); the page never imports a file or a module "
-            "(file.py:factory and package.module:factory work only in the CLI)")
-    if m["scheme"] == "hf":
-        for part in m["rest"].split(",")[1:]:
-            key = part.partition("=")[0]
-            if _HF_DENIED.search(key):
-                raise ExanteError(f"hf: setting {key!r} is not accepted by the page (no remote "
-                                  "code, paths or downloads); give numeric or named settings "
-                                  "such as num_hidden_layers=2")
-    return ref
+    return check_data_model_ref(ref, "by the page", "the page never imports a file or a module "
+                                "(file.py:factory and package.module:factory work only in the CLI)")
 
 
 def _typed(name: str, text: str, kind: Callable):
