@@ -42,6 +42,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from profiling.errors import ExanteError
+from profiling.ref_policy import check_data_model_ref
 
 from .calibrated import CalibratedHardware, conformal_halfwidth
 from .lowering import lower
@@ -263,6 +264,10 @@ def runs_from_csv(path: str | os.PathLike) -> list[Run]:
     runs, models = [], {}
     for i, r in enumerate(rows, start=2):
         where = f"{p.name} line {i}"
+        # a model the file names may not run code (file.py:f, package.module:f)
+        check_data_model_ref(r["model"].strip(), f"from a runs file ({where})",
+                             "a runs file names zoo or generator models only; for your own "
+                             "model, measure it with `exante profile` and pass that folder")
         runs.append(_run_from_fields(
             r["model"].strip(), parse_input_shape(r["input"]), int(_float(r, "batch", where)),
             r["mode"].strip(), r["dtype"].strip(), r["optimizer"].strip(),

@@ -207,16 +207,40 @@ def test_estimate_takes_token_ids_from_toml_and_flag(workdir):
     (workdir / "tokens.toml").write_text(
         'model = "factories.py:embedding"\ninput = "16"\ninput_dtype = "int64"\n'
         '[inference]\nrequests = 10\n')
-    lifecycle.estimate(lifecycle.load_scenario("tokens.toml"), predict_fn=stub)
+    # a code ref runs only when the user types it as MODEL_REF (it replaces the file's model)
+    own = {"model": "factories.py:embedding"}
+    lifecycle.estimate(lifecycle.load_scenario("tokens.toml", own), predict_fn=stub)
     assert seen == [torch.int64]
     from predictor.cli import build_parser
 
     args = build_parser().parse_args(
-        ["estimate", "--scenario", "tokens.toml", "--input-dtype", "int32"])
+        ["estimate", "factories.py:embedding", "--scenario", "tokens.toml", "--input-dtype",
+         "int32"])
     sc = lifecycle.load_scenario("tokens.toml", lifecycle.scenario_overrides(args, "tokens.toml"))
     assert sc.input_dtype == "int32"
     with pytest.raises(lifecycle.ExanteError, match="input_dtype"):
-        lifecycle.load_scenario("tokens.toml", {"input_dtype": "int8"})
+        lifecycle.load_scenario("tokens.toml", {**own, "input_dtype": "int8"})
+
+
+def test_a_scenario_file_or_runs_file_never_makes_exante_run_code_it_names(workdir, capsys):
+    """A file.py:factory / package.module:factory named by a scenario TOML or a calibrate runs
+    CSV is refused before anything is resolved; typed as MODEL_REF it runs (above)."""
+    marker = workdir / "ran"
+    (workdir / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                     "def f():\n    return None\n")
+    for ref in ("evil.py:f", "os:getpid", "evil:f"):
+        (workdir / "s.toml").write_text(f'model = "{ref}"\ninput = "4"\n[inference]\n'
+                                        'requests = 10\n')
+        assert main(["estimate", "--scenario", "s.toml"]) == 2
+        err = capsys.readouterr().err
+        assert "not accepted from scenario file" in err and "MODEL_REF" in err
+        (workdir / "runs.csv").write_text(
+            "model,input,batch,mode,dtype,optimizer,time_s,energy_j\n"
+            f"{ref},4,8,inference,fp32,,0.01,1.0\n")
+        assert main(["calibrate", "--hardware", "h100", "--runs", "runs.csv", "--out",
+                     str(workdir / "out")]) == 2
+        assert "not accepted from a runs file" in capsys.readouterr().err
+    assert not marker.exists()
 
 
 def test_scenario_flags_override_top_level_keys(workdir, capsys):

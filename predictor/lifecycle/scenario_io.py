@@ -10,6 +10,7 @@ import math
 import tomllib
 
 from profiling.errors import ExanteError
+from profiling.ref_policy import check_data_model_ref
 from .. import carbon
 from .scenario import InferencePlan, Scenario, SearchPlan, TrainingRun, _input_shape, _pos_float, _pos_int, _range
 
@@ -199,6 +200,12 @@ def load_scenario(path, overrides: dict | None = None) -> Scenario:
         raise ExanteError(f"scenario file {str(path)!r} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ExanteError(f"scenario file {str(path)!r} is not UTF-8 text (TOML)") from None
+    if "model" in doc and (overrides or {}).get("model") is None:
+        # a model the file names may not run code (file.py:f, package.module:f): such a ref
+        # must be typed by the user as MODEL_REF, which replaces the file's
+        check_data_model_ref(doc["model"], f"from scenario file {str(path)!r}",
+                             "to use your own file.py:factory or package.module:factory, type it "
+                             "as MODEL_REF on the command line (it replaces the file's model)")
     doc.update(overrides or {})
     doc = {k: v for k, v in doc.items() if v is not None}
     return scenario_from_dict(doc, path=str(path))
