@@ -209,6 +209,7 @@ def attach_workloads(folder: str | os.PathLike, *, rebuild: bool = False) -> dic
     {key: reason}}``."""
 
     from profiling.model_refs import resolve_model_on_meta
+    from profiling.ref_policy import check_data_model_ref
 
     from .predict import capture_workload
 
@@ -229,6 +230,9 @@ def attach_workloads(folder: str | os.PathLike, *, rebuild: bool = False) -> dic
         ref = spec.get("model_ref") or row.get("model_ref")
         try:
             if ref not in models:
+                # a ref the table names may not run code (file.py:f, package.module:f)
+                check_data_model_ref(ref, f"from {folder / schema.MODEL_FILE}",
+                                     "a dataset names zoo or generator models only")
                 models[ref] = resolve_model_on_meta(ref)
             w = capture_workload(models[ref], _row_inputs(row, spec), row["mode"], row["dtype"],
                                  row.get("optimizer") or None, cache=False)

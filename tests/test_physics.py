@@ -286,6 +286,26 @@ def test_attach_workloads_captures_missing_rows_and_reports_unbuildable(tmp_path
     assert attach_workloads(tmp_path)["added"] == 0          # nothing missing any more
 
 
+
+def test_attach_workloads_never_runs_code_a_dataset_names(tmp_path):
+    """A models.csv row naming file.py:factory is skipped with the reason, the file never runs."""
+    from predictor.whole_model import attach_workloads
+    from profiling import schema
+
+    marker = tmp_path / "ran"
+    (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                      "def f():\n    return None\n")
+    schema.model_table(tmp_path / "ds").append([schema.model_row(
+        key="e|s1", model_ref=f"{tmp_path / 'evil.py'}:f", family="e",
+        spec={"kind": "mlp", "input": [8]}, input_shape=[8], batch=4, mode="inference",
+        dtype="fp32", optimizer=None,
+        measurement={"time_s": 1e-3, "energy_j": 0.1, "power_w": 100.0, "idle_power_w": 100.0,
+                     "meter": "replay"},
+        env={"session_id": "s1"}, hardware="x", layer_counts={}, sweep_id="fx", task_key="e")])
+    rep = attach_workloads(tmp_path / "ds")
+    assert rep["added"] == 0 and "not accepted from" in rep["skipped"]["e"]
+    assert not marker.exists()
+
 def test_layer_rows_slot_into_the_whole_model_fit(tmp_path, monkeypatch):
     from predictor import fit as fit_mod
     from predictor.hardware import lookup
