@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
+from profiling.schema import write_bytes_atomic  # noqa: E402
 
 TRACKED = Path(__file__).resolve().parent / "results"
 DEFAULT = ["resnet18", "resnet50", "resnext50_32x4d", "seresnet50", "densenet121", "vgg11",
@@ -92,9 +92,7 @@ def main(argv=None) -> int:
                "within_25_pct": sum(0.75 <= r <= 1.25 for r in ratios), "failures": failures}
     folder = output_dir(args, TRACKED, "memory")
     path = Path(folder, "saved_tensors.json")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
-    os.replace(tmp, path)
+    write_bytes_atomic(path, json.dumps({"summary": summary, "rows": rows}, indent=1).encode())
     print(json.dumps(summary, indent=1))
     return 0
 

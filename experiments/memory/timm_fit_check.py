@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
+from profiling.schema import write_bytes_atomic  # noqa: E402
 
 TRACKED = Path(__file__).resolve().parent / "results"
 
@@ -76,9 +77,7 @@ def main(argv=None) -> int:
                "failures": failures}
     folder = output_dir(args, TRACKED, "memory")
     path = Path(folder, Path(name).stem + ".json")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"summary": summary, "rows": out}, indent=1))
-    os.replace(tmp, path)
+    write_bytes_atomic(path, json.dumps({"summary": summary, "rows": out}, indent=1).encode())
     print(json.dumps(summary, indent=1))
     return 0
 
