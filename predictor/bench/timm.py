@@ -218,15 +218,11 @@ def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None
 def _write_rows(path: Path, rows: list) -> None:
     import csv
     import io
-    import os
-    import tempfile
+
+    from profiling.schema import write_bytes_atomic
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["file", "hardware", "model", "img_size", "batch", "measured_s", "predicted_s"])
     w.writerows(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
