@@ -44,10 +44,10 @@ from scipy.optimize import least_squares
 from profiling.errors import ExanteError
 from profiling.ref_policy import check_data_model_ref
 
-from .calibrated import CalibratedHardware, conformal_halfwidth
-from .lowering import lower
-from .physics import PARAMS, PhysicsModel, evaluate, stack
-from .transfer import TransferredHardware
+from predictor.calibrated import CalibratedHardware, conformal_halfwidth
+from predictor.lowering import lower
+from predictor.physics import PARAMS, PhysicsModel, evaluate, stack
+from predictor.transfer import TransferredHardware
 
 __all__ = ["Run", "SCALES", "PRIOR_SIGMA", "calibrate", "fit_scales", "runs_from_csv",
            "runs_from_profile", "predict_runs", "CSV_COLUMNS", "run_regimes",
@@ -57,7 +57,7 @@ SCALES = ("matmul", "gpu", "host", "power", "idle")
 PRIOR_SIGMA = {"matmul": 0.3, "gpu": 0.3, "host": 0.3, "power": 0.3, "idle": 0.3}
 #: log-sigma of one run's residual (the physics model's own error on a measured GPU, ~8 %)
 DATA_SIGMA = 0.08
-from .calibrate_cli import CSV_COLUMNS, check_run_values  # noqa: E402  (light for --help)
+from predictor.calibrate_cli import CSV_COLUMNS, check_run_values  # noqa: E402  (light for --help)
 _MATMUL = ("eff_mm_fp32", "eff_mm_bf16", "eff_attn")
 _GROUP = {"matmul": list(_MATMUL),
           "gpu": [p for p in PARAMS if p.startswith("eff_") and p not in _MATMUL],
@@ -222,7 +222,7 @@ def _run_from_fields(ref, shape, batch, mode, dtype, opt, t, e, where, models) -
 
     from profiling.model_refs import check_batch, resolve_model_on_meta
 
-    from .predict import DTYPES, MODES, OPTIMIZERS, capture_workload
+    from predictor.predict import DTYPES, MODES, OPTIMIZERS, capture_workload
 
     mode, dtype, opt = mode or "train_step", dtype or "fp32", opt or None
     if mode not in MODES or dtype not in DTYPES or (opt and opt not in OPTIMIZERS):
@@ -283,7 +283,7 @@ def runs_from_profile(folder: str | os.PathLike) -> list[Run]:
 
     from profiling import schema
 
-    from .whole_model import WORKLOAD_FILE, load_whole_model_data
+    from predictor.whole_model import WORKLOAD_FILE, load_whole_model_data
 
     folder = Path(folder)
     if (folder / WORKLOAD_FILE).is_file():
@@ -335,10 +335,10 @@ def worse_warnings(before: dict, after: dict) -> list[str]:
 def cmd_calibrate(args) -> int:
     import json
 
-    from .artifacts import package_artifact_dir, save_artifact
-    from .transfer import transferred_artifact
+    from predictor.artifacts import package_artifact_dir, save_artifact
+    from predictor.transfer import transferred_artifact
 
-    from .cli_checks import check_out_dir
+    from predictor.cli_checks import check_out_dir
 
     out = Path(args.out)
     if os.path.abspath(out) == os.path.abspath(package_artifact_dir()):

@@ -86,10 +86,10 @@ def check_runs_file(path: str) -> None:
 
 
 def _cmd(args) -> int:
-    from .cli_checks import check_out_dir
+    from predictor.cli_checks import check_out_dir
 
     check_out_dir(args.out)                 # before anything heavy is imported or read
     check_runs_file(args.runs)
-    from .calibrate import cmd_calibrate
+    from predictor.calibrate import cmd_calibrate
 
     return cmd_calibrate(args)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .lowering import CLASSES, HOST_FEATURES, family_of, lower
-from .physics import Datasheet, PhysicsModel, entry_times, stack
-from .whole_model import WholeModelData
+from predictor.lowering import CLASSES, HOST_FEATURES, family_of, lower
+from predictor.physics import Datasheet, PhysicsModel, entry_times, stack
+from predictor.whole_model import WholeModelData
 
 __all__ = ["CalibratedHardware", "cross_validate", "fit_calibrated", "conformal_halfwidth",
            "GPU_BOUND_POWER_W", "regime_of"]

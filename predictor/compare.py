@@ -103,7 +103,7 @@ class Comparison:
 
     def to_text(self) -> str:
         pct = int(round(self.coverage * 100))
-        from .prediction import conditions_text
+        from predictor.prediction import conditions_text
 
         opt = conditions_text(self.optimizer, self.memory_format, self.grad_scaler,
                               self.torch_version)
@@ -242,9 +242,9 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
 
     from profiling.model_refs import check_batch, parse_input_shape
 
-    from . import carbon, lifecycle
-    from .model_capture import check_args
-    from .predict import DTYPES, MODES, predict
+    from predictor import carbon, lifecycle
+    from predictor.model_capture import check_args
+    from predictor.predict import DTYPES, MODES, predict
 
     designs = list(designs)
     if len(designs) < 2:

@@ -31,10 +31,9 @@ from sklearn.model_selection import GroupKFold
 from profiling import schema
 from profiling.errors import ExanteError
 
-from . import regression as R
-from .artifacts import check_hardware_id, dataset_digest, package_artifact_dir, save_artifact
-from .whole_model import (WORKLOAD_FILE, attach_workloads, layer_row_workloads,
-                          load_whole_model_data)
+from predictor import regression as R
+from predictor.artifacts import check_hardware_id, dataset_digest, package_artifact_dir, save_artifact
+from predictor.whole_model import WORKLOAD_FILE, attach_workloads, layer_row_workloads, load_whole_model_data
 
 __all__ = ["fit_hardware", "fit_whole_model_hardware", "read_dataset", "datasheet_for",
            "DEFAULT_FAMILIES"]
@@ -204,8 +203,8 @@ def _date_range(df: pd.DataFrame) -> list | None:
 
 def datasheet_for(hardware: str, idle_w: float | None = None):
     """The :class:`~predictor.physics.Datasheet` of ``hardware`` from the catalogue."""
-    from .hardware import lookup
-    from .physics import Datasheet
+    from predictor.hardware import lookup
+    from predictor.physics import Datasheet
 
     spec = lookup(hardware)
     try:
@@ -221,7 +220,7 @@ def fit_whole_model_hardware(hardware: str, datasets_dir: str | os.PathLike = "d
     ``datasets_dir/hardware`` (``models.csv`` + ``workloads.jsonl``), with datasheet priors
     from the catalogue; intervals from leave-one-family-out residuals (``cv=False``: in-sample,
     for quick checks).  Saves the artifact and returns its manifest (plus ``path``)."""
-    from .calibrated import fit_calibrated, metrics
+    from predictor.calibrated import fit_calibrated, metrics
 
     t0 = time.perf_counter()
     folder = Path(datasets_dir) / hardware

@@ -34,8 +34,8 @@ from scipy.sparse import lil_matrix
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .lowering import LoweredWorkload, lower
-from .physics import PARAMS, Datasheet, PhysicsModel, evaluate, stack
+from predictor.lowering import LoweredWorkload, lower
+from predictor.physics import PARAMS, Datasheet, PhysicsModel, evaluate, stack
 
 __all__ = ["JointPhysicsModel", "CORRECTIONS", "SLOPES", "gpu_theta", "group_weights",
            "source_weights"]

@@ -34,11 +34,11 @@ import numpy as np
 from profiling import schema
 from profiling.errors import ExanteError
 
-from .artifacts import _write_atomic, dataset_digest, package_artifact_dir, save_artifact
-from .calibrated import CalibratedHardware, conformal_halfwidth, fit_calibrated, regime_of
-from .joint import JointPhysicsModel, source_weights
-from .lowering import lower
-from .whole_model import WORKLOAD_FILE, load_whole_model_data
+from predictor.artifacts import _write_atomic, dataset_digest, package_artifact_dir, save_artifact
+from predictor.calibrated import CalibratedHardware, conformal_halfwidth, fit_calibrated, regime_of
+from predictor.joint import JointPhysicsModel, source_weights
+from predictor.lowering import lower
+from predictor.whole_model import WORKLOAD_FILE, load_whole_model_data
 
 __all__ = ["fit_joint_artifacts", "JOINT_FILE", "EPOCH_TIME_SHARE", "load_joint"]
 
@@ -72,7 +72,7 @@ def _files(folders) -> list[Path]:
 def load_joint(artifact_dir=None) -> tuple[JointPhysicsModel, dict] | None:
     """(model, manifest-like dict) of the first ``joint.json`` in the artifact search
     folders, or None."""
-    from .artifacts import search_dirs
+    from predictor.artifacts import search_dirs
 
     for d in search_dirs(artifact_dir):
         f = Path(d) / JOINT_FILE
@@ -104,7 +104,7 @@ def fit_joint_artifacts(datasets_dir="datasets", out_dir=None, *, coverage: floa
     ``out_dir`` (None: the package's folder -- the maintainer's refit).  ``logo_residuals``:
     a ``logo_residuals.json`` of ``experiments/multigpu/run.py`` (interval of GPUs with no
     rows).  Returns a summary."""
-    from .fit import datasheet_for
+    from predictor.fit import datasheet_for
 
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else package_artifact_dir()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .transfer import TransferredHardware, transfer_halfwidth
+from predictor.transfer import TransferredHardware, transfer_halfwidth
 
 __all__ = ["joint_artifact"]
 
@@ -27,8 +27,8 @@ def _halfwidths(d: dict) -> dict:
 def joint_artifact(spec, dst, artifact_dir=None):
     """An in-memory :class:`~predictor.artifacts.Artifact` for catalogue GPU ``spec`` built
     from the first ``joint.json`` found, or None when there is none."""
-    from .artifacts import Artifact, search_dirs
-    from .joint_fit import JOINT_FILE, load_joint
+    from predictor.artifacts import Artifact, search_dirs
+    from predictor.joint_fit import JOINT_FILE, load_joint
 
     found = load_joint(artifact_dir)
     if found is None:

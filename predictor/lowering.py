@@ -37,8 +37,8 @@ import numpy as np
 
 from profiling.features import DTYPE_BYTES, FEATURE_REGISTRY, layer_features
 
-from .autocast import autocast_flow
-from .workload import Workload
+from predictor.autocast import autocast_flow
+from predictor.workload import Workload
 
 __all__ = ["CLASSES", "HOST_FEATURES", "LoweredWorkload", "lower", "family_of"]
 

@@ -98,8 +98,8 @@ def _out_bytes_per_element(workload) -> list:
     layers = workload.layers
     if workload.dtype not in ("bf16", "fp16"):
         return [_DTYPE_BYTES.get(x.config.dtype, 4) for x in layers]
-    from .autocast import autocast_flow
-    from .lowering import family_of
+    from predictor.autocast import autocast_flow
+    from predictor.lowering import family_of
 
     _, out32 = autocast_flow(layers, [family_of(x.config.type) for x in layers], workload.batch)
     return [(4 if o32 else 2) if x.config.dtype in ("fp32", "bf16", "fp16")
@@ -127,7 +127,7 @@ def _kept_outputs(layers) -> list:
     """Whether each layer's output is kept for the backward: the layer keeps its output, or
     the next layer (capture order, views skipped) keeps its input -- a chain approximation
     of the graph."""
-    from .lowering import family_of
+    from predictor.lowering import family_of
 
     fams = [family_of(x.config.type) for x in layers]
     kept = [False] * len(layers)
@@ -173,7 +173,7 @@ def estimate_memory(workload, *, weights_bytes: int | None = None,
 def gpu_memory_gb(hardware: str) -> tuple[str, float] | None:
     """(name, memory in GB) of a catalogue GPU; None when the catalogue does not know it or
     lists no memory (a private artifact's id)."""
-    from .hardware import lookup
+    from predictor.hardware import lookup
 
     try:
         spec = lookup(hardware)

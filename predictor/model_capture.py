@@ -32,7 +32,7 @@ from profiling.capture_hooks import InputDtypeError
 from profiling.errors import ExanteError
 from profiling.model_refs import capture_with_cpu_fallback
 
-from .workload import Workload, workload_from_capture
+from predictor.workload import Workload, workload_from_capture
 
 __all__ = ["capture_workload", "clear_capture_cache", "MODES", "DTYPES", "OPTIMIZERS",
            "MEMORY_FORMATS", "DEFAULT_TRAIN_OPTIMIZER"]

@@ -43,11 +43,10 @@ import numpy as np
 from profiling.errors import ExanteError
 from profiling.features import DTYPE_BYTES
 
-from .calibrated import _OOD_BATCH_WIDEN, _OOD_DTYPE_WIDEN, CalibratedHardware, regime_of
-from .generators import ConvStackSpec, EncoderSpec, MLPSpec
-from .lowering import (_BN_BWD, _BN_FWD_TRAIN, _CHUNK, _EW_BWD, _EW_BWD_UNARY, _FOREACH_CHUNKS,
-                       _FOREACH_TENSORS, _NCHW_SHARE, _OPT, CLASSES, HOST_FEATURES)
-from .physics import Stack, evaluate
+from predictor.calibrated import _OOD_BATCH_WIDEN, _OOD_DTYPE_WIDEN, CalibratedHardware, regime_of
+from predictor.generators import ConvStackSpec, EncoderSpec, MLPSpec
+from predictor.lowering import _BN_BWD, _BN_FWD_TRAIN, _CHUNK, _EW_BWD, _EW_BWD_UNARY, _FOREACH_CHUNKS, _FOREACH_TENSORS, _NCHW_SHARE, _OPT, CLASSES, HOST_FEATURES
+from predictor.physics import Stack, evaluate
 
 __all__ = ["EnergyObjective", "EnergyScore", "NB101Spec", "random_nb101_cells",
            "optuna_objective", "FAMILY_LAYER_FAMILIES"]
@@ -435,7 +434,7 @@ class NB101Spec:
     adjacency: tuple
 
     def __post_init__(self):
-        from .bench.nasbench101 import parse_cell
+        from predictor.bench.nasbench101 import parse_cell
 
         ops, m = parse_cell(self.ops, self.adjacency)
         object.__setattr__(self, "ops", tuple(ops))
@@ -443,7 +442,7 @@ class NB101Spec:
 
     @property
     def input_shape(self) -> tuple:
-        from .bench.nasbench101 import INPUT_SHAPE
+        from predictor.bench.nasbench101 import INPUT_SHAPE
         return tuple(INPUT_SHAPE)
 
     @property
@@ -452,7 +451,7 @@ class NB101Spec:
 
     def build(self):
         """The network on ``meta`` (no memory), each block its own parameters."""
-        from .bench.nasbench101 import build_network
+        from predictor.bench.nasbench101 import build_network
         return build_network(list(self.ops), [list(r) for r in self.adjacency])
 
     def padded(self) -> tuple[np.ndarray, np.ndarray]:
@@ -474,7 +473,7 @@ def random_nb101_cells(rng, n: int) -> list:
     """``n`` random valid cells: a random DAG on 3..7 vertices (edge density 0.3-0.7),
     pruned to the vertices on an input->output path as NAS-Bench-101 does, <= 9 edges;
     ``rng`` a ``numpy.random.Generator``."""
-    from .bench.nasbench101 import MAX_EDGES, OPS
+    from predictor.bench.nasbench101 import MAX_EDGES, OPS
 
     out = []
     while len(out) < n:
@@ -548,8 +547,7 @@ def _nb101(L: _Lower, batch: int, codes: np.ndarray, m: np.ndarray):
     3 stacks of 3 cells with 2x2 max-pools between, mean over pixels, Linear to 10).
     Per stack the three cells share vertex channels; only the input projections of the
     first cell see the previous stack's channels."""
-    from .bench.nasbench101 import (CELLS_PER_STACK, INPUT_SHAPE, NUM_CLASSES, NUM_STACKS,
-                                    STEM_CHANNELS)
+    from predictor.bench.nasbench101 import CELLS_PER_STACK, INPUT_SHAPE, NUM_CLASSES, NUM_STACKS, STEM_CHANNELS
 
     n = len(codes)
     s_all = np.arange(n)
@@ -669,9 +667,9 @@ class EnergyObjective:
                  grad_scaler: bool = False, torch_version: str | None = None):
         from profiling.model_refs import check_batch
 
-        from .artifacts import load_artifact
-        from .model_capture import check_args
-        from .predict import DEFAULT_TRAIN_OPTIMIZER, DTYPES, MODES, OPTIMIZERS
+        from predictor.artifacts import load_artifact
+        from predictor.model_capture import check_args
+        from predictor.predict import DEFAULT_TRAIN_OPTIMIZER, DTYPES, MODES, OPTIMIZERS
 
         if mode not in MODES:
             raise ExanteError(f"unknown mode {mode!r}; accepted: {', '.join(MODES)}")
@@ -697,7 +695,7 @@ class EnergyObjective:
         """Build nothing new: ``predict`` the module (or a spec's built module)."""
         import torch
 
-        from .predict import predict
+        from predictor.predict import predict
 
         if hasattr(model, "build") and hasattr(model, "input_shape"):
             shape = model.input_shape

@@ -37,7 +37,7 @@ from scipy.optimize import least_squares
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .lowering import CLASSES, HOST_FEATURES, LoweredWorkload, lower
+from predictor.lowering import CLASSES, HOST_FEATURES, LoweredWorkload, lower
 
 __all__ = ["PhysicsModel", "Datasheet", "PARAMS", "Stack", "stack", "evaluate", "entry_times"]
 

@@ -46,16 +46,13 @@ from torch import nn
 from profiling.errors import ExanteError
 from profiling.features import UnsupportedLayerWarning
 
-from .artifacts import load_artifact
-from .calibrated import CalibratedHardware
-from .memory import ESTIMATE_TOLERANCE, check_fits, estimate_memory
-from .model_capture import (DEFAULT_TRAIN_OPTIMIZER, DTYPES, MEMORY_FORMATS, MODES,  # noqa: F401
-                            OPTIMIZERS, REAL_DEVICE_FALLBACK_MAX_PARAMS, _Layer,
-                            autocast_inputs, capture_workload, captured, check_args, check_trainable,
-                            clear_capture_cache, input_bytes, meta_inputs, resolve_optimizer)
-from .predict_regression import FEATURE_KEYS, _features, clear_layer_caches, predict_regression
-from .prediction import METHOD, METHOD_PHYSICS, Prediction
-from .workload import workload_from_capture
+from predictor.artifacts import load_artifact
+from predictor.calibrated import CalibratedHardware
+from predictor.memory import ESTIMATE_TOLERANCE, check_fits, estimate_memory
+from predictor.model_capture import DEFAULT_TRAIN_OPTIMIZER, DTYPES, MEMORY_FORMATS, MODES, OPTIMIZERS, REAL_DEVICE_FALLBACK_MAX_PARAMS, _Layer, autocast_inputs, capture_workload, captured, check_args, check_trainable, clear_capture_cache, input_bytes, meta_inputs, resolve_optimizer
+from predictor.predict_regression import FEATURE_KEYS, _features, clear_layer_caches, predict_regression
+from predictor.prediction import METHOD, METHOD_PHYSICS, Prediction
+from predictor.workload import workload_from_capture
 
 __all__ = ["predict", "Prediction", "capture_workload", "MODES", "DTYPES", "OPTIMIZERS",
            "MEMORY_FORMATS", "METHOD", "UnsupportedLayerWarning", "clear_cache"]
@@ -70,8 +67,8 @@ def clear_cache() -> None:
 def _load_or_transfer(hardware: str, artifact_dir):
     """The artifact of ``hardware``; without one, a catalogue GPU's datasheet transfer from a
     measured GPU (:mod:`predictor.transfer`, labelled in every prediction's warnings)."""
-    from .artifacts import available_hardware
-    from .transfer import can_transfer, transferred_artifact
+    from predictor.artifacts import available_hardware
+    from predictor.transfer import can_transfer, transferred_artifact
 
     if hardware not in available_hardware(artifact_dir) and can_transfer(hardware):
         return transferred_artifact(hardware, artifact_dir)

@@ -16,7 +16,7 @@ import pandas as pd
 from profiling.errors import ExanteError, UnsupportedLayerError
 from profiling.features import DTYPE_BYTES, UnsupportedLayerWarning, layer_features
 
-from .prediction import Prediction
+from predictor.prediction import Prediction
 
 __all__ = ["predict_regression", "clear_layer_caches", "FEATURE_KEYS"]
 

@@ -59,8 +59,8 @@ import numpy as np
 
 from profiling.errors import ExanteError
 
-from .calibrated import CalibratedHardware
-from .physics import PARAMS, Datasheet, PhysicsModel
+from predictor.calibrated import CalibratedHardware
+from predictor.physics import PARAMS, Datasheet, PhysicsModel
 
 __all__ = ["TransferredHardware", "transfer", "transfer_params", "transferred_artifact",
            "measured_sources", "datasheet_of", "TRANSFER_HALFWIDTH", "can_transfer",
@@ -79,7 +79,7 @@ _CARRIED = ("eff_mm_fp32", "eff_conv_tf32", "eff_mm_bf16", "eff_conv_bf16", "eff
 
 def datasheet_of(hardware) -> Datasheet:
     """The :class:`Datasheet` of a catalogue device (key, name or alias)."""
-    from .hardware import lookup
+    from predictor.hardware import lookup
 
     spec = lookup(hardware)
     if spec.kind != "gpu":
@@ -152,7 +152,7 @@ def transfer(base: CalibratedHardware, hardware: str, *,
              widen: dict | None = None) -> TransferredHardware:
     """A :class:`TransferredHardware` for catalogue GPU ``hardware`` from the measured
     ``base`` (rules and interval: module docstring)."""
-    from .hardware import lookup
+    from predictor.hardware import lookup
 
     spec = lookup(hardware)
     dst = datasheet_of(spec.key)
@@ -185,7 +185,7 @@ def transfer(base: CalibratedHardware, hardware: str, *,
 # ------------------------------------------------------------------ artifact plumbing
 def measured_sources(artifact_dir=None) -> list[str]:
     """Hardware ids with a measured physics-model artifact (not transferred, not synthetic)."""
-    from .artifacts import available_hardware, load_artifact
+    from predictor.artifacts import available_hardware, load_artifact
 
     out = []
     for hw in available_hardware(artifact_dir):
@@ -228,15 +228,15 @@ def transferred_artifact(hardware: str, artifact_dir=None, source: str | None = 
     """An in-memory :class:`~predictor.artifacts.Artifact` for ``hardware``: its own artifact
     when one exists under its catalogue key, otherwise the transfer from ``source`` (default:
     the measured GPU whose datasheet is nearest)."""
-    from .artifacts import Artifact, available_hardware, load_artifact
-    from .hardware import lookup
+    from predictor.artifacts import Artifact, available_hardware, load_artifact
+    from predictor.hardware import lookup
 
     spec = lookup(hardware)
     if spec.key in available_hardware(artifact_dir):
         return load_artifact(spec.key, artifact_dir)
     dst = datasheet_of(spec.key)
     if not source:
-        from .joint_transfer import joint_artifact
+        from predictor.joint_transfer import joint_artifact
 
         art = joint_artifact(spec, dst, artifact_dir)
         if art is not None:

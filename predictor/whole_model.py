@@ -30,7 +30,7 @@ import pandas as pd
 from profiling import schema
 from profiling.errors import ExanteError
 
-from .workload import Workload
+from predictor.workload import Workload
 
 __all__ = ["WholeModelData", "load_whole_model_data", "attach_workloads", "layer_row_workloads",
            "WORKLOAD_FILE", "workload_file", "read_workload_file"]
@@ -211,7 +211,7 @@ def attach_workloads(folder: str | os.PathLike, *, rebuild: bool = False) -> dic
     from profiling.model_refs import resolve_model_on_meta
     from profiling.ref_policy import check_data_model_ref
 
-    from .predict import capture_workload
+    from predictor.predict import capture_workload
 
     folder = Path(folder)
     if not (folder / schema.MODEL_FILE).is_file():
@@ -258,7 +258,7 @@ def layer_row_workloads(folder: str | os.PathLike) -> tuple[list, np.ndarray, pd
     meter) are left out.  Empty when the folder has no layer table."""
     from profiling.capture import LayerConfig
 
-    from .workload import WLayer, _tuplify_hparams
+    from predictor.workload import WLayer, _tuplify_hparams
 
     table = schema.layer_table(folder)
     if not table.exists():

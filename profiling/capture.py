@@ -53,118 +53,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import ExanteError
-from .layer_records import (  # noqa: F401  (re-exported)
-    _canon_json,
-    Capture,
-    CapturedLayer,
-    LayerConfig,
-    ROOT_NAME,
-)
-from .capture_dtypes import (  # noqa: F401  (re-exported)
-    _AUTOCAST_DTYPES,
-    dtype_name,
-    _DTYPE_NAMES,
-    _FLOAT_NAMES,
-    _FLOAT_RANK,
-    FP32_TYPES,
-    LOWP_TYPES,
-    _promote,
-    _TAG,
-    _vdtype,
-)
-from .capture_hparams import (  # noqa: F401  (re-exported)
-    _canon_value,
-    _MODE_DEPENDENT,
-    module_hparams,
-    module_type_name,
-    _NOPE,
-    _registry,
-    _SKIP_FIELDS,
-    _TYPE_CACHE,
-)
-from .capture_ops import (  # noqa: F401  (re-exported)
-    _CAST,
-    _CAST_OPS,
-    _classify,
-    _DUNDER,
-    _ELEMENTWISE_SCALAR_OPS,
-    _F_PREFIXED,
-    _FUNC_CACHE,
-    _has_tensor,
-    _INPLACE_DUNDER,
-    _META,
-    _META_OPS,
-    _OP,
-    _op_hparams,
-    _RENAME,
-    _tensors,
-    _VIEW,
-    _VIEW_OPS,
-)
-from .capture_fastpath import (  # noqa: F401  (re-exported)
-    _AAP_DIMS,
-    _all_plain,
-    _BINARY,
-    _BN_DIMS,
-    _CONV_N,
-    _empty,
-    _FAST_FLOATS,
-    _fast_forward,
-    _FAST_FUNCS,
-    _fast_functional,
-    _fast_input,
-    _FAST_RULES,
-    _IN_DIMS,
-    _INT32,
-    _int_tuple,
-    _META_DEV,
-    _no_outer_modes,
-    _NoTorchFunction,
-    _PLAIN_TENSORS,
-    _rule_activation,
-    _rule_adaptive_avg_pool,
-    _rule_batchnorm,
-    _rule_conv,
-    _rule_dropout,
-    _rule_groupnorm,
-    _rule_instancenorm,
-    _rule_layernorm,
-    _rule_linear,
-    _same,
-    _state_ok,
-    _UNARY,
-    _UNARY_INPLACE,
-)
-from .capture_meta_reads import (  # noqa: F401  (re-exported)
-    _meta_grouped_mm,
-    _meta_read,
-    _meta_tag,
-    MetaTruthMode,
-    _READS,
-    _SUMTAG,
-    _TRUTH,
-    _untag,
-)
-from .capture_recorder import (  # noqa: F401  (re-exported)
-    _FunctionalRecorder,
-    _State,
-)
-from .capture_hooks import (  # noqa: F401  (re-exported)
-    _ForwardPatch,
-    _HookSet,
-    _install_hooks,
-    _is_atomic,
-    _MISSING,
-    _PLAIN_TRAINING,
-    _plain_training,
-    _REGISTER_POST,
-    _REGISTER_PRE,
-    _restore,
-    _set_training,
-    _snapshot,
-    _STORES,
-)
+from profiling.errors import ExanteError
+from profiling.layer_records import _canon_json, Capture, CapturedLayer, LayerConfig, ROOT_NAME
+from profiling.capture_dtypes import _AUTOCAST_DTYPES, dtype_name, _DTYPE_NAMES, _FLOAT_NAMES, _FLOAT_RANK, FP32_TYPES, LOWP_TYPES, _promote, _TAG, _vdtype
+from profiling.capture_hparams import _canon_value, _MODE_DEPENDENT, module_hparams, module_type_name, _NOPE, _registry, _SKIP_FIELDS, _TYPE_CACHE
+from profiling.capture_ops import _CAST, _CAST_OPS, _classify, _DUNDER, _ELEMENTWISE_SCALAR_OPS, _F_PREFIXED, _FUNC_CACHE, _has_tensor, _INPLACE_DUNDER, _META, _META_OPS, _OP, _op_hparams, _RENAME, _tensors, _VIEW, _VIEW_OPS
+from profiling.capture_fastpath import _AAP_DIMS, _all_plain, _BINARY, _BN_DIMS, _CONV_N, _empty, _FAST_FLOATS, _fast_forward, _FAST_FUNCS, _fast_functional, _fast_input, _FAST_RULES, _IN_DIMS, _INT32, _int_tuple, _META_DEV, _no_outer_modes, _NoTorchFunction, _PLAIN_TENSORS, _rule_activation, _rule_adaptive_avg_pool, _rule_batchnorm, _rule_conv, _rule_dropout, _rule_groupnorm, _rule_instancenorm, _rule_layernorm, _rule_linear, _same, _state_ok, _UNARY, _UNARY_INPLACE
+from profiling.capture_meta_reads import _meta_grouped_mm, _meta_read, _meta_tag, MetaTruthMode, _READS, _SUMTAG, _TRUTH, _untag
+from profiling.capture_recorder import _FunctionalRecorder, _State
+from profiling.capture_hooks import _ForwardPatch, _HookSet, _install_hooks, _is_atomic, _MISSING, _PLAIN_TRAINING, _plain_training, _REGISTER_POST, _REGISTER_PRE, _restore, _set_training, _snapshot, _STORES
 
 __all__ = [
     "LayerConfig",

@@ -8,13 +8,13 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from . import capture_fastpath as fastpath   # _FAST_RULES looked up per capture (tests wrap it)
-from .capture_fastpath import _NoTorchFunction, _all_plain, _fast_forward
-from .capture_hparams import module_hparams, module_type_name
-from .capture_ops import _tensors
-from .capture_recorder import _State
-from .errors import ExanteError
-from .layer_records import ROOT_NAME
+from profiling import capture_fastpath as fastpath   # _FAST_RULES looked up per capture (tests wrap it)
+from profiling.capture_fastpath import _NoTorchFunction, _all_plain, _fast_forward
+from profiling.capture_hparams import module_hparams, module_type_name
+from profiling.capture_ops import _tensors
+from profiling.capture_recorder import _State
+from profiling.errors import ExanteError
+from profiling.layer_records import ROOT_NAME
 
 # layers whose kernels need a floating input (an integer tensor into them is an error on a GPU;
 # on ``meta`` torch lets it through and the capture would label it fp32)

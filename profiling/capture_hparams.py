@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .capture_dtypes import dtype_name
+from profiling.capture_dtypes import dtype_name
 
 
 # --------------------------------------------------------------------------------------
@@ -20,7 +20,7 @@ _TYPE_CACHE: dict = {}
 
 
 def _registry() -> dict:
-    from .feature_families import FEATURE_REGISTRY  # lazy: loads fvcore on first capture only
+    from profiling.feature_families import FEATURE_REGISTRY  # lazy: loads fvcore on first capture only
 
     return FEATURE_REGISTRY
 

@@ -9,9 +9,9 @@ import weakref
 import torch
 from torch.overrides import TorchFunctionMode
 
-from .capture_dtypes import _TAG
-from .capture_fastpath import _META_DEV
-from .capture_ops import _OP, _classify
+from profiling.capture_dtypes import _TAG
+from profiling.capture_fastpath import _META_DEV
+from profiling.capture_ops import _OP, _classify
 
 
 # --------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .capture_hparams import _NOPE, _canon_value
+from profiling.capture_hparams import _NOPE, _canon_value
 
 
 # --------------------------------------------------------------------------------------

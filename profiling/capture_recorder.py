@@ -12,20 +12,11 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .capture_dtypes import FP32_TYPES, LOWP_TYPES, _TAG, _promote, _vdtype, dtype_name
-from . import capture_fastpath as fastpath   # looked up per call (tests wrap its rules)
-from .capture_meta_reads import _meta_grouped_mm, _meta_read, _meta_tag, _untag
-from .capture_ops import (
-    _CAST,
-    _META,
-    _OP,
-    _VIEW,
-    _classify,
-    _has_tensor,
-    _op_hparams,
-    _tensors,
-)
-from .layer_records import CapturedLayer, LayerConfig, ROOT_NAME
+from profiling.capture_dtypes import FP32_TYPES, LOWP_TYPES, _TAG, _promote, _vdtype, dtype_name
+from profiling import capture_fastpath as fastpath   # looked up per call (tests wrap its rules)
+from profiling.capture_meta_reads import _meta_grouped_mm, _meta_read, _meta_tag, _untag
+from profiling.capture_ops import _CAST, _META, _OP, _VIEW, _classify, _has_tensor, _op_hparams, _tensors
+from profiling.layer_records import CapturedLayer, LayerConfig, ROOT_NAME
 
 
 # --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from . import schema
+from profiling import schema
 
 
 @contextlib.contextmanager

@@ -8,12 +8,8 @@ import json
 import warnings
 from dataclasses import dataclass, field
 
-from .feature_families.registry import (
-    FEATURE_REGISTRY,
-    UnsupportedLayerWarning,
-    layer_features,
-)
-from .layer_records import Capture, CapturedLayer
+from profiling.feature_families.registry import FEATURE_REGISTRY, UnsupportedLayerWarning, layer_features
+from profiling.layer_records import Capture, CapturedLayer
 
 
 _ROW_KEYS = ("name", "names", "type", "count", "key", "hparams", "input_shapes",
@@ -187,7 +183,7 @@ def feature_table(model, inputs, dtype: str = "fp32", *, train: bool = False) ->
     the CPU instead (with a ``RuntimeWarning``; see
     :func:`profiling.model_refs.capture_with_cpu_fallback`).
     """
-    from .model_refs import capture_with_cpu_fallback
+    from profiling.model_refs import capture_with_cpu_fallback
 
     cap, note = capture_with_cpu_fallback(model, inputs, dtype=dtype, train=train)
     if note:

@@ -15,7 +15,7 @@ import os
 import re
 from functools import lru_cache
 
-from .errors import ExanteError
+from profiling.errors import ExanteError
 
 # bytes per element of each --input-dtype (torch's element sizes)
 INPUT_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4}

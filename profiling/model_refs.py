@@ -28,10 +28,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import ExanteError
-from .input_spec import (REF_FORMS, check_batch, check_zoo_name,  # noqa: F401 - re-exported
-                         parse_input_shape, parse_mlp_spec)
-from .lazy_refs import LAZY_REF_SCHEMES
+from profiling.errors import ExanteError
+from profiling.input_spec import REF_FORMS, check_batch, check_zoo_name, parse_input_shape, parse_mlp_spec
+from profiling.lazy_refs import LAZY_REF_SCHEMES
 
 MODEL_REF_ATTR = "_exante_model_ref"    # set on models built from a ref (see rebuild_on_cpu)
 
@@ -487,7 +486,7 @@ def capture_with_cpu_fallback(model: nn.Module, inputs, *, dtype: str = "fp32",
     and captured once with zero inputs (ones for an ``attention_mask``), slower but real.
     Returns ``(Capture, note)``; ``note`` is None unless the fallback ran. A model not
     built from a ref (the user's own) is never rebuilt: the meta error is raised."""
-    from .capture import capture
+    from profiling.capture import capture
 
     try:
         return capture(model, inputs, dtype=dtype, train=train), None

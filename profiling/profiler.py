@@ -305,7 +305,7 @@ class ProfileResult:
     def write(self, dataset_dir) -> dict:
         """Append the rows to ``<dataset_dir>/layers.csv`` and ``models.csv`` (atomically) and
         record the session in ``meta.json``; returns how many rows went where."""
-        from .dataset_txn import all_or_nothing
+        from profiling.dataset_txn import all_or_nothing
 
         layers = schema.layer_table(dataset_dir)
         models = schema.model_table(dataset_dir)

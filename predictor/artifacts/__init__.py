@@ -360,7 +360,7 @@ def load_artifact(hardware: str, artifact_dir: str | os.PathLike | None = None, 
             f"artifact {jpath.name} was fitted with scikit-learn {fitted}, this is "
             f"{sklearn.__version__}; predictions may differ slightly (refit with "
             f"`exante fit --hardware {hardware}`)", ArtifactVersionWarning, stacklevel=2)
-    from .safe_load import load_or_refuse
+    from predictor.artifacts.safe_load import load_or_refuse
 
     model = load_or_refuse(data, jpath, hardware)      # allow-listed globals only
     art = Artifact(model=model, manifest=manifest, path=jpath)

@@ -41,7 +41,7 @@ def _emit(report: dict, as_json: bool, lines: list[str]) -> int:
 def cmd_bench_irene(args) -> int:
     _need(args.dir, "folder", "the IrEne folder holding model/module/ml1/ml2_level_features.csv "
           "(e.g. extdata/irene/device_1)")
-    from .irene import run_irene_bench
+    from predictor.bench.irene import run_irene_bench
 
     r = run_irene_bench(args.dir, quick=args.quick, progress=_progress(args.quiet or args.json))
     a = r["anchors"]
@@ -65,7 +65,7 @@ def cmd_bench_ecnas(args) -> int:
     for flag, path in (("--train", args.train), ("--test", args.test)):
         _need(path, "file", f"{flag} CSV of NAS-Bench-101 cells (see experiments/external/run.py "
               "--ecnas-split)")
-    from .ecnas import run_ecnas_bench
+    from predictor.bench.ecnas import run_ecnas_bench
 
     r = run_ecnas_bench(args.train, args.test, correction=not args.no_correction,
                         progress=_progress(args.quiet or args.json))
@@ -84,7 +84,7 @@ def cmd_bench_ecnas(args) -> int:
 def cmd_bench_zeus(args) -> int:
     _need(args.dir, "folder", "the folder holding summary_power_<gpu>.csv files (e.g. "
           "extdata/zeus_nsdi23)")
-    from .zeus import run_zeus_bench
+    from predictor.bench.zeus import run_zeus_bench
 
     r = run_zeus_bench(args.dir, n_calib=args.calibrate_on, optimizer_impl=args.optimizer_impl,
                        progress=_progress(args.quiet or args.json))
@@ -134,5 +134,5 @@ def add_bench_parser(sub) -> None:
     q.set_defaults(func=cmd_bench_zeus)
     __import__("predictor.bench.mlenergy", fromlist=["add_parser"]).add_parser(bsub)
 
-    from .timm_cli import add_timm_parser   # exante bench timm (predictor/bench/timm.py)
+    from predictor.bench.timm_cli import add_timm_parser   # exante bench timm (predictor/bench/timm.py)
     add_timm_parser(bsub)

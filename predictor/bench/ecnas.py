@@ -54,7 +54,7 @@ _BLOCKS = None
 def _block_cache():
     global _BLOCKS
     if _BLOCKS is None:
-        from .nasbench101 import BlockCache
+        from predictor.bench.nasbench101 import BlockCache
 
         _BLOCKS = BlockCache("meta")
     return _BLOCKS
@@ -67,7 +67,7 @@ def arch_work(ops, adjacency, *, batch: int = BATCH) -> dict:
     from profiling.capture import capture
     from profiling.features import features_for_capture
 
-    from .nasbench101 import build_network
+    from predictor.bench.nasbench101 import build_network
 
     net = build_network(ops, adjacency, device="meta", block=_block_cache())
     cap = capture(net, torch.zeros((batch, 3, 32, 32), device="meta"), train=True)

@@ -99,7 +99,7 @@ def load_irene_dir(path: str) -> tuple[dict, dict]:
 # ----------------------------------------------------------------------------- capture
 @lru_cache(maxsize=8)
 def _model(name: str):
-    from .hf_models import build_hf_model
+    from predictor.bench.hf_models import build_hf_model
 
     return build_hf_model(name, device="meta")
 
@@ -243,7 +243,7 @@ def run_irene_bench(path: str, *, models=PAPER_MODELS, quick: bool = False,
     """Leave-one-model-out over ``models`` present in ``path``; returns the JSON report."""
     t0 = time.perf_counter()
     frames, skipped = load_irene_dir(path)  # the files are checked before torch loads
-    from .hf_models import HF_CONFIGS
+    from predictor.bench.hf_models import HF_CONFIGS
     prims = pd.concat([frames["ml1"], frames["ml2"]], ignore_index=True)
     present = [m for m in models if (frames["model"]["model_name"] == m).any()]
     others = sorted(set(frames["model"]["model_name"]) - set(present))

@@ -161,7 +161,7 @@ def run_mlenergy_bench(folder, progress=None) -> dict:
 
 
 def _cmd(args) -> int:
-    from .cli import _emit, _progress
+    from predictor.bench.cli import _emit, _progress
 
     r = run_mlenergy_bench(args.dir, progress=_progress(args.quiet or args.json))
     o = r["overall"]

@@ -31,8 +31,8 @@ import numpy as np
 
 from profiling.errors import ExanteError
 
-from .timm_results import FILE_PATTERN, read_benchmark_file
-from .timm_workloads import TimmBuildError, default_cache_dir, timm_workload
+from predictor.bench.timm_results import FILE_PATTERN, read_benchmark_file
+from predictor.bench.timm_workloads import TimmBuildError, default_cache_dir, timm_workload
 
 __all__ = ["run_timm_bench", "score", "gmacs_of"]
 
@@ -163,7 +163,7 @@ def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None
         except ExanteError as exc:
             report["skipped_files"][p.name] = str(exc)
     if jobs > 1:
-        from .timm_workloads import warm_cache
+        from predictor.bench.timm_workloads import warm_cache
 
         warm_cache([(r.model, r.img_size, r.batch, bf.mode, bf.dtype) for _, bf in parsed
                     for r in _pick_rows(bf.rows, limit, sample, seed)], cache_dir, jobs, progress)

@@ -8,7 +8,7 @@ import sys
 
 
 def cmd_bench_timm(args) -> int:
-    from .timm import run_timm_bench
+    from predictor.bench.timm import run_timm_bench
 
     prog = None if args.quiet else (     # stderr, so --json output stays clean
         lambda m: print(f"exante bench: {m}", file=sys.stderr, flush=True))

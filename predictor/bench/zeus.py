@@ -141,7 +141,7 @@ def _step(model, dataset, network, batch, optimizer, impl, cache):
     from predictor.lowering import lower
     from predictor.predict import capture_workload
 
-    from .zeus_models import network_inputs
+    from predictor.bench.zeus_models import network_inputs
 
     key = (dataset, network, batch, optimizer, impl)
     if key not in cache:
@@ -210,7 +210,7 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
     from predictor.calibrate import Run, calibrate
     from predictor.transfer import transferred_artifact
 
-    from .zeus_models import ZEUS_NETWORKS, build_network
+    from predictor.bench.zeus_models import ZEUS_NETWORKS, build_network
     models, cache, per_gpu, skipped_gpus, all_rows, notes = {}, {}, {}, {}, [], []
     skipped_rows: dict = {}
     from predictor.progress import bar

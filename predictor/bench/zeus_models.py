@@ -106,7 +106,7 @@ def build_network(dataset: str, network: str) -> nn.Module:
 
         return resolve_model_on_meta("torchvision:resnet50")
     if (dataset, network) == ("squad", "bert_base_uncased"):
-        from .hf_models import HF_CONFIGS, _transformers, prepare_for_capture
+        from predictor.bench.hf_models import HF_CONFIGS, _transformers, prepare_for_capture
 
         tf = _transformers()                # with the torchvision workaround
         cls_name, kw = HF_CONFIGS["bert-base-uncased"]

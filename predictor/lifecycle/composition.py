@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from profiling.errors import ExanteError
-from .. import carbon
-from .report import LifecycleReport, StageReport
-from .scenario import STAGES, Scenario
+from predictor import carbon
+from predictor.lifecycle.report import LifecycleReport, StageReport
+from predictor.lifecycle.scenario import STAGES, Scenario
 
 
 # --------------------------------------------------------------------------- estimation

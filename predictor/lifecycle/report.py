@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import carbon
-from .scenario import STAGES
+from predictor import carbon
+from predictor.lifecycle.scenario import STAGES
 
 
 # --------------------------------------------------------------------------- report

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from profiling.errors import ExanteError
-from .. import carbon
+from predictor import carbon
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")

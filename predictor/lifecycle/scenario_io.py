@@ -11,8 +11,8 @@ import tomllib
 
 from profiling.errors import ExanteError
 from profiling.ref_policy import check_data_model_ref
-from .. import carbon
-from .scenario import InferencePlan, Scenario, SearchPlan, TrainingRun, _input_shape, _pos_float, _pos_int, _range
+from predictor import carbon
+from predictor.lifecycle.scenario import InferencePlan, Scenario, SearchPlan, TrainingRun, _input_shape, _pos_float, _pos_int, _range
 
 
 # --------------------------------------------------------------------------- CLI and TOML

@@ -10,8 +10,8 @@ import math
 
 from profiling.errors import ExanteError
 
-from . import memory, mfu as mfu_mod, parallel
-from .plan import MFU_MODES, TRAIN_DTYPES, training_plan
+from predictor.llm import memory, mfu as mfu_mod, parallel
+from predictor.llm.plan import MFU_MODES, TRAIN_DTYPES, training_plan
 
 _SHAPE_INTS = ("layers", "hidden", "heads", "seq_len", "micro_batch")
 _CHOICES = {"mfu_mode": MFU_MODES, "mfu_flavour": mfu_mod.FLAVOURS,

@@ -14,7 +14,7 @@ from importlib import resources
 
 from profiling.errors import ExanteError
 
-from . import memory, mfu as mfu_mod, throughput
+from predictor.llm import memory, mfu as mfu_mod, throughput
 
 TRAIN_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
 FLOPS_SOURCE = ("6·N·D training FLOPs (forward 2·N + backward 4·N per token): Kaplan et al. "
@@ -129,7 +129,7 @@ def training_plan(spec, count: int, *, params=None, tokens=None, flops=None, mfu
             raise ExanteError("the physics MFU needs params (and ideally layers/hidden/heads)")
         link = None
         if interconnect:
-            from . import parallel
+            from predictor.llm import parallel
             intra, _, inter = str(interconnect).partition(",")
             link = parallel.interconnect(spec.generation, intra or None, inter or None)
         physics = throughput.estimate(cfg, spec, count, dtype=dtype, flops_params=n_for_mfu,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from profiling.errors import ExanteError
 
-from . import parallel
+from predictor.llm import parallel
 
 OPT_BYTES_PER_PARAM = {True: 28.0, False: 64.0}
 

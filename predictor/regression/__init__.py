@@ -76,79 +76,17 @@ e.g. ``_cat``, ``_config_groups``, ``_parse_counts``), so ``from predictor impor
 as R; R._cat`` keeps working.
 """
 
-from .design import (  # noqa: F401
-    CORE_NUMERIC,
-    SHAPE_NUMERIC,
-    CATEGORIES,
-    FAMILIES,
-    OPTIMIZERS,
-    _TINY,
-    _as_frame,
-    _num,
-    _cat,
-    _types,
-    design_matrix,
-    make_base,
-    _fit_quiet,
-    error_metrics,
-)
-from .nnls import (  # noqa: F401
-    _nnls_relative,
-)
-from .physics_constants import (  # noqa: F401
-    _ENERGY_FLOOR_FRACTION,
-    _HOST_FLOOR_QUANTILE,
-    _HOST_BAND,
-    _ACTIVE_IDLE_QUANTILE,
-    estimate_host_floor,
-    estimate_active_idle_power,
-    energy_active,
-    _mode_floor,
-    _median_idle,
-)
-from .roofline import (  # noqa: F401
-    RooflinePrior,
-)
-from .layer_regressors import (  # noqa: F401
-    _TARGETS,
-    LayerRegressor,
-    OptimizerStepRegressor,
-)
-from .composer import (  # noqa: F401
-    _TIME_TERMS,
-    _ENERGY_TERMS,
-    ModelComposer,
-)
-from .uncertainty import (  # noqa: F401
-    _conformal_bounds,
-    Uncertainty,
-)
-from .training_rows import (  # noqa: F401
-    _parse_counts,
-    _config_keys,
-    _key_table,
-    clean_layers,
-    clean_models,
-    _config_groups,
-    _pairs_for_optimizer,
-    _session_ids,
-    cross_session_deviations,
-)
-from .hardware_model import (  # noqa: F401
-    LayerPredictions,
-    HardwareModel,
-    model_level_frame,
-    _fit_core,
-)
-from .cross_validation import (  # noqa: F401
-    compare_families,
-    cross_validate_models,
-)
-from .fitting import (  # noqa: F401
-    _fallback_bounds,
-    build_hardware_model,
-    _fam_name,
-)
+from predictor.regression.design import CORE_NUMERIC, SHAPE_NUMERIC, CATEGORIES, FAMILIES, OPTIMIZERS, _TINY, _as_frame, _num, _cat, _types, design_matrix, make_base, _fit_quiet, error_metrics
+from predictor.regression.nnls import _nnls_relative
+from predictor.regression.physics_constants import _ENERGY_FLOOR_FRACTION, _HOST_FLOOR_QUANTILE, _HOST_BAND, _ACTIVE_IDLE_QUANTILE, estimate_host_floor, estimate_active_idle_power, energy_active, _mode_floor, _median_idle
+from predictor.regression.roofline import RooflinePrior
+from predictor.regression.layer_regressors import _TARGETS, LayerRegressor, OptimizerStepRegressor
+from predictor.regression.composer import _TIME_TERMS, _ENERGY_TERMS, ModelComposer
+from predictor.regression.uncertainty import _conformal_bounds, Uncertainty
+from predictor.regression.training_rows import _parse_counts, _config_keys, _key_table, clean_layers, clean_models, _config_groups, _pairs_for_optimizer, _session_ids, cross_session_deviations
+from predictor.regression.hardware_model import LayerPredictions, HardwareModel, model_level_frame, _fit_core
+from predictor.regression.cross_validation import compare_families, cross_validate_models
+from predictor.regression.fitting import _fallback_bounds, build_hardware_model, _fam_name
 
 __all__ = [
     "CORE_NUMERIC",

@@ -11,8 +11,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from profiling.errors import ExanteError
 
-from .design import _TINY, _as_frame, _cat, _num
-from .nnls import _nnls_relative
+from predictor.regression.design import _TINY, _as_frame, _cat, _num
+from predictor.regression.nnls import _nnls_relative
 
 
 _TIME_TERMS = ("a", "a_opt", "b", "c")

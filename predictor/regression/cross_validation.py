@@ -11,12 +11,11 @@ from sklearn.model_selection import GroupKFold
 
 from profiling.errors import ExanteError
 
-from .design import _as_frame, _cat, _num, error_metrics
-from .hardware_model import _fit_core, model_level_frame
-from .layer_regressors import LayerRegressor
-from .physics_constants import (_median_idle, _mode_floor, energy_active,
-                                estimate_active_idle_power, estimate_host_floor)
-from .training_rows import _config_keys, _key_table, _parse_counts, clean_layers, clean_models
+from predictor.regression.design import _as_frame, _cat, _num, error_metrics
+from predictor.regression.hardware_model import _fit_core, model_level_frame
+from predictor.regression.layer_regressors import LayerRegressor
+from predictor.regression.physics_constants import _median_idle, _mode_floor, energy_active, estimate_active_idle_power, estimate_host_floor
+from predictor.regression.training_rows import _config_keys, _key_table, _parse_counts, clean_layers, clean_models
 
 
 def compare_families(layer_df: pd.DataFrame, groups, families=("poly_lasso", "gbr", "rf"),

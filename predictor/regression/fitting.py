@@ -13,15 +13,13 @@ from sklearn.model_selection import GroupKFold
 
 from profiling.errors import ExanteError
 
-from .cross_validation import cross_validate_models
-from .design import SHAPE_NUMERIC, _TINY, _cat, _num, _types, error_metrics
-from .hardware_model import HardwareModel, _fit_core
-from .layer_regressors import LayerRegressor
-from .physics_constants import (_median_idle, _mode_floor, energy_active,
-                                estimate_active_idle_power, estimate_host_floor)
-from .training_rows import (_config_groups, _key_table, clean_layers, clean_models,
-                            cross_session_deviations)
-from .uncertainty import Uncertainty, _conformal_bounds
+from predictor.regression.cross_validation import cross_validate_models
+from predictor.regression.design import SHAPE_NUMERIC, _TINY, _cat, _num, _types, error_metrics
+from predictor.regression.hardware_model import HardwareModel, _fit_core
+from predictor.regression.layer_regressors import LayerRegressor
+from predictor.regression.physics_constants import _median_idle, _mode_floor, energy_active, estimate_active_idle_power, estimate_host_floor
+from predictor.regression.training_rows import _config_groups, _key_table, clean_layers, clean_models, cross_session_deviations
+from predictor.regression.uncertainty import Uncertainty, _conformal_bounds
 
 
 def _fallback_bounds(layers: pd.DataFrame, P: float, floors: dict, *, time_base, energy_base,

@@ -13,12 +13,12 @@ import pandas as pd
 
 from profiling.errors import ExanteError
 
-from .composer import ModelComposer
-from .design import SHAPE_NUMERIC, _TINY, _cat, _num
-from .layer_regressors import LayerRegressor, OptimizerStepRegressor
-from .physics_constants import energy_active
-from .training_rows import _pairs_for_optimizer, _parse_counts
-from .uncertainty import Uncertainty
+from predictor.regression.composer import ModelComposer
+from predictor.regression.design import SHAPE_NUMERIC, _TINY, _cat, _num
+from predictor.regression.layer_regressors import LayerRegressor, OptimizerStepRegressor
+from predictor.regression.physics_constants import energy_active
+from predictor.regression.training_rows import _pairs_for_optimizer, _parse_counts
+from predictor.regression.uncertainty import Uncertainty
 
 
 @dataclass

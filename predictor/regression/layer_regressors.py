@@ -12,9 +12,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from profiling.errors import ExanteError
 
-from .design import (CATEGORIES, CORE_NUMERIC, _TINY, _as_frame, _cat, _fit_quiet, _num, _types,
-                     design_matrix, make_base)
-from .roofline import RooflinePrior
+from predictor.regression.design import CATEGORIES, CORE_NUMERIC, _TINY, _as_frame, _cat, _fit_quiet, _num, _types, design_matrix, make_base
+from predictor.regression.roofline import RooflinePrior
 
 
 _TARGETS = {"time": "time_s", "energy_dynamic": "energy_dynamic_j", "energy": "energy_j",

@@ -9,7 +9,7 @@ import math
 import numpy as np
 from scipy.optimize import nnls
 
-from .design import _TINY
+from predictor.regression.design import _TINY
 
 
 def _nnls_relative(A: np.ndarray, y: np.ndarray, *, prior: np.ndarray | None = None,

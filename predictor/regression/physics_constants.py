@@ -10,7 +10,7 @@ import pandas as pd
 
 from profiling.errors import ExanteError
 
-from .design import _TINY, _cat, _num
+from predictor.regression.design import _TINY, _cat, _num
 
 
 _ENERGY_FLOOR_FRACTION = 0.02   # energy_active >= this · P_ai · time (regression step 2)

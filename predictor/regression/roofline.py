@@ -8,8 +8,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .design import _TINY, _as_frame, _cat, _num
-from .nnls import _nnls_relative
+from predictor.regression.design import _TINY, _as_frame, _cat, _num
+from predictor.regression.nnls import _nnls_relative
 
 
 class RooflinePrior(BaseEstimator):

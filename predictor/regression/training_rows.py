@@ -13,8 +13,8 @@ import pandas as pd
 
 from profiling.errors import ExanteError
 
-from .design import _as_frame, _cat, _num, _types
-from .physics_constants import energy_active
+from predictor.regression.design import _as_frame, _cat, _num, _types
+from predictor.regression.physics_constants import energy_active
 
 
 def _parse_counts(v) -> dict:

@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from profiling.errors import ExanteError
 
-from .design import _as_frame, _cat, _num
+from predictor.regression.design import _as_frame, _cat, _num
 
 
 def _conformal_bounds(r: np.ndarray, coverage: float) -> tuple[float, float]:

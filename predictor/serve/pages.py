@@ -11,7 +11,7 @@ from predictor.calc import DEFAULT_PUE as CALC_DEFAULT_PUE
 from predictor.calc import human_energy, human_mass
 from predictor.carbon import DEFAULT_PUE
 
-from .forms import CALC_CHOICES, DTYPES, INPUT_DTYPES, OPTIMIZERS, WEIGHTS
+from predictor.serve.forms import CALC_CHOICES, DTYPES, INPUT_DTYPES, OPTIMIZERS, WEIGHTS
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem}
 form{border:1px solid #ccc;border-radius:6px;padding:1rem;margin:1rem 0}

@@ -33,8 +33,8 @@ from urllib.parse import unquote, urlsplit
 
 from profiling.errors import ExanteError
 
-from . import forms, pages
-from .intake import RequestIntake
+from predictor.serve import forms, pages
+from predictor.serve.intake import RequestIntake
 
 logger = logging.getLogger("exante.serve")
 

@@ -42,15 +42,8 @@ Type-specific features (``in_features``, ``kernel_size``, ``groups``, ``seq_len`
 
 from __future__ import annotations
 
-from . import linear, conv, norms, elementwise, pooling, copies, embedding, attention, losses  # noqa: F401  (registration, in this order)
-from .registry import (
-    CORE_FEATURES,
-    DTYPE_BYTES,
-    FEATURE_REGISTRY,
-    UnsupportedLayerWarning,
-    layer_features,
-    register,
-)
+from profiling.feature_families import linear, conv, norms, elementwise, pooling, copies, embedding, attention, losses  # noqa: F401  (registration, in this order)
+from profiling.feature_families.registry import CORE_FEATURES, DTYPE_BYTES, FEATURE_REGISTRY, UnsupportedLayerWarning, layer_features, register
 
 __all__ = ["CORE_FEATURES", "DTYPE_BYTES", "FEATURE_REGISTRY", "UnsupportedLayerWarning",
            "layer_features", "register"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import re
 
-from ..layer_records import LayerConfig
-from .registry import DTYPE_BYTES
+from profiling.layer_records import LayerConfig
+from profiling.feature_families.registry import DTYPE_BYTES
 
 
 # --------------------------------------------------------------------------------------

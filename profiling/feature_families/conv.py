@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import warnings
 
-from ..layer_records import LayerConfig
-from .common import _arg, _feat, _nd_from_type, _ntuple, _prod, _x, _y
-from .registry import register
+from profiling.layer_records import LayerConfig
+from profiling.feature_families.common import _arg, _feat, _nd_from_type, _ntuple, _prod, _x, _y
+from profiling.feature_families.registry import register
 
 with warnings.catch_warnings():     # fvcore.nn's __init__ triggers torch.jit.script deprecations
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from ..layer_records import LayerConfig
-from .common import _arg, _feat, _prod, _y
-from .registry import register
+from profiling.layer_records import LayerConfig
+from profiling.feature_families.common import _arg, _feat, _prod, _y
+from profiling.feature_families.registry import register
 
 
 # --------------------------------------------------------------------------------------

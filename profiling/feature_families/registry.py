@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..errors import UnsupportedLayerError
-from ..layer_records import LayerConfig
+from profiling.errors import UnsupportedLayerError
+from profiling.layer_records import LayerConfig
 
 
 CORE_FEATURES = (

@@ -13,8 +13,8 @@ import traceback
 import torch
 
 from profiling.errors import ExanteError, MeterUnavailable
-from .builders import build_from_spec
-from .tasks import REFERENCE_EVERY, SweepTask, _canon
+from profiling.sweeps.builders import build_from_spec
+from profiling.sweeps.tasks import REFERENCE_EVERY, SweepTask, _canon
 
 
 # --------------------------------------------------------------------------- meters

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from .design_space import FWD_BWD, INFER, TRAIN_ADAM, TRAIN_SGD
-from .layer_designs import _interleave, supported_layer_types
-from .tasks import SweepTask, make_task
+from profiling.sweeps.design_space import FWD_BWD, INFER, TRAIN_ADAM, TRAIN_SGD
+from profiling.sweeps.layer_designs import _interleave, supported_layer_types
+from profiling.sweeps.tasks import SweepTask, make_task
 
 
 # --------------------------------------------------------------------------- lent-GPU designs (issue 13)

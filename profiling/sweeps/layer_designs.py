@@ -7,8 +7,8 @@ import math
 from typing import Any, Sequence
 
 from profiling.errors import ExanteError
-from .design_space import _choice, _logint, _round_to, _shrink_batch, lhs
-from .tasks import SweepTask, make_task
+from profiling.sweeps.design_space import _choice, _logint, _round_to, _shrink_batch, lhs
+from profiling.sweeps.tasks import SweepTask, make_task
 
 
 # --------------------------------------------------------------------------- layer designs

@@ -8,13 +8,11 @@ import math
 
 from profiling import schema
 from profiling.errors import ExanteError
-from .design_space import DTYPE_CHOICES, INFER, SEED, TRAIN_MODES
-from .gpu_designs import (GPU_EFF_PROTOCOL, HOST_PROTOCOL, REFSET_PROTOCOL, TORCH_DEFAULT_FLAGS, gpu_eff_design,
-                          host_launch_design, refset_design)
-from .layer_designs import _anchor_layers, layer_design, supported_layer_types
-from .model_designs import (cnn_design, layers_smoke_design, mixed_design, mlp_design, mlp_seed004_design,
-                            models_smoke_design, reference_design, transformer_design)
-from .tasks import REFERENCE_EVERY, SweepDefinition
+from profiling.sweeps.design_space import DTYPE_CHOICES, INFER, SEED, TRAIN_MODES
+from profiling.sweeps.gpu_designs import GPU_EFF_PROTOCOL, HOST_PROTOCOL, REFSET_PROTOCOL, TORCH_DEFAULT_FLAGS, gpu_eff_design, host_launch_design, refset_design
+from profiling.sweeps.layer_designs import _anchor_layers, layer_design, supported_layer_types
+from profiling.sweeps.model_designs import cnn_design, layers_smoke_design, mixed_design, mlp_design, mlp_seed004_design, models_smoke_design, reference_design, transformer_design
+from profiling.sweeps.tasks import REFERENCE_EVERY, SweepDefinition
 
 
 SECONDS_PER_CONFIG = 4.0  # one measured configuration on an H100 (protocol defaults)

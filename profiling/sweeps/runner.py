@@ -12,9 +12,9 @@ from typing import Callable
 
 from profiling import schema
 from profiling.errors import ExanteError
-from .execution import _worker_execute, execute_task, torch_flags
-from .registry import get_sweep
-from .tasks import REFERENCE_EVERY, SweepDefinition, SweepTask
+from profiling.sweeps.execution import _worker_execute, execute_task, torch_flags
+from profiling.sweeps.registry import get_sweep
+from profiling.sweeps.tasks import REFERENCE_EVERY, SweepDefinition, SweepTask
 
 
 # --------------------------------------------------------------------------- runner

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from profiling.errors import ExanteError
-from .builders import build_from_spec
+from profiling.sweeps.builders import build_from_spec
 
 
 REFERENCE_EVERY = 20
