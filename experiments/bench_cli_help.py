@@ -23,7 +23,7 @@ COMMANDS = (["--help"], ["predict", "--help"], ["estimate", "--help"], ["sweep",
 def time_help(argv: list[str], tree: str | None, runs: int) -> tuple[list[float], bool]:
     prefix = f"sys.path.insert(0, {tree!r}); " if tree else ""
     code = (f"import sys; {prefix}sys.argv = ['exante'] + {argv!r}\n"
-            "from predictor.cli import main\n"
+            "from predictor.cli.main import main\n"
             "try:\n    rc = main()\nexcept SystemExit as exc:\n    rc = exc.code\n"
             "sys.stderr.write('TORCH=%s' % ('torch' in sys.modules))\nsys.exit(rc)")
     times, torch_loaded = [], False

@@ -2,9 +2,9 @@
 
 Compares, in the same process and run:
 
-* ``predictor.predict`` (capture on ``meta`` + features + regression + composition), cold
+* ``predictor.engine.predict`` (capture on ``meta`` + features + regression + composition), cold
   (first call: nothing cached) and warm (per-layer predictions cached);
-* ``profiling.capture.capture`` alone on the ``meta`` copy of the model (the first stage of
+* ``profiling.capture.core.capture`` alone on the ``meta`` copy of the model (the first stage of
   predict; predict itself swaps the real weights for meta placeholders around it);
 * ``torch.utils.flop_counter.FlopCounterMode`` over a forward on the ``meta`` device;
 * ``fvcore.nn.FlopCountAnalysis`` (jit trace based) feature extraction -- on ``meta`` if
@@ -56,7 +56,7 @@ def _artifact(hardware: str):
     sys.path.insert(0, os.path.join(HERE, "accuracy"))
     from synthetic import make_synthetic_dataset
 
-    from predictor.fit import fit_hardware
+    from predictor.fit.hardware_fit import fit_hardware
 
     tmp = tempfile.mkdtemp(prefix="exante-bench-")
     make_synthetic_dataset(tmp, hardware=hardware)
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     from predictor import predict
-    from predictor.predict import clear_cache
+    from predictor.engine.predict import clear_cache
 
     art_dir, art_note = _artifact(args.hardware)
     model = resnet50()
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     res["flopcounter_meta_eval"] = _time(flopcounter, args.repeats)
     meta_model.train()
 
-    from profiling.capture import capture
+    from profiling.capture.core import capture
 
     capture(meta_model, x_meta)
     res["capture_meta"] = _time(lambda: capture(meta_model, x_meta), args.repeats)

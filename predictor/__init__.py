@@ -1,13 +1,21 @@
-"""exante's predictor: per-layer regression of GPU time and energy, fitted artifacts, CLI.
+"""exante's predictor: GPU time, energy and CO2 of a PyTorch model, before it is trained.
 
-``from predictor import predict`` is the DESIGN.md §4 Python contract; ``predictor.calc(...)``
-is the calculator (issue 10).
+The public API, imported on first use (PEP 562), so ``import predictor`` -- and with it
+``exante --help`` -- does not import torch or scikit-learn::
 
-The public names are imported on first use (PEP 562), so ``import predictor`` — and with it
-``exante --help`` — does not import torch or scikit-learn. The submodules ``predictor.predict``
-and ``predictor.calc`` have the same names as the functions; the package keeps the
-*functions* as its attributes whatever is imported first (an import of the submodule does not
-replace them), as the eager import this replaces did.
+    from predictor import predict, estimate, compare, calc, EnergyObjective, calibrate, lookup
+
+* :func:`predict` -- one call's time (s) and board energy (J) on a GPU (:mod:`predictor.engine`)
+* :func:`estimate` -- a life cycle's energy (kWh) and CO2 (kg) (:mod:`predictor.carbon.lifecycle`)
+* :func:`compare` -- designs ranked by predicted energy (:mod:`predictor.search.compare`)
+* :func:`calc` -- the calculator: device x count x hours -> kWh, kg CO2eq (:mod:`predictor.carbon.calc`)
+* :class:`EnergyObjective` -- NAS objective (:mod:`predictor.search.nas`)
+* :func:`calibrate` -- few-shot calibration on a user's runs (:mod:`predictor.fit.calibrate`)
+* :func:`lookup` -- a GPU's datasheet from the catalogue (:mod:`predictor.carbon.hardware`)
+
+Layout: ``engine/`` (workload -> lowering -> physics -> calibrated -> transfer), ``fit/``,
+``search/``, ``carbon/``, ``cli/``, ``bench/``, ``artifacts/`` (shipped models), ``data/``.
+Old module paths (before issue 19) still import, with a DeprecationWarning (:mod:`predictor.moved`).
 """
 
 from __future__ import annotations
@@ -16,27 +24,37 @@ import importlib
 import sys
 import types
 
+from predictor.moved import MOVED as _MOVED
 from profiling.lazy_refs import LAZY_REF_SCHEMES
+from profiling.moved_modules import install as _install
 
-# mlpseq:, convstack:, encoder: MODEL_REFs are built by predictor.generators (imported when used)
-LAZY_REF_SCHEMES.update(dict.fromkeys(("mlpseq", "convstack", "encoder"), "predictor.generators"))
+_install(_MOVED)
 
-_EXPORTS = {"predict": ".predict", "Prediction": ".predict", "available_hardware": ".artifacts",
-            "calc": ".calc", "CalcResult": ".calc"}
-__all__ = ["predict", "Prediction", "available_hardware", "calc", "CalcResult"]
+# mlpseq:, convstack:, encoder: MODEL_REFs are built by predictor.search.generators (imported when used)
+LAZY_REF_SCHEMES.update(dict.fromkeys(("mlpseq", "convstack", "encoder"), "predictor.search.generators"))
+
+_EXPORTS = {
+    "predict": "predictor.engine.predict", "Prediction": "predictor.engine.prediction",
+    "estimate": "predictor.carbon.lifecycle.composition",
+    "compare": "predictor.search.compare", "calc": "predictor.carbon.calc",
+    "CalcResult": "predictor.carbon.calc", "EnergyObjective": "predictor.search.nas",
+    "calibrate": "predictor.fit.calibrate", "lookup": "predictor.carbon.hardware",
+    "available_hardware": "predictor.artifacts",
+}
+__all__ = list(_EXPORTS)
 
 
 class _Package(types.ModuleType):
     def __getattr__(self, name: str):
         if name not in _EXPORTS:
             raise AttributeError(f"module 'predictor' has no attribute {name!r}")
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
         self.__dict__[name] = value
         return value
 
     def __setattr__(self, name: str, value):
-        # the import system sets predictor.predict / predictor.calc to the submodule once it
-        # is loaded; the package attribute stays the function of the same name
+        # an import of an old submodule path (predictor.predict, predictor.calc: same names as
+        # the functions) sets the package attribute to that module; the function stays
         if name in _EXPORTS and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)

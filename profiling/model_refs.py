@@ -38,7 +38,7 @@ MODEL_REF_ATTR = "_exante_model_ref"    # set on models built from a ref (see re
 class ModelBuildError(ExanteError):
     """A known model whose constructor failed (e.g. on the meta device)."""
 
-# further MODEL_REF schemes registered by other packages (predictor.generators registers
+# further MODEL_REF schemes registered by other packages (predictor.search.generators registers
 # mlpseq:, convstack:, encoder:): scheme -> builder(text after the colon) -> nn.Module
 REF_SCHEMES: dict[str, Callable[[str], nn.Module]] = {}
 
@@ -486,7 +486,7 @@ def capture_with_cpu_fallback(model: nn.Module, inputs, *, dtype: str = "fp32",
     and captured once with zero inputs (ones for an ``attention_mask``), slower but real.
     Returns ``(Capture, note)``; ``note`` is None unless the fallback ran. A model not
     built from a ref (the user's own) is never rebuilt: the meta error is raised."""
-    from profiling.capture import capture
+    from profiling.capture.core import capture
 
     try:
         return capture(model, inputs, dtype=dtype, train=train), None

@@ -8,7 +8,7 @@ from synthetic_fixture import SYN, SYNTH_HW
 @pytest.fixture(scope="session")
 def art_dir(tmp_path_factory):
     """Artifact folder holding a model for hardware ``synthtest`` fitted on synthetic MLP rows."""
-    from predictor.fit import fit_hardware
+    from predictor.fit.hardware_fit import fit_hardware
 
     d = tmp_path_factory.mktemp("exante")
     SYN.make_synthetic_dataset(d / "ds", hardware=SYNTH_HW,

@@ -1,4 +1,4 @@
-"""predictor.artifacts and predictor.fit: manifests, checksums, lookup, refusals."""
+"""predictor.artifacts and predictor.fit.hardware_fit: manifests, checksums, lookup, refusals."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from predictor import artifacts as A
-from predictor.regression import LayerRegressor
+from predictor.fit.regression import LayerRegressor
 from profiling.errors import ExanteError
 from synthetic_fixture import SYN
 
@@ -141,7 +141,7 @@ def test_dataset_digest(tmp_path):
 
 
 def test_fit_hardware_errors(tmp_path):
-    from predictor.fit import fit_hardware
+    from predictor.fit.hardware_fit import fit_hardware
 
     with pytest.raises(ExanteError, match="exante sweep") as ei:
         fit_hardware("h100", datasets_dir=tmp_path / "nothing", out_dir=tmp_path / "art")
@@ -152,7 +152,7 @@ def test_fit_hardware_errors(tmp_path):
 
 
 def test_fit_hardware_synthetic_refused_into_package_then_fits_elsewhere(tmp_path):
-    from predictor.fit import fit_hardware
+    from predictor.fit.hardware_fit import fit_hardware
 
     SYN.make_synthetic_dataset(tmp_path / "ds", hardware="synth", families=("mlp_relu", "mlp_tanh"),
                                batches=(1, 64), dtypes=("fp32",), optimizers=("sgd",))

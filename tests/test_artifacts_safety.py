@@ -88,7 +88,7 @@ def test_plain_pickle_opcodes_are_checked_too(tmp_path):
 
 
 def test_calling_a_project_class_is_refused_but_its_state_is_not():
-    from predictor.lifecycle import TrainingRun
+    from predictor.carbon.lifecycle import TrainingRun
 
     run = TrainingRun(1, 10, 2)
     assert restricted_load(_joblib_bytes({"run": run}))["run"] == run   # NEWOBJ + BUILD

@@ -15,7 +15,7 @@ import pytest
 
 from predictor.bench import ecnas
 from predictor.bench.ecnas import WORK_TERMS, featurize, run_ecnas_bench
-from predictor.cli import main
+from predictor.cli.main import main
 from profiling.errors import ExanteError
 
 OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")

@@ -14,7 +14,7 @@ transformers = pytest.importorskip("transformers")
 
 from predictor.bench import irene  # noqa: E402
 from predictor.bench.hf_models import build_hf_model, gelu_tanh_formula  # noqa: E402
-from predictor.cli import main  # noqa: E402
+from predictor.cli.main import main  # noqa: E402
 from profiling.errors import ExanteError  # noqa: E402
 
 MODELS = ("bert-base-uncased", "distilbert-base-uncased", "distilgpt2")

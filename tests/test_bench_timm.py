@@ -16,7 +16,7 @@ if importlib.util.find_spec("timm") is None:
     pytest.skip("timm is not installed", allow_module_level=True)
 
 from predictor.bench.timm import run_timm_bench, score  # noqa: E402
-from predictor.cli import main as cli_main  # noqa: E402
+from predictor.cli.main import main as cli_main  # noqa: E402
 
 INFER_HEAD = ("model,infer_img_size,infer_samples_per_sec,infer_step_time,infer_batch_size,"
               "param_count,infer_gmacs,infer_macts\n")
@@ -109,7 +109,7 @@ def test_a_gpu_without_predictor_is_reported_not_fatal(tmp_path, monkeypatch):
 
     from profiling.errors import ExanteError
 
-    P = importlib.import_module("predictor.predict")      # the module, not the function
+    P = importlib.import_module("predictor.engine.predict")      # the module, not the function
 
     real = P._load_or_transfer
 

@@ -10,7 +10,7 @@ import pytest
 
 from predictor.artifacts import available_hardware
 from predictor.bench.zeus import _pick_calibration, load_power_traces, resolve_gpu, run_zeus_bench
-from predictor.cli import main as cli_main
+from predictor.cli.main import main as cli_main
 from profiling.errors import ExanteError
 
 pytestmark = pytest.mark.skipif("h100" not in available_hardware(),

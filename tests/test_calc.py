@@ -5,9 +5,9 @@ import json
 import pytest
 
 import predictor
-from predictor import carbon
-from predictor.calc import calc, human_energy, human_mass
-from predictor.cli import main
+from predictor.carbon import regions as carbon
+from predictor.carbon.calc import calc, human_energy, human_mass
+from predictor.cli.main import main
 from profiling.errors import ExanteError
 
 

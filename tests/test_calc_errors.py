@@ -6,8 +6,8 @@ import json
 import pytest
 
 from predictor.artifacts import load_artifact
-from predictor.calc import calc, serving
-from predictor.cli import main
+from predictor.carbon.calc import calc, serving
+from predictor.cli.main import main
 from profiling.errors import ExanteError
 
 RANGES = {"tp": "an integer in 1..8", "pp": "an integer in 1..8", "dp": "an integer in 1..8",
@@ -123,7 +123,7 @@ def test_predict_cli_hardware_typo_suggests(capsys):
 def test_absurd_counts_and_hours_are_refused_not_printed_as_inf():
     """1e30 devices or 1e308 hours used to print 7e59 MWh or 'inf MWh' (issue 20 fuzz)."""
     import pytest
-    from predictor.calc import calc
+    from predictor.carbon.calc import calc
     from profiling.errors import ExanteError
     with pytest.raises(ExanteError, match="count must be a positive integer <= 1e\\+07"):
         calc("h100", count=1e30, hours=1)

@@ -1,4 +1,4 @@
-"""Tests for profiling.capture (CPU only, fast)."""
+"""Tests for profiling.capture.core (CPU only, fast)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from profiling.capture import Capture, LayerConfig, capture, module_type_name
+from profiling.capture.core import Capture, LayerConfig, capture, module_type_name
 from profiling.errors import ExanteError
 from profiling.zoo import Bottleneck
 from profiling.zoo import ResNet as ResNet50Like
@@ -111,7 +111,7 @@ def test_layerconfig_key_stable_and_hashable():
     assert cfg.batch == 2 and cfg.hparams_dict()["out_features"] == 8
     assert LayerConfig("arange", (), (), ((5,),), "int64").batch == 1
     json.dumps(cfg.to_dict())
-    code = ("from profiling.capture import LayerConfig;print(LayerConfig('Linear',"
+    code = ("from profiling.capture.core import LayerConfig;print(LayerConfig('Linear',"
             "(('bias',True),('in_features',4),('out_features',8)),((2,4),),((2,8),),'fp32').key())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={"PYTHONHASHSEED": "123", **_env()})
@@ -415,7 +415,7 @@ def test_torch_layer_subclass_with_own_forward_counts_its_conv():
         def forward(self, x):
             return F.conv2d(F.pad(x, (0, 1, 0, 1)), self.weight, self.bias, self.stride, 0)
 
-    from profiling.features import feature_table
+    from profiling.features.api import feature_table
 
     x = torch.zeros(2, 3, 16, 16, device="meta")
     with torch.device("meta"):
@@ -531,8 +531,8 @@ def test_resnet50_like_meta():
 # --------------------------------------------------------------------------------------
 # meta fast path (shape rules instead of the real forward): identical results
 
-import profiling.capture as capture_mod  # noqa: E402
-import profiling.capture_fastpath as fastpath_mod  # noqa: E402  (owns the rules the capture looks up)
+import profiling.capture.core as capture_mod  # noqa: E402
+import profiling.capture.fastpath as fastpath_mod  # noqa: E402  (owns the rules the capture looks up)
 
 
 def _snapshot(cap: Capture) -> tuple:

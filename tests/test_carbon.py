@@ -8,7 +8,7 @@ from importlib import resources
 
 import pytest
 
-from predictor import carbon
+from predictor.carbon import regions as carbon
 from profiling.errors import ExanteError
 
 FILES = ("grid_intensity_regions.csv", "energy_sources.csv", "equivalents.csv")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from predictor.cli import main
+from predictor.cli.main import main
 
 
 def run(capsys, *argv):
@@ -53,14 +53,14 @@ def test_features_table_for_mlp(capsys):
 
 
 def test_console_script_help_runs():
-    res = subprocess.run([sys.executable, "-m", "predictor.cli", "--help"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "predictor.cli.main", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "predict" in res.stdout and "estimate" in res.stdout
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["estimate", "--help"],
                                   ["sweep", "--help"], ["calc", "--help"]])
 def test_help_does_not_import_torch(argv):
-    code = ("import sys\nfrom predictor.cli import main\n"
+    code = ("import sys\nfrom predictor.cli.main import main\n"
             f"assert main({argv!r}) == 0\n"
             "heavy = [m for m in ('torch', 'sklearn', 'scipy', 'pandas') if m in sys.modules]\n"
             "print('HEAVY', heavy)")
@@ -73,7 +73,7 @@ def test_listed_sub_commands_match_their_modules():
     """The help shown for a sub-command that is not imported is the module's own."""
     import argparse
 
-    from predictor.cli import EXTERNAL_COMMANDS, build_parser
+    from predictor.cli.main import EXTERNAL_COMMANDS, build_parser
 
     full = build_parser()             # imports every sub-command module
     sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
@@ -85,7 +85,7 @@ def test_listed_sub_commands_match_their_modules():
 def test_list_hardware_on_the_commands_that_take_a_gpu(capsys):
     """`exante predict --list-hardware` (and estimate/compare/calibrate) print the catalogue,
     like `exante calc --list-hardware`, without needing the other arguments."""
-    from predictor.cli import main
+    from predictor.cli.main import main
     for cmd in ("predict", "estimate", "compare", "calibrate"):
         assert main([cmd, "--list-hardware"]) == 0
         out = capsys.readouterr().out

@@ -15,7 +15,7 @@ import types
 import pytest
 import torch
 
-from predictor.cli import main
+from predictor.cli.main import main
 
 MLP = "mlp:in=4,depth=1,width=8,out=2"
 DRY = ["--meter", "estimated", "--rated-power-w", "100", "--device", "cpu"]
@@ -148,7 +148,7 @@ def test_debug_shows_the_traceback_anywhere_on_the_line(workdir, capsys):
 
 
 def test_internal_error_is_one_line_exit_1(workdir, capsys, monkeypatch):
-    import predictor.cli as cli
+    import predictor.cli.main as cli
 
     def broken(args):
         raise TypeError("a bug\nwith a second line")
@@ -196,7 +196,7 @@ def test_token_id_inputs(workdir, capsys):
 
 
 def test_estimate_takes_token_ids_from_toml_and_flag(workdir):
-    from predictor import lifecycle
+    from predictor.carbon import lifecycle
 
     seen = []
 
@@ -211,7 +211,7 @@ def test_estimate_takes_token_ids_from_toml_and_flag(workdir):
     own = {"model": "factories.py:embedding"}
     lifecycle.estimate(lifecycle.load_scenario("tokens.toml", own), predict_fn=stub)
     assert seen == [torch.int64]
-    from predictor.cli import build_parser
+    from predictor.cli.main import build_parser
 
     args = build_parser().parse_args(
         ["estimate", "factories.py:embedding", "--scenario", "tokens.toml", "--input-dtype",
@@ -257,7 +257,7 @@ def test_predict_refuses_a_batch_of_zero():
 
 
 def test_data_files_are_0644_and_no_lock_is_left(tmp_path):
-    from profiling import schema
+    from profiling.dataset import schema
 
     ds = tmp_path / "new" / "dataset"          # created by the first append
     old = os.umask(0o022)

@@ -1,4 +1,4 @@
-"""predictor.compare / `exante compare` and predictor.generators (seed 004 families)."""
+"""predictor.search.compare / `exante compare` and predictor.search.generators (seed 004 families)."""
 
 import json
 import warnings
@@ -6,9 +6,9 @@ import warnings
 import pytest
 import torch
 
-from predictor.cli import main
-from predictor.compare import DesignRow, _rank, compare
-from predictor.generators import (TABLE5, ConvStackSpec, EncoderSpec, MLPSpec, equal_param_conv,
+from predictor.cli.main import main
+from predictor.search.compare import DesignRow, _rank, compare
+from predictor.search.generators import (TABLE5, ConvStackSpec, EncoderSpec, MLPSpec, equal_param_conv,
                                   spec_from_ref, table6_specs)
 from profiling.errors import ExanteError
 from profiling.model_refs import resolve_model

@@ -9,13 +9,13 @@ import warnings
 
 import pytest
 
-from predictor.cli import main
-from predictor.compare import compare
+from predictor.cli.main import main
+from predictor.search.compare import compare
 from profiling.errors import ExanteError
 
 CONV = ["convstack:in=3x16x16,filters=8-8,kernel=3,out=1",
         "convstack:in=3x16x16,filters=16,kernel=3,out=1"]
-pp = importlib.import_module("predictor.predict")
+pp = importlib.import_module("predictor.engine.predict")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from predictor.cli import main
+from predictor.cli.main import main
 
 from synthetic_fixture import SYNTH_HW as HW
 

@@ -85,8 +85,8 @@ def test_validate_training_no_artifact_measures_and_resumes(tmp_path):
 
 
 def test_validate_training_prediction_path(tmp_path, art_dir):
-    from predictor.lifecycle import Scenario, TrainingRun, estimate
-    from predictor.predict import predict
+    from predictor.carbon.lifecycle import Scenario, TrainingRun, estimate
+    from predictor.engine.predict import predict
 
     out = tmp_path / "lc"
     assert VT.main(_common(out, "--models", "mlp-d2-w16,cnn-tiny", meter="estimated", hardware="synthtest",
@@ -199,7 +199,7 @@ def test_wide_vs_deep_no_artifact_resume_as_a_script(tmp_path):
     assert {r["mode"] for r in rows} == {"train_step", "inference"}
     assert {r["shape"] for r in rows} == {"wide", "deep"}
     assert all(r["prediction_status"] == "no prediction" and float(r["energy_j"]) > 0 for r in rows)
-    from profiling.schema import MODEL_COLUMNS
+    from profiling.dataset.schema import MODEL_COLUMNS
 
     mcols, mrows = _rows(out / WV.MODELS)
     assert tuple(mcols) == MODEL_COLUMNS and len(mrows) == len(rows)

@@ -1,4 +1,4 @@
-"""Tests for profiling.features: closed-form counts per layer type, fvcore agreement,
+"""Tests for profiling.features.api: closed-form counts per layer type, fvcore agreement,
 parameter cross-checks and the FeatureTable (CPU only, fast)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from profiling.capture import LayerConfig, capture
+from profiling.capture.core import LayerConfig, capture
 from profiling.errors import UnsupportedLayerError
-from profiling.features import (
+from profiling.features.api import (
     CORE_FEATURES,
     FEATURE_REGISTRY,
     UnsupportedLayerWarning,

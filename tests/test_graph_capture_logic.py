@@ -1,4 +1,4 @@
-"""The CUDA-graph builder's control flow (profiling.replay.graph_workload) on a CPU, with a fake
+"""The CUDA-graph builder's control flow (profiling.measure.replay.graph_workload) on a CPU, with a fake
 torch.cuda: n grows until a replay lasts the target, a capturable optimizer's eager warm-up
 warning is silenced, and a failed capture restores the caller's stream and names the real cause."""
 
@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from profiling import replay
+from profiling.measure import replay
 
 
 @pytest.fixture

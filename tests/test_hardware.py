@@ -6,7 +6,7 @@ from importlib import resources
 
 import pytest
 
-from predictor.hardware import DTYPES, HardwareSpec, catalogue, keys, lookup
+from predictor.carbon.hardware import DTYPES, HardwareSpec, catalogue, keys, lookup
 from profiling.errors import ExanteError
 
 REQUIRED = ["agx-xavier", "k80", "p40", "p100", "t4", "v100", "a10", "a100-40gb", "a100-80gb",
@@ -145,14 +145,14 @@ def test_dtype_fallback_is_stated_never_an_error():
 
 
 def test_catalogue_table_lists_every_device():
-    from predictor.hardware import catalogue_table
+    from predictor.carbon.hardware import catalogue_table
     text = catalogue_table()
     assert len(text.splitlines()) == len(catalogue()) + 1
     assert "rtx5090" in text and "170" in text
 
 
 def test_close_matches_helper_for_other_commands():
-    from predictor.hardware import close_matches
+    from predictor.carbon.hardware import close_matches
     assert close_matches("h1000")[0] in ("h100", "h800", "h200")
     assert "h100" in close_matches("h1000") and close_matches("zzzzzz") == []
 

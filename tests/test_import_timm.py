@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "experiments" / "import"))
 
 import timm_benchmarks  # noqa: E402
 
-from predictor.whole_model import load_whole_model_data  # noqa: E402
+from predictor.fit.datasets import load_whole_model_data  # noqa: E402
 from profiling.errors import ExanteError  # noqa: E402
 
 HEAD = ("model,infer_img_size,infer_samples_per_sec,infer_step_time,infer_batch_size,"
@@ -76,7 +76,7 @@ def test_import_rows_workloads_meta_and_rerun(tmp_path):
         assert w.memory_format == f["memory_format"] and w.torch_version == "2.4.0"
         assert f["key"].startswith(f["task_key"] + "|")
     # fit's attach_workloads: extra columns read, the gz file kept, nothing recaptured
-    from predictor.whole_model import attach_workloads
+    from predictor.fit.datasets import attach_workloads
     assert attach_workloads(d) == {"added": 0, "skipped": {}}
     assert not (d / "workloads.jsonl").exists()
     t4090 = load_whole_model_data(out / "rtx4090").frame

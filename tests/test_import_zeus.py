@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "experiments" / "import"))
 
 import zeus as zeus_import  # noqa: E402
 
-from predictor.whole_model import load_whole_model_data  # noqa: E402
+from predictor.fit.datasets import load_whole_model_data  # noqa: E402
 
 HEAD = "dataset,network,batch_size,optimizer,power_limit,time_per_epoch,average_power\n"
 

@@ -7,8 +7,8 @@ import types
 import pytest
 import torch
 
-from predictor import carbon
-from predictor.lifecycle import (InferencePlan, LifecycleReport, Scenario, SearchPlan,
+from predictor.carbon import regions as carbon
+from predictor.carbon.lifecycle import (InferencePlan, LifecycleReport, Scenario, SearchPlan,
                                  TrainingRun, dump_scenario, estimate, load_scenario,
                                  scenario_from_args)
 from profiling.errors import ExanteError
@@ -216,10 +216,10 @@ def test_region_default_and_report_dict():
 
 
 def test_default_predict_fn_is_imported_lazily(monkeypatch):
-    fake = types.ModuleType("predictor.predict")
+    fake = types.ModuleType("predictor.engine.predict")
     stub = Stub()
     fake.predict = stub
-    monkeypatch.setitem(sys.modules, "predictor.predict", fake)
+    monkeypatch.setitem(sys.modules, "predictor.engine.predict", fake)
     r = estimate(scenario())
     assert isinstance(r, LifecycleReport) and stub.calls
 
@@ -367,7 +367,7 @@ def test_scenario_from_cli_args():
 
 
 def test_tokens_instead_of_samples():
-    from predictor.lifecycle import samples_from_tokens, scenario_from_dict
+    from predictor.carbon.lifecycle import samples_from_tokens, scenario_from_dict
     assert samples_from_tokens(1_000_000, "512") == 1954           # ceil(1e6 / 512)
     assert samples_from_tokens(2048, [4, 512]) == 1
     doc = {"model": "mlp:in=8,depth=1,width=8,out=1", "input": "512",
@@ -379,7 +379,7 @@ def test_tokens_instead_of_samples():
 
 
 def test_estimate_cli_tokens_and_pue_note(capsys):
-    from predictor.cli import main
+    from predictor.cli.main import main
     rc = main(["estimate", "mlp:in=8,depth=1,width=8,out=1", "--input", "8", "--epochs", "1",
                "--tokens", "80", "--dataset-size", "10", "--batch", "2"])
     assert rc == 2 and "not both" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from predictor.lifecycle import (InferencePlan, Scenario, TrainingRun, dump_scenario, estimate,
+from predictor.carbon.lifecycle import (InferencePlan, Scenario, TrainingRun, dump_scenario, estimate,
                                  load_scenario, scenario_from_args)
 from profiling.errors import ExanteError
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from predictor.hardware import lookup
-from predictor.llm import memory, mfu, parallel, serving
+from predictor.carbon.hardware import lookup
+from predictor.carbon.llm import memory, mfu, parallel, serving
 from profiling.errors import ExanteError
 
 
@@ -121,7 +121,7 @@ def _fixture(tmp_path):
 
 def test_mlenergy_bench_recovers_a_model_it_can_express(tmp_path, capsys):
     from predictor.bench.mlenergy import run_mlenergy_bench
-    from predictor.cli import main
+    from predictor.cli.main import main
 
     r = run_mlenergy_bench(_fixture(tmp_path))
     assert r["rows"] == 6 and r["models"] == 3
@@ -135,7 +135,7 @@ def test_mlenergy_bench_recovers_a_model_it_can_express(tmp_path, capsys):
 
 
 def test_physics_throughput_small_transformer():
-    from predictor.llm.throughput import TransformerConfig, estimate
+    from predictor.carbon.llm.throughput import TransformerConfig, estimate
 
     cfg = TransformerConfig(layers=4, hidden=1024, heads=16, seq_len=1024, tp=1, pp=1,
                             global_batch_tokens=8192)
@@ -147,7 +147,7 @@ def test_physics_throughput_small_transformer():
 
 
 def test_serving_unseen_gpu_says_so_and_cli(capsys):
-    from predictor.cli import main
+    from predictor.cli.main import main
 
     r = serving.serving_energy(8e9, "a100-80gb", 1, 16)
     assert "no ML.ENERGY rows on a100-80gb" in r.source
@@ -187,7 +187,7 @@ def test_shipped_mfu_table_is_the_fit_of_the_shipped_runs():
     (["--concurrency", "8", "--weights", "fp3"], "serving mode (--concurrency) takes no --tokens"),
 ])
 def test_llm_cli_bad_input_is_one_line(extra, match, capsys):
-    from predictor.cli import main
+    from predictor.cli.main import main
 
     rc = main(["calc", "--params", "7e9", "--tokens", "1e9", "--device", "h100", "--count", "8",
                *extra])

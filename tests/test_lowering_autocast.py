@@ -11,9 +11,9 @@ from dataclasses import replace
 import numpy as np
 from torch import nn
 
-from predictor.lowering import CLASSES, HOST_FEATURES, lower
-from predictor.physics import PARAMS, Datasheet, evaluate, stack
-from predictor.predict import capture_workload
+from predictor.engine.lowering import CLASSES, HOST_FEATURES, lower
+from predictor.engine.physics import PARAMS, Datasheet, evaluate, stack
+from predictor.engine.predict import capture_workload
 
 DS = Datasheet("test-gpu", peak_fp32=35.6e12, peak_tf32=35.6e12, peak_bf16=71e12,
                mem_bw=936e9, tdp_w=350.0, idle_w=30.0, peak_fp16=71e12)

@@ -28,7 +28,7 @@ from profiling.meters import (
 
 def test_import_does_not_load_pynvml_or_torch():
     code = (
-        "import sys; import profiling.meters, profiling.protocol; "
+        "import sys; import profiling.meters, profiling.measure.protocol; "
         "assert 'pynvml' not in sys.modules, 'pynvml imported eagerly'; "
         "assert 'torch' not in sys.modules, 'torch imported eagerly'"
     )

@@ -193,8 +193,8 @@ def test_hf_ref_on_meta_with_attention_mask_matches_flop_counter():
     pytest.importorskip("transformers")
     from torch.utils.flop_counter import FlopCounterMode
 
-    from profiling.capture import MetaTruthMode
-    from profiling.features import feature_table
+    from profiling.capture.core import MetaTruthMode
+    from profiling.features.api import feature_table
     from profiling.model_refs import hf_example_inputs, resolve_model_on_meta
 
     model = resolve_model_on_meta("hf:gpt2,n_layer=2,n_embd=64,n_head=4,vocab_size=100")

@@ -1,4 +1,4 @@
-"""predictor.nas: the vectorised objective equals build + predict (to rounding) on random specs.
+"""predictor.search.nas: the vectorised objective equals build + predict (to rounding) on random specs.
 
 If the lowering or the capture changes, these tests fail rather than let the closed form drift.
 Uses the shipped h100 physics artifact (a CalibratedHardware).
@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from predictor.generators import ConvStackSpec, EncoderSpec, MLPSpec
-from predictor.nas import EnergyObjective, optuna_objective, random_nb101_cells
+from predictor.search.generators import ConvStackSpec, EncoderSpec, MLPSpec
+from predictor.search.nas import EnergyObjective, optuna_objective, random_nb101_cells
 from profiling.errors import ExanteError
 
 KEYS = ("energy_j", "energy_j_low", "energy_j_high", "time_s", "time_s_low", "time_s_high")
@@ -139,7 +139,7 @@ def test_nb101_vectorised_equals_build_and_predict(mode, batch, opt, n):
 
 
 def test_nb101_padded_arrays_and_errors():
-    from predictor.nas import NB101Spec
+    from predictor.search.nas import NB101Spec
 
     obj = EnergyObjective("h100", mode="train_step", batch=32, optimizer="adam")
     specs = random_nb101_cells(np.random.default_rng(7), 6)

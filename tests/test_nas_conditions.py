@@ -7,11 +7,11 @@ import warnings
 import pytest
 import torch
 
-from predictor.generators import ConvStackSpec, MLPSpec
-from predictor.nas import EnergyObjective
+from predictor.search.generators import ConvStackSpec, MLPSpec
+from predictor.search.nas import EnergyObjective
 from profiling.errors import ExanteError
 
-pp = importlib.import_module("predictor.predict")
+pp = importlib.import_module("predictor.engine.predict")
 
 
 @pytest.mark.parametrize("kw", [{"dtype": "fp16"}, {"memory_format": "channels_last"},

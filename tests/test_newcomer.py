@@ -11,9 +11,9 @@ import warnings
 
 import pytest
 
-from predictor import cli_output
-from predictor.cli import main
-from predictor.progress import bar, set_enabled
+from predictor.cli import output as cli_output
+from predictor.cli.main import main
+from predictor.cli.progress import bar, set_enabled
 from profiling.input_spec import check_ref_syntax, zoo_model_names
 from profiling.errors import ExanteError
 
@@ -69,7 +69,7 @@ def test_refused_in_one_line_before_torch_is_imported(argv, says):
         argv[1].split(":")[0])
     if zoo and importlib.util.find_spec(zoo) is None:
         pytest.skip("zoo not installed")
-    r = _python("import sys\nfrom predictor.cli import main\nrc = main(sys.argv[1:])\n"
+    r = _python("import sys\nfrom predictor.cli.main import main\nrc = main(sys.argv[1:])\n"
                 "print('torch' in sys.modules)\nsys.exit(rc)\n"
                 .replace("sys.argv[1:]", repr(argv)), timeout=60)
     assert r.returncode == 2, r.stderr
@@ -127,7 +127,7 @@ def test_warnings_print_once_in_one_line_without_source(capsys):
 def test_fvcore_import_prints_no_jit_deprecation():
     r = _python("from predictor import cli_output\ncli_output.setup()\n"
                 "import warnings\nwarnings.simplefilter('default')\ncli_output.setup()\n"
-                "import profiling.feature_families\nimport fvcore.nn\n")
+                "import profiling.features.families\nimport fvcore.nn\n")
     assert r.returncode == 0, r.stderr
     assert "jit" not in r.stderr, r.stderr
 
@@ -161,7 +161,7 @@ def test_global_flags_are_accepted_anywhere(capsys):
 def test_help_texts_name_every_scheme_and_show_a_scenario_that_loads(capsys):
     import tomllib
 
-    from predictor.lifecycle import scenario_from_dict
+    from predictor.carbon.lifecycle import scenario_from_dict
 
     assert main(["predict", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
@@ -226,7 +226,7 @@ def test_readme_command_list_names_files_that_exist_and_parses():
     import re
     import shlex
 
-    from predictor.cli import build_parser
+    from predictor.cli.main import build_parser
 
     block = re.search(r"## What you can do\n+```bash\n(.*?)```", _readme(), re.S).group(1)
     lines = [ln.split("  #")[0].strip() for ln in block.replace("\\\n", " ").splitlines()]

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from predictor.calibrate import worse_warnings
-from predictor.cli import main
+from predictor.fit.calibrate import worse_warnings
+from predictor.cli.main import main
 
 
 def _run(argv, capsys):
@@ -69,9 +69,9 @@ def test_calibrate_says_when_it_made_the_error_worse():
 
 
 def test_profile_write_leaves_no_partial_layers_csv(tmp_path):
-    from profiling import schema
+    from profiling.dataset import schema
     from profiling.errors import ExanteError
-    from profiling.profiler import ProfileResult
+    from profiling.measure.profiler import ProfileResult
 
     def result(model_row):
         return ProfileResult(layer_rows=[dict.fromkeys(schema.LAYER_COLUMNS, 1)],
@@ -102,7 +102,7 @@ def test_profile_out_with_a_foreign_table_is_refused_before_measuring(tmp_path, 
 
 
 def test_fit_never_writes_the_shipped_artifact_unless_asked(tmp_path, monkeypatch, capsys):
-    import predictor.fit as fit
+    import predictor.fit.hardware_fit as fit
 
     seen = []
     monkeypatch.setattr(fit, "fit_hardware",

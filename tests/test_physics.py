@@ -18,12 +18,12 @@ from sklearn.base import clone
 from torch import nn
 
 from predictor.artifacts import dataset_digest, load_artifact
-from predictor.calibrated import conformal_halfwidth, fit_calibrated
-from predictor.lowering import HOST_FEATURES, lower
-from predictor.physics import PARAMS, Datasheet, PhysicsModel, evaluate, stack
-from predictor.predict import capture_workload, predict
-from predictor.whole_model import WholeModelData
-from predictor.workload import Workload
+from predictor.engine.calibrated import conformal_halfwidth, fit_calibrated
+from predictor.engine.lowering import HOST_FEATURES, lower
+from predictor.engine.physics import PARAMS, Datasheet, PhysicsModel, evaluate, stack
+from predictor.engine.predict import capture_workload, predict
+from predictor.fit.datasets import WholeModelData
+from predictor.engine.workload import Workload
 from profiling.model_refs import build_mlp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,7 +104,7 @@ def test_autocast_adds_casts_and_tensor_core_classes():
     fp32 = lower(capture_workload(m, (4, 3, 32, 32), "inference", "fp32", cache=False))
     bf16 = lower(capture_workload(m, (4, 3, 32, 32), "inference", "bf16", cache=False))
     assert host(fp32, "cast") == 0 and host(bf16, "cast") >= 2
-    from predictor.lowering import CLASSES
+    from predictor.engine.lowering import CLASSES
     assert CLASSES.index("conv_tf32") in fp32.cls and CLASSES.index("mm_fp32") in fp32.cls
     assert CLASSES.index("conv_bf16") in bf16.cls and CLASSES.index("mm_bf16") in bf16.cls
 
@@ -200,7 +200,7 @@ def test_calibrated_intervals_widen_outside_the_domain():
 
 # ------------------------------------------------------------------------- fit + predict
 def _write_dataset(folder, ws, y, meter):
-    from profiling import schema
+    from profiling.dataset import schema
     folder.mkdir(parents=True)
     rows, lines = [], []
     for i, (w, (t, e)) in enumerate(zip(ws, y)):
@@ -221,8 +221,8 @@ def _write_dataset(folder, ws, y, meter):
 
 
 def test_fit_whole_model_rows_and_predict(tmp_path, monkeypatch):
-    from predictor import fit as fit_mod
-    from predictor.hardware import lookup
+    from predictor.fit import hardware_fit as fit_mod
+    from predictor.carbon.hardware import lookup
 
     ws = _workloads()
     mu, _ = DS.prior()
@@ -261,8 +261,8 @@ def test_shipped_h100_artifact_is_the_fit_of_the_committed_data():
 
 
 def test_attach_workloads_captures_missing_rows_and_reports_unbuildable(tmp_path):
-    from predictor.whole_model import attach_workloads, load_whole_model_data
-    from profiling import schema
+    from predictor.fit.datasets import attach_workloads, load_whole_model_data
+    from profiling.dataset import schema
 
     rows = []
     for key, ref, mode, opt in (("a", "mlp:in=8,depth=2,width=4,out=1", "inference", None),
@@ -289,8 +289,8 @@ def test_attach_workloads_captures_missing_rows_and_reports_unbuildable(tmp_path
 
 def test_attach_workloads_never_runs_code_a_dataset_names(tmp_path):
     """A models.csv row naming file.py:factory is skipped with the reason, the file never runs."""
-    from predictor.whole_model import attach_workloads
-    from profiling import schema
+    from predictor.fit.datasets import attach_workloads
+    from profiling.dataset import schema
 
     marker = tmp_path / "ran"
     (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
@@ -307,11 +307,11 @@ def test_attach_workloads_never_runs_code_a_dataset_names(tmp_path):
     assert not marker.exists()
 
 def test_layer_rows_slot_into_the_whole_model_fit(tmp_path, monkeypatch):
-    from predictor import fit as fit_mod
-    from predictor.hardware import lookup
-    from predictor.whole_model import layer_row_workloads
-    from profiling import schema
-    from profiling.features import layer_features
+    from predictor.fit import hardware_fit as fit_mod
+    from predictor.carbon.hardware import lookup
+    from predictor.fit.datasets import layer_row_workloads
+    from profiling.dataset import schema
+    from profiling.features.api import layer_features
 
     ws = _workloads()
     mu, _ = DS.prior()

@@ -1,4 +1,4 @@
-"""predictor.predict end to end, with an artifact fitted in tmp on the SYNTHETIC fixture."""
+"""predictor.engine.predict end to end, with an artifact fitted in tmp on the SYNTHETIC fixture."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from torch import nn
 import predictor
 from predictor import Prediction, available_hardware, predict
 from predictor.artifacts import ARTIFACT_ENV
-from predictor.predict import clear_cache
+from predictor.engine.predict import clear_cache
 from profiling.errors import ExanteError, UnsupportedLayerError
-from profiling.features import UnsupportedLayerWarning
+from profiling.features.api import UnsupportedLayerWarning
 from synthetic_fixture import SYN, SYNTH_HW
 
 HW = SYNTH_HW
@@ -234,7 +234,26 @@ def test_env_var_artifact_dir(art_dir, monkeypatch):
 def test_package_exports():
     assert predictor.predict is predict
     assert set(predictor.__all__) == {"predict", "Prediction", "available_hardware", "calc",
-                                      "CalcResult"}
+                                      "CalcResult", "estimate", "compare", "EnergyObjective",
+                                      "calibrate", "lookup"}
+    for name in predictor.__all__:          # each resolves to a documented object
+        assert getattr(predictor, name).__doc__, name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        predictor.nope  # noqa: B018
+
+
+def test_old_module_paths_import_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    from predictor.engine.calibrated import CalibratedHardware
+    for old in ("predictor.calibrated", "predictor.regression.design", "profiling.schema"):
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match=old.replace(".", r"\.") + " moved to"):
+            importlib.import_module(old)
+    assert sys.modules["predictor.calibrated"].CalibratedHardware is CalibratedHardware
+    with pytest.warns(DeprecationWarning, match="moved to predictor.fit.hardware_fit"):
+        from predictor.fit import fit_hardware  # noqa: F401
 
 
 def test_data_dependent_forward_falls_back_to_real_device(art_dir):

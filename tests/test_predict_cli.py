@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from predictor.cli import main
+from predictor.cli.main import main
 
 CONV = "convstack:in=3x16x16,filters=8-8,kernel=3,out=1"
 MLP = "mlp:in=100,depth=2,width=10,out=1"
@@ -34,7 +34,7 @@ def test_predict_fp16_channels_last_grad_scaler_json(capsys):
 
 def test_huge_input_refused_fast_without_torch():
     # a fresh interpreter: the refusal must come before torch is imported
-    code = ("import sys, time; t = time.time(); from predictor.cli import main; "
+    code = ("import sys, time; t = time.time(); from predictor.cli.main import main; "
             f"rc = main(['predict', '{MLP}', '--input', '3x100000x100000', '--batch', '1']); "
             "print(rc, 'torch' in sys.modules, round(time.time() - t, 2))")
     t0 = time.time()

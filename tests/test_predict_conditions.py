@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from predictor.predict import predict
+from predictor.engine.predict import predict
 
-pp = importlib.import_module("predictor.predict")
+pp = importlib.import_module("predictor.engine.predict")
 
 
 def cnn():

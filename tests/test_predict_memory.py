@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from predictor.memory import GIB, estimate_memory
-from predictor.predict import capture_workload, predict
+from predictor.engine.memory import GIB, estimate_memory
+from predictor.engine.predict import capture_workload, predict
 from profiling.errors import ExanteError
 
-pp = importlib.import_module("predictor.predict")   # the module (predictor.predict is the function)
+pp = importlib.import_module("predictor.engine.predict")   # the module (predictor.predict is the function)
 
 
 def small_cnn():
@@ -83,7 +83,7 @@ def test_large_batch_that_fits_is_predicted():
 
 
 def test_unknown_gpu_memory_skips_check():
-    from predictor.memory import check_fits
+    from predictor.engine.memory import check_fits
     check_fits(10 ** 15, "no-such-gpu")                    # not in the catalogue: no claim
     with pytest.raises(ExanteError, match="the H100 SXM has 80 GB"):
         check_fits(81 * GIB, "h100")

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-import predictor.model_capture as mc
-from predictor.predict import capture_workload, predict
+import predictor.engine.model_capture as mc
+from predictor.engine.predict import capture_workload, predict
 from profiling.errors import ExanteError
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from profiling.errors import ExanteError
 from profiling.meters import CounterChangeMeter, EstimatedMeter, FakeClock, ReplayMeter
-from profiling.protocol import (
+from profiling.measure.protocol import (
     PROTOCOL_VERSION,
     ROW_FIELDS,
     Measurement,

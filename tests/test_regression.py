@@ -1,4 +1,4 @@
-"""predictor.regression on a SYNTHETIC dataset (test fixture: experiments/accuracy/synthetic.py).
+"""predictor.fit.regression on a SYNTHETIC dataset (test fixture: experiments/accuracy/synthetic.py).
 
 The fixture's measurements come from a known physics-like function with noise, so the tests
 can check that the machinery recovers it; they say nothing about any real GPU.
@@ -17,7 +17,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline
 
-from predictor import regression as R
+from predictor.fit import regression as R
 from profiling.errors import ExanteError
 from synthetic_fixture import SYN
 
@@ -129,8 +129,8 @@ def test_recovers_whole_model_function_on_held_out_families(fitted):
 def _mlp_layers(depth, width, batch, train):
     m = SYN.mlp(64, depth, width).to("meta")
     x = torch.empty((batch, 64), device="meta")
-    from profiling.capture import capture
-    from profiling.features import layer_features
+    from profiling.capture.core import capture
+    from profiling.features.api import layer_features
 
     cap = capture(m, x, dtype="fp32", train=train)
     return [(l.config.key(), l.config.type, layer_features(l.config), l.count) for l in cap.layers]

@@ -4,7 +4,7 @@ import os
 import re
 import shlex
 
-from predictor.cli import build_parser
+from predictor.cli.main import build_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

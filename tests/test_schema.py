@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from profiling import schema
-from profiling.capture import capture
+from profiling.dataset import schema
+from profiling.capture.core import capture
 from profiling.errors import ExanteError
-from profiling.features import layer_features
+from profiling.features.api import layer_features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,7 +50,7 @@ def test_columns_follow_the_contract():
                  "time_s energy_j energy_dynamic_j power_w idle_power_w spread n_windows calls_per_window sm_clock_mhz "
                  "temperature_c meter gpu_name driver power_limit_w torch_version cuda_version date protocol_version")
     assert set(internals.split()) <= set(schema.LAYER_COLUMNS)
-    from profiling.features import CORE_FEATURES
+    from profiling.features.api import CORE_FEATURES
 
     assert set(CORE_FEATURES) <= set(schema.LAYER_COLUMNS)
     model_extra = "model_ref family input_shape layer_counts n_layer_calls sum_layer_energy_j additivity_ratio"

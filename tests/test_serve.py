@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from predictor.serve import CALC_FIELDS, ESTIMATE_FIELDS, HOST, serve_in_thread
+from predictor.cli.serve import CALC_FIELDS, ESTIMATE_FIELDS, HOST, serve_in_thread
 
 
 class _Pred:
@@ -88,7 +88,7 @@ def test_bad_calculator_input_is_a_readable_400(base, query, fragment):
 
 
 def test_overflowing_inputs_are_refused_not_shown_as_inf(base):
-    from predictor.serve.forms import check_finite
+    from predictor.cli.serve.forms import check_finite
 
     status, _, body = post(f"{base}/api/calc", {"device": "v100", "hours": "1e308",
                                                 "count": "1e308"})
@@ -154,7 +154,7 @@ def test_bad_estimate_input_is_a_readable_400(base, query, fragment):
 
 
 @pytest.mark.parametrize("ref", [
-    "{file}:f", "os:getpid", "_thread:interrupt_main", "json:loads", "predictor.cli:main",
+    "{file}:f", "os:getpid", "_thread:interrupt_main", "json:loads", "predictor.cli.main:main",
     "mlp:../{file}:f", "torchvision:../../x", "timm:hf-hub:org/model", "hf:bert,auto_map=x",
     "hf:bert,trust_remote_code=true", "hf:bert,_name_or_path=evil", "resnet18", "",
     "TORCHVISION:resnet18", "mlp:in=1 ,depth=1", "torchvision:resnet18;x"])
@@ -179,7 +179,7 @@ def test_page_never_imports_a_file_or_module(base, tmp_path, monkeypatch, ref):
 
 
 def test_generator_and_zoo_refs_pass_the_gate():
-    from predictor.serve import check_page_model_ref
+    from predictor.cli.serve import check_page_model_ref
 
     for ref in ("torchvision:resnet18", "timm:vit_tiny_patch16_224.augreg_in21k", "hf:gpt2",
                 "hf:llama,num_hidden_layers=2,hidden_act=silu", "mlpseq:in=10,sizes=8-4-1",

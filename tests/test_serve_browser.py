@@ -1,7 +1,7 @@
 """``exante serve`` driven by a real headless browser (Debian's ``chromium``): the forms are
 filled and submitted (POST) through the Chrome DevTools Protocol over a pipe
 (``--remote-debugging-pipe``, stdlib only), and the numbers the page shows are checked against
-``predictor.calc.calc`` and ``exante estimate --json`` for the same inputs. A GET result page is
+``predictor.carbon.calc.calc`` and ``exante estimate --json`` for the same inputs. A GET result page is
 also read with ``--dump-dom``. The LLM fields of the calculator and the serving form are
 checked against ``exante calc --json``. Skipped when no chromium binary is installed, unless
 ``EXANTE_REQUIRE_BROWSER=1`` (CI installs chromium and sets it: then a missing browser fails)."""
@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from predictor.serve import serve_in_thread
+from predictor.cli.serve import serve_in_thread
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(n)), None)
@@ -149,7 +149,7 @@ def fill_and_submit(browser, url, form_id, values: dict) -> dict:
 
 
 def test_browser_calculator_form_matches_calc(page_url, browser):
-    from predictor.calc import calc, human_energy
+    from predictor.carbon.calc import calc, human_energy
 
     values = {"device": "a100", "count": "4", "hours": "10", "region": "france", "pue": "1.1"}
     shown = fill_and_submit(browser, page_url + "/", "calc-form", values)
@@ -161,7 +161,7 @@ def test_browser_calculator_form_matches_calc(page_url, browser):
 
 
 def test_browser_llm_calculator_fields_match_the_cli_json(page_url, browser, capsys):
-    from predictor.cli import main
+    from predictor.cli.main import main
 
     values = {"device": "h100", "count": "64", "hours": "", "region": "france",
               "params": "7e9", "tokens": "1e12", "tp": "4", "pp": "2", "sharding": "zero1",
@@ -182,7 +182,7 @@ def test_browser_llm_calculator_fields_match_the_cli_json(page_url, browser, cap
 
 
 def test_browser_serving_form_matches_the_cli_json(page_url, browser, capsys):
-    from predictor.cli import main
+    from predictor.cli.main import main
 
     values = {"params": "8e9", "device": "h100", "count": "1", "concurrency": "32",
               "requests": "500", "weights": "fp8", "region": "france"}
@@ -199,7 +199,7 @@ def test_browser_serving_form_matches_the_cli_json(page_url, browser, capsys):
 
 
 def test_browser_estimate_form_matches_the_cli_json(page_url, browser, capsys):
-    from predictor.cli import main
+    from predictor.cli.main import main
 
     values = {"model": "mlp:in=100,depth=3,width=64,out=1", "input": "100", "epochs": "2",
               "dataset_size": "1000", "batch": "32", "optimizer": "sgd", "dtype": "bf16",
@@ -233,7 +233,7 @@ def test_browser_shows_a_refused_model_as_one_line(page_url, browser):
 
 
 def test_dump_dom_of_a_get_result_page(page_url, tmp_path):
-    from predictor.calc import calc
+    from predictor.carbon.calc import calc
 
     q = urlencode({"device": "v100", "count": 8, "hours": 36, "region": "aws:us-east-1"})
     dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'p'}", "--dump-dom",

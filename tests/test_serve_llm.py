@@ -11,9 +11,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from predictor.calc import calc, serving
-from predictor.cli import main
-from predictor.serve import CALC_FIELDS, SERVING_FIELDS, serve_in_thread
+from predictor.carbon.calc import calc, serving
+from predictor.cli.main import main
+from predictor.cli.serve import CALC_FIELDS, SERVING_FIELDS, serve_in_thread
 
 
 @pytest.fixture(scope="module")

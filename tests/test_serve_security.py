@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from predictor.serve import serve_in_thread
+from predictor.cli.serve import serve_in_thread
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 CALC = urlencode({"device": "v100", "count": 2, "hours": 3})
@@ -264,7 +264,7 @@ def test_200_requests_at_20_concurrent_clients(srv):
 
 
 def test_request_complete_rules():
-    from predictor.serve.intake import MAX_HEAD_BYTES, request_complete
+    from predictor.cli.serve.intake import MAX_HEAD_BYTES, request_complete
 
     assert not request_complete(b"GET / HTTP/1.1\r\nHost: x\r\n", 100)
     assert request_complete(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 100)
@@ -276,7 +276,7 @@ def test_request_complete_rules():
 
 
 def test_intake_byte_budget_drops_the_sender_over_it(monkeypatch):
-    from predictor.serve import intake
+    from predictor.cli.serve import intake
 
     monkeypatch.setattr(intake, "MAX_BUFFERED_BYTES", 4000)
     server, _ = serve_in_thread(0, timeout_s=5)

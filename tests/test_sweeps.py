@@ -5,7 +5,8 @@ from collections import Counter
 
 import pytest
 
-from profiling import schema, sweeps
+from profiling import sweeps
+from profiling.dataset import schema
 from profiling.errors import ExanteError
 from profiling.sweeps import SWEEPS, run_sweep
 
@@ -103,7 +104,7 @@ def test_model_designs_cover_the_ranges_and_seed_anchors():
 
 
 def test_every_task_builds_and_captures_on_meta():
-    from profiling.capture import capture
+    from profiling.capture.core import capture
 
     import importlib.util
 
@@ -274,7 +275,7 @@ REFSET_JSON = __import__("pathlib").Path(__file__).resolve().parents[2] / "share
 
 
 def test_refset_matches_the_h100_reference_definitions():
-    from profiling.reference_set import reference_workloads
+    from profiling.dataset.reference_set import reference_workloads
 
     ws = reference_workloads()
     assert len(ws) == 95 and len(SWEEPS["refset"].tasks()) == 95
@@ -301,9 +302,9 @@ def test_refset_encoder_is_the_reference_architecture():
     import torch
 
     from profiling.model_refs import resolve_model
-    from profiling.reference_set import EncoderClassifier
+    from profiling.dataset.reference_set import EncoderClassifier
 
-    m = resolve_model("profiling.reference_set:encoder_tiny_256x2_seq64")
+    m = resolve_model("profiling.dataset.reference_set:encoder_tiny_256x2_seq64")
     assert isinstance(m, EncoderClassifier) and len(m.encoder.layers) == 2
     layer = m.encoder.layers[0]
     assert layer.self_attn.num_heads == 4 and layer.linear1.out_features == 4 * 256 and layer.self_attn.batch_first

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from predictor.timing import (IntensitySeries, flexible_start, load_intensity_series,
+from predictor.carbon.timing import (IntensitySeries, flexible_start, load_intensity_series,
                               pause_and_resume)
 from profiling.errors import ExanteError
 

@@ -8,9 +8,9 @@ import pytest
 
 from predictor import predict
 from predictor.artifacts import available_hardware, load_artifact
-from predictor.cli import main as cli_main
-from predictor.physics import PARAMS
-from predictor.transfer import (TRANSFER_HALFWIDTH, TransferredHardware, datasheet_distance,
+from predictor.cli.main import main as cli_main
+from predictor.engine.physics import PARAMS
+from predictor.engine.transfer import (TRANSFER_HALFWIDTH, TransferredHardware, datasheet_distance,
                                 datasheet_of, transfer, transfer_halfwidth,
                                 transfer_params, transferred_artifact)
 from profiling.errors import ExanteError

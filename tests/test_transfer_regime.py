@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 from torch import nn
 
-from predictor.calibrated import regime_of
-from predictor.predict import predict
+from predictor.engine.calibrated import regime_of
+from predictor.engine.predict import predict
 
 
 def test_regime_of_compares_times():

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from predictor.predict import capture_workload
-from predictor.workload import Workload
+from predictor.engine.predict import capture_workload
+from predictor.engine.workload import Workload
 from profiling.errors import ExanteError
 
 

@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
-from predictor import regression as R  # noqa: E402
+from predictor.fit import regression as R# noqa: E402
 from profiling.errors import ExanteError  # noqa: E402
 
 
@@ -257,7 +257,7 @@ def main(argv=None) -> int:
         layers, models = make_synthetic_dataset(hardware=hw, second_session_fraction=0.2)
         source = "SYNTHETIC test fixture (experiments/accuracy/synthetic.py) -- not a measurement"
     else:
-        from predictor.fit import read_dataset
+        from predictor.fit.hardware_fit import read_dataset
 
         hw = args.hardware
         try:

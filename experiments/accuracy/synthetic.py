@@ -1,8 +1,8 @@
 """SYNTHETIC TEST FIXTURE -- not a measurement, never a shipped artifact.
 
 Generates a dataset in the exact ``datasets/<hw>/`` layout (``layers.csv`` / ``models.csv``
-built with ``profiling.schema`` row builders from real ``profiling.capture`` captures and
-``profiling.features`` features), but the *measurements* come from a deterministic
+built with ``profiling.dataset.schema`` row builders from real ``profiling.capture.core`` captures and
+``profiling.features.api`` features), but the *measurements* come from a deterministic
 physics-like generating function with multiplicative noise:
 
 * per layer call, eager: host floor ``h_type`` (10-20 µs) vs GPU time
@@ -31,9 +31,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from profiling import schema
-from profiling.capture import capture
-from profiling.features import layer_features
+from profiling.dataset import schema
+from profiling.capture.core import capture
+from profiling.features.api import layer_features
 
 SYNTHETIC_GPU = "SYNTHETIC (test fixture, not a measurement)"
 

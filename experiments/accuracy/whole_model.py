@@ -1,7 +1,7 @@
 """Leave-one-family-out accuracy of the shipped physics model on whole-model rows.
 
 For each model family (``models.csv`` ``family``: one architecture with all its batches,
-dtypes and modes), fit :class:`predictor.physics.PhysicsModel` on the other families and
+dtypes and modes), fit :class:`predictor.engine.physics.PhysicsModel` on the other families and
 predict the held-out one.  Side by side, on the same folds, two baselines fitted per
 (mode, dtype) by relative least squares (y = a*x + b, rows weighted 1/y^2):
 FLOPs-linear (forward FLOPs) and params-linear.  And the re-measurement floor: one session
@@ -34,10 +34,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from predictor.calibrated import (GPU_BOUND_POWER_W, _session_floor,  # noqa: E402
+from predictor.engine.calibrated import (GPU_BOUND_POWER_W, _session_floor,  # noqa: E402
                                   conformal_halfwidth, cross_validate, metrics)
-from predictor.fit import datasheet_for  # noqa: E402
-from predictor.whole_model import load_whole_model_data  # noqa: E402
+from predictor.fit.hardware_fit import datasheet_for  # noqa: E402
+from predictor.fit.datasets import load_whole_model_data  # noqa: E402
 
 BEGIN, END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
 
@@ -138,7 +138,7 @@ def run(hardware: str, datasets: Path, coverage: float = 0.9) -> dict:
 
 
 def _flops(wl) -> float:
-    from profiling.features import layer_features
+    from profiling.features.api import layer_features
     try:
         return float(layer_features(wl.config).get("flops", 0))
     except Exception:

@@ -2,7 +2,7 @@
 
 For every run of ``predictor/data/llm_runs.csv`` with a published architecture on a GPU, the
 transformer (layers, hidden, heads, KV heads, sequence length, micro-batch, tensor/pipeline
-parallel degrees, global batch) is priced by :func:`predictor.llm.throughput.estimate` (one
+parallel degrees, global batch) is priced by :func:`predictor.carbon.llm.throughput.estimate` (one
 layer lowered by the physics model, plus pipeline bubble, TP and DP communication, Adam) and its
 MFU compared with (a) the MFU implied by the published device-hours and (b) the MFU the paper
 reports while training, where it does. Missing layout fields use the stated defaults below.
@@ -34,9 +34,9 @@ def _family(run: str):
 
 
 def rows() -> list[dict]:
-    from predictor.hardware import lookup
-    from predictor.llm import mfu as M
-    from predictor.llm.throughput import TransformerConfig, estimate
+    from predictor.carbon.hardware import lookup
+    from predictor.carbon.llm import mfu as M
+    from predictor.carbon.llm.throughput import TransformerConfig, estimate
 
     out = []
     for r in M.load_runs():

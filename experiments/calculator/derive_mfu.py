@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from predictor.llm import mfu as M  # noqa: E402
+from predictor.carbon.llm import mfu as M  # noqa: E402
 
 OUT = ROOT / "predictor" / "data" / "llm_mfu.csv"
 START, END = "<!-- llm-mfu:start -->", "<!-- llm-mfu:end -->"

@@ -55,7 +55,7 @@ def seed_text(prefix: str) -> str:
 
 
 def run_calc(*args: str) -> dict:
-    from predictor.cli import main
+    from predictor.cli.main import main
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

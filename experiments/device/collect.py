@@ -52,7 +52,7 @@ def _hardware(tables: dict, meta: dict, given: str | None) -> str:
 
 def merge(src: str, datasets: str, hardware: str | None = None) -> dict:
     """Merge the files in ``src`` into ``datasets/<hw>``; returns counts of what was added."""
-    from profiling import schema
+    from profiling.dataset import schema
     from profiling.errors import ExanteError
 
     if not os.path.isdir(src):
@@ -109,7 +109,7 @@ def _append_raw(table, rows: list[dict]) -> None:
     """Append rows read raw (strings) with the table's own atomic append, values unchanged."""
     if not rows:
         return
-    from profiling import schema
+    from profiling.dataset import schema
 
     with schema._locked(table.path):
         table._check_header()
@@ -128,7 +128,7 @@ def _append_raw(table, rows: list[dict]) -> None:
 
 def write_plan(dest: str) -> dict:
     """``plan.csv``: every task of the plan's sweeps (+ any sweep with rows) with its state."""
-    from profiling import schema
+    from profiling.dataset import schema
     from profiling.sweeps import SWEEPS
 
     rows = schema.task_table(dest).read()

@@ -240,7 +240,7 @@ def mem(dev) -> dict:
 def section_env(rep: Report, dev, meter) -> None:
     import torch
 
-    from profiling.protocol import environment_info
+    from profiling.measure.protocol import environment_info
 
     t = time.perf_counter()
     env = dict(environment_info(meter))
@@ -359,7 +359,7 @@ def section_nvml(rep: Report, dev, meter, args) -> float | None:
     idle_w = None
     t = time.perf_counter()
     try:
-        from profiling.protocol import measure_idle_power
+        from profiling.measure.protocol import measure_idle_power
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -404,7 +404,7 @@ def section_changes(rep: Report, dev, args) -> None:
     import torch
 
     from profiling.meters import CounterChangeMeter
-    from profiling.profiler import open_meter
+    from profiling.measure.profiler import open_meter
 
     out: dict = {}
     rep.data["sections"]["changes"] = out
@@ -469,8 +469,8 @@ def section_changes(rep: Report, dev, args) -> None:
 def section_matmul(rep: Report, dev, meter, idle_w: float, args) -> None:
     import torch
 
-    from profiling.protocol import measure
-    from profiling.replay import Workload, reference_workload
+    from profiling.measure.protocol import measure
+    from profiling.measure.replay import Workload, reference_workload
 
     out: dict = {}
     rep.data["sections"]["matmul"] = out
@@ -539,9 +539,9 @@ def _spec_name(spec: dict) -> str:
 def section_layers(rep: Report, dev, args, deadline: float) -> None:
     """Every layer type: build and run its workload in every exec x mode x dtype."""
     from profiling import sweeps
-    from profiling.capture import capture
-    from profiling.features import layer_features
-    from profiling.replay import build_layer_workload
+    from profiling.capture.core import capture
+    from profiling.features.api import layer_features
+    from profiling.measure.replay import build_layer_workload
 
     all_types = list(sweeps.LAYER_TYPE_WEIGHTS)
     supported = set(sweeps.supported_layer_types())
@@ -697,8 +697,8 @@ def section_layers(rep: Report, dev, args, deadline: float) -> None:
 
 def _graph_scale(rep: Report, dev, deadline: float) -> None:
     from profiling import sweeps
-    from profiling.capture import capture
-    from profiling.replay import build_layer_workload
+    from profiling.capture.core import capture
+    from profiling.measure.replay import build_layer_workload
 
     for spec, mode, opt in (({"family": "layer", "type": "ReLU", "batch": 1, "shape": [1, 256]}, "inference", None),
                             ({"family": "layer", "type": "Linear", "batch": 8, "in": 64, "out": 64, "seq": None},
@@ -723,7 +723,7 @@ def _graph_scale(rep: Report, dev, deadline: float) -> None:
 
 
 def _fast_session(dev, idle_w: float | None = None):
-    from profiling.profiler import ProfileSession
+    from profiling.measure.profiler import ProfileSession
 
     return ProfileSession("replay", device=dev, hardware="selftest", sweep_id="selftest",
                           idle_power_w=100.0 if idle_w is None else idle_w, protocol_kwargs=dict(FAST_PROTOCOL),
@@ -733,8 +733,8 @@ def _fast_session(dev, idle_w: float | None = None):
 def section_models(rep: Report, dev, args, deadline: float) -> None:
     """Every sweep model family through profile_model as a sweep task runs it (fast replay meter)."""
     from profiling import sweeps
-    from profiling.profiler import profile_model
-    from profiling.replay import build_model_workload
+    from profiling.measure.profiler import profile_model
+    from profiling.measure.replay import build_model_workload
 
     print("== model families through profile_model (replay meter: code paths only, no measurement)")
     session = _fast_session(dev)
@@ -813,7 +813,7 @@ def section_models(rep: Report, dev, args, deadline: float) -> None:
 def section_mlp(rep: Report, dev, meter, idle_w: float | None, args) -> None:
     """A tiny MLP through profile_model with the real meter, three modes, eager + graph layers."""
     from profiling.model_refs import build_mlp
-    from profiling.profiler import profile_model
+    from profiling.measure.profiler import profile_model
 
     import torch
 
@@ -921,7 +921,7 @@ def main(argv=None) -> int:
     # the meter: the real one on CUDA, a replay meter (code paths only) on CPU
     meter = None
     try:
-        from profiling.profiler import open_meter
+        from profiling.measure.profiler import open_meter
 
         meter = open_meter(args.meter if dev.type == "cuda" else "replay", device=dev)
         rep.add("env", f"open meter {meter.name}", "OK")

@@ -176,7 +176,7 @@ def progress(work: str, names) -> dict:
     """Per sweep: tasks done / in the design, and the median seconds per task measured so far."""
     import statistics
 
-    from profiling import schema
+    from profiling.dataset import schema
     from profiling.sweeps import SWEEPS
 
     rows = schema.task_table(work).read()
@@ -234,8 +234,8 @@ def main(argv=None) -> int:
     import torch
 
     from profiling.errors import ExanteError
-    from profiling.profiler import hardware_id, open_meter
-    from profiling.protocol import measure_idle_power
+    from profiling.measure.profiler import hardware_id, open_meter
+    from profiling.measure.protocol import measure_idle_power
     from profiling.sweeps import run_sweep
 
     try:
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
             meter.close()
         call["elapsed_s"] = round(time.monotonic() - t0, 1)
         with contextlib.suppress(Exception):
-            from profiling import schema
+            from profiling.dataset import schema
 
             schema.update_meta(work, lambda meta: meta.setdefault("calls", {}).__setitem__(session_id, call))
         export()

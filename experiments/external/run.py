@@ -47,7 +47,7 @@ BEGIN, END = "<!-- external:begin -->", "<!-- external:end -->"
 
 
 def _exante(args: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "predictor.cli", *args, "--json", "--quiet"]
+    cmd = [sys.executable, "-m", "predictor.cli.main", *args, "--json", "--quiet"]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:

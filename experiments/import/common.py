@@ -1,6 +1,6 @@
 """Shared writing of imported public rows into ``datasets/<gpu>/`` (used by the importers here).
 
-* ``models.csv``: ``profiling.schema.MODEL_COLUMNS`` + :data:`EXTRA_COLUMNS`; an importer
+* ``models.csv``: ``profiling.dataset.schema.MODEL_COLUMNS`` + :data:`EXTRA_COLUMNS`; an importer
   replaces the rows of its own sweep ids and keeps every other row (and column);
 * ``workloads.jsonl.gz``: ``{"key": task_key, "workload": {...}}`` lines, one per task_key,
   sorted; an importer adds or replaces its keys and keeps the others;
@@ -20,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from predictor.whole_model import WORKLOAD_FILE, read_workload_file  # noqa: E402
-from profiling import schema  # noqa: E402
-from profiling.features import layer_features  # noqa: E402
+from predictor.fit.datasets import WORKLOAD_FILE, read_workload_file  # noqa: E402
+from profiling.dataset import schema# noqa: E402
+from profiling.features.api import layer_features  # noqa: E402
 
 EXTRA_COLUMNS = ("memory_format", "source", "licence", "attribution", "source_commit")
 WORKLOADS_GZ = WORKLOAD_FILE + ".gz"

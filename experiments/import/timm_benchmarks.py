@@ -34,8 +34,8 @@ from common import ROOT, totals, write_dataset  # noqa: E402
 from predictor.bench.timm_results import read_benchmark_file  # noqa: E402
 from predictor.bench.timm_workloads import (TimmBuildError, default_cache_dir,  # noqa: E402
                                             timm_version, timm_workload)
-from predictor.hardware import lookup  # noqa: E402
-from profiling import schema  # noqa: E402
+from predictor.carbon.hardware import lookup  # noqa: E402
+from profiling.dataset import schema# noqa: E402
 
 SOURCE = "timm (Ross Wightman et al.), results/benchmark-*.csv"
 LICENCE = "Apache-2.0"

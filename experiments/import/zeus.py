@@ -37,7 +37,7 @@ from common import ROOT, totals, write_dataset  # noqa: E402
 
 from predictor.bench.zeus import _OPT_PROXY, SKIPPED_NETWORKS, load_power_traces, resolve_gpu  # noqa: E402
 from predictor.bench.zeus_models import ZEUS_NETWORKS, build_network, network_inputs  # noqa: E402
-from profiling import schema  # noqa: E402
+from profiling.dataset import schema# noqa: E402
 
 SOURCE = ("Zeus (You, Chung, Chowdhury, NSDI 2023), github.com/ml-energy/zeus "
           "examples/research_reproducibility/zeus_nsdi23/trace")
@@ -57,7 +57,7 @@ def source_commit(folder: Path) -> str | None:
 
 
 def _capture(net, batch, opt):
-    from predictor.predict import capture_workload
+    from predictor.engine.predict import capture_workload
 
     w = capture_workload(build_network(*net), network_inputs(*net, batch), "train_step", "fp32",
                          opt, cache=False)

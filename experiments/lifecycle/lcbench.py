@@ -2,13 +2,13 @@
 experiments/wide_vs_deep/run.py: a small model zoo, synthetic datasets held on the device, a
 real training loop (shuffled mini-batches indexed from device tensors each epoch, the last
 batch partial as with ``DataLoader(drop_last=False)``), an energy-metered interval, the
-ex-ante prediction of a training run (``predictor.lifecycle.estimate``), provenance columns,
+ex-ante prediction of a training run (``predictor.carbon.lifecycle.estimate``), provenance columns,
 atomic resumable result tables and a time budget.
 
 Training semantics are DESIGN.md §4's ``train_step``: ``zero_grad(set_to_none=True)`` ->
 forward -> loss (cross-entropy for classifier outputs -- 2-D with more than one column --,
-MSE otherwise, the rule of ``profiling.replay._loss_fn``) -> ``backward()`` ->
-``optimizer.step()``; optimizers from ``profiling.replay.make_optimizer`` (``sgd`` = SGD with
+MSE otherwise, the rule of ``profiling.measure.replay._loss_fn``) -> ``backward()`` ->
+``optimizer.step()``; optimizers from ``profiling.measure.replay.make_optimizer`` (``sgd`` = SGD with
 momentum 0.9, ``adam``/``adamw`` torch defaults). ``bf16`` = autocast around forward and loss.
 
 Nothing here changes a GPU setting. Energy is total board energy between two counter reads
@@ -41,7 +41,7 @@ if ROOT not in sys.path:
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from profiling import schema  # noqa: E402
+from profiling.dataset import schema# noqa: E402
 from profiling.errors import ExanteError  # noqa: E402
 
 SCRIPT_VERSION = "1"
@@ -174,7 +174,7 @@ def loss_fn(spec: ModelSpec) -> Callable:
 
 
 def autocast(dtype: str, device: torch.device):
-    from profiling.replay import autocast_context
+    from profiling.measure.replay import autocast_context
 
     return autocast_context(dtype, device)
 
@@ -192,7 +192,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, spec: ModelSpec
     gathered with ``index_select`` from the device tensors, the last one partial unless
     ``drop_last``. Returns the number of optimizer steps. ``on_epoch(i)`` runs after epoch i
     (not after the last one)."""
-    from profiling.replay import make_optimizer
+    from profiling.measure.replay import make_optimizer
 
     dev = x.device
     model.train()
@@ -301,13 +301,13 @@ PROVENANCE_COLUMNS = (
 
 class Session:
     """One measuring session: meter, device, idle power (measured once, in this session) and
-    provenance (``profiling.protocol.environment_info``)."""
+    provenance (``profiling.measure.protocol.environment_info``)."""
 
     def __init__(self, *, meter: str, device: str, hardware: str, rated_power_w: float | None = None,
                  idle_s: float = 3.0, settle_s: float = 2.0, smoke: bool = False):
-        from profiling.profiler import _cpu_name, hardware_id, open_meter
-        from profiling.protocol import environment_info
-        from profiling.replay import resolve_device
+        from profiling.measure.profiler import _cpu_name, hardware_id, open_meter
+        from profiling.measure.protocol import environment_info
+        from profiling.measure.replay import resolve_device
 
         self.device = resolve_device(device)
         self.hardware = hardware
@@ -333,7 +333,7 @@ class Session:
         self.idle_power_w = self.measure_idle(idle_s, settle_s)
 
     def measure_idle(self, duration_s: float, settle_s: float) -> float:
-        from profiling.protocol import measure_idle_power
+        from profiling.measure.protocol import measure_idle_power
 
         sync(self.device)
         with warnings.catch_warnings():
@@ -423,7 +423,7 @@ def artifact_status(hardware: str, artifact_dir: str | None) -> tuple[bool, str,
 
 
 def _predict_fn(artifact_dir: str | None):
-    from predictor.predict import predict
+    from predictor.engine.predict import predict
 
     return functools.partial(predict, artifact_dir=artifact_dir)
 
@@ -446,13 +446,13 @@ def predict_run(spec: ModelSpec, *, hardware: str, artifact_dir: str | None, epo
                 inference_requests: int | None = None, inference_batch: int | None = None) -> dict:
     """The ex-ante prediction of one training run (``epochs=None``: none) and optionally of
     serving ``inference_requests`` samples at ``inference_batch``, with
-    ``predictor.lifecycle.estimate``.
+    ``predictor.carbon.lifecycle.estimate``.
 
     Always returns every PREDICTION_COLUMNS key (training-stage numbers); ``prediction_status``
     is ``"ok"``, ``"no prediction"`` (no artifact for the hardware) or ``"failed"`` (the
     predictor refused, reason in ``prediction_note``). Extra keys: ``pred_inference_energy_j``
     (+ ``_low``/``_high``), ``pred_inference_time_s``, ``pred_inference_call_energy_j``."""
-    from predictor.lifecycle import InferencePlan, Scenario, TrainingRun, estimate
+    from predictor.carbon.lifecycle import InferencePlan, Scenario, TrainingRun, estimate
 
     out: dict[str, Any] = {k: None for k in PREDICTION_COLUMNS}
     out.update(pred_inference_energy_j=None, pred_inference_energy_j_low=None, pred_inference_energy_j_high=None,

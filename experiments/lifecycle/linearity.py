@@ -13,7 +13,7 @@ each epoch, last batch partial, total board energy between synced counter reads)
   θ = (E_train / samples trained) / (E_inference / samples inferred), and the seed's
   "overhead" = 1 - 1/θ (its Figure 9 approaches ~80 %).
 
-Each run's prediction (``predictor.lifecycle.estimate``) is recorded BEFORE it is measured;
+Each run's prediction (``predictor.carbon.lifecycle.estimate``) is recorded BEFORE it is measured;
 with no fitted artifact the rows say ``no prediction``. A straight line is fitted to
 measured (and, separately, predicted) energies of each sweep: slope, intercept, R², largest
 relative residual. Writes ``linearity_runs.csv`` (appended atomically, resumable),

@@ -3,7 +3,7 @@
 For each run (a model of the zoo, a synthetic dataset held on the device, epochs, batch,
 optimizer) this script
 
-1. FIRST records the ex-ante prediction: ``predictor.lifecycle.estimate`` of a Scenario with
+1. FIRST records the ex-ante prediction: ``predictor.carbon.lifecycle.estimate`` of a Scenario with
    that TrainingRun (``drop_last=False``), written to ``predictions.json`` before any
    training; without a fitted artifact for ``--hardware`` the row says ``no prediction``;
 2. warms the device up on a copy of the model (not measured);
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
-    from predictor import carbon
+    from predictor.carbon import regions as carbon
     from profiling.errors import ExanteError
 
     runs = SMOKE_RUNS if args.smoke else DEFAULT_RUNS
@@ -160,7 +160,7 @@ def run(args) -> int:
 
 def measure_run(sess, args, key, model_name, n, epochs, batch, opt, warm, budget, grid) -> dict | None:
     import torch
-    from predictor import carbon
+    from predictor.carbon import regions as carbon
 
     spec = L.get_spec(model_name)
     dev = sess.device
@@ -217,7 +217,7 @@ def write_summary(out_dir: str, results: str = RESULTS, name: str = "summary.md"
     df = L.read_rows(os.path.join(out_dir, results))
     lines = ["# Training runs: measured vs predicted (exante life-cycle estimate)\n",
              f"Rows: {len(df)}. Energy = total GPU board energy of the whole training run (J); "
-             "predicted = `predictor.lifecycle.estimate`; error = (predicted - measured) / measured.\n"]
+             "predicted = `predictor.carbon.lifecycle.estimate`; error = (predicted - measured) / measured.\n"]
     if len(df):
         rows = []
         for r in df.itertuples(index=False):

@@ -4,7 +4,7 @@ For each model (timm names, randomly initialised on the CPU, training mode, fp32
 forward runs under ``torch.autograd.graph.saved_tensors_hooks``: the unique storages of the
 tensors saved for the backward (parameters and the input excluded) are summed -- exactly the
 activation memory a ``train_step`` holds at the start of the backward.  The estimate is
-``predictor.memory.estimate_memory(capture_workload(...)).activations_bytes`` of the same
+``predictor.engine.memory.estimate_memory(capture_workload(...)).activations_bytes`` of the same
 model and input, captured on ``meta``.
 
     python experiments/memory/saved_tensors_check.py [--batch 2] [--size 224] [MODEL ...] [--out DIR]
@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
-from profiling.schema import write_bytes_atomic  # noqa: E402
+from profiling.dataset.schema import write_bytes_atomic  # noqa: E402
 
 TRACKED = Path(__file__).resolve().parent / "results"
 DEFAULT = ["resnet18", "resnet50", "resnext50_32x4d", "seresnet50", "densenet121", "vgg11",
@@ -63,8 +63,8 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore")
     import torch
 
-    from predictor.memory import estimate_memory
-    from predictor.predict import capture_workload
+    from predictor.engine.memory import estimate_memory
+    from predictor.engine.predict import capture_workload
     from profiling.model_refs import import_timm
 
     timm = import_timm()

@@ -5,7 +5,7 @@ SOURCE.md) list, per model, the batch at which a training (or inference) step ra
 RTX 3090/4090: timm's ``benchmark.py`` lowers the batch on CUDA out-of-memory, so each
 listed batch fitted.  For each sampled row this script captures the workload (timm model
 built on ``meta``, fp16 autocast, SGD for training as timm's benchmark uses), estimates its
-peak memory with :func:`predictor.memory.estimate_memory` and counts the rows whose
+peak memory with :func:`predictor.engine.memory.estimate_memory` and counts the rows whose
 estimate exceeds the GPU's memory (a refusal of a run that fits).
 
     python experiments/memory/timm_fit_check.py CSV [--every 5] [--out DIR]
@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
-from profiling.schema import write_bytes_atomic  # noqa: E402
+from profiling.dataset.schema import write_bytes_atomic  # noqa: E402
 
 TRACKED = Path(__file__).resolve().parent / "results"
 
@@ -40,8 +40,8 @@ def main(argv=None) -> int:
     add_output_args(ap, TRACKED)
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
-    from predictor.memory import GIB, estimate_memory
-    from predictor.predict import capture_workload
+    from predictor.engine.memory import GIB, estimate_memory
+    from predictor.engine.predict import capture_workload
     from profiling.model_refs import resolve_model_on_meta
 
     name = os.path.basename(args.csv)

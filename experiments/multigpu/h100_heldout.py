@@ -2,8 +2,8 @@
 
 Five grouped folds over the H100 reference set's model families (GroupKFold; every batch,
 dtype and mode of a family in one fold): for each, fit (a) the single-GPU
-:class:`predictor.physics.PhysicsModel` on the other H100 families and (b) the
-:class:`predictor.joint.JointPhysicsModel` on the other H100 families *plus* every other GPU's
+:class:`predictor.engine.physics.PhysicsModel` on the other H100 families and (b) the
+:class:`predictor.engine.joint.JointPhysicsModel` on the other H100 families *plus* every other GPU's
 rows (Zeus datasets, timm sample), then predict the held-out families on the H100.  MAPE of
 time and energy, all rows and inference only.  (The leave-one-family-out table of the README
 uses 40+ folds of the single-GPU model: ``experiments/accuracy/whole_model.py``.)::
@@ -27,9 +27,9 @@ sys.path.insert(0, str(HERE))
 
 import run as R  # noqa: E402
 from predictor.artifacts import load_artifact  # noqa: E402
-from predictor.lowering import lower  # noqa: E402
-from predictor.physics import PhysicsModel  # noqa: E402
-from predictor.transfer import datasheet_of  # noqa: E402
+from predictor.engine.lowering import lower  # noqa: E402
+from predictor.engine.physics import PhysicsModel  # noqa: E402
+from predictor.engine.transfer import datasheet_of  # noqa: E402
 from rows import Rows  # noqa: E402
 
 

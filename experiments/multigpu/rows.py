@@ -84,7 +84,7 @@ def timm_rows(path, cache_dir, per_file: int | None = None, seed: int = 0) -> Ro
 
 def dataset_rows(folder) -> Rows:
     """Whole-model rows of ``datasets/<gpu>`` (their ``hardware`` column names the GPU)."""
-    from predictor.whole_model import load_whole_model_data
+    from predictor.fit.datasets import load_whole_model_data
 
     d = load_whole_model_data(folder)
     f = d.frame

@@ -1,12 +1,12 @@
 """Leave-one-GPU-out: one physics model fitted across GPUs, judged on a GPU it never saw.
 
 For every timm benchmark file (``--timm``: GPU, torch version, mode, memory format in the
-name) the :class:`predictor.joint.JointPhysicsModel` is fitted on every *other* row -- the
+name) the :class:`predictor.engine.joint.JointPhysicsModel` is fitted on every *other* row -- the
 H100 reference set, ``datasets/<gpu>`` folders, and the timm files of other GPUs --
 **without the GPU under test and without its torch version**, then predicts the file from
 the GPU's datasheet alone (zero per-GPU corrections).  Side by side, per file:
 
-* ``datasheet``: today's transfer of the shipped H100 model (:mod:`predictor.transfer`);
+* ``datasheet``: today's transfer of the shipped H100 model (:mod:`predictor.engine.transfer`);
 * ``one constant (oracle)``: the datasheet prediction x one factor fitted on the test file
   itself (geometric mean of measured/predicted) -- what a perfect per-GPU calibration of a
   single constant would reach; not available for a GPU never measured.
@@ -38,10 +38,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from predictor.artifacts import load_artifact  # noqa: E402
-from predictor.joint import JointPhysicsModel, source_weights  # noqa: E402
-from predictor.joint_fit import EPOCH_TIME_SHARE  # noqa: E402
-from predictor.lowering import lower  # noqa: E402
-from predictor.transfer import datasheet_of, transfer  # noqa: E402
+from predictor.engine.joint import JointPhysicsModel, source_weights  # noqa: E402
+from predictor.fit.joint_fit import EPOCH_TIME_SHARE  # noqa: E402
+from predictor.engine.lowering import lower  # noqa: E402
+from predictor.engine.transfer import datasheet_of, transfer  # noqa: E402
 from rows import Rows, dataset_rows, timm_rows  # noqa: E402
 
 log = logging.getLogger("multigpu")
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     ap.add_argument("--source-total", default="{}", help="total weight per GPU of a source "
                     "(JSON, e.g. {\"zeus\": 100}; default 300 each)")
     ap.add_argument("--time-share", default="{}", help="time-residual weight factor per "
-                    "source (JSON; default predictor.joint_fit.EPOCH_TIME_SHARE)")
+                    "source (JSON; default predictor.fit.joint_fit.EPOCH_TIME_SHARE)")
     ap.add_argument("--joint", default="{}", help="JointPhysicsModel keyword arguments (JSON)")
     a = ap.parse_args(argv)
     JOINT_KW.update(json.loads(a.joint))

@@ -2,12 +2,12 @@
 
 For each family (MLP, CNN stack, transformer encoder, NAS-Bench-101 cell) and mode, random specs are scored by
 ``EnergyObjective.score_many`` (closed-form work counts + ``physics.evaluate``), and a
-sample of the same specs by the general path (build on ``meta`` + ``predictor.predict``,
+sample of the same specs by the general path (build on ``meta`` + ``predictor.engine.predict``,
 capture cache off so every spec pays its capture, as a NAS loop over new modules would).
 The best of ``--repeats`` timings is kept for each.  Writes ``bench_objective.csv`` and
 ``bench_objective.md`` in ``--out``.  The goals (issue 12): >= 100 000 MLP specs/s and
 >= 10 000 CNN / transformer / NAS-Bench-101 cell specs/s on the project's 2-core CPU.
-NAS-Bench-101 cells are random valid cells (``predictor.nas.random_nb101_cells``: 3..7
+NAS-Bench-101 cells are random valid cells (``predictor.search.nas.random_nb101_cells``: 3..7
 vertices, pruned, <= 9 edges), each the full CIFAR-10 network (stem, 3x3 cells, 512-ch head).
 
     python experiments/nas/bench_objective.py --write-results     # or --out DIR
@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
-from predictor.generators import ConvStackSpec, EncoderSpec, MLPSpec  # noqa: E402
-from predictor.nas import EnergyObjective, random_nb101_cells  # noqa: E402
-from predictor.predict import predict  # noqa: E402
+from predictor.search.generators import ConvStackSpec, EncoderSpec, MLPSpec  # noqa: E402
+from predictor.search.nas import EnergyObjective, random_nb101_cells  # noqa: E402
+from predictor.engine.predict import predict  # noqa: E402
 
 GOALS = {"mlp": 100_000, "convstack": 10_000, "encoder": 10_000, "nb101": 10_000}
 

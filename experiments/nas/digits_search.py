@@ -4,7 +4,7 @@ Search space: MLPs ``64 -> widths -> 10`` (1-4 hidden layers, widths 8-512).  Ea
 *trained* here on CPU (PyTorch, Adam lr 1e-3, batch 32, ``--epochs`` epochs on 80 % of the
 1 797 digits; accuracy on the other 20 %), and priced by the energy objective: the predicted
 H100 energy of its training run = epochs x ceil(n_train / 32) x the predicted energy of one
-Adam train step at batch 32 (``predictor.nas.EnergyObjective``, the shipped h100 artifact;
+Adam train step at batch 32 (``predictor.search.nas.EnergyObjective``, the shipped h100 artifact;
 data loading and evaluation not counted).  With Optuna installed (``exante[nas]``) the search is
 a two-objective NSGA-II study (maximise accuracy, minimise predicted energy); without it, random
 search with the same budget.
@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
-from predictor.generators import MLPSpec  # noqa: E402
-from predictor.nas import EnergyObjective, optuna_objective  # noqa: E402
-from predictor.progress import bar  # noqa: E402
+from predictor.search.generators import MLPSpec  # noqa: E402
+from predictor.search.nas import EnergyObjective, optuna_objective  # noqa: E402
+from predictor.cli.progress import bar  # noqa: E402
 
 WIDTHS = (8, 16, 32, 64, 128, 256, 512)
 

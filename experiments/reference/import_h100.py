@@ -10,9 +10,9 @@ Writes, atomically and idempotently (rows of other sweeps are kept):
   ``h100-reference``, meter ``nvml_energy_counter`` with the source's protocol in
   ``protocol_version``, the session's idle power, within-session spread and the per-session
   energy/time/power; ``spec`` holds the architecture, the source file and the workload key;
-* ``workloads.jsonl``: the captured :class:`predictor.workload.Workload` of each workload
+* ``workloads.jsonl``: the captured :class:`predictor.engine.workload.Workload` of each workload
   (layer configs with calls per forward, fast paths, parameter tensors;
-  :func:`predictor.whole_model.attach_workloads`), so fitting needs neither torchvision nor timm;
+  :func:`predictor.fit.datasets.attach_workloads`), so fitting needs neither torchvision nor timm;
 * ``meta.json`` (sweep entry) and the dataset card ``README.md``.
 
 Needs torchvision and timm to rebuild the vision models (no weights; built on ``meta``)::
@@ -32,12 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from predictor.lowering import lower  # noqa: E402
-from predictor.whole_model import attach_workloads, load_whole_model_data  # noqa: E402
-from profiling import schema  # noqa: E402
-from profiling.features import layer_features  # noqa: E402
+from predictor.engine.lowering import lower  # noqa: E402
+from predictor.fit.datasets import attach_workloads, load_whole_model_data  # noqa: E402
+from profiling.dataset import schema# noqa: E402
+from profiling.features.api import layer_features  # noqa: E402
 from profiling.model_refs import resolve_model_on_meta  # noqa: E402
-from profiling.reference_set import reference_workloads  # noqa: E402
+from profiling.dataset.reference_set import reference_workloads  # noqa: E402
 
 SWEEP_ID = "h100-reference"
 SOURCE_LABEL = "H100 reference set, shared/reference/h100"
@@ -58,7 +58,7 @@ def workload_key(r: dict) -> str:
 
 
 def model_refs() -> dict:
-    """Reference-set model name -> MODEL_REF (``profiling.reference_set``'s definitions)."""
+    """Reference-set model name -> MODEL_REF (``profiling.dataset.reference_set``'s definitions)."""
     return {w["name"]: w["model_ref"] for w in reference_workloads()}
 
 

@@ -1,7 +1,7 @@
 """Seed 004 Fig. 14: dense vs convolutional layers at equal trainable parameters.
 
 For each wide MLP of seed 004 Table 6 (input 100), the conv stack of the same depth with the
-closest parameter count (``predictor.generators.equal_param_conv``: 3x3 "same" convolutions
+closest parameter count (``predictor.search.generators.equal_param_conv``: 3x3 "same" convolutions
 on the 100 inputs seen as a 1x10x10 image, uniform filters, global average pool, Linear head)
 is priced next to it by the vectorised ``EnergyObjective`` (shipped h100 artifact; Adam
 train_step and inference at batch 32).  These conv stacks were never measured: the dense
@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
 
-from predictor.generators import equal_param_conv, table6_specs  # noqa: E402
-from predictor.nas import EnergyObjective  # noqa: E402
+from predictor.search.generators import equal_param_conv, table6_specs  # noqa: E402
+from predictor.search.nas import EnergyObjective  # noqa: E402
 
 
 def main(argv=None) -> int:

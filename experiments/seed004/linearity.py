@@ -1,6 +1,6 @@
 """Seed 004 Fig. 6/7: training energy vs dataset size and vs epochs.
 
-``predictor.lifecycle.estimate`` prices a training run as epochs x (ceil(samples / batch)
+``predictor.carbon.lifecycle.estimate`` prices a training run as epochs x (ceil(samples / batch)
 steps, the last one partial and predicted at its own batch) of the predicted per-step energy,
 so energy is linear in epochs by construction and linear in samples up to the partial last
 batch; this script shows how close to a line it is for two Table 6 MLPs (Adam, batch 32, the
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
 
-from predictor import lifecycle  # noqa: E402
+from predictor.carbon import lifecycle# noqa: E402
 
 MODELS = ("mlp:in=100,depth=10,width=100,out=1", "mlp:in=100,depth=100,width=10,out=1")
 SAMPLES = (10_000, 20_000, 30_000, 45_000, 60_000, 75_000, 90_000, 100_000)

@@ -4,7 +4,7 @@
 
 Reads ``datasets/h200/`` (models.csv + workloads.jsonl, written by the lent-H200 measuring
 script) and predicts every whole-model row with (a) the H100 model transferred to the H200 by
-datasheet (:mod:`predictor.transfer`: same efficiencies and host costs, H200 bandwidth, powers
+datasheet (:mod:`predictor.engine.transfer`: same efficiencies and host costs, H200 bandwidth, powers
 scaled by TDP and idle) and (b) the H100 model as is; prints MAPE of time and energy overall
 and per mode, and the share inside the transferred 90 % interval.  Where no H200 row exists
 yet it says so and exits 0.
@@ -33,8 +33,8 @@ def main(argv=None) -> int:
         return 0
     warnings.simplefilter("ignore")
     from predictor.artifacts import load_artifact
-    from predictor.transfer import transfer
-    from predictor.whole_model import load_whole_model_data
+    from predictor.engine.transfer import transfer
+    from predictor.fit.datasets import load_whole_model_data
 
     data = load_whole_model_data(folder)
     if not len(data.frame):

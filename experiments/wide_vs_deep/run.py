@@ -6,19 +6,19 @@ Size`` units and one output, trained on 100'000 samples for 10 epochs): our para
 of ``mlp:in=100,depth=Layers,width=Layer Size,out=1`` (ReLU between layers) equals the
 table's "Train. Params" for every row (checked at import).
 
-For each MLP the WHOLE model is measured with the protocol (``profiling.protocol.measure``
-through a ``profiling.profiler.ProfileSession`` on ``profiling.replay.build_model_workload``;
+For each MLP the WHOLE model is measured with the protocol (``profiling.measure.protocol.measure``
+through a ``profiling.measure.profiler.ProfileSession`` on ``profiling.measure.replay.build_model_workload``;
 no per-layer replay, to keep it cheap): one ``train_step`` (DESIGN §4: zero_grad(set_to_none)
 -> forward -> MSE loss -> backward -> optimizer step) and one ``inference`` call at the batch
 (default 32: Keras' default, the seed does not state its batch), and predicted with
-``predictor.predict`` when a fitted artifact exists (else ``no prediction``). The per-step
+``predictor.engine.predict`` when a fitted artifact exists (else ``no prediction``). The per-step
 energy is also extrapolated to the seed's run (ceil(100'000 / batch) x 10 steps) beside the
 seed's kWh -- a different GPU (RTX 2080 Ti), framework (Keras) and meter, so compare shapes
 and ranks, not values.
 
 Writes ``wide_vs_deep.csv`` (one row per (config, mode), appended atomically; resumable),
 ``wide_vs_deep_models.csv`` (the same measurements as dataset model rows,
-``profiling.schema.MODEL_COLUMNS``),
+``profiling.dataset.schema.MODEL_COLUMNS``),
 ``table.md`` and ``wide_vs_deep.png`` (energy vs parameters and vs nodes, wide and deep).
 
     python experiments/wide_vs_deep/run.py --hardware h100 --out OUT/wide_vs_deep
@@ -138,8 +138,8 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
-    from profiling import schema
-    from profiling.profiler import ProfileSession
+    from profiling.dataset import schema
+    from profiling.measure.profiler import ProfileSession
 
     grid = SMOKE_GRID if args.smoke else SEED_GRID
     in_f = SMOKE_INPUT if args.smoke else SEED_INPUT
@@ -204,8 +204,8 @@ def run(args) -> int:
 
 def _layer_totals(model, xs, dtype, train) -> tuple[dict, dict]:
     """(layer_counts, totals) for a dataset model row, from one captured forward."""
-    from profiling.capture import capture
-    from profiling.features import layer_features
+    from profiling.capture.core import capture
+    from profiling.features.api import layer_features
 
     cap = capture(model, xs, dtype=dtype, train=train)
     counts: dict = {}
@@ -228,14 +228,14 @@ def _layer_totals(model, xs, dtype, train) -> tuple[dict, dict]:
 
 
 def predict_one(args, model, b, in_f, mode, opt, dtype, have_art, art_note, art_id) -> dict:
-    """``predictor.predict`` of one call (``no prediction`` without an artifact)."""
+    """``predictor.engine.predict`` of one call (``no prediction`` without an artifact)."""
     pred = {"prediction_status": L.NO_PREDICTION, "prediction_note": art_note or None, "artifact_id": art_id,
             "predicted_at": L._now(), "pred_energy_j": None, "pred_energy_j_low": None, "pred_energy_j_high": None,
             "pred_time_s": None}
     if not have_art:
         return pred
     try:
-        from predictor.predict import predict
+        from predictor.engine.predict import predict
 
         p, notes = L._quiet(lambda: predict(model, (b, in_f), mode=mode, dtype=dtype, hardware=args.hardware,
                                             optimizer=opt, artifact_dir=args.artifact_dir))
@@ -263,7 +263,8 @@ def repredict(args) -> int:
 def measure_one(args, sess, psess, key, line, d, w, nodes, p_seed, kwh, in_f, mode, have_art, art_note, art_id):
     import torch
 
-    from profiling import replay, schema
+    from profiling.measure import replay
+    from profiling.dataset import schema
     from profiling.model_refs import build_mlp
 
     dev = sess.device

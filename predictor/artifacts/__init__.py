@@ -46,7 +46,7 @@ from typing import Any, Iterable
 import joblib
 
 from profiling.errors import ExanteError
-from profiling.schema import write_bytes_atomic
+from profiling.dataset.schema import write_bytes_atomic
 
 __all__ = [
     "ARTIFACT_ENV",
@@ -75,7 +75,7 @@ class ArtifactVersionWarning(UserWarning):
 
 @dataclass
 class Artifact:
-    model: Any            # predictor.calibrated.CalibratedHardware or regression.HardwareModel
+    model: Any            # predictor.engine.calibrated.CalibratedHardware or regression.HardwareModel
     manifest: dict
     path: Path            # the .joblib file
 
@@ -287,7 +287,7 @@ def save_artifact(obj, hardware: str, out_dir: str | os.PathLike | None = None, 
 def _missing(hardware: str, artifact_dir) -> ExanteError:
     """'no fitted model' naming the close catalogue matches (``h1000`` -> h100, v100, ...)
     and where the catalogue is listed."""
-    from predictor.hardware import close_matches, lookup
+    from predictor.carbon.hardware import close_matches, lookup
 
     avail = available_hardware(artifact_dir)
     try:

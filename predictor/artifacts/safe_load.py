@@ -26,6 +26,7 @@ import zlib
 import joblib.numpy_pickle as _jnp
 
 from profiling.errors import ExanteError
+from profiling.moved_modules import new_name
 
 __all__ = ["ALLOWED_FUNCTIONS", "ALLOWED_MODULES", "UnsafePickleError", "restricted_load"]
 
@@ -71,6 +72,7 @@ class _Guard:
     def find_class(self, module, name):  # noqa: D401 - pickle's hook
         if not isinstance(module, str) or not isinstance(name, str) or "." in name:
             raise UnsafePickleError(f"global {module}.{name} is not allowed")
+        module = new_name(module)       # artifacts pickled before the issue-19 layout move
         if module == "builtins":
             if name in _SAFE_BUILTINS:
                 return getattr(sys.modules["builtins"], name)

@@ -1,6 +1,6 @@
 """``exante bench irene|ecnas|zeus``: validation against published measurements (sub-commands).
 
-Registered in :mod:`predictor.cli` by :func:`add_bench_parser`; heavy imports happen when a
+Registered in :mod:`predictor.cli.main` by :func:`add_bench_parser`; heavy imports happen when a
 benchmark runs, so ``exante --help`` stays instant.
 """
 
@@ -11,7 +11,7 @@ import json
 
 def _progress(quiet: bool):
     """Progress messages and bars on stderr (off with --quiet and with --json)."""
-    from predictor.progress import message, set_enabled
+    from predictor.cli.progress import message, set_enabled
 
     set_enabled(not quiet)
     if quiet:

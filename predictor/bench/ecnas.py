@@ -64,8 +64,8 @@ def arch_work(ops, adjacency, *, batch: int = BATCH) -> dict:
     """Per-training-step work terms of one cell's network (train-mode capture on ``meta``)."""
     import torch
 
-    from profiling.capture import capture
-    from profiling.features import features_for_capture
+    from profiling.capture.core import capture
+    from profiling.features.api import features_for_capture
 
     from predictor.bench.nasbench101 import build_network
 
@@ -118,8 +118,8 @@ def read_archs(path: str, *, with_target: bool) -> pd.DataFrame:
 def featurize(df: pd.DataFrame, *, batch: int = BATCH,
               desc: str = "capturing architectures") -> tuple[pd.DataFrame, dict]:
     """Work terms per row; rows that cannot be built are skipped and counted (with reasons).
-    A progress bar (``desc``) on stderr where :mod:`predictor.progress` is on."""
-    from predictor.progress import bar
+    A progress bar (``desc``) on stderr where :mod:`predictor.cli.progress` is on."""
+    from predictor.cli.progress import bar
 
     rows, idx, failures, mismatch = [], [], {}, 0
     cache: dict = {}

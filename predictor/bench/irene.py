@@ -10,7 +10,7 @@ Per held-out model (leave-one-model-out over the models present, of the paper's 
 
 1. each model is rebuilt from its config (:mod:`predictor.bench.hf_models`) and captured on
    ``meta`` at every (batch, seq) of the data; every call site gets exante's shape features;
-2. a :class:`~predictor.regression.LayerRegressor` (per-type gradient boosting in log space
+2. a :class:`~predictor.fit.regression.LayerRegressor` (per-type gradient boosting in log space
    relative to a FLOPs/bytes roofline) is fitted on the primitive rows of the *training*
    models, each row joined to its captured call site by module path and type;
 3. a node's energy (a module or the whole model) is composed from its call sites:
@@ -119,8 +119,8 @@ def _shape_only(row: dict) -> dict:
 def _site_table_cached(name: str, batch: int, seq: int) -> pd.DataFrame:
     import torch
 
-    from profiling.capture import capture
-    from profiling.features import CORE_FEATURES, features_for_capture
+    from profiling.capture.core import capture
+    from profiling.features.api import CORE_FEATURES, features_for_capture
 
     ids = torch.zeros((batch, seq), dtype=torch.long, device="meta")
     cap = capture(_model(name), {"input_ids": ids})
@@ -187,7 +187,7 @@ class _Fold:
     """One leave-one-model-out fold: primitive regressor + node composers."""
 
     def __init__(self, prim_train: pd.DataFrame, quick: bool):
-        from predictor.regression import LayerRegressor
+        from predictor.fit.regression import LayerRegressor
 
         self.measured = set(PRIMITIVE_TYPES.values())
         self.reg = LayerRegressor(base="gbr", categorical=(), quick=quick, random_state=0)
@@ -261,7 +261,7 @@ def run_irene_bench(path: str, *, models=PAPER_MODELS, quick: bool = False,
     t_cap = time.perf_counter()
     grid = pd.concat([model_rows, module_rows, prims])[["model_name", "batch_size", "seq_len"]]
     grid = grid.drop_duplicates()
-    from predictor.progress import bar
+    from predictor.cli.progress import bar
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -3,7 +3,7 @@
 Reads every ``tasks/*.json`` of a folder laid out like ``shared/extdata/mlenergy_v3`` whose
 configurations carry ``energy_per_token_joules`` (LLM and multimodal-LLM tasks; diffusion tasks
 are skipped). For each held-out model (``-FP8`` variants count as the same model) the serving
-model of :mod:`predictor.llm.serving` is fitted on the other models -- per GPU type the
+model of :mod:`predictor.carbon.llm.serving` is fitted on the other models -- per GPU type the
 roofline coefficient ``a``, a fixed time per decode step, a time per output token and an
 all-reduce time per output token paid by ``num_gpus - 1`` devices, plus one
 prompt-energy coefficient per task (the prompt lengths are not in the export) -- minimising
@@ -29,8 +29,8 @@ GPU_KEYS = {"H100": "h100", "B200": "b200", "A100": "a100-80gb", "H200": "h200"}
 
 
 def load_rows(folder) -> list[dict]:
-    from predictor.hardware import lookup
-    from predictor.llm import serving
+    from predictor.carbon.hardware import lookup
+    from predictor.carbon.llm import serving
 
     d = Path(folder)
     files = sorted((d / "tasks").glob("*.json")) if (d / "tasks").is_dir() else sorted(d.glob("*.json"))
@@ -140,7 +140,7 @@ def run_mlenergy_bench(folder, progress=None) -> dict:
                 "params_linear_mape_pct": _mape([prox_lin[i] for i in sel], yy)}
 
     full = fit(rows, tasks, gpus)
-    from predictor.llm.serving import COEFFICIENTS
+    from predictor.carbon.llm.serving import COEFFICIENTS
 
     per_gpu_coef = {g: {name: float(full[_PER_GPU * k + j]) for j, name in enumerate(COEFFICIENTS)}
                     for k, g in enumerate(gpus)}

@@ -6,7 +6,7 @@ from the file name, the GPU is resolved in the hardware catalogue).  For every r
 timm model is built on ``meta`` and captured at the row's image size and batch
 (:mod:`predictor.bench.timm_workloads`, cached), with the file's dtype (``amp`` = fp16
 autocast), memory format and torch version, and its step time predicted by the project's
-model for that GPU (:func:`predictor.predict._load_or_transfer`: the GPU's own artifact, else
+model for that GPU (:func:`predictor.engine.predict._load_or_transfer`: the GPU's own artifact, else
 the datasheet transfer of a measured one -- what ``predict(..., hardware=)`` uses).
 
 Per file: ``n`` rows scored, ``mape_pct``, ``median_ape_pct``, ``within_25_pct`` (share of
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 def gmacs_of(w) -> float:
     """Forward multiply-accumulates per sample of a workload, in GMACs (supported layers)."""
-    from profiling.features import layer_features
+    from profiling.features.api import layer_features
 
     macs = 0
     for x in w.layers:
@@ -136,7 +136,7 @@ def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None
     ``rows_out``: a CSV path for every scored row (file, hardware, model, img_size, batch,
     measured_s, predicted_s), e.g. for a predicted-vs-measured plot; ``jobs``: processes that
     capture the workloads missing from the cache first (1: captured as each row comes)."""
-    from predictor.predict import _load_or_transfer
+    from predictor.engine.predict import _load_or_transfer
 
     d = Path(folder)
     if not d.is_dir():
@@ -219,7 +219,7 @@ def _write_rows(path: Path, rows: list) -> None:
     import csv
     import io
 
-    from profiling.schema import write_bytes_atomic
+    from profiling.dataset.schema import write_bytes_atomic
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -7,7 +7,7 @@ A file name carries the conditions of every row in it::
 ``amp`` is timm's default mixed precision, ``torch.autocast(dtype=float16)`` (dtype ``fp16``);
 ``nhwc`` is ``channels_last`` for model and input; ``pt240`` is torch 2.4.0, ``pt113`` torch
 1.13; ``cu124`` CUDA 12.4; ``<gpu>`` is resolved in the hardware catalogue
-(:func:`predictor.hardware.lookup`: ``rtx3090``, ``rtx4090``, ``a100``, ``t4`` ...).  Files with
+(:func:`predictor.carbon.hardware.lookup`: ``rtx3090``, ``rtx4090``, ``a100``, ``t4`` ...).  Files with
 more tokens (``-dynamo``, ``-compile``) are not eager step times and are refused.
 
 Rows: ``model``, ``<m>_img_size``, ``<m>_batch_size``, ``<m>_step_time`` (ms per batch),
@@ -76,7 +76,7 @@ def _cuda_version_of(tag: str) -> str:
 
 def resolve_gpu_name(name: str):
     """The catalogue spec of a GPU named in a file name (``rtx3090``, ``a100``, ``t4`` ...)."""
-    from predictor.hardware import lookup
+    from predictor.carbon.hardware import lookup
 
     try:
         return lookup(name)

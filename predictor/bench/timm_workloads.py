@@ -2,10 +2,10 @@
 
 ``timm_workload(name, img_size, batch, mode, dtype="fp16", memory_format="contiguous")``
 builds ``timm.create_model(name, pretrained=False)`` on the ``meta`` device (no weights), runs
-one capture (:func:`predictor.predict.capture_workload`; ``train_step`` with optimizer
+one capture (:func:`predictor.engine.predict.capture_workload`; ``train_step`` with optimizer
 ``"sgd"``, what timm's benchmark runs: ``create_optimizer_v2`` default, SGD Nesterov momentum
 0.9, plain cross-entropy, no gradient scaler) and returns the
-:class:`~predictor.workload.Workload` of a ``(batch, 3, img_size, img_size)`` input.
+:class:`~predictor.engine.workload.Workload` of a ``(batch, 3, img_size, img_size)`` input.
 
 Which architecture variant: timm's benchmark files name the architecture without its
 pretrained tag and list it at every tag's test size (``resnet50`` at 160 ... 288).  The
@@ -37,7 +37,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from profiling.errors import ExanteError
-from profiling.schema import write_bytes_atomic
+from profiling.dataset.schema import write_bytes_atomic
 
 __all__ = ["timm_workload", "TimmBuildError", "default_cache_dir", "cache_path",
            "build_timm_model", "timm_version", "warm_cache", "MEMORY_FORMATS", "CACHE_FORMAT"]
@@ -158,16 +158,16 @@ def _capture(model, shape, mode: str, dtype: str, optimizer):
     import importlib
 
     try:        # the capture side of predict(), where it has its own module
-        P = importlib.import_module("predictor.model_capture")
+        P = importlib.import_module("predictor.engine.model_capture")
     except ModuleNotFoundError:
-        P = importlib.import_module("predictor.predict")
+        P = importlib.import_module("predictor.engine.predict")
     if dtype in P.DTYPES:
         return P.capture_workload(model, shape, mode, dtype, optimizer, cache=False)
-    # predict() does not accept fp16 yet; profiling.capture does (fp16 autocast policy)
+    # predict() does not accept fp16 yet; profiling.capture.core does (fp16 autocast policy)
     import torch
 
-    from profiling.capture import capture
-    from predictor.workload import workload_from_capture
+    from profiling.capture.core import capture
+    from predictor.engine.workload import workload_from_capture
 
     cap = capture(model, (torch.empty(shape, device="meta"),), dtype=dtype,
                   train=mode == "train_step")
@@ -227,14 +227,14 @@ def _with_format(w, memory_format: str, torch_version: str | None):
 def timm_workload(name: str, img_size: int, batch: int, mode: str = "inference",
                   dtype: str = "fp16", memory_format: str = "contiguous", *,
                   torch_version: str | None = None, cache_dir=None, use_cache: bool = True, retry_failed: bool = False):
-    """The :class:`~predictor.workload.Workload` of one timm model call (whole batch).
+    """The :class:`~predictor.engine.workload.Workload` of one timm model call (whole batch).
 
     ``mode``: "inference" | "train_step" (SGD); ``dtype``: "fp32" | "bf16" | "fp16"
     (autocast); ``memory_format``: "contiguous" | "channels_last"; ``torch_version``: the
     torch release the step ran on (a recorded condition, set on the workload).  Cached (see module
     docstring); raises :class:`TimmBuildError` with the error when the model cannot be built
     or captured here (also when that failure is cached, unless ``retry_failed``)."""
-    from predictor.workload import Workload
+    from predictor.engine.workload import Workload
 
     if mode not in ("inference", "train_step"):
         raise ExanteError(f"unknown mode {mode!r}; accepted: inference, train_step")

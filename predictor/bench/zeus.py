@@ -7,10 +7,10 @@ catalogue knows (a variant whose TDP equals the file's maximum power limit is pr
 ``v100`` at 250 W -> ``v100-pcie``), the rows at the card's maximum power limit are predicted:
 
 1. **datasheet**: the measured H100 physics model transferred to the GPU by its datasheet
-   (:mod:`predictor.transfer`); epoch = (samples // batch) steps at ``batch`` + one step at the
+   (:mod:`predictor.engine.transfer`); epoch = (samples // batch) steps at ``batch`` + one step at the
    remainder, each step an eager fp32 ``train_step`` of the network
    (:mod:`predictor.bench.zeus_models`);
-2. **calibrated**: the same after :func:`predictor.calibrate.calibrate` on 3 of the GPU's
+2. **calibrated**: the same after :func:`predictor.fit.calibrate.calibrate` on 3 of the GPU's
    rows chosen to span the regimes (:func:`_pick_calibration`: the most host-bound row by
    the datasheet model, the most GPU-bound row of another network, the median-batch row of
    the remaining network);
@@ -99,7 +99,7 @@ def load_power_traces(folder: str | Path) -> dict:
 def resolve_gpu(name: str, max_power_w: float):
     """(catalogue spec, note) for a trace's GPU name; the variant whose TDP equals the
     trace's maximum power limit is preferred.  ExanteError when the catalogue lacks it."""
-    from predictor.hardware import catalogue, lookup
+    from predictor.carbon.hardware import catalogue, lookup
 
     spec = lookup(name)
     family = [s for s in catalogue() if s.key == spec.key or s.key.startswith(spec.key + "-")]
@@ -119,7 +119,7 @@ def _forloop(lw, optimizer: str, n_tensors: int, n_params: float):
     loop's traffic is :data:`OPT_LOOP_BYTES` per parameter."""
     from dataclasses import replace
 
-    from predictor.lowering import HOST_FEATURES
+    from predictor.engine.lowering import HOST_FEATURES
 
     ops = OPT_LOOP_OPS[optimizer]
     host = lw.host.copy()
@@ -138,8 +138,8 @@ def _forloop(lw, optimizer: str, n_tensors: int, n_params: float):
 
 
 def _step(model, dataset, network, batch, optimizer, impl, cache):
-    from predictor.lowering import lower
-    from predictor.predict import capture_workload
+    from predictor.engine.lowering import lower
+    from predictor.engine.predict import capture_workload
 
     from predictor.bench.zeus_models import network_inputs
 
@@ -207,13 +207,13 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
         raise ExanteError(f"unknown --optimizer-impl {optimizer_impl!r}; accepted: for-loop, foreach")
     t0 = time.perf_counter()
     traces = load_power_traces(folder)      # the folder is checked before torch loads
-    from predictor.calibrate import Run, calibrate
-    from predictor.transfer import transferred_artifact
+    from predictor.fit.calibrate import Run, calibrate
+    from predictor.engine.transfer import transferred_artifact
 
     from predictor.bench.zeus_models import ZEUS_NETWORKS, build_network
     models, cache, per_gpu, skipped_gpus, all_rows, notes = {}, {}, {}, {}, [], []
     skipped_rows: dict = {}
-    from predictor.progress import bar
+    from predictor.cli.progress import bar
 
     for gpu, frame in bar(list(traces.items()), desc="GPUs", unit="gpu"):
         pmax = float(frame["power_limit"].max())
@@ -266,7 +266,7 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
             continue
         if progress:
             progress(f"{gpu} -> {spec.key}: {len(rows)} rows, calibrating on {n_calib}")
-        from predictor.calibrate import predict_runs, run_regimes
+        from predictor.fit.calibrate import predict_runs, run_regimes
 
         runs = [r["_run"] for r in rows]
         ds_pred = predict_runs(base, runs)

@@ -348,9 +348,9 @@ def build_from_spec(spec: dict, device="meta"):
 
 
 def _build_refset(spec: dict, device):
-    """One workload of the H100 reference set (profiling.reference_set), built on ``device``."""
+    """One workload of the H100 reference set (profiling.dataset.reference_set), built on ``device``."""
     from profiling.model_refs import resolve_model
-    from profiling.reference_set import build_encoder
+    from profiling.dataset.reference_set import build_encoder
 
     b, kind = int(spec["batch"]), spec["kind"]
     if kind == "vision":

@@ -8,7 +8,7 @@ import os
 import statistics
 from collections import Counter
 
-from profiling import schema
+from profiling.dataset import schema
 
 
 # --------------------------------------------------------------------------- dataset card

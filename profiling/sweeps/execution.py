@@ -21,8 +21,8 @@ from profiling.sweeps.tasks import REFERENCE_EVERY, SweepTask, _canon
 
 
 def make_meter(name="auto", *, device=None, hardware: str | None = None, rated_power_w: float | None = None):
-    """See :func:`profiling.profiler.open_meter` (``auto | nvml | nvml-power | rapl | estimated | replay``)."""
-    from profiling.profiler import open_meter
+    """See :func:`profiling.measure.profiler.open_meter` (``auto | nvml | nvml-power | rapl | estimated | replay``)."""
+    from profiling.measure.profiler import open_meter
 
     return open_meter(name, device=device, hardware=hardware, rated_power_w=rated_power_w)
 
@@ -99,7 +99,7 @@ def _whole_model(task: SweepTask, device):
 
 
 def _execute_whole(task: SweepTask, session, out: dict) -> None:
-    from profiling.profiler import measure_whole_model
+    from profiling.measure.profiler import measure_whole_model
 
     try:
         model, inputs = _whole_model(task, session.device)
@@ -118,7 +118,7 @@ def _execute_whole(task: SweepTask, session, out: dict) -> None:
 def execute_task(task: SweepTask, session, *, deadline: float | None = None) -> dict:
     """Run one task in ``session`` (a profiler.ProfileSession); never raises for a task's own
     failure (status ``error`` with the message), only for a broken meter or an interrupt."""
-    from profiling.profiler import profile_model
+    from profiling.measure.profiler import profile_model
 
     if deadline is not None and time.time() > deadline:
         return {"task_key": task.key, "status": "skipped", "session": session.describe()}
@@ -180,7 +180,7 @@ _WORKER = threading.local()
 
 def _worker_execute(task: SweepTask, cfg: dict, known: dict, deadline: float | None) -> dict:
     """Runs on a dask worker: one cached ProfileSession per worker thread and configuration."""
-    from profiling.profiler import ProfileSession
+    from profiling.measure.profiler import ProfileSession
 
     cache = getattr(_WORKER, "sessions", None)
     if cache is None:

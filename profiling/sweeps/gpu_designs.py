@@ -26,9 +26,9 @@ TORCH_DEFAULT_FLAGS = {"allow_tf32_matmul": False, "allow_tf32_cudnn": True, "cu
 
 
 def refset_design() -> list[SweepTask]:
-    """The 95 workloads of the H100 reference set (profiling.reference_set), whole model only,
+    """The 95 workloads of the H100 reference set (profiling.dataset.reference_set), whole model only,
     in its own order per model; models interleaved vision / transformer / mlp."""
-    from profiling.reference_set import reference_workloads
+    from profiling.dataset.reference_set import reference_workloads
 
     tasks = []
     for w in reference_workloads():

@@ -134,7 +134,7 @@ _CAPTURED_TYPE = {"sdpa": "sdpa", "add": "add", "matmul": "matmul", "mean": "mea
 
 def _registry_types() -> set | None:
     try:
-        from profiling.features import FEATURE_REGISTRY
+        from profiling.features.api import FEATURE_REGISTRY
     except Exception:
         return None
     return set(FEATURE_REGISTRY)

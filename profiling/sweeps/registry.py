@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from profiling import schema
+from profiling.dataset import schema
 from profiling.errors import ExanteError
 from profiling.sweeps.design_space import DTYPE_CHOICES, INFER, SEED, TRAIN_MODES
 from profiling.sweeps.gpu_designs import GPU_EFF_PROTOCOL, HOST_PROTOCOL, REFSET_PROTOCOL, TORCH_DEFAULT_FLAGS, gpu_eff_design, host_launch_design, refset_design
@@ -112,7 +112,7 @@ def get_sweep(name: str) -> SweepDefinition:
 def estimate_sweep(name: str, *, graph: bool = True, limit: int | None = None) -> dict:
     """Distinct measured configurations of a sweep (capturing every task on ``meta``) and the
     expected H100 duration: configs x ``SECONDS_PER_CONFIG`` (+ graph capture, + references)."""
-    from profiling.capture import capture
+    from profiling.capture.core import capture
 
     sweep = get_sweep(name)
     seen: set = set()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from profiling import schema
+from profiling.dataset import schema
 from profiling.errors import ExanteError
 from profiling.sweeps.execution import _worker_execute, execute_task, torch_flags
 from profiling.sweeps.registry import get_sweep
@@ -275,7 +275,7 @@ def _run_sweep(sweep, out_dir, *, resume, backend, scheduler, meter, n_jobs, lim
 
     try:
         if backend == "local":
-            from profiling.profiler import ProfileSession
+            from profiling.measure.profiler import ProfileSession
 
             session = None
             try:

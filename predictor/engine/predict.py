@@ -1,0 +1,209 @@
+"""``predict(model, inputs, ...)``: GPU time and energy of one call, before training.
+
+The DESIGN.md §4 Python contract::
+
+    p = predict(model, inputs, mode="inference", dtype="fp32", hardware="h100", optimizer=None)
+    p.energy_j, p.time_s, p.energy_j_low, p.energy_j_high, p.layers, p.memory_gb
+
+How (see :mod:`predictor.fit.regression` for the model itself):
+
+1. The model is captured on the ``meta`` device, so no real computation runs and no weight
+   is copied: when the model holds real tensors, its parameters and buffers are swapped for
+   ``meta`` placeholders only for the duration of the capture
+   (``torch.nn.utils.stateless._reparametrize_module``, what ``torch.func.functional_call``
+   uses); the user's model is left untouched.  A forward that cannot run on ``meta``
+   (data-dependent control flow) is retried on the model's own device with zero inputs when
+   the model is small (<= 50 M parameters), with a warning; otherwise an ``ExanteError``.
+   ``mode="train_step"`` captures in training mode (BatchNorm batch statistics, dropout).
+   (:mod:`predictor.engine.model_capture`: the fallback never changes the model's buffers and never
+   allocates large inputs.)  The estimated peak memory (:mod:`predictor.engine.memory`) is checked
+   against the GPU's: the input and the weights before the capture, the whole estimate
+   after it; what does not fit is refused in one line.
+2. Every distinct layer config gets its shape features (``profiling.features.api``) and a
+   per-layer prediction; ``train_step`` = forward+backward per layer + the optimizer step
+   (from the parameters).  Layers without a feature function are predicted by the
+   shape-only fallback (input/output sizes, parameters) and named in a warning; layer types
+   never seen in fitting by the type-agnostic global model ("closest family").  Both widen
+   the interval in proportion to their share of the prediction.
+3. Whole-model terms (launch gaps, fusion, optimizer-step fusion) and the conformal
+   interval come from the fitted artifact of ``hardware`` (:mod:`predictor.artifacts`);
+   without one, a clear ``ExanteError`` -- numbers are never guessed.
+
+``optimizer=None`` with ``mode="train_step"`` means ``"sgd"`` (SGD with momentum 0.9, the
+profiler's default); an optimizer given with ``mode="inference"`` is ignored (noted in
+``Prediction.warnings``).  Per-layer predictions are cached per (artifact, layer config,
+dtype, mode, optimizer), so repeated predictions of similar models (NAS, batch sweeps) only
+pay for the capture and the layers not seen before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+from torch import nn
+
+from profiling.errors import ExanteError
+from profiling.features.api import UnsupportedLayerWarning
+
+from predictor.artifacts import load_artifact
+from predictor.engine.calibrated import CalibratedHardware
+from predictor.engine.memory import ESTIMATE_TOLERANCE, check_fits, estimate_memory
+from predictor.engine.model_capture import DEFAULT_TRAIN_OPTIMIZER, DTYPES, MEMORY_FORMATS, MODES, OPTIMIZERS, REAL_DEVICE_FALLBACK_MAX_PARAMS, _Layer, autocast_inputs, capture_workload, captured, check_args, check_trainable, clear_capture_cache, input_bytes, meta_inputs, resolve_optimizer
+from predictor.engine.predict_regression import FEATURE_KEYS, _features, clear_layer_caches, predict_regression
+from predictor.engine.prediction import METHOD, METHOD_PHYSICS, Prediction
+from predictor.engine.workload import workload_from_capture
+
+__all__ = ["predict", "Prediction", "capture_workload", "MODES", "DTYPES", "OPTIMIZERS",
+           "MEMORY_FORMATS", "METHOD", "UnsupportedLayerWarning", "clear_cache"]
+
+
+def clear_cache() -> None:
+    """Drop the capture, per-layer feature and per-layer prediction caches."""
+    clear_layer_caches()
+    clear_capture_cache()
+
+
+def _load_or_transfer(hardware: str, artifact_dir):
+    """The artifact of ``hardware``; without one, a catalogue GPU's datasheet transfer from a
+    measured GPU (:mod:`predictor.engine.transfer`, labelled in every prediction's warnings)."""
+    from predictor.artifacts import available_hardware
+    from predictor.engine.transfer import can_transfer, transferred_artifact
+
+    if hardware not in available_hardware(artifact_dir) and can_transfer(hardware):
+        return transferred_artifact(hardware, artifact_dir)
+    return load_artifact(hardware, artifact_dir)
+
+
+def _state_bytes(model: nn.Module) -> tuple[int, int]:
+    """(bytes of the parameters and buffers, elements of the trainable parameters)."""
+    seen, total, trainable = set(), 0, 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        total += t.numel() * t.element_size()
+        if isinstance(t, nn.Parameter) and t.requires_grad:
+            trainable += t.numel()
+    return int(total), int(trainable)
+
+
+def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp32",
+            hardware: str = "h100", optimizer: str | None = None, *,
+            memory_format: str = "contiguous", grad_scaler: bool = False,
+            torch_version: str | None = None, artifact_dir=None,
+            cache: bool = True) -> Prediction:
+    """Predict time and total board energy of one eager call on the whole batch.
+
+    ``inputs``: a tensor or tuple of tensors including the batch dimension (any device,
+    ``meta`` included), or a shape tuple (batch first) for a single float input.
+    ``mode``: "inference" | "train_step"; ``dtype``: "fp32" | "bf16" | "fp16" (autocast);
+    ``optimizer``: None | "sgd" | "adam" | "adamw" (train_step; None means "sgd").
+    ``memory_format``: "contiguous" | "channels_last" (model and a 4-D input in NHWC).
+    ``grad_scaler``: train_step with ``torch.amp.GradScaler`` (fp16 training).
+    ``torch_version``: the torch version the call will run on (e.g. "2.4.1"), recorded in the
+    workload and the prediction; the artifact's measured versions are in
+    ``Prediction.torch_versions_modelled``.
+    ``artifact_dir``: a folder with ``<hardware>.joblib``/``.json`` searched before
+    ``$EXANTE_ARTIFACT_DIR`` and the package's ``predictor/artifacts/``.
+    ``cache``: reuse the capture of the same model object when its structural fingerprint
+    and the input shapes are unchanged, and per-layer predictions.
+
+    Raises :class:`ExanteError` for values outside these, a train_step of a model without
+    trainable parameters, and a workload whose estimated memory exceeds the GPU's.
+    """
+    if not isinstance(model, nn.Module):
+        raise ExanteError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_args(mode, dtype, optimizer, memory_format, grad_scaler, torch_version)
+    check_trainable(model, mode)
+    notes: list[str] = []
+    optimizer = resolve_optimizer(mode, optimizer, notes)
+    args, batch = meta_inputs(inputs, memory_format)
+    weights_bytes, trainable = _state_bytes(model)
+    in_bytes = input_bytes(args)
+    check_fits(in_bytes + weights_bytes, hardware, "the input and the weights alone")
+    args = autocast_inputs(args, dtype)
+    art = _load_or_transfer(hardware, artifact_dir)
+    cap = captured(model, args, dtype, mode == "train_step", notes, cache, memory_format)
+    if not cap.layers:
+        raise ExanteError("the model executed no layer (nothing to predict)")
+    version = torch_version.strip() if torch_version else None
+    w = workload_from_capture(model, cap.layers, mode=mode, dtype=dtype, batch=batch,
+                              optimizer=optimizer, zero_cost_ops=cap.zero_cost,
+                              notes=tuple(notes), memory_format=memory_format,
+                              grad_scaler=grad_scaler, torch_version=version)
+    mem = estimate_memory(w, weights_bytes=weights_bytes, trainable_numel=trainable,
+                          inputs_bytes=in_bytes)
+    fit_note = check_fits(mem.total_bytes, hardware, f"largest part {mem.largest_part()}",
+                          tolerance=ESTIMATE_TOLERANCE)
+    if fit_note:
+        notes.append(fit_note)
+        warnings.warn(fit_note, UserWarning, stacklevel=2)
+    if isinstance(art.model, CalibratedHardware):
+        p = _predict_calibrated(art, w, notes)
+        modelled = list(art.model.domain.get("torch_versions", ()))
+    else:
+        if memory_format != "contiguous" or grad_scaler:
+            notes.append("this regression artifact knows neither channels_last nor a gradient "
+                         "scaler: predicted as contiguous without a scaler")
+        p = predict_regression(art, hardware, cap, batch, mode, dtype, optimizer, notes, cache)
+        modelled = list(art.model.info.get("torch_versions", ()))
+    if version and modelled and version not in modelled:
+        notes.append(f"torch {version} was never measured on {p.hardware} (measured: "
+                     f"{', '.join(modelled)}); predicted as for those")
+    return dataclasses.replace(p, memory_gb=mem.total_gb, memory_format=memory_format,
+                               grad_scaler=grad_scaler, torch_version=version,
+                               torch_versions_modelled=modelled)
+
+
+def _predict_calibrated(art, w, notes: list) -> Prediction:
+    """``predict`` of workload ``w`` through a :class:`~predictor.engine.calibrated.CalibratedHardware`
+    artifact."""
+    ch: CalibratedHardware = art.model
+    mode, dtype, optimizer = w.mode, w.dtype, w.optimizer
+    if mode not in ch.modes:
+        notes.append(f"mode {mode} was never measured on {ch.hardware} (fitted: "
+                     f"{', '.join(ch.modes)}); predicted from the same physics, interval as fitted")
+    if mode == "train_step" and optimizer not in ch.optimizers:
+        notes.append(f"optimizer {optimizer} was never measured on {ch.hardware} (fitted: "
+                     f"{', '.join(ch.optimizers) or 'none'}); its foreach kernels are counted "
+                     "from torch.optim's algorithm")
+    r = ch.predict_workload(w)
+    notes.extend(r["notes"])
+    unsupported = [{"type": x.config.type, "names": list(x.names), "count": x.count}
+                   for x in w.layers if not x.supported]
+    if unsupported:
+        msg = ("no feature function for " + ", ".join(
+            f"{u['type']} x{u['count']} ({', '.join(u['names'][:3])})" for u in unsupported)
+            + "; counted as memory-bound kernels over their tensors")
+        notes.append(msg)
+        warnings.warn(msg, UnsupportedLayerWarning, stacklevel=4)
+    for msg in r["notes"]:
+        warnings.warn(msg, UserWarning, stacklevel=4)
+    if art.manifest.get("measured") is False:
+        notes.append("artifact NOT fitted on measurements ("
+                     f"{art.manifest.get('not_measured_reason') or 'synthetic or estimated data'}): "
+                     "these numbers say nothing about real hardware")
+    if r["regime"] == "host":
+        notes.append("host-bound (launch-limited) workload: its time varies between host "
+                     "machines; CUDA graphs or larger batches usually make it cheaper and stabler")
+    layers = []
+    for row in r["layers"]:
+        x = next(y for y in w.layers if (y.names[0] if y.names else y.config.type) == row["name"])
+        f = _features(_Layer(x.config, x.count, x.names, x.supported, x.module_params)) or {}
+        layers.append({**row, "source": "physics", "supported": x.supported,
+                       "features": {k: f[k] for k in FEATURE_KEYS if k in f}})
+    T, E = r["time_s"], r["energy_j"]
+    ds = ch.datasheet
+    return Prediction(
+        energy_j=E, energy_j_low=r["energy_low"], energy_j_high=r["energy_high"],
+        time_s=T, time_s_low=r["time_low"], time_s_high=r["time_high"],
+        energy_dynamic_j=E - ds.idle_w * T, power_w=r["power_w"], coverage=float(ch.coverage),
+        hardware=ch.hardware, mode=mode, dtype=dtype, batch=w.batch, optimizer=optimizer,
+        layers=layers, unsupported=unsupported, warnings=notes, method=METHOD_PHYSICS,
+        artifact={"id": art.manifest.get("id"), "sha256": art.manifest.get("sha256"),
+                  "created": art.manifest.get("created"),
+                  "training_data_digest": art.manifest.get("training_data_digest")},
+        terms={"time_host_s": r["time_host_s"], "time_gpu_s": r["time_gpu_s"],
+               "regime": r["regime"], "host_bound": r["regime"] == "host",
+               "idle_power_w": float(ds.idle_w)})

@@ -1,0 +1,400 @@
+"""Compare designs: predicted energy (with interval), time, parameters, FLOPs, kWh and CO2.
+
+``compare(designs, input_shape, batch, ...)`` predicts every design with
+:func:`predictor.engine.predict.predict` on the same input shape, batch, mode and dtype and ranks them
+by predicted energy.  Each design is a MODEL_REF string, an ``nn.Module`` or a spec of
+:mod:`predictor.search.generators`.  With ``epochs`` and ``dataset_size`` the kWh and CO2 columns are
+those of a whole training run (:func:`predictor.carbon.lifecycle.estimate`: ``train_step`` at ``batch``
+with ``optimizer``, PUE, grid intensity) and the ranking follows the run's energy; without
+them they are one call of ``mode`` (× PUE).
+
+Ranking and intervals: designs are sorted by the central prediction; two designs whose
+(nominal 90 %) intervals overlap are put in the same *tie group* and no ranking between them
+is claimed.  The intervals of one predictor are correlated (its systematic errors move all
+designs together), so a tie is a conservative statement, never a measured equality.
+
+``exante compare REF REF ... --input 100 --batch 32 [--mode] [--epochs --dataset-size]
+[--plot FILE.png|.svg] [--json]`` is the command line (``--json``: ``{"designs": [...]}`` in the
+order given).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+
+from profiling.errors import ExanteError
+
+__all__ = ["compare", "Comparison", "DesignRow", "add_parser"]
+
+
+@dataclass
+class DesignRow:
+    """One design's predictions.  Energies in J per call of the whole batch (``energy_j``)
+    or per run (``run_energy_j``); ``kwh`` and ``co2_kg`` include the PUE."""
+
+    ref: str
+    energy_j: float
+    energy_j_low: float
+    energy_j_high: float
+    time_s: float
+    time_s_low: float
+    time_s_high: float
+    power_w: float
+    params: int
+    flops: float                      # per call of the whole batch (forward, feature FLOPs)
+    kwh: float
+    kwh_low: float
+    kwh_high: float
+    co2_kg: float
+    co2_kg_low: float
+    co2_kg_high: float
+    run_energy_j: float | None = None
+    memory_gb: float | None = None    # estimated peak GPU memory of one call (GiB)
+    rank: int = 0                     # 1 = least energy (by the ranking quantity)
+    tie_group: int = 0                # designs sharing a group: intervals overlap
+    warnings: list = field(default_factory=list)
+
+
+@dataclass
+class Comparison:
+    designs: list                     # DesignRow, in the order given
+    mode: str
+    dtype: str
+    batch: int
+    optimizer: str | None
+    hardware: str
+    input_shape: tuple
+    ranked_by: str                    # "energy_j" (per call) or "run_energy_j"
+    run: dict | None                  # epochs, dataset_size, pue, grid
+    pue: float
+    grid: str
+    coverage: float
+    notes: list = field(default_factory=list)
+    memory_format: str = "contiguous"
+    grad_scaler: bool = False
+    torch_version: str | None = None
+
+    def ranked(self) -> list:
+        return sorted(self.designs, key=lambda r: (r.rank, r.ref))
+
+    def overlaps(self) -> list[tuple[str, str]]:
+        """Pairs of designs (in rank order) whose intervals overlap."""
+        key = self._key()
+        rows = self.ranked()
+        out = []
+        for i, a in enumerate(rows):
+            for b in rows[i + 1:]:
+                if _overlap(key(a), key(b)):
+                    out.append((a.ref, b.ref))
+        return out
+
+    def _key(self):
+        if self.ranked_by == "run_energy_j":
+            return lambda r: (r.kwh_low, r.kwh_high)
+        return lambda r: (r.energy_j_low, r.energy_j_high)
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "designs"}
+        d["designs"] = [asdict(r) for r in self.designs]
+        d["overlapping_pairs"] = [list(p) for p in self.overlaps()]
+        return d
+
+    def to_text(self) -> str:
+        pct = int(round(self.coverage * 100))
+        from predictor.engine.prediction import conditions_text
+
+        opt = conditions_text(self.optimizer, self.memory_format, self.grad_scaler,
+                              self.torch_version)
+        head = (f"exante compare — {self.hardware}, {self.mode}, {self.dtype}, batch "
+                f"{self.batch}{opt}, input {'x'.join(map(str, self.input_shape))}")
+        if self.run:
+            head += (f"; training run: {self.run['epochs']} epochs × {self.run['dataset_size']} "
+                     f"samples")
+        cols = ("rank", "design", f"energy/call ({pct} % interval)", "time/call", "params",
+                "GFLOPs/call", "kWh" + (" (run)" if self.run else " (call)"), "kg CO2eq")
+        rows = []
+        for r in self.ranked():
+            rows.append((f"{r.rank}{'=' if self._tied(r) else ''}", r.ref,
+                         f"{_j(r.energy_j)} [{_j(r.energy_j_low)}–{_j(r.energy_j_high)}]",
+                         _s(r.time_s), f"{r.params:,}", f"{r.flops / 1e9:.3g}",
+                         f"{r.kwh:.3g}", f"{r.co2_kg:.3g}"))
+        w = [max(len(c) for c in col) for col in zip(cols, *rows)]
+        line = lambda cells: "  ".join(c.ljust(n) for c, n in zip(cells, w)).rstrip()  # noqa: E731
+        out = [head, "", line(cols), line(tuple("-" * n for n in w))] + [line(r) for r in rows]
+        groups = {}
+        for r in self.designs:
+            groups.setdefault(r.tie_group, []).append(r.ref)
+        ties = [g for g in groups.values() if len(g) > 1]
+        out.append("")
+        if ties:
+            for g in ties:
+                out.append("intervals overlap, no ranking claimed between: " + ", ".join(g))
+        else:
+            out.append(f"no two {pct} % intervals overlap: the ranking is claimed")
+        out.append(f"ranked by {'training-run energy' if self.run else 'energy per call'}; "
+                   f"kWh include PUE {self.pue:g}; CO2 at {self.grid}")
+        out += [f"note: {n}" for n in self.notes]
+        return "\n".join(out)
+
+    def _tied(self, row) -> bool:
+        return sum(1 for r in self.designs if r.tie_group == row.tie_group) > 1
+
+    def plot(self, path: str) -> str:
+        """Energy per design with its interval (PNG or SVG by extension); returns ``path``."""
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ExanteError("--plot needs matplotlib: pip install 'exante[plot]'") from None
+        check_plot_path(path)
+        rows = self.ranked()[::-1]
+        run = self.ranked_by == "run_energy_j"
+        val = [(r.kwh if run else r.energy_j) for r in rows]
+        lo = [(r.kwh_low if run else r.energy_j_low) for r in rows]
+        hi = [(r.kwh_high if run else r.energy_j_high) for r in rows]
+        fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.6))
+        colors = ["#1f77b4" if not self._tied(r) else "#ff7f0e" for r in rows]
+        y = range(len(rows))
+        ax.barh(y, val, color=colors, alpha=0.75)
+        ax.errorbar(val, y, xerr=[[v - a for v, a in zip(val, lo)], [b - v for v, b in zip(val, hi)]],
+                    fmt="none", ecolor="black", capsize=3, lw=1)
+        ax.set_yticks(list(y), [r.ref for r in rows], fontsize=8)
+        ax.set_xlabel(("training-run energy (kWh, incl. PUE)" if run else
+                       "predicted energy per call (J, GPU board)")
+                      + f" — {int(round(self.coverage * 100))} % interval")
+        ax.set_title(f"{self.hardware}, {self.mode}, {self.dtype}, batch {self.batch}"
+                     + ("  (orange: intervals overlap, no ranking)" if any(
+                         self._tied(r) for r in rows) else ""), fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+        return str(path)
+
+
+def check_plot_path(path) -> str:
+    """A ``--plot`` path that can be written: a .png/.svg file name in an existing, writable
+    folder (one-line ``ExanteError`` otherwise)."""
+    import os
+
+    p = str(path)
+    if not p.strip() or not p.lower().endswith((".png", ".svg")):
+        raise ExanteError(f"--plot file must end in .png or .svg, got {p!r}")
+    folder = os.path.dirname(os.path.abspath(p))
+    if os.path.isdir(p):
+        raise ExanteError(f"--plot {p!r} is a folder; give a file name ending in .png or .svg")
+    if not os.path.isdir(folder):
+        raise ExanteError(f"--plot folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ExanteError(f"--plot folder {folder!r} is not writable")
+    return p
+
+
+def _overlap(a, b) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def _j(v):
+    v = float(v)
+    for div, unit in ((1e6, "MJ"), (1e3, "kJ"), (1.0, "J"), (1e-3, "mJ")):
+        if abs(v) >= div:
+            return f"{v / div:.3g} {unit}"
+    return f"{v / 1e-6:.3g} µJ"
+
+
+def _s(v):
+    v = float(v)
+    for div, unit in ((1.0, "s"), (1e-3, "ms")):
+        if abs(v) >= div:
+            return f"{v / div:.3g} {unit}"
+    return f"{v / 1e-6:.3g} µs"
+
+
+def _label_and_model(design):
+    """(label, module on meta) of a MODEL_REF, an nn.Module or a generators spec."""
+    from torch import nn
+
+    from profiling.model_refs import resolve_model_on_meta
+
+    if isinstance(design, str):
+        return design, resolve_model_on_meta(design)
+    if isinstance(design, nn.Module):
+        return type(design).__name__, design
+    if hasattr(design, "build") and hasattr(design, "ref"):
+        import torch
+        with torch.device("meta"):
+            return design.ref, design.build()
+    raise ExanteError(f"a design must be a MODEL_REF string, an nn.Module or a spec of "
+                      f"predictor.search.generators; got {type(design).__name__}")
+
+
+def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: str = "fp32",
+            optimizer: str | None = None, hardware: str = "h100", *, epochs=None,
+            dataset_size=None, pue: float | None = None, region: str | None = None,
+            intensity=None, artifact_dir=None, memory_format: str = "contiguous",
+            grad_scaler: bool = False, torch_version: str | None = None) -> Comparison:
+    """Predict and rank ``designs`` (see the module docstring).  ``input_shape``: per sample
+    (``"3x224x224"``, ``100`` or a tuple); ``batch``: per call.  ``memory_format``,
+    ``grad_scaler`` (train_step) and ``torch_version`` as in :func:`predictor.engine.predict`."""
+    import torch
+
+    from profiling.model_refs import check_batch, parse_input_shape
+
+    from predictor.carbon import regions as carbon
+    from predictor.carbon import lifecycle
+    from predictor.engine.model_capture import check_args
+    from predictor.engine.predict import DTYPES, MODES, predict
+
+    designs = list(designs)
+    if len(designs) < 2:
+        raise ExanteError(f"compare needs at least two designs, got {len(designs)}")
+    if mode not in MODES:
+        raise ExanteError(f"unknown mode {mode!r}; accepted: {', '.join(MODES)}")
+    if dtype not in DTYPES:
+        raise ExanteError(f"unknown dtype {dtype!r}; accepted: {', '.join(DTYPES)}")
+    # a gradient scaler acts on training: the per-call mode, or the training run's steps
+    check_args("train_step" if epochs is not None else mode, dtype, None, memory_format,
+               grad_scaler, torch_version)
+    shape = (parse_input_shape(input_shape) if isinstance(input_shape, str) else
+             tuple(int(d) for d in ((input_shape,) if isinstance(input_shape, int)
+                                    else input_shape)))
+    if not shape or min(shape) < 1:
+        raise ExanteError(f"input_shape must be positive per-sample dims, got {input_shape!r}")
+    batch = check_batch(batch)
+    if (epochs is None) != (dataset_size is None):
+        raise ExanteError("give both --epochs and --dataset-size for a training run, or neither")
+    pue = carbon.DEFAULT_PUE if pue is None else float(pue)
+    if not math.isfinite(pue) or pue < 1:
+        raise ExanteError(f"pue must be a number >= 1, got {pue!r}")
+    grid = carbon.resolve_intensity(region, intensity)
+    opt = optimizer if mode == "train_step" else None
+    if mode == "train_step" and opt is None:
+        opt = "adam" if epochs is not None else "sgd"
+    run = None
+    if epochs is not None:
+        run = lifecycle.TrainingRun(epochs, dataset_size, batch, optimizer or "adam", dtype,
+                                    grad_scaler=grad_scaler)
+    conditions = {"memory_format": memory_format, "torch_version": torch_version,
+                  "grad_scaler": grad_scaler and mode == "train_step"}
+    notes, rows, cov = [], [], 0.9
+    labels = set()
+    for d in designs:
+        label, model = _label_and_model(d)
+        if label in labels:
+            label = f"{label}#{len(rows) + 1}"
+        labels.add(label)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            p = predict(model, torch.zeros((batch, *shape), device="meta"), mode=mode,
+                        dtype=dtype, hardware=hardware, optimizer=opt,
+                        artifact_dir=artifact_dir, **conditions)
+        cov = p.coverage
+        params = int(sum(t.numel() for t in {id(t): t for t in model.parameters()}.values()))
+        flops = float(sum(r["count"] * r.get("features", {}).get("flops", 0) for r in p.layers))
+        warn = list(dict.fromkeys(list(p.warnings) + [str(w.message) for w in caught]))
+        if run is not None:
+            rep = lifecycle.estimate(lifecycle.Scenario(
+                model, shape, training=run, pue=pue,
+                intensity_g_per_kwh=grid.value_g_per_kwh, hardware=hardware,
+                memory_format=memory_format, torch_version=torch_version),
+                predict_fn=lambda *a, **k: predict(*a, artifact_dir=artifact_dir, **k))
+            kwh = (rep.total_energy_kwh, rep.total_energy_kwh_low, rep.total_energy_kwh_high)
+            co2 = (rep.co2_kg, rep.co2_kg_low, rep.co2_kg_high)
+            run_e = rep.total_energy_j
+        else:
+            kwh = tuple(carbon.to_kwh(v) * pue for v in (p.energy_j, p.energy_j_low,
+                                                         p.energy_j_high))
+            co2 = tuple(carbon.co2_kg(k, grid) for k in kwh)
+            run_e = None
+        rows.append(DesignRow(label, p.energy_j, p.energy_j_low, p.energy_j_high, p.time_s,
+                              p.time_s_low, p.time_s_high, p.power_w, params, flops, *kwh, *co2,
+                              run_energy_j=run_e, memory_gb=p.memory_gb, warnings=warn))
+    ranked_by = "run_energy_j" if run is not None else "energy_j"
+    _rank(rows, ranked_by)
+    if run is not None:
+        notes.append(f"training run: train_step at batch {batch}, optimizer {run.optimizer}, "
+                     f"{run.epochs} epochs of ceil({run.dataset_size}/{batch}) steps "
+                     "(predictor.carbon.lifecycle); data loading and evaluation not included")
+    return Comparison(rows, mode, dtype, batch, opt, hardware, shape, ranked_by,
+                      None if run is None else {"epochs": run.epochs,
+                                                "dataset_size": run.dataset_size},
+                      pue, grid.label, cov, notes, memory_format, grad_scaler,
+                      torch_version)
+
+
+def _rank(rows: list, by: str) -> None:
+    """Rank by the central value; chain designs whose intervals overlap into tie groups."""
+    if by == "run_energy_j":
+        key = lambda r: (r.kwh_low, r.kwh, r.kwh_high)  # noqa: E731
+    else:
+        key = lambda r: (r.energy_j_low, r.energy_j, r.energy_j_high)  # noqa: E731
+    order = sorted(rows, key=lambda r: key(r)[1])
+    group, hi = 0, -math.inf
+    for i, r in enumerate(order, 1):
+        lo, _, h = key(r)
+        if lo > hi:
+            group += 1
+            hi = h
+        else:
+            hi = max(hi, h)
+        r.rank, r.tie_group = i, group
+
+
+# ------------------------------------------------------------------------------ CLI
+def add_parser(sub) -> None:
+    """Register ``exante compare`` on an argparse sub-parsers object."""
+    p = sub.add_parser("compare", help="rank designs by predicted energy (wide vs deep, ...)")
+    p.add_argument("model_refs", metavar="MODEL_REF", nargs="+",
+                   help="two or more MODEL_REFs (mlp:, mlpseq:, convstack:, encoder:, "
+                        "torchvision:, timm:, file.py:factory, ...)")
+    p.add_argument("--input", required=True, help="per-sample input shape, e.g. 100 or 3x224x224")
+    p.add_argument("--batch", required=True, help="batch size (positive int)")
+    p.add_argument("--mode", choices=("inference", "train_step"), default="inference")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="fp32, or autocast mixed precision bf16 | fp16")
+    p.add_argument("--memory-format", choices=("contiguous", "channels_last"),
+                   default="contiguous", help="channels_last: model and 4-D input in NHWC")
+    p.add_argument("--grad-scaler", action="store_true",
+                   help="train_step with torch.amp.GradScaler (fp16 training)")
+    p.add_argument("--torch-version", default=None, metavar="X.Y.Z",
+                   help="the torch version the designs run on (recorded with the result)")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None,
+                   help="train_step optimizer (default sgd; adam with --epochs)")
+    p.add_argument("--epochs", type=int, default=None, help="training run: epochs")
+    p.add_argument("--dataset-size", type=int, default=None, help="training run: samples")
+    p.add_argument("--pue", type=float, default=None, help="data-centre PUE (default 1.58)")
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument("--region", default=None, help="grid region, e.g. aws:us-east-1")
+    grid.add_argument("--intensity", default=None, help="grid gCO2eq/kWh or coal|gas|hydro|...")
+    p.add_argument("--hardware", default="h100")
+    p.add_argument("--plot", default=None, metavar="FILE", help="write a .png or .svg chart")
+    p.add_argument("--json", action="store_true",
+                   help='print {"designs": [...]} in the order given')
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args) -> int:
+    import json
+
+    if args.epochs is not None and args.epochs < 1:
+        raise ExanteError(f"--epochs must be a positive integer, got {args.epochs}")
+    if args.dataset_size is not None and args.dataset_size < 1:
+        raise ExanteError(f"--dataset-size must be a positive integer, got {args.dataset_size}")
+    if args.plot is not None:
+        check_plot_path(args.plot)          # before the work, not after it
+    c = compare(args.model_refs, args.input, args.batch, mode=args.mode, dtype=args.dtype,
+                optimizer=args.optimizer, hardware=args.hardware, epochs=args.epochs,
+                dataset_size=args.dataset_size, pue=args.pue, region=args.region,
+                intensity=args.intensity, memory_format=args.memory_format,
+                grad_scaler=args.grad_scaler, torch_version=args.torch_version)
+    if args.plot is not None:
+        c.plot(args.plot)
+    if args.json:
+        print(json.dumps(c.to_dict(), indent=2, default=str))
+    else:
+        print(c.to_text())
+        if args.plot is not None:
+            print(f"plot written to {args.plot}")
+    return 0
