@@ -29,7 +29,13 @@ import torch
 from torch import nn
 
 from profiling.errors import ExanteError
-from profiling.input_spec import REF_FORMS, check_batch, check_zoo_name, parse_input_shape, parse_mlp_spec
+from profiling.input_spec import (
+    REF_FORMS,
+    check_batch,
+    check_zoo_name,
+    parse_input_shape,
+    parse_mlp_spec,
+)
 from profiling.lazy_refs import LAZY_REF_SCHEMES
 
 MODEL_REF_ATTR = "_exante_model_ref"    # set on models built from a ref (see rebuild_on_cpu)

@@ -1,7 +1,6 @@
 """Shared fixtures: one predictor artifact fitted (quick) on the SYNTHETIC fixture per test run."""
 
 import pytest
-
 from synthetic_fixture import SYN, SYNTH_HW
 
 

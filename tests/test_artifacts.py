@@ -8,12 +8,11 @@ import pickle
 
 import numpy as np
 import pytest
+from synthetic_fixture import SYN
 
 from predictor import artifacts as A
 from predictor.fit.regression import LayerRegressor
 from profiling.errors import ExanteError
-from synthetic_fixture import SYN
-
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from predictor.bench.nasbench101 import (NB101Network, build_network, parse_cell,
-                                         trainable_params, vertex_channels)
+from predictor.bench.nasbench101 import (
+    NB101Network,
+    build_network,
+    parse_cell,
+    trainable_params,
+    vertex_channels,
+)
 from profiling.errors import ExanteError
 
 CHAIN_OPS = ["input", "conv3x3-bn-relu", "output"]

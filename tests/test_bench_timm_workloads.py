@@ -11,10 +11,8 @@ import pytest
 if importlib.util.find_spec("timm") is None:
     pytest.skip("timm is not installed", allow_module_level=True)
 
-from predictor.bench.timm_results import (parse_file_name, read_benchmark_file,  # noqa: E402
-                                          torch_version_of)
-from predictor.bench.timm_workloads import (TimmBuildError, cache_path,  # noqa: E402
-                                            timm_workload)
+from predictor.bench.timm_results import parse_file_name, read_benchmark_file, torch_version_of  # noqa: E402
+from predictor.bench.timm_workloads import TimmBuildError, cache_path, timm_workload  # noqa: E402
 from profiling.errors import ExanteError  # noqa: E402
 
 

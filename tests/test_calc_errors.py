@@ -123,6 +123,7 @@ def test_predict_cli_hardware_typo_suggests(capsys):
 def test_absurd_counts_and_hours_are_refused_not_printed_as_inf():
     """1e30 devices or 1e308 hours used to print 7e59 MWh or 'inf MWh' (issue 20 fuzz)."""
     import pytest
+
     from predictor.carbon.calc import calc
     from profiling.errors import ExanteError
     with pytest.raises(ExanteError, match="count must be a positive integer <= 1e\\+07"):

@@ -10,12 +10,20 @@ import pytest
 
 from predictor import predict
 from predictor.artifacts import available_hardware
-from predictor.fit.calibrate import (SCALES, Run, calibrate, calibration_advice, fit_scales,
-                                 predict_runs, run_regimes, runs_from_csv,
-                                 runs_from_profile)
 from predictor.cli.main import main as cli_main
 from predictor.engine.predict import capture_workload
 from predictor.engine.transfer import TransferredHardware, transferred_artifact
+from predictor.fit.calibrate import (
+    SCALES,
+    Run,
+    calibrate,
+    calibration_advice,
+    fit_scales,
+    predict_runs,
+    run_regimes,
+    runs_from_csv,
+    runs_from_profile,
+)
 from profiling.errors import ExanteError
 from profiling.model_refs import resolve_model_on_meta
 

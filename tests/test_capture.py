@@ -16,7 +16,6 @@ from profiling.errors import ExanteError
 from profiling.zoo import Bottleneck
 from profiling.zoo import ResNet as ResNet50Like
 
-
 # --------------------------------------------------------------------------------------
 # helpers / model zoo
 

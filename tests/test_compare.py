@@ -8,8 +8,15 @@ import torch
 
 from predictor.cli.main import main
 from predictor.search.compare import DesignRow, _rank, compare
-from predictor.search.generators import (TABLE5, ConvStackSpec, EncoderSpec, MLPSpec, equal_param_conv,
-                                  spec_from_ref, table6_specs)
+from predictor.search.generators import (
+    TABLE5,
+    ConvStackSpec,
+    EncoderSpec,
+    MLPSpec,
+    equal_param_conv,
+    spec_from_ref,
+    table6_specs,
+)
 from profiling.errors import ExanteError
 from profiling.model_refs import resolve_model
 

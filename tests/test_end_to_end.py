@@ -9,10 +9,9 @@ import json
 import math
 
 import pytest
+from synthetic_fixture import SYNTH_HW as HW
 
 from predictor.cli.main import main
-
-from synthetic_fixture import SYNTH_HW as HW
 
 
 def run_json(capsys, *argv):

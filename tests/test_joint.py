@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from predictor.artifacts import dataset_digest, package_artifact_dir
-from predictor.engine.joint import (CORRECTIONS, PARAMS, JointPhysicsModel, gpu_theta,
-                             source_weights)
+from predictor.engine.joint import CORRECTIONS, PARAMS, JointPhysicsModel, gpu_theta, source_weights
 from predictor.engine.lowering import lower
 from predictor.engine.physics import Datasheet
 from predictor.engine.predict import capture_workload

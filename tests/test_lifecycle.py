@@ -8,9 +8,17 @@ import pytest
 import torch
 
 from predictor.carbon import regions as carbon
-from predictor.carbon.lifecycle import (InferencePlan, LifecycleReport, Scenario, SearchPlan,
-                                 TrainingRun, dump_scenario, estimate, load_scenario,
-                                 scenario_from_args)
+from predictor.carbon.lifecycle import (
+    InferencePlan,
+    LifecycleReport,
+    Scenario,
+    SearchPlan,
+    TrainingRun,
+    dump_scenario,
+    estimate,
+    load_scenario,
+    scenario_from_args,
+)
 from profiling.errors import ExanteError
 
 MODEL = "mlp:in=100,depth=2,width=16,out=1"

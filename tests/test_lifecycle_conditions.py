@@ -7,8 +7,15 @@ import argparse
 
 import pytest
 
-from predictor.carbon.lifecycle import (InferencePlan, Scenario, TrainingRun, dump_scenario, estimate,
-                                 load_scenario, scenario_from_args)
+from predictor.carbon.lifecycle import (
+    InferencePlan,
+    Scenario,
+    TrainingRun,
+    dump_scenario,
+    estimate,
+    load_scenario,
+    scenario_from_args,
+)
 from profiling.errors import ExanteError
 
 

@@ -8,8 +8,13 @@ import torch
 from torch import nn
 
 from profiling.errors import ExanteError
-from profiling.model_refs import (build_mlp, check_batch, example_inputs, parse_input_shape,
-                                  resolve_model)
+from profiling.model_refs import (
+    build_mlp,
+    check_batch,
+    example_inputs,
+    parse_input_shape,
+    resolve_model,
+)
 
 
 def test_mlp_ref_builds_depth_hidden_layers_with_relu_between():

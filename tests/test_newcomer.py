@@ -14,8 +14,8 @@ import pytest
 from predictor.cli import output as cli_output
 from predictor.cli.main import main
 from predictor.cli.progress import bar, set_enabled
-from profiling.input_spec import check_ref_syntax, zoo_model_names
 from profiling.errors import ExanteError
+from profiling.input_spec import check_ref_syntax, zoo_model_names
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from predictor.fit.calibrate import worse_warnings
 from predictor.cli.main import main
+from predictor.fit.calibrate import worse_warnings
 
 
 def _run(argv, capsys):

@@ -22,8 +22,8 @@ from predictor.engine.calibrated import conformal_halfwidth, fit_calibrated
 from predictor.engine.lowering import HOST_FEATURES, lower
 from predictor.engine.physics import PARAMS, Datasheet, PhysicsModel, evaluate, stack
 from predictor.engine.predict import capture_workload, predict
-from predictor.fit.datasets import WholeModelData
 from predictor.engine.workload import Workload
+from predictor.fit.datasets import WholeModelData
 from profiling.model_refs import build_mlp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -221,8 +221,8 @@ def _write_dataset(folder, ws, y, meter):
 
 
 def test_fit_whole_model_rows_and_predict(tmp_path, monkeypatch):
-    from predictor.fit import hardware_fit as fit_mod
     from predictor.carbon.hardware import lookup
+    from predictor.fit import hardware_fit as fit_mod
 
     ws = _workloads()
     mu, _ = DS.prior()
@@ -307,8 +307,8 @@ def test_attach_workloads_never_runs_code_a_dataset_names(tmp_path):
     assert not marker.exists()
 
 def test_layer_rows_slot_into_the_whole_model_fit(tmp_path, monkeypatch):
-    from predictor.fit import hardware_fit as fit_mod
     from predictor.carbon.hardware import lookup
+    from predictor.fit import hardware_fit as fit_mod
     from predictor.fit.datasets import layer_row_workloads
     from profiling.dataset import schema
     from profiling.features.api import layer_features

@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from synthetic_fixture import SYN, SYNTH_HW
 from torch import nn
 
 import predictor
@@ -15,7 +16,6 @@ from predictor.artifacts import ARTIFACT_ENV
 from predictor.engine.predict import clear_cache
 from profiling.errors import ExanteError, UnsupportedLayerError
 from profiling.features.api import UnsupportedLayerWarning
-from synthetic_fixture import SYN, SYNTH_HW
 
 HW = SYNTH_HW
 

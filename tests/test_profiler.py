@@ -9,12 +9,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from profiling.measure import replay
-from profiling.dataset import schema
 from profiling.capture.core import capture
+from profiling.dataset import schema
 from profiling.errors import ExanteError
-from profiling.meters import EstimatedMeter, ReplayMeter
+from profiling.measure import replay
 from profiling.measure.profiler import ProfileSession, hardware_id, profile_model
+from profiling.meters import EstimatedMeter, ReplayMeter
 
 # tiny windows: the whole file runs in a few seconds
 PK = dict(min_window_s=0.003, warmup_s=0.0, warmup_calls=1, jitter_s=(0.0, 0.0), calibrate_s=0.001, max_rounds=1)

@@ -9,7 +9,6 @@ import statistics
 import pytest
 
 from profiling.errors import ExanteError
-from profiling.meters import CounterChangeMeter, EstimatedMeter, FakeClock, ReplayMeter
 from profiling.measure.protocol import (
     PROTOCOL_VERSION,
     ROW_FIELDS,
@@ -20,6 +19,7 @@ from profiling.measure.protocol import (
     select_consistent,
     spread_of,
 )
+from profiling.meters import CounterChangeMeter, EstimatedMeter, FakeClock, ReplayMeter
 
 
 def workload(clock: FakeClock, dt: float):

@@ -16,12 +16,10 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline
+from synthetic_fixture import SYN
 
 from predictor.fit import regression as R
 from profiling.errors import ExanteError
-from synthetic_fixture import SYN
-
-
 
 
 @pytest.fixture(scope="module")

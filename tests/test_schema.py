@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from profiling.dataset import schema
 from profiling.capture.core import capture
+from profiling.dataset import schema
 from profiling.errors import ExanteError
 from profiling.features.api import layer_features
 

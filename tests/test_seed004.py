@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
+from predictor.fit.datasets import load_whole_model_data
 from predictor.search.compare import compare
 from predictor.search.generators import table6_specs
-from predictor.fit.datasets import load_whole_model_data
 
 ROOT = Path(__file__).resolve().parents[1]
 

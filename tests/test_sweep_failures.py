@@ -2,8 +2,8 @@
 was measured before the failure is written, not lost."""
 
 from profiling import sweeps
-from profiling.measure import profiler
 from profiling.dataset import schema
+from profiling.measure import profiler
 from profiling.sweeps import SWEEPS, run_sweep
 
 PK = dict(min_window_s=0.003, warmup_s=0.0, warmup_calls=1, jitter_s=(0.0, 0.0), calibrate_s=0.001, max_rounds=1)

@@ -104,9 +104,9 @@ def test_model_designs_cover_the_ranges_and_seed_anchors():
 
 
 def test_every_task_builds_and_captures_on_meta():
-    from profiling.capture.core import capture
-
     import importlib.util
+
+    from profiling.capture.core import capture
 
     for name in SWEEPS:
         for t in SWEEPS[name].tasks()[:6]:
@@ -301,8 +301,8 @@ def test_refset_matches_the_h100_reference_definitions():
 def test_refset_encoder_is_the_reference_architecture():
     import torch
 
-    from profiling.model_refs import resolve_model
     from profiling.dataset.reference_set import EncoderClassifier
+    from profiling.model_refs import resolve_model
 
     m = resolve_model("profiling.dataset.reference_set:encoder_tiny_256x2_seq64")
     assert isinstance(m, EncoderClassifier) and len(m.encoder.layers) == 2

@@ -5,8 +5,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from predictor.carbon.timing import (IntensitySeries, flexible_start, load_intensity_series,
-                              pause_and_resume)
+from predictor.carbon.timing import (
+    IntensitySeries,
+    flexible_start,
+    load_intensity_series,
+    pause_and_resume,
+)
 from profiling.errors import ExanteError
 
 

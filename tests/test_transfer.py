@@ -10,9 +10,16 @@ from predictor import predict
 from predictor.artifacts import available_hardware, load_artifact
 from predictor.cli.main import main as cli_main
 from predictor.engine.physics import PARAMS
-from predictor.engine.transfer import (TRANSFER_HALFWIDTH, TransferredHardware, datasheet_distance,
-                                datasheet_of, transfer, transfer_halfwidth,
-                                transfer_params, transferred_artifact)
+from predictor.engine.transfer import (
+    TRANSFER_HALFWIDTH,
+    TransferredHardware,
+    datasheet_distance,
+    datasheet_of,
+    transfer,
+    transfer_halfwidth,
+    transfer_params,
+    transferred_artifact,
+)
 from profiling.errors import ExanteError
 from profiling.model_refs import resolve_model_on_meta
 

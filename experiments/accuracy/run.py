@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
-from predictor.fit import regression as R# noqa: E402
+from predictor.fit import regression as R  # noqa: E402
 from profiling.errors import ExanteError  # noqa: E402
 
 

@@ -31,8 +31,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from profiling.dataset import schema
 from profiling.capture.core import capture
+from profiling.dataset import schema
 from profiling.features.api import layer_features
 
 SYNTHETIC_GPU = "SYNTHETIC (test fixture, not a measurement)"

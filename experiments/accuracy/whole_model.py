@@ -34,10 +34,15 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from predictor.engine.calibrated import (GPU_BOUND_POWER_W, _session_floor,  # noqa: E402
-                                  conformal_halfwidth, cross_validate, metrics)
-from predictor.fit.hardware_fit import datasheet_for  # noqa: E402
+from predictor.engine.calibrated import (  # noqa: E402
+    GPU_BOUND_POWER_W,
+    _session_floor,
+    conformal_halfwidth,
+    cross_validate,
+    metrics,
+)
 from predictor.fit.datasets import load_whole_model_data  # noqa: E402
+from predictor.fit.hardware_fit import datasheet_for  # noqa: E402
 
 BEGIN, END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
 

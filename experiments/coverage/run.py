@@ -44,8 +44,12 @@ sys.path.insert(0, str(ROOT))
 from profiling.capture.core import MetaTruthMode, capture  # noqa: E402
 from profiling.errors import ExanteError  # noqa: E402
 from profiling.features.api import features_for_capture  # noqa: E402
-from profiling.model_refs import (capture_with_cpu_fallback, hf_example_inputs,  # noqa: E402
-                                  import_torchvision, resolve_model_on_meta)
+from profiling.model_refs import (  # noqa: E402
+    capture_with_cpu_fallback,
+    hf_example_inputs,
+    import_torchvision,
+    resolve_model_on_meta,
+)
 
 MATMUL_TYPES = frozenset({
     "Linear", "NonDynamicallyQuantizableLinear", "LazyLinear", "Bilinear", "F.linear",

@@ -403,8 +403,8 @@ def section_changes(rep: Report, dev, args) -> None:
     the polling thread on a loop of tiny kernels."""
     import torch
 
-    from profiling.meters import CounterChangeMeter
     from profiling.measure.profiler import open_meter
+    from profiling.meters import CounterChangeMeter
 
     out: dict = {}
     rep.data["sections"]["changes"] = out
@@ -812,10 +812,10 @@ def section_models(rep: Report, dev, args, deadline: float) -> None:
 
 def section_mlp(rep: Report, dev, meter, idle_w: float | None, args) -> None:
     """A tiny MLP through profile_model with the real meter, three modes, eager + graph layers."""
-    from profiling.model_refs import build_mlp
-    from profiling.measure.profiler import profile_model
-
     import torch
+
+    from profiling.measure.profiler import profile_model
+    from profiling.model_refs import build_mlp
 
     print(f"== profile_model: tiny MLP, meter {meter.name}, {args.window_s:g} s windows")
     results: list = []

@@ -42,6 +42,7 @@ RESULTS = os.path.join(HERE, "results.json")
 sys.path.insert(0, ROOT)
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
+
 README = os.path.join(ROOT, "README.md")
 BEGIN, END = "<!-- external:begin -->", "<!-- external:end -->"
 

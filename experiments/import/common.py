@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from predictor.fit.datasets import WORKLOAD_FILE, read_workload_file  # noqa: E402
-from profiling.dataset import schema# noqa: E402
+from profiling.dataset import schema  # noqa: E402
 from profiling.features.api import layer_features  # noqa: E402
 
 EXTRA_COLUMNS = ("memory_format", "source", "licence", "attribution", "source_commit")

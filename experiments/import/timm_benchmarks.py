@@ -32,10 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, totals, write_dataset  # noqa: E402
 
 from predictor.bench.timm_results import read_benchmark_file  # noqa: E402
-from predictor.bench.timm_workloads import (TimmBuildError, default_cache_dir,  # noqa: E402
-                                            timm_version, timm_workload)
+from predictor.bench.timm_workloads import (  # noqa: E402
+    TimmBuildError,
+    default_cache_dir,
+    timm_version,
+    timm_workload,
+)
 from predictor.carbon.hardware import lookup  # noqa: E402
-from profiling.dataset import schema# noqa: E402
+from profiling.dataset import schema  # noqa: E402
 
 SOURCE = "timm (Ross Wightman et al.), results/benchmark-*.csv"
 LICENCE = "Apache-2.0"

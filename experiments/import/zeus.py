@@ -37,7 +37,7 @@ from common import ROOT, totals, write_dataset  # noqa: E402
 
 from predictor.bench.zeus import _OPT_PROXY, SKIPPED_NETWORKS, load_power_traces, resolve_gpu  # noqa: E402
 from predictor.bench.zeus_models import ZEUS_NETWORKS, build_network, network_inputs  # noqa: E402
-from profiling.dataset import schema# noqa: E402
+from profiling.dataset import schema  # noqa: E402
 
 SOURCE = ("Zeus (You, Chung, Chowdhury, NSDI 2023), github.com/ml-energy/zeus "
           "examples/research_reproducibility/zeus_nsdi23/trace")

@@ -41,7 +41,7 @@ if ROOT not in sys.path:
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from profiling.dataset import schema# noqa: E402
+from profiling.dataset import schema  # noqa: E402
 from profiling.errors import ExanteError  # noqa: E402
 
 SCRIPT_VERSION = "1"

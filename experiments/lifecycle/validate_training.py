@@ -160,6 +160,7 @@ def run(args) -> int:
 
 def measure_run(sess, args, key, model_name, n, epochs, batch, opt, warm, budget, grid) -> dict | None:
     import torch
+
     from predictor.carbon import regions as carbon
 
     spec = L.get_spec(model_name)

@@ -26,11 +26,12 @@ sys.path.insert(0, str(HERE.parents[1]))
 sys.path.insert(0, str(HERE))
 
 import run as R  # noqa: E402
+from rows import Rows  # noqa: E402
+
 from predictor.artifacts import load_artifact  # noqa: E402
 from predictor.engine.lowering import lower  # noqa: E402
 from predictor.engine.physics import PhysicsModel  # noqa: E402
 from predictor.engine.transfer import datasheet_of  # noqa: E402
-from rows import Rows  # noqa: E402
 
 
 def _mape(p, y):

@@ -37,12 +37,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from rows import Rows, dataset_rows, timm_rows  # noqa: E402
+
 from predictor.artifacts import load_artifact  # noqa: E402
 from predictor.engine.joint import JointPhysicsModel, source_weights  # noqa: E402
-from predictor.fit.joint_fit import EPOCH_TIME_SHARE  # noqa: E402
 from predictor.engine.lowering import lower  # noqa: E402
 from predictor.engine.transfer import datasheet_of, transfer  # noqa: E402
-from rows import Rows, dataset_rows, timm_rows  # noqa: E402
+from predictor.fit.joint_fit import EPOCH_TIME_SHARE  # noqa: E402
 
 log = logging.getLogger("multigpu")
 JOINT_KW: dict = {}

@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
+from predictor.engine.predict import predict  # noqa: E402
 from predictor.search.generators import ConvStackSpec, EncoderSpec, MLPSpec  # noqa: E402
 from predictor.search.nas import EnergyObjective, random_nb101_cells  # noqa: E402
-from predictor.engine.predict import predict  # noqa: E402
 
 GOALS = {"mlp": 100_000, "convstack": 10_000, "encoder": 10_000, "nb101": 10_000}
 

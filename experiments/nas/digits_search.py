@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
+from predictor.cli.progress import bar  # noqa: E402
 from predictor.search.generators import MLPSpec  # noqa: E402
 from predictor.search.nas import EnergyObjective, optuna_objective  # noqa: E402
-from predictor.cli.progress import bar  # noqa: E402
 
 WIDTHS = (8, 16, 32, 64, 128, 256, 512)
 

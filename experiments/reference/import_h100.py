@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from predictor.engine.lowering import lower  # noqa: E402
 from predictor.fit.datasets import attach_workloads, load_whole_model_data  # noqa: E402
-from profiling.dataset import schema# noqa: E402
+from profiling.dataset import schema  # noqa: E402
+from profiling.dataset.reference_set import reference_workloads  # noqa: E402
 from profiling.features.api import layer_features  # noqa: E402
 from profiling.model_refs import resolve_model_on_meta  # noqa: E402
-from profiling.dataset.reference_set import reference_workloads  # noqa: E402
 
 SWEEP_ID = "h100-reference"
 SOURCE_LABEL = "H100 reference set, shared/reference/h100"

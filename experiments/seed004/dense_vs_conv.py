@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
-
 from predictor.search.generators import equal_param_conv, table6_specs  # noqa: E402
 from predictor.search.nas import EnergyObjective  # noqa: E402
 

@@ -25,8 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
-
-from predictor.carbon import lifecycle# noqa: E402
+from predictor.carbon import lifecycle  # noqa: E402
 
 MODELS = ("mlp:in=100,depth=10,width=100,out=1", "mlp:in=100,depth=100,width=10,out=1")
 SAMPLES = (10_000, 20_000, 30_000, 45_000, 60_000, 75_000, 90_000, 100_000)

@@ -26,9 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
-
-from predictor.search.nas import EnergyObjective  # noqa: E402
 from predictor.fit.datasets import load_whole_model_data  # noqa: E402
+from predictor.search.nas import EnergyObjective  # noqa: E402
 
 DEPTHS = tuple(range(10, 171, 10))
 WIDTHS = (25, 50, 75, 100)

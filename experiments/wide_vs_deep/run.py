@@ -263,8 +263,8 @@ def repredict(args) -> int:
 def measure_one(args, sess, psess, key, line, d, w, nodes, p_seed, kwh, in_f, mode, have_art, art_note, art_id):
     import torch
 
-    from profiling.measure import replay
     from profiling.dataset import schema
+    from profiling.measure import replay
     from profiling.model_refs import build_mlp
 
     dev = sess.device

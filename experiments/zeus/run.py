@@ -24,7 +24,6 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     from predictor.bench.zeus import run_zeus_bench
-
     from profiling.errors import ExanteError
 
     for impl in ("for-loop", "foreach"):

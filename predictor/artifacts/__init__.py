@@ -45,8 +45,8 @@ from typing import Any, Iterable
 
 import joblib
 
-from profiling.errors import ExanteError
 from profiling.dataset.schema import write_bytes_atomic
+from profiling.errors import ExanteError
 
 __all__ = [
     "ARTIFACT_ENV",

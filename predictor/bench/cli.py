@@ -134,5 +134,7 @@ def add_bench_parser(sub) -> None:
     q.set_defaults(func=cmd_bench_zeus)
     __import__("predictor.bench.mlenergy", fromlist=["add_parser"]).add_parser(bsub)
 
-    from predictor.bench.timm_cli import add_timm_parser   # exante bench timm (predictor/bench/timm.py)
+    from predictor.bench.timm_cli import (
+        add_timm_parser,  # exante bench timm (predictor/bench/timm.py)
+    )
     add_timm_parser(bsub)

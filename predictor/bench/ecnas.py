@@ -64,10 +64,9 @@ def arch_work(ops, adjacency, *, batch: int = BATCH) -> dict:
     """Per-training-step work terms of one cell's network (train-mode capture on ``meta``)."""
     import torch
 
+    from predictor.bench.nasbench101 import build_network
     from profiling.capture.core import capture
     from profiling.features.api import features_for_capture
-
-    from predictor.bench.nasbench101 import build_network
 
     net = build_network(ops, adjacency, device="meta", block=_block_cache())
     cap = capture(net, torch.zeros((batch, 3, 32, 32), device="meta"), train=True)

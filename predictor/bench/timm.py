@@ -29,10 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from profiling.errors import ExanteError
-
 from predictor.bench.timm_results import FILE_PATTERN, read_benchmark_file
 from predictor.bench.timm_workloads import TimmBuildError, default_cache_dir, timm_workload
+from profiling.errors import ExanteError
 
 __all__ = ["run_timm_bench", "score", "gmacs_of"]
 

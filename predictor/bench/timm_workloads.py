@@ -36,8 +36,8 @@ from collections import OrderedDict
 from dataclasses import fields, replace
 from pathlib import Path
 
-from profiling.errors import ExanteError
 from profiling.dataset.schema import write_bytes_atomic
+from profiling.errors import ExanteError
 
 __all__ = ["timm_workload", "TimmBuildError", "default_cache_dir", "cache_path",
            "build_timm_model", "timm_version", "warm_cache", "MEMORY_FORMATS", "CACHE_FORMAT"]
@@ -166,8 +166,8 @@ def _capture(model, shape, mode: str, dtype: str, optimizer):
     # predict() does not accept fp16 yet; profiling.capture.core does (fp16 autocast policy)
     import torch
 
-    from profiling.capture.core import capture
     from predictor.engine.workload import workload_from_capture
+    from profiling.capture.core import capture
 
     cap = capture(model, (torch.empty(shape, device="meta"),), dtype=dtype,
                   train=mode == "train_step")

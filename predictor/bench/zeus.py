@@ -138,10 +138,9 @@ def _forloop(lw, optimizer: str, n_tensors: int, n_params: float):
 
 
 def _step(model, dataset, network, batch, optimizer, impl, cache):
+    from predictor.bench.zeus_models import network_inputs
     from predictor.engine.lowering import lower
     from predictor.engine.predict import capture_workload
-
-    from predictor.bench.zeus_models import network_inputs
 
     key = (dataset, network, batch, optimizer, impl)
     if key not in cache:
@@ -207,10 +206,9 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
         raise ExanteError(f"unknown --optimizer-impl {optimizer_impl!r}; accepted: for-loop, foreach")
     t0 = time.perf_counter()
     traces = load_power_traces(folder)      # the folder is checked before torch loads
-    from predictor.fit.calibrate import Run, calibrate
-    from predictor.engine.transfer import transferred_artifact
-
     from predictor.bench.zeus_models import ZEUS_NETWORKS, build_network
+    from predictor.engine.transfer import transferred_artifact
+    from predictor.fit.calibrate import Run, calibrate
     models, cache, per_gpu, skipped_gpus, all_rows, notes = {}, {}, {}, {}, [], []
     skipped_rows: dict = {}
     from predictor.cli.progress import bar

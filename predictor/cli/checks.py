@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 from profiling.errors import ExanteError
 
-
 # --------------------------------------------------------------------------- argparse types
 
 def positive_int(text: str) -> int:
@@ -124,8 +123,12 @@ def check_command_line(args) -> None:
     """What the arguments alone decide, before torch is imported: ``--input``, ``--batch``
     and their tensor size, the MODEL_REF syntax (an ``mlp:`` spec, a zoo model's name), and
     ``--plot``. Attributes a command does not have are skipped."""
-    from profiling.input_spec import (check_batch, check_input_bytes, check_ref_syntax,
-                                      parse_input_shape)
+    from profiling.input_spec import (
+        check_batch,
+        check_input_bytes,
+        check_ref_syntax,
+        parse_input_shape,
+    )
 
     refs = list(getattr(args, "model_refs", None) or [])
     if getattr(args, "model_ref", None):

@@ -16,17 +16,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
-import logging
 import time
 import traceback
 
 from predictor.cli import help as cli_help
 from predictor.cli import output as cli_output
-from predictor.cli.checks import (check_command_line, check_dataset_tables, check_device,
-                                  check_meter, check_out_dir, check_scheduler, finite_float,
-                                  positive_float, positive_int)
+from predictor.cli.checks import (
+    check_command_line,
+    check_dataset_tables,
+    check_device,
+    check_meter,
+    check_out_dir,
+    check_scheduler,
+    finite_float,
+    positive_float,
+    positive_int,
+)
 from predictor.cli.progress import enabled as progress_enabled
 from profiling.errors import ExanteError
 
@@ -112,10 +120,8 @@ def cmd_features(args) -> int:
 def cmd_profile(args) -> int:
     import torch
 
-    from profiling.model_refs import resolve_model
     from profiling.measure.profiler import profile_model
-
-    from profiling.model_refs import example_inputs
+    from profiling.model_refs import example_inputs, resolve_model
 
     shape, batch = _shape_and_batch(args)
     if args.meter in ("auto", "nvml", "nvml-power") and not torch.cuda.is_available():
@@ -178,8 +184,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from predictor.fit.hardware_fit import fit_hardware
     from predictor.cli.progress import message
+    from predictor.fit.hardware_fit import fit_hardware
 
     if args.write_package and args.out:
         raise ExanteError("give --out DIR or --write-package (the shipped artifact), not both")
@@ -466,7 +472,7 @@ def main(argv=None) -> int:
     verbose, quiet = "-v" in argv or "--verbose" in argv, "--quiet" in argv
     argv = [a for a in argv if a not in GLOBAL_FLAGS]
     if argv[:1] and argv[0] in _LIST_HARDWARE_COMMANDS and "--list-hardware" in argv:
-        from predictor.carbon.hardware import catalogue_table   # torch-free, like the catalogue
+        from predictor.carbon.hardware import catalogue_table  # torch-free, like the catalogue
 
         print(catalogue_table())
         return 0

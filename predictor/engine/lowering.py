@@ -35,10 +35,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from profiling.features.api import DTYPE_BYTES, FEATURE_REGISTRY, layer_features
-
 from predictor.engine.autocast import autocast_flow
 from predictor.engine.workload import Workload
+from profiling.features.api import DTYPE_BYTES, FEATURE_REGISTRY, layer_features
 
 __all__ = ["CLASSES", "HOST_FEATURES", "LoweredWorkload", "lower", "family_of"]
 

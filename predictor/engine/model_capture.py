@@ -26,13 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from predictor.engine.workload import Workload, workload_from_capture
 from profiling.capture.core import LayerConfig, capture
 from profiling.capture.dtypes import _TAG, dtype_name
 from profiling.capture.hooks import InputDtypeError
 from profiling.errors import ExanteError
 from profiling.model_refs import capture_with_cpu_fallback
-
-from predictor.engine.workload import Workload, workload_from_capture
 
 __all__ = ["capture_workload", "clear_capture_cache", "MODES", "DTYPES", "OPTIMIZERS",
            "MEMORY_FORMATS", "DEFAULT_TRAIN_OPTIMIZER"]

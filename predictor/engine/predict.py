@@ -43,16 +43,37 @@ import warnings
 
 from torch import nn
 
-from profiling.errors import ExanteError
-from profiling.features.api import UnsupportedLayerWarning
-
 from predictor.artifacts import load_artifact
 from predictor.engine.calibrated import CalibratedHardware
 from predictor.engine.memory import ESTIMATE_TOLERANCE, check_fits, estimate_memory
-from predictor.engine.model_capture import DEFAULT_TRAIN_OPTIMIZER, DTYPES, MEMORY_FORMATS, MODES, OPTIMIZERS, REAL_DEVICE_FALLBACK_MAX_PARAMS, _Layer, autocast_inputs, capture_workload, captured, check_args, check_trainable, clear_capture_cache, input_bytes, meta_inputs, resolve_optimizer
-from predictor.engine.predict_regression import FEATURE_KEYS, _features, clear_layer_caches, predict_regression
+from predictor.engine.model_capture import (
+    DEFAULT_TRAIN_OPTIMIZER,
+    DTYPES,
+    MEMORY_FORMATS,
+    MODES,
+    OPTIMIZERS,
+    REAL_DEVICE_FALLBACK_MAX_PARAMS,
+    _Layer,
+    autocast_inputs,
+    capture_workload,
+    captured,
+    check_args,
+    check_trainable,
+    clear_capture_cache,
+    input_bytes,
+    meta_inputs,
+    resolve_optimizer,
+)
+from predictor.engine.predict_regression import (
+    FEATURE_KEYS,
+    _features,
+    clear_layer_caches,
+    predict_regression,
+)
 from predictor.engine.prediction import METHOD, METHOD_PHYSICS, Prediction
 from predictor.engine.workload import workload_from_capture
+from profiling.errors import ExanteError
+from profiling.features.api import UnsupportedLayerWarning
 
 __all__ = ["predict", "Prediction", "capture_workload", "MODES", "DTYPES", "OPTIMIZERS",
            "MEMORY_FORMATS", "METHOD", "UnsupportedLayerWarning", "clear_cache"]

@@ -13,10 +13,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from predictor.engine.prediction import Prediction
 from profiling.errors import ExanteError, UnsupportedLayerError
 from profiling.features.api import DTYPE_BYTES, UnsupportedLayerWarning, layer_features
-
-from predictor.engine.prediction import Prediction
 
 __all__ = ["predict_regression", "clear_layer_caches", "FEATURE_KEYS"]
 

@@ -57,10 +57,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from profiling.errors import ExanteError
-
 from predictor.engine.calibrated import CalibratedHardware
 from predictor.engine.physics import PARAMS, Datasheet, PhysicsModel
+from profiling.errors import ExanteError
 
 __all__ = ["TransferredHardware", "transfer", "transfer_params", "transferred_artifact",
            "measured_sources", "datasheet_of", "TRANSFER_HALFWIDTH", "can_transfer",

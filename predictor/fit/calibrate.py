@@ -41,13 +41,12 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import least_squares
 
-from profiling.errors import ExanteError
-from profiling.ref_policy import check_data_model_ref
-
 from predictor.engine.calibrated import CalibratedHardware, conformal_halfwidth
 from predictor.engine.lowering import lower
 from predictor.engine.physics import PARAMS, PhysicsModel, evaluate, stack
 from predictor.engine.transfer import TransferredHardware
+from profiling.errors import ExanteError
+from profiling.ref_policy import check_data_model_ref
 
 __all__ = ["Run", "SCALES", "PRIOR_SIGMA", "calibrate", "fit_scales", "runs_from_csv",
            "runs_from_profile", "predict_runs", "CSV_COLUMNS", "run_regimes",
@@ -58,6 +57,7 @@ PRIOR_SIGMA = {"matmul": 0.3, "gpu": 0.3, "host": 0.3, "power": 0.3, "idle": 0.3
 #: log-sigma of one run's residual (the physics model's own error on a measured GPU, ~8 %)
 DATA_SIGMA = 0.08
 from predictor.cli.calibrate import CSV_COLUMNS, check_run_values  # noqa: E402  (light for --help)
+
 _MATMUL = ("eff_mm_fp32", "eff_mm_bf16", "eff_attn")
 _GROUP = {"matmul": list(_MATMUL),
           "gpu": [p for p in PARAMS if p.startswith("eff_") and p not in _MATMUL],
@@ -220,9 +220,8 @@ def _float(row: dict, key: str, where: str) -> float:
 def _run_from_fields(ref, shape, batch, mode, dtype, opt, t, e, where, models) -> Run:
     import torch
 
-    from profiling.model_refs import check_batch, resolve_model_on_meta
-
     from predictor.engine.predict import DTYPES, MODES, OPTIMIZERS, capture_workload
+    from profiling.model_refs import check_batch, resolve_model_on_meta
 
     mode, dtype, opt = mode or "train_step", dtype or "fp32", opt or None
     if mode not in MODES or dtype not in DTYPES or (opt and opt not in OPTIMIZERS):
@@ -281,9 +280,8 @@ def runs_from_profile(folder: str | os.PathLike) -> list[Run]:
     ``models.csv`` when present, otherwise each eager row rebuilt from its ``model_ref``."""
     import json
 
-    from profiling.dataset import schema
-
     from predictor.fit.datasets import WORKLOAD_FILE, load_whole_model_data
+    from profiling.dataset import schema
 
     folder = Path(folder)
     if (folder / WORKLOAD_FILE).is_file():
@@ -336,9 +334,8 @@ def cmd_calibrate(args) -> int:
     import json
 
     from predictor.artifacts import package_artifact_dir, save_artifact
-    from predictor.engine.transfer import transferred_artifact
-
     from predictor.cli.checks import check_out_dir
+    from predictor.engine.transfer import transferred_artifact
 
     out = Path(args.out)
     if os.path.abspath(out) == os.path.abspath(package_artifact_dir()):

@@ -27,10 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from predictor.engine.workload import Workload
 from profiling.dataset import schema
 from profiling.errors import ExanteError
-
-from predictor.engine.workload import Workload
 
 __all__ = ["WholeModelData", "load_whole_model_data", "attach_workloads", "layer_row_workloads",
            "WORKLOAD_FILE", "workload_file", "read_workload_file"]
@@ -208,10 +207,9 @@ def attach_workloads(folder: str | os.PathLike, *, rebuild: bool = False) -> dic
     listed.  ``models.csv`` may carry extra columns.  Returns ``{"added": n, "skipped":
     {key: reason}}``."""
 
+    from predictor.engine.predict import capture_workload
     from profiling.model_refs import resolve_model_on_meta
     from profiling.ref_policy import check_data_model_ref
-
-    from predictor.engine.predict import capture_workload
 
     folder = Path(folder)
     if not (folder / schema.MODEL_FILE).is_file():
@@ -256,9 +254,8 @@ def layer_row_workloads(folder: str | os.PathLike) -> tuple[list, np.ndarray, pd
 
     Rows that are not a measurement (reference rows, non-positive values, an estimated/replay
     meter) are left out.  Empty when the folder has no layer table."""
-    from profiling.capture.core import LayerConfig
-
     from predictor.engine.workload import WLayer, _tuplify_hparams
+    from profiling.capture.core import LayerConfig
 
     table = schema.layer_table(folder)
     if not table.exists():

@@ -28,12 +28,21 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold
 
+from predictor.artifacts import (
+    check_hardware_id,
+    dataset_digest,
+    package_artifact_dir,
+    save_artifact,
+)
+from predictor.fit import regression as R
+from predictor.fit.datasets import (
+    WORKLOAD_FILE,
+    attach_workloads,
+    layer_row_workloads,
+    load_whole_model_data,
+)
 from profiling.dataset import schema
 from profiling.errors import ExanteError
-
-from predictor.fit import regression as R
-from predictor.artifacts import check_hardware_id, dataset_digest, package_artifact_dir, save_artifact
-from predictor.fit.datasets import WORKLOAD_FILE, attach_workloads, layer_row_workloads, load_whole_model_data
 
 __all__ = ["fit_hardware", "fit_whole_model_hardware", "read_dataset", "datasheet_for",
            "DEFAULT_FAMILIES"]

@@ -31,14 +31,18 @@ from pathlib import Path
 
 import numpy as np
 
-from profiling.dataset import schema
-from profiling.errors import ExanteError
-
 from predictor.artifacts import _write_atomic, dataset_digest, package_artifact_dir, save_artifact
-from predictor.engine.calibrated import CalibratedHardware, conformal_halfwidth, fit_calibrated, regime_of
+from predictor.engine.calibrated import (
+    CalibratedHardware,
+    conformal_halfwidth,
+    fit_calibrated,
+    regime_of,
+)
 from predictor.engine.joint import JointPhysicsModel, source_weights
 from predictor.engine.lowering import lower
 from predictor.fit.datasets import WORKLOAD_FILE, load_whole_model_data
+from profiling.dataset import schema
+from profiling.errors import ExanteError
 
 __all__ = ["fit_joint_artifacts", "JOINT_FILE", "EPOCH_TIME_SHARE", "load_joint"]
 

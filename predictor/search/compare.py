@@ -240,12 +240,11 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
     ``grad_scaler`` (train_step) and ``torch_version`` as in :func:`predictor.engine.predict`."""
     import torch
 
-    from profiling.model_refs import check_batch, parse_input_shape
-
-    from predictor.carbon import regions as carbon
     from predictor.carbon import lifecycle
+    from predictor.carbon import regions as carbon
     from predictor.engine.model_capture import check_args
     from predictor.engine.predict import DTYPES, MODES, predict
+    from profiling.model_refs import check_batch, parse_input_shape
 
     designs = list(designs)
     if len(designs) < 2:

@@ -40,13 +40,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from predictor.engine.calibrated import (
+    _OOD_BATCH_WIDEN,
+    _OOD_DTYPE_WIDEN,
+    CalibratedHardware,
+    regime_of,
+)
+from predictor.engine.lowering import (
+    _BN_BWD,
+    _BN_FWD_TRAIN,
+    _CHUNK,
+    _EW_BWD,
+    _EW_BWD_UNARY,
+    _FOREACH_CHUNKS,
+    _FOREACH_TENSORS,
+    _NCHW_SHARE,
+    _OPT,
+    CLASSES,
+    HOST_FEATURES,
+)
+from predictor.engine.physics import Stack, evaluate
+from predictor.search.generators import ConvStackSpec, EncoderSpec, MLPSpec
 from profiling.errors import ExanteError
 from profiling.features.api import DTYPE_BYTES
-
-from predictor.engine.calibrated import _OOD_BATCH_WIDEN, _OOD_DTYPE_WIDEN, CalibratedHardware, regime_of
-from predictor.search.generators import ConvStackSpec, EncoderSpec, MLPSpec
-from predictor.engine.lowering import _BN_BWD, _BN_FWD_TRAIN, _CHUNK, _EW_BWD, _EW_BWD_UNARY, _FOREACH_CHUNKS, _FOREACH_TENSORS, _NCHW_SHARE, _OPT, CLASSES, HOST_FEATURES
-from predictor.engine.physics import Stack, evaluate
 
 __all__ = ["EnergyObjective", "EnergyScore", "NB101Spec", "random_nb101_cells",
            "optuna_objective", "FAMILY_LAYER_FAMILIES"]
@@ -547,7 +563,13 @@ def _nb101(L: _Lower, batch: int, codes: np.ndarray, m: np.ndarray):
     3 stacks of 3 cells with 2x2 max-pools between, mean over pixels, Linear to 10).
     Per stack the three cells share vertex channels; only the input projections of the
     first cell see the previous stack's channels."""
-    from predictor.bench.nasbench101 import CELLS_PER_STACK, INPUT_SHAPE, NUM_CLASSES, NUM_STACKS, STEM_CHANNELS
+    from predictor.bench.nasbench101 import (
+        CELLS_PER_STACK,
+        INPUT_SHAPE,
+        NUM_CLASSES,
+        NUM_STACKS,
+        STEM_CHANNELS,
+    )
 
     n = len(codes)
     s_all = np.arange(n)
@@ -665,11 +687,10 @@ class EnergyObjective:
                  dtype: str = "fp32", optimizer: str | None = None, input_shape=None, *,
                  artifact_dir=None, memory_format: str = "contiguous",
                  grad_scaler: bool = False, torch_version: str | None = None):
-        from profiling.model_refs import check_batch
-
         from predictor.artifacts import load_artifact
         from predictor.engine.model_capture import check_args
         from predictor.engine.predict import DEFAULT_TRAIN_OPTIMIZER, DTYPES, MODES, OPTIMIZERS
+        from profiling.model_refs import check_batch
 
         if mode not in MODES:
             raise ExanteError(f"unknown mode {mode!r}; accepted: {', '.join(MODES)}")

@@ -9,7 +9,6 @@ from typing import Iterable
 
 import torch
 
-
 # --------------------------------------------------------------------------------------
 # dtype helpers
 

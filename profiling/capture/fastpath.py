@@ -8,7 +8,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 # --------------------------------------------------------------------------------------
 # meta fast path: shape rules instead of running a leaf's forward
 #

@@ -8,13 +8,13 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from profiling.capture import fastpath# _FAST_RULES looked up per capture (tests wrap it)
-from profiling.capture.fastpath import _NoTorchFunction, _all_plain, _fast_forward
+from profiling.capture import fastpath  # _FAST_RULES looked up per capture (tests wrap it)
+from profiling.capture.fastpath import _all_plain, _fast_forward, _NoTorchFunction
 from profiling.capture.hparams import module_hparams, module_type_name
 from profiling.capture.ops import _tensors
 from profiling.capture.recorder import _State
-from profiling.errors import ExanteError
 from profiling.capture.records import ROOT_NAME
+from profiling.errors import ExanteError
 
 # layers whose kernels need a floating input (an integer tensor into them is an error on a GPU;
 # on ``meta`` torch lets it through and the capture would label it fp32)

@@ -12,7 +12,6 @@ from torch import nn
 
 from profiling.capture.dtypes import dtype_name
 
-
 # --------------------------------------------------------------------------------------
 # module types and hyper-parameters
 
@@ -20,7 +19,9 @@ _TYPE_CACHE: dict = {}
 
 
 def _registry() -> dict:
-    from profiling.features.families import FEATURE_REGISTRY  # lazy: loads fvcore on first capture only
+    from profiling.features.families import (
+        FEATURE_REGISTRY,  # lazy: loads fvcore on first capture only
+    )
 
     return FEATURE_REGISTRY
 

@@ -13,7 +13,6 @@ from profiling.capture.dtypes import _TAG
 from profiling.capture.fastpath import _META_DEV
 from profiling.capture.ops import _OP, _classify
 
-
 # --------------------------------------------------------------------------------------
 # value reads on meta: a meta tensor has no data, so ``bool(t)`` / ``t.item()`` raise. Code
 # written for real inputs reads a few predicates -- Hugging Face's attention-mask helpers

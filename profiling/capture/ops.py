@@ -8,7 +8,6 @@ import torch
 
 from profiling.capture.hparams import _NOPE, _canon_value
 
-
 # --------------------------------------------------------------------------------------
 # functional op classification
 

@@ -12,12 +12,20 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from profiling.capture.dtypes import FP32_TYPES, LOWP_TYPES, _TAG, _promote, _vdtype, dtype_name
-from profiling.capture import fastpath# looked up per call (tests wrap its rules)
+from profiling.capture import fastpath  # looked up per call (tests wrap its rules)
+from profiling.capture.dtypes import _TAG, FP32_TYPES, LOWP_TYPES, _promote, _vdtype, dtype_name
 from profiling.capture.meta_reads import _meta_grouped_mm, _meta_read, _meta_tag, _untag
-from profiling.capture.ops import _CAST, _META, _OP, _VIEW, _classify, _has_tensor, _op_hparams, _tensors
-from profiling.capture.records import CapturedLayer, LayerConfig, ROOT_NAME
-
+from profiling.capture.ops import (
+    _CAST,
+    _META,
+    _OP,
+    _VIEW,
+    _classify,
+    _has_tensor,
+    _op_hparams,
+    _tensors,
+)
+from profiling.capture.records import ROOT_NAME, CapturedLayer, LayerConfig
 
 # --------------------------------------------------------------------------------------
 # the recorder

@@ -12,7 +12,6 @@ from typing import Any
 
 from torch import nn
 
-
 ROOT_NAME = "(root)"
 
 # --------------------------------------------------------------------------------------

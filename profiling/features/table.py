@@ -8,9 +8,12 @@ import json
 import warnings
 from dataclasses import dataclass, field
 
-from profiling.features.families.registry import FEATURE_REGISTRY, UnsupportedLayerWarning, layer_features
 from profiling.capture.records import Capture, CapturedLayer
-
+from profiling.features.families.registry import (
+    FEATURE_REGISTRY,
+    UnsupportedLayerWarning,
+    layer_features,
+)
 
 _ROW_KEYS = ("name", "names", "type", "count", "key", "hparams", "input_shapes",
              "output_shapes", "dtype", "supported", "functional")

@@ -38,9 +38,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from profiling.measure import replay
 from profiling.dataset import schema
 from profiling.errors import ExanteError, MeterUnavailable
+from profiling.measure import replay
 
 __all__ = ["profile_model", "measure_whole_model", "ProfileResult", "ProfileSession", "open_meter", "hardware_id"]
 

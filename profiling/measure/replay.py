@@ -39,8 +39,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from profiling.errors import ExanteError, UnsupportedLayerError
 from profiling.dataset.schema import OPTIMIZERS, check_choice, check_run
+from profiling.errors import ExanteError, UnsupportedLayerError
 
 _TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
                  "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,

@@ -10,7 +10,6 @@ from torch.nn import functional as F
 from profiling.errors import ExanteError
 from profiling.model_refs import build_mlp
 
-
 # --------------------------------------------------------------------------- builders
 
 
@@ -349,8 +348,8 @@ def build_from_spec(spec: dict, device="meta"):
 
 def _build_refset(spec: dict, device):
     """One workload of the H100 reference set (profiling.dataset.reference_set), built on ``device``."""
-    from profiling.model_refs import resolve_model
     from profiling.dataset.reference_set import build_encoder
+    from profiling.model_refs import resolve_model
 
     b, kind = int(spec["batch"]), spec["kind"]
     if kind == "vision":

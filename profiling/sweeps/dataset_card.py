@@ -10,7 +10,6 @@ from collections import Counter
 
 from profiling.dataset import schema
 
-
 # --------------------------------------------------------------------------- dataset card
 
 

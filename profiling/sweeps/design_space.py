@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-
 SEED = 20240611
 # --------------------------------------------------------------------------- space filling
 

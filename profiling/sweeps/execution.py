@@ -16,7 +16,6 @@ from profiling.errors import ExanteError, MeterUnavailable
 from profiling.sweeps.builders import build_from_spec
 from profiling.sweeps.tasks import REFERENCE_EVERY, SweepTask, _canon
 
-
 # --------------------------------------------------------------------------- meters
 
 

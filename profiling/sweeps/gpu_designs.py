@@ -7,7 +7,6 @@ from profiling.sweeps.design_space import FWD_BWD, INFER, TRAIN_ADAM, TRAIN_SGD
 from profiling.sweeps.layer_designs import _interleave, supported_layer_types
 from profiling.sweeps.tasks import SweepTask, make_task
 
-
 # --------------------------------------------------------------------------- lent-GPU designs (issue 13)
 
 # protocol settings per sweep (protocol.measure kwargs; protocol v2 takes window energy from the

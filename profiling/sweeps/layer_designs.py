@@ -10,7 +10,6 @@ from profiling.errors import ExanteError
 from profiling.sweeps.design_space import _choice, _logint, _round_to, _shrink_batch, lhs
 from profiling.sweeps.tasks import SweepTask, make_task
 
-
 # --------------------------------------------------------------------------- layer designs
 
 _ACTS = ("ReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "Hardswish", "LeakyReLU")

@@ -3,10 +3,21 @@ smoke / reference sweeps."""
 
 from __future__ import annotations
 
-from profiling.sweeps.design_space import DTYPE_CHOICES, FWD_BWD, INFER, MODEL_MODES, SEED, TRAIN_ADAM, TRAIN_SGD, _choice, _logint, _round_to, lhs
+from profiling.sweeps.design_space import (
+    DTYPE_CHOICES,
+    FWD_BWD,
+    INFER,
+    MODEL_MODES,
+    SEED,
+    TRAIN_ADAM,
+    TRAIN_SGD,
+    _choice,
+    _logint,
+    _round_to,
+    lhs,
+)
 from profiling.sweeps.layer_designs import LIMIT_NUMEL, _batch, supported_layer_types
 from profiling.sweeps.tasks import SweepTask, make_task
-
 
 # --------------------------------------------------------------------------- model designs
 

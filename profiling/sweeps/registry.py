@@ -9,11 +9,27 @@ import math
 from profiling.dataset import schema
 from profiling.errors import ExanteError
 from profiling.sweeps.design_space import DTYPE_CHOICES, INFER, SEED, TRAIN_MODES
-from profiling.sweeps.gpu_designs import GPU_EFF_PROTOCOL, HOST_PROTOCOL, REFSET_PROTOCOL, TORCH_DEFAULT_FLAGS, gpu_eff_design, host_launch_design, refset_design
+from profiling.sweeps.gpu_designs import (
+    GPU_EFF_PROTOCOL,
+    HOST_PROTOCOL,
+    REFSET_PROTOCOL,
+    TORCH_DEFAULT_FLAGS,
+    gpu_eff_design,
+    host_launch_design,
+    refset_design,
+)
 from profiling.sweeps.layer_designs import _anchor_layers, layer_design, supported_layer_types
-from profiling.sweeps.model_designs import cnn_design, layers_smoke_design, mixed_design, mlp_design, mlp_seed004_design, models_smoke_design, reference_design, transformer_design
+from profiling.sweeps.model_designs import (
+    cnn_design,
+    layers_smoke_design,
+    mixed_design,
+    mlp_design,
+    mlp_seed004_design,
+    models_smoke_design,
+    reference_design,
+    transformer_design,
+)
 from profiling.sweeps.tasks import REFERENCE_EVERY, SweepDefinition
-
 
 SECONDS_PER_CONFIG = 4.0  # one measured configuration on an H100 (protocol defaults)
 GRAPH_EXTRA_S = 0.5  # CUDA-graph capture on top of that

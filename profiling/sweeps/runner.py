@@ -16,7 +16,6 @@ from profiling.sweeps.execution import _worker_execute, execute_task, torch_flag
 from profiling.sweeps.registry import get_sweep
 from profiling.sweeps.tasks import REFERENCE_EVERY, SweepDefinition, SweepTask
 
-
 # --------------------------------------------------------------------------- runner
 
 

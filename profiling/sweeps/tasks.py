@@ -11,7 +11,6 @@ from typing import Callable
 from profiling.errors import ExanteError
 from profiling.sweeps.builders import build_from_spec
 
-
 REFERENCE_EVERY = 20
 # --------------------------------------------------------------------------- tasks
 

@@ -98,11 +98,53 @@ Modules (imports flow down this list): ``scenario`` (the plans and their validat
 
 from __future__ import annotations
 
-from profiling.errors import ExanteError
-
 from predictor.carbon import regions as carbon
-
-from predictor.carbon.lifecycle.scenario import DTYPES, INPUT_DTYPES, InferencePlan, OPTIMIZERS, STAGES, Scenario, SearchPlan, TrainingRun, _choice, _input_shape, _pos_float, _pos_int, _range
+from predictor.carbon.lifecycle.composition import (
+    _Acc,
+    _as_cost,
+    _Cost,
+    _default_predict_fn,
+    _notes,
+    _Predictor,
+    _resolve_model,
+    _stage,
+    _training_stage,
+    estimate,
+)
 from predictor.carbon.lifecycle.report import LifecycleReport, StageReport
-from predictor.carbon.lifecycle.composition import _Acc, _Cost, _Predictor, _as_cost, _default_predict_fn, _notes, _resolve_model, _stage, _training_stage, estimate
-from predictor.carbon.lifecycle.scenario_io import SCENARIO_OVERRIDES, SCENARIO_REFUSED, _INFERENCE_KEYS, _RUN_KEYS, _SEARCH_KEYS, _TOP_KEYS, _check_keys, _in_table, _need, _run_from_table, _run_lines, _toml_value, dump_scenario, load_scenario, samples_from_tokens, scenario_from_args, scenario_from_dict, scenario_overrides
+from predictor.carbon.lifecycle.scenario import (
+    DTYPES,
+    INPUT_DTYPES,
+    OPTIMIZERS,
+    STAGES,
+    InferencePlan,
+    Scenario,
+    SearchPlan,
+    TrainingRun,
+    _choice,
+    _input_shape,
+    _pos_float,
+    _pos_int,
+    _range,
+)
+from predictor.carbon.lifecycle.scenario_io import (
+    _INFERENCE_KEYS,
+    _RUN_KEYS,
+    _SEARCH_KEYS,
+    _TOP_KEYS,
+    SCENARIO_OVERRIDES,
+    SCENARIO_REFUSED,
+    _check_keys,
+    _in_table,
+    _need,
+    _run_from_table,
+    _run_lines,
+    _toml_value,
+    dump_scenario,
+    load_scenario,
+    samples_from_tokens,
+    scenario_from_args,
+    scenario_from_dict,
+    scenario_overrides,
+)
+from profiling.errors import ExanteError

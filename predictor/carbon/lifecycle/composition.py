@@ -8,11 +8,10 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from profiling.errors import ExanteError
 from predictor.carbon import regions as carbon
 from predictor.carbon.lifecycle.report import LifecycleReport, StageReport
 from predictor.carbon.lifecycle.scenario import STAGES, Scenario
-
+from profiling.errors import ExanteError
 
 # --------------------------------------------------------------------------- estimation
 

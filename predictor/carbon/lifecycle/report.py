@@ -11,7 +11,6 @@ from typing import Any
 from predictor.carbon import regions as carbon
 from predictor.carbon.lifecycle.scenario import STAGES
 
-
 # --------------------------------------------------------------------------- report
 
 @dataclass

@@ -10,9 +10,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from profiling.errors import ExanteError
 from predictor.carbon import regions as carbon
-
+from profiling.errors import ExanteError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DTYPES = ("fp32", "bf16", "fp16")

@@ -7,13 +7,22 @@ from __future__ import annotations
 import difflib
 import json
 import math
+
 import tomllib
 
+from predictor.carbon import regions as carbon
+from predictor.carbon.lifecycle.scenario import (
+    InferencePlan,
+    Scenario,
+    SearchPlan,
+    TrainingRun,
+    _input_shape,
+    _pos_float,
+    _pos_int,
+    _range,
+)
 from profiling.errors import ExanteError
 from profiling.ref_policy import check_data_model_ref
-from predictor.carbon import regions as carbon
-from predictor.carbon.lifecycle.scenario import InferencePlan, Scenario, SearchPlan, TrainingRun, _input_shape, _pos_float, _pos_int, _range
-
 
 # --------------------------------------------------------------------------- CLI and TOML
 

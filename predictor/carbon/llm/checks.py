@@ -8,10 +8,10 @@ from __future__ import annotations
 import inspect
 import math
 
-from profiling.errors import ExanteError
-
-from predictor.carbon.llm import memory, mfu as mfu_mod, parallel
+from predictor.carbon.llm import memory, parallel
+from predictor.carbon.llm import mfu as mfu_mod
 from predictor.carbon.llm.plan import MFU_MODES, TRAIN_DTYPES, training_plan
+from profiling.errors import ExanteError
 
 _SHAPE_INTS = ("layers", "hidden", "heads", "seq_len", "micro_batch")
 _CHOICES = {"mfu_mode": MFU_MODES, "mfu_flavour": mfu_mod.FLAVOURS,

@@ -12,9 +12,9 @@ import statistics
 from functools import lru_cache
 from importlib import resources
 
+from predictor.carbon.llm import memory, throughput
+from predictor.carbon.llm import mfu as mfu_mod
 from profiling.errors import ExanteError
-
-from predictor.carbon.llm import memory, mfu as mfu_mod, throughput
 
 TRAIN_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
 FLOPS_SOURCE = ("6·N·D training FLOPs (forward 2·N + backward 4·N per token): Kaplan et al. "

@@ -22,9 +22,8 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
-from profiling.errors import ExanteError
-
 from predictor.carbon.llm import parallel
+from profiling.errors import ExanteError
 
 OPT_BYTES_PER_PARAM = {True: 28.0, False: 64.0}
 

@@ -13,11 +13,36 @@ A bad input answers 400 with one readable line.
 
 from __future__ import annotations
 
+from predictor.cli.serve.forms import (
+    CALC_FIELDS,
+    ESTIMATE_FIELDS,
+    PAGE_REF_SCHEMES,
+    SERVING_FIELDS,
+    calc_from_fields,
+    check_page_model_ref,
+    estimate_from_fields,
+    parse_fields,
+    serving_from_fields,
+)
+from predictor.cli.serve.pages import (
+    calc_page,
+    estimate_page,
+    index_page,
+    interval_chart,
+    serving_page,
+)
+from predictor.cli.serve.server import (
+    DEFAULT_PORT,
+    HOST,
+    MAX_BODY_BYTES,
+    ExanteServer,
+    Handler,
+    host_allowed,
+    make_server,
+    origin_allowed,
+    serve_in_thread,
+)
 from profiling.errors import ExanteError
-
-from predictor.cli.serve.forms import CALC_FIELDS, ESTIMATE_FIELDS, PAGE_REF_SCHEMES, SERVING_FIELDS, calc_from_fields, check_page_model_ref, estimate_from_fields, parse_fields, serving_from_fields
-from predictor.cli.serve.pages import calc_page, estimate_page, index_page, interval_chart, serving_page
-from predictor.cli.serve.server import DEFAULT_PORT, HOST, MAX_BODY_BYTES, ExanteServer, Handler, host_allowed, make_server, origin_allowed, serve_in_thread
 
 __all__ = ["CALC_FIELDS", "DEFAULT_PORT", "ESTIMATE_FIELDS", "HOST", "MAX_BODY_BYTES",
            "PAGE_REF_SCHEMES", "SERVING_FIELDS", "ExanteServer", "Handler", "add_parser",

@@ -19,10 +19,10 @@ from typing import Callable
 from urllib.parse import parse_qs
 
 from predictor.carbon.calc import TPU_POWER
-from predictor.cli.checks import finite_float, positive_float, positive_int
 from predictor.carbon.llm.memory import CHECKPOINTING, OPT_DTYPES, SHARDING
 from predictor.carbon.llm.mfu import FLAVOURS
 from predictor.carbon.llm.plan import MFU_MODES, TRAIN_DTYPES
+from predictor.cli.checks import finite_float, positive_float, positive_int
 from profiling.errors import ExanteError
 from profiling.ref_policy import DATA_REF_SCHEMES, check_data_model_ref
 

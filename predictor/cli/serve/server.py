@@ -31,10 +31,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
-from profiling.errors import ExanteError
-
 from predictor.cli.serve import forms, pages
 from predictor.cli.serve.intake import RequestIntake
+from profiling.errors import ExanteError
 
 logger = logging.getLogger("exante.serve")
 

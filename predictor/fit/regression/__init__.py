@@ -76,17 +76,61 @@ e.g. ``_cat``, ``_config_groups``, ``_parse_counts``), so ``from predictor impor
 as R; R._cat`` keeps working.
 """
 
-from predictor.fit.regression.design import CORE_NUMERIC, SHAPE_NUMERIC, CATEGORIES, FAMILIES, OPTIMIZERS, _TINY, _as_frame, _num, _cat, _types, design_matrix, make_base, _fit_quiet, error_metrics
-from predictor.fit.regression.nnls import _nnls_relative
-from predictor.fit.regression.physics_constants import _ENERGY_FLOOR_FRACTION, _HOST_FLOOR_QUANTILE, _HOST_BAND, _ACTIVE_IDLE_QUANTILE, estimate_host_floor, estimate_active_idle_power, energy_active, _mode_floor, _median_idle
-from predictor.fit.regression.roofline import RooflinePrior
-from predictor.fit.regression.layer_regressors import _TARGETS, LayerRegressor, OptimizerStepRegressor
-from predictor.fit.regression.composer import _TIME_TERMS, _ENERGY_TERMS, ModelComposer
-from predictor.fit.regression.uncertainty import _conformal_bounds, Uncertainty
-from predictor.fit.regression.training_rows import _parse_counts, _config_keys, _key_table, clean_layers, clean_models, _config_groups, _pairs_for_optimizer, _session_ids, cross_session_deviations
-from predictor.fit.regression.hardware_model import LayerPredictions, HardwareModel, model_level_frame, _fit_core
+from predictor.fit.regression.composer import _ENERGY_TERMS, _TIME_TERMS, ModelComposer
 from predictor.fit.regression.cross_validation import compare_families, cross_validate_models
-from predictor.fit.regression.fitting import _fallback_bounds, build_hardware_model, _fam_name
+from predictor.fit.regression.design import (
+    _TINY,
+    CATEGORIES,
+    CORE_NUMERIC,
+    FAMILIES,
+    OPTIMIZERS,
+    SHAPE_NUMERIC,
+    _as_frame,
+    _cat,
+    _fit_quiet,
+    _num,
+    _types,
+    design_matrix,
+    error_metrics,
+    make_base,
+)
+from predictor.fit.regression.fitting import _fallback_bounds, _fam_name, build_hardware_model
+from predictor.fit.regression.hardware_model import (
+    HardwareModel,
+    LayerPredictions,
+    _fit_core,
+    model_level_frame,
+)
+from predictor.fit.regression.layer_regressors import (
+    _TARGETS,
+    LayerRegressor,
+    OptimizerStepRegressor,
+)
+from predictor.fit.regression.nnls import _nnls_relative
+from predictor.fit.regression.physics_constants import (
+    _ACTIVE_IDLE_QUANTILE,
+    _ENERGY_FLOOR_FRACTION,
+    _HOST_BAND,
+    _HOST_FLOOR_QUANTILE,
+    _median_idle,
+    _mode_floor,
+    energy_active,
+    estimate_active_idle_power,
+    estimate_host_floor,
+)
+from predictor.fit.regression.roofline import RooflinePrior
+from predictor.fit.regression.training_rows import (
+    _config_groups,
+    _config_keys,
+    _key_table,
+    _pairs_for_optimizer,
+    _parse_counts,
+    _session_ids,
+    clean_layers,
+    clean_models,
+    cross_session_deviations,
+)
+from predictor.fit.regression.uncertainty import Uncertainty, _conformal_bounds
 
 __all__ = [
     "CORE_NUMERIC",

@@ -9,11 +9,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from profiling.errors import ExanteError
-
 from predictor.fit.regression.design import _TINY, _as_frame, _cat, _num
 from predictor.fit.regression.nnls import _nnls_relative
-
+from profiling.errors import ExanteError
 
 _TIME_TERMS = ("a", "a_opt", "b", "c")
 _ENERGY_TERMS = ("p", "d", "d_opt")

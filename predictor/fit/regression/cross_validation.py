@@ -9,13 +9,24 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold
 
-from profiling.errors import ExanteError
-
 from predictor.fit.regression.design import _as_frame, _cat, _num, error_metrics
 from predictor.fit.regression.hardware_model import _fit_core, model_level_frame
 from predictor.fit.regression.layer_regressors import LayerRegressor
-from predictor.fit.regression.physics_constants import _median_idle, _mode_floor, energy_active, estimate_active_idle_power, estimate_host_floor
-from predictor.fit.regression.training_rows import _config_keys, _key_table, _parse_counts, clean_layers, clean_models
+from predictor.fit.regression.physics_constants import (
+    _median_idle,
+    _mode_floor,
+    energy_active,
+    estimate_active_idle_power,
+    estimate_host_floor,
+)
+from predictor.fit.regression.training_rows import (
+    _config_keys,
+    _key_table,
+    _parse_counts,
+    clean_layers,
+    clean_models,
+)
+from profiling.errors import ExanteError
 
 
 def compare_families(layer_df: pd.DataFrame, groups, families=("poly_lasso", "gbr", "rf"),

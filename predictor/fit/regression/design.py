@@ -14,7 +14,11 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingRegressor, RandomForestRegressor
+from sklearn.ensemble import (
+    GradientBoostingRegressor,
+    HistGradientBoostingRegressor,
+    RandomForestRegressor,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LassoCV
 from sklearn.pipeline import Pipeline
@@ -22,7 +26,6 @@ from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from profiling.errors import ExanteError
 from profiling.features.api import CORE_FEATURES
-
 
 #: numeric features used by the per-layer models (log1p-transformed): the feature registry's core
 CORE_NUMERIC = CORE_FEATURES

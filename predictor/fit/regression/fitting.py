@@ -11,15 +11,26 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold
 
-from profiling.errors import ExanteError
-
 from predictor.fit.regression.cross_validation import cross_validate_models
-from predictor.fit.regression.design import SHAPE_NUMERIC, _TINY, _cat, _num, _types, error_metrics
+from predictor.fit.regression.design import _TINY, SHAPE_NUMERIC, _cat, _num, _types, error_metrics
 from predictor.fit.regression.hardware_model import HardwareModel, _fit_core
 from predictor.fit.regression.layer_regressors import LayerRegressor
-from predictor.fit.regression.physics_constants import _median_idle, _mode_floor, energy_active, estimate_active_idle_power, estimate_host_floor
-from predictor.fit.regression.training_rows import _config_groups, _key_table, clean_layers, clean_models, cross_session_deviations
+from predictor.fit.regression.physics_constants import (
+    _median_idle,
+    _mode_floor,
+    energy_active,
+    estimate_active_idle_power,
+    estimate_host_floor,
+)
+from predictor.fit.regression.training_rows import (
+    _config_groups,
+    _key_table,
+    clean_layers,
+    clean_models,
+    cross_session_deviations,
+)
 from predictor.fit.regression.uncertainty import Uncertainty, _conformal_bounds
+from profiling.errors import ExanteError
 
 
 def _fallback_bounds(layers: pd.DataFrame, P: float, floors: dict, *, time_base, energy_base,

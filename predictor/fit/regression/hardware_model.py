@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from profiling.errors import ExanteError
-
 from predictor.fit.regression.composer import ModelComposer
-from predictor.fit.regression.design import SHAPE_NUMERIC, _TINY, _cat, _num
+from predictor.fit.regression.design import _TINY, SHAPE_NUMERIC, _cat, _num
 from predictor.fit.regression.layer_regressors import LayerRegressor, OptimizerStepRegressor
 from predictor.fit.regression.physics_constants import energy_active
 from predictor.fit.regression.training_rows import _pairs_for_optimizer, _parse_counts
 from predictor.fit.regression.uncertainty import Uncertainty
+from profiling.errors import ExanteError
 
 
 @dataclass

@@ -10,11 +10,20 @@ from scipy.optimize import nnls
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from profiling.errors import ExanteError
-
-from predictor.fit.regression.design import CATEGORIES, CORE_NUMERIC, _TINY, _as_frame, _cat, _fit_quiet, _num, _types, design_matrix, make_base
+from predictor.fit.regression.design import (
+    _TINY,
+    CATEGORIES,
+    CORE_NUMERIC,
+    _as_frame,
+    _cat,
+    _fit_quiet,
+    _num,
+    _types,
+    design_matrix,
+    make_base,
+)
 from predictor.fit.regression.roofline import RooflinePrior
-
+from profiling.errors import ExanteError
 
 _TARGETS = {"time": "time_s", "energy_dynamic": "energy_dynamic_j", "energy": "energy_j",
             "energy_active": "energy_active_j", "power": "power_w"}

@@ -8,10 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from profiling.errors import ExanteError
-
 from predictor.fit.regression.design import _TINY, _cat, _num
-
+from profiling.errors import ExanteError
 
 _ENERGY_FLOOR_FRACTION = 0.02   # energy_active >= this · P_ai · time (regression step 2)
 _HOST_FLOOR_QUANTILE = 0.02

@@ -11,10 +11,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from profiling.errors import ExanteError
-
 from predictor.fit.regression.design import _as_frame, _cat, _num, _types
 from predictor.fit.regression.physics_constants import energy_active
+from profiling.errors import ExanteError
 
 
 def _parse_counts(v) -> dict:

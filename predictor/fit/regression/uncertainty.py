@@ -11,9 +11,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from profiling.errors import ExanteError
-
 from predictor.fit.regression.design import _as_frame, _cat, _num
+from profiling.errors import ExanteError
 
 
 def _conformal_bounds(r: np.ndarray, coverage: float) -> tuple[float, float]:

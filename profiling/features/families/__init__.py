@@ -42,8 +42,25 @@ Type-specific features (``in_features``, ``kernel_size``, ``groups``, ``seq_len`
 
 from __future__ import annotations
 
-from profiling.features.families import linear, conv, norms, elementwise, pooling, copies, embedding, attention, losses  # noqa: F401  (registration, in this order)
-from profiling.features.families.registry import CORE_FEATURES, DTYPE_BYTES, FEATURE_REGISTRY, UnsupportedLayerWarning, layer_features, register
+from profiling.features.families import (  # noqa: F401  (registration, in this order)
+           attention,
+           conv,
+           copies,
+           elementwise,
+           embedding,
+           linear,
+           losses,
+           norms,
+           pooling,
+)
+from profiling.features.families.registry import (
+           CORE_FEATURES,
+           DTYPE_BYTES,
+           FEATURE_REGISTRY,
+           UnsupportedLayerWarning,
+           layer_features,
+           register,
+)
 
 __all__ = ["CORE_FEATURES", "DTYPE_BYTES", "FEATURE_REGISTRY", "UnsupportedLayerWarning",
            "layer_features", "register"]

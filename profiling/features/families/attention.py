@@ -7,7 +7,6 @@ from profiling.capture.records import LayerConfig
 from profiling.features.families.common import _arg, _feat, _prod, _x
 from profiling.features.families.registry import register
 
-
 # --------------------------------------------------------------------------------------
 # attention
 

@@ -9,7 +9,6 @@ import re
 from profiling.capture.records import LayerConfig
 from profiling.features.families.registry import DTYPE_BYTES
 
-
 # --------------------------------------------------------------------------------------
 # helpers
 

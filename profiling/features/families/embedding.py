@@ -7,7 +7,6 @@ from profiling.capture.records import LayerConfig
 from profiling.features.families.common import _arg, _dtype_bytes, _feat, _prod, _x, _y
 from profiling.features.families.registry import register
 
-
 # --------------------------------------------------------------------------------------
 # embedding, upsampling
 

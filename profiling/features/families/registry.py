@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from profiling.errors import UnsupportedLayerError
 from profiling.capture.records import LayerConfig
-
+from profiling.errors import UnsupportedLayerError
 
 CORE_FEATURES = (
     "macs", "flops", "params", "bytes_read", "bytes_written", "input_numel", "output_numel",
