@@ -1,39 +1,34 @@
-"""``predict(model, inputs, ...)``: GPU time and energy of one call, before training.
+"""``predict(model, inputs, ...)``: GPU time (s) and total board energy (J) of one eager call.
 
 The DESIGN.md §4 Python contract::
 
     p = predict(model, inputs, mode="inference", dtype="fp32", hardware="h100", optimizer=None)
     p.energy_j, p.time_s, p.energy_j_low, p.energy_j_high, p.layers, p.memory_gb
 
-How (see :mod:`predictor.fit.regression` for the model itself):
+The engine is the physics model of eager PyTorch (host events + roofline GPU time + power,
+calibrated on whole-model measurements).  One path:
 
-1. The model is captured on the ``meta`` device, so no real computation runs and no weight
-   is copied: when the model holds real tensors, its parameters and buffers are swapped for
-   ``meta`` placeholders only for the duration of the capture
-   (``torch.nn.utils.stateless._reparametrize_module``, what ``torch.func.functional_call``
-   uses); the user's model is left untouched.  A forward that cannot run on ``meta``
-   (data-dependent control flow) is retried on the model's own device with zero inputs when
-   the model is small (<= 50 M parameters), with a warning; otherwise an ``ExanteError``.
-   ``mode="train_step"`` captures in training mode (BatchNorm batch statistics, dropout).
-   (:mod:`predictor.engine.model_capture`: the fallback never changes the model's buffers and never
-   allocates large inputs.)  The estimated peak memory (:mod:`predictor.engine.memory`) is checked
-   against the GPU's: the input and the weights before the capture, the whole estimate
-   after it; what does not fit is refused in one line.
-2. Every distinct layer config gets its shape features (``profiling.features.api``) and a
-   per-layer prediction; ``train_step`` = forward+backward per layer + the optimizer step
-   (from the parameters).  Layers without a feature function are predicted by the
-   shape-only fallback (input/output sizes, parameters) and named in a warning; layer types
-   never seen in fitting by the type-agnostic global model ("closest family").  Both widen
-   the interval in proportion to their share of the prediction.
-3. Whole-model terms (launch gaps, fusion, optimizer-step fusion) and the conformal
-   interval come from the fitted artifact of ``hardware`` (:mod:`predictor.artifacts`);
-   without one, a clear ``ExanteError`` -- numbers are never guessed.
+1. **capture** (:mod:`predictor.engine.model_capture`): the model runs on the ``meta`` device,
+   so no real computation runs and no weight is copied (parameters and buffers are swapped
+   for ``meta`` placeholders only for the capture, the user's model is left untouched).  A
+   forward that cannot run on ``meta`` (data-dependent control flow) is retried on the
+   model's own device with zero inputs when the model is small (<= 50 M parameters), with a
+   warning; otherwise an ``ExanteError``.  ``mode="train_step"`` captures in training mode.
+   The estimated peak memory (:mod:`predictor.engine.memory`) is checked against the GPU's:
+   the input and the weights before the capture, the whole estimate after it.
+2. **workload** (:mod:`predictor.engine.workload`): the distinct layer configs with their calls,
+   CUDA's fused fast paths, the trainable parameter tensors.
+3. **lowering** (:mod:`predictor.engine.lowering`): host events and GPU kernels (FLOPs, bytes).
+4. **engine**: the fitted :class:`~predictor.engine.calibrated.CalibratedHardware` of
+   ``hardware`` (:mod:`predictor.artifacts`), or for a catalogue GPU without one its datasheet
+   transfer (:mod:`predictor.engine.transfer`, :mod:`predictor.engine.joint_transfer`);
+   without either, a clear ``ExanteError`` -- numbers are never guessed.
+5. **Prediction** (:mod:`predictor.engine.prediction`): time and energy with their intervals,
+   the per-layer split, warnings for everything predicted outside the measured ground.
 
 ``optimizer=None`` with ``mode="train_step"`` means ``"sgd"`` (SGD with momentum 0.9, the
 profiler's default); an optimizer given with ``mode="inference"`` is ignored (noted in
-``Prediction.warnings``).  Per-layer predictions are cached per (artifact, layer config,
-dtype, mode, optimizer), so repeated predictions of similar models (NAS, batch sweeps) only
-pay for the capture and the layers not seen before.
+``Prediction.warnings``).  Captures are cached per model object and input shapes.
 """
 
 from __future__ import annotations
@@ -45,6 +40,7 @@ from torch import nn
 
 from predictor.artifacts import load_artifact
 from predictor.engine.calibrated import CalibratedHardware
+from predictor.engine.layer_table import clear_feature_cache, features_of
 from predictor.engine.memory import ESTIMATE_TOLERANCE, check_fits, estimate_memory
 from predictor.engine.model_capture import (
     DEFAULT_TRAIN_OPTIMIZER,
@@ -53,7 +49,6 @@ from predictor.engine.model_capture import (
     MODES,
     OPTIMIZERS,
     REAL_DEVICE_FALLBACK_MAX_PARAMS,
-    _Layer,
     autocast_inputs,
     capture_workload,
     captured,
@@ -64,24 +59,19 @@ from predictor.engine.model_capture import (
     meta_inputs,
     resolve_optimizer,
 )
-from predictor.engine.predict_regression import (
-    FEATURE_KEYS,
-    _features,
-    clear_layer_caches,
-    predict_regression,
-)
-from predictor.engine.prediction import METHOD, METHOD_PHYSICS, Prediction
+from predictor.engine.prediction import METHOD, Prediction
 from predictor.engine.workload import workload_from_capture
 from profiling.errors import ExanteError
 from profiling.features.api import UnsupportedLayerWarning
 
 __all__ = ["predict", "Prediction", "capture_workload", "MODES", "DTYPES", "OPTIMIZERS",
-           "MEMORY_FORMATS", "METHOD", "UnsupportedLayerWarning", "clear_cache"]
+           "MEMORY_FORMATS", "METHOD", "UnsupportedLayerWarning", "clear_cache",
+           "DEFAULT_TRAIN_OPTIMIZER", "REAL_DEVICE_FALLBACK_MAX_PARAMS"]
 
 
 def clear_cache() -> None:
-    """Drop the capture, per-layer feature and per-layer prediction caches."""
-    clear_layer_caches()
+    """Drop the capture and per-layer feature caches."""
+    clear_feature_cache()
     clear_capture_cache()
 
 
@@ -145,6 +135,12 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
     check_fits(in_bytes + weights_bytes, hardware, "the input and the weights alone")
     args = autocast_inputs(args, dtype)
     art = _load_or_transfer(hardware, artifact_dir)
+    if not isinstance(art.model, CalibratedHardware):
+        raise ExanteError(
+            f"the artifact of {hardware!r} ({art.path}) is not a physics model of eager PyTorch "
+            f"(it holds a {type(art.model).__name__}); predict accepts only physics-model "
+            "artifacts: refit it from whole-model rows (datasets/<hw>/models.csv + "
+            "workloads.jsonl) with `exante fit --hardware <hw>`")
     cap = captured(model, args, dtype, mode == "train_step", notes, cache, memory_format)
     if not cap.layers:
         raise ExanteError("the model executed no layer (nothing to predict)")
@@ -160,15 +156,8 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
     if fit_note:
         notes.append(fit_note)
         warnings.warn(fit_note, UserWarning, stacklevel=2)
-    if isinstance(art.model, CalibratedHardware):
-        p = _predict_calibrated(art, w, notes)
-        modelled = list(art.model.domain.get("torch_versions", ()))
-    else:
-        if memory_format != "contiguous" or grad_scaler:
-            notes.append("this regression artifact knows neither channels_last nor a gradient "
-                         "scaler: predicted as contiguous without a scaler")
-        p = predict_regression(art, hardware, cap, batch, mode, dtype, optimizer, notes, cache)
-        modelled = list(art.model.info.get("torch_versions", ()))
+    p = _predict_calibrated(art, w, notes)
+    modelled = list(art.model.domain.get("torch_versions", ()))
     if version and modelled and version not in modelled:
         notes.append(f"torch {version} was never measured on {p.hardware} (measured: "
                      f"{', '.join(modelled)}); predicted as for those")
@@ -211,9 +200,8 @@ def _predict_calibrated(art, w, notes: list) -> Prediction:
     layers = []
     for row in r["layers"]:
         x = next(y for y in w.layers if (y.names[0] if y.names else y.config.type) == row["name"])
-        f = _features(_Layer(x.config, x.count, x.names, x.supported, x.module_params)) or {}
-        layers.append({**row, "source": "physics", "supported": x.supported,
-                       "features": {k: f[k] for k in FEATURE_KEYS if k in f}})
+        f = features_of(x.config)[0] if x.supported else {}
+        layers.append({**row, "source": "physics", "supported": x.supported, "features": f})
     T, E = r["time_s"], r["energy_j"]
     ds = ch.datasheet
     return Prediction(
@@ -221,7 +209,7 @@ def _predict_calibrated(art, w, notes: list) -> Prediction:
         time_s=T, time_s_low=r["time_low"], time_s_high=r["time_high"],
         energy_dynamic_j=E - ds.idle_w * T, power_w=r["power_w"], coverage=float(ch.coverage),
         hardware=ch.hardware, mode=mode, dtype=dtype, batch=w.batch, optimizer=optimizer,
-        layers=layers, unsupported=unsupported, warnings=notes, method=METHOD_PHYSICS,
+        layers=layers, unsupported=unsupported, warnings=notes, method=METHOD,
         artifact={"id": art.manifest.get("id"), "sha256": art.manifest.get("sha256"),
                   "created": art.manifest.get("created"),
                   "training_data_digest": art.manifest.get("training_data_digest")},

@@ -13,9 +13,9 @@ import numpy as np
 
 __all__ = ["Prediction", "METHOD", "METHOD_PHYSICS"]
 
-METHOD = "per-layer regression + model-level terms"
-METHOD_PHYSICS = ("physics model of eager PyTorch (host events + roofline GPU time + power), "
+METHOD = ("physics model of eager PyTorch (host events + roofline GPU time + power), "
                   "calibrated on whole-model measurements")
+METHOD_PHYSICS = METHOD      # the only method (the per-layer regression engine was removed)
 
 
 # ----------------------------------------------------------------------------- result
