@@ -13,10 +13,10 @@ def art_dir(tmp_path_factory):
     import pandas as pd
 
     from predictor.artifacts import save_artifact
-    from predictor.engine.calibrated import fit_calibrated
     from predictor.engine.lowering import lower
     from predictor.engine.physics import Datasheet, evaluate, stack
     from predictor.engine.predict import capture_workload
+    from predictor.fit.calibrated_fit import fit_calibrated
     from predictor.fit.datasets import WholeModelData
 
     ds = Datasheet(SYNTH_HW, peak_fp32=67e12, peak_tf32=494.5e12, peak_bf16=989.5e12,

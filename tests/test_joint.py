@@ -124,7 +124,8 @@ def test_joint_json_serves_a_gpu_without_rows(tmp_path, fitted):
     assert art.model.widen == {"gpu": 0.3, "host": 0.55}
     out = art.model.predict_workload(capture_workload(build_mlp(64, 2, 64, 2), (8, 64),
                                                       "inference", "fp32", None, cache=False))
-    assert out["time_low"] < out["time_s"] < out["time_high"]
+    assert out.time_s.low < out.time_s.value < out.time_s.high
+    assert out.notes[0] == art.model.label          # labelled first, interval widened
 
 
 def test_shipped_joint_artifact_digest_matches_the_committed_datasets():

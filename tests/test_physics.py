@@ -18,11 +18,12 @@ from sklearn.base import clone
 from torch import nn
 
 from predictor.artifacts import dataset_digest, load_artifact
-from predictor.engine.calibrated import conformal_halfwidth, fit_calibrated
+from predictor.engine.calibrated import conformal_halfwidth
 from predictor.engine.lowering import HOST_FEATURES, lower
 from predictor.engine.physics import PARAMS, Datasheet, PhysicsModel, evaluate, stack
 from predictor.engine.predict import capture_workload, predict
 from predictor.engine.workload import Workload
+from predictor.fit.calibrated_fit import fit_calibrated
 from predictor.fit.datasets import WholeModelData
 from profiling.model_refs import build_mlp
 
@@ -186,16 +187,17 @@ def test_calibrated_intervals_widen_outside_the_domain():
     assert report["cv"] == "leave-one-family-out"
     m = build_mlp(32, 4, 64, 1)
     inside = ch.predict_workload(capture_workload(m, (64, 32), "inference", "fp32", cache=False))
-    assert inside["time_low"] < inside["time_s"] < inside["time_high"]
-    assert inside["energy_low"] < inside["energy_j"] < inside["energy_high"]
-    assert not inside["notes"]
-    assert abs(sum(r["energy_j_total"] for r in inside["layers"]) - inside["energy_j"]) < 1e-9
+    assert inside.time_s.low < inside.time_s.value < inside.time_s.high
+    assert inside.energy_j.low < inside.energy_j.value < inside.energy_j.high
+    assert inside.energy_j.level == ch.coverage == 0.9
+    assert not inside.notes
+    assert abs(sum(s.energy_j_total for s in inside.layers) - inside.energy_j.value) < 1e-9
     far = ch.predict_workload(capture_workload(m, (4096, 32), "inference", "fp32", cache=False))
     bf = ch.predict_workload(capture_workload(m, (64, 32), "inference", "bf16", cache=False))
-    width = lambda r: r["energy_high"] / r["energy_low"]  # noqa: E731
-    assert width(far) > width(inside) and any("outside the measured batches" in n
-                                              for n in far["notes"])
-    assert width(bf) > width(inside) and any("never measured" in n for n in bf["notes"])
+    assert far.energy_j.width_ratio > inside.energy_j.width_ratio and any(
+        "outside the measured batches" in n for n in far.notes)
+    assert bf.energy_j.width_ratio > inside.energy_j.width_ratio and any(
+        "never measured" in n for n in bf.notes)
 
 
 # ------------------------------------------------------------------------- fit + predict

@@ -34,10 +34,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from predictor.engine.calibrated import (  # noqa: E402
+from predictor.engine.calibrated import conformal_halfwidth  # noqa: E402
+from predictor.fit.calibrated_fit import (  # noqa: E402
     GPU_BOUND_POWER_W,
     _session_floor,
-    conformal_halfwidth,
     cross_validate,
     metrics,
 )

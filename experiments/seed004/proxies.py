@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
 from predictor.artifacts import load_artifact  # noqa: E402
-from predictor.engine.calibrated import cross_validate  # noqa: E402
+from predictor.fit.calibrated_fit import cross_validate  # noqa: E402
 from predictor.fit.datasets import load_whole_model_data  # noqa: E402
 from predictor.fit.hardware_fit import datasheet_for  # noqa: E402
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from experiments.outputs import add_output_args, output_dir  # noqa: E402
-from predictor.engine.calibrated import cross_validate  # noqa: E402
+from predictor.fit.calibrated_fit import cross_validate  # noqa: E402
 from predictor.fit.datasets import load_whole_model_data  # noqa: E402
 from predictor.fit.hardware_fit import datasheet_for  # noqa: E402
 from predictor.search.compare import compare  # noqa: E402

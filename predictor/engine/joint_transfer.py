@@ -5,17 +5,30 @@ Its parameters are the joint model's shared ones carried to its datasheet
 datasheet (:meth:`predictor.engine.joint.JointPhysicsModel.corrections_for`); its interval is the
 H100's widened, in quadrature, by the leave-one-GPU-out residual quantile of
 ``experiments/multigpu/run.py`` (stored in ``joint.json``; without it, the datasheet-distance
-formula of :func:`predictor.engine.transfer.transfer_halfwidth`).  Every prediction says so, and
+formula of :func:`predictor.engine.transferred.transfer_halfwidth`).  Every prediction says so, and
 where its energy comes from (a power model in fractions of TDP and idle power learned on the
 GPUs with power data)."""
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+from pathlib import Path
 
-from predictor.engine.transfer import TransferredHardware, transfer_halfwidth
+from predictor.artifacts import Artifact, search_dirs
+from predictor.carbon.hardware import HardwareSpec
+from predictor.engine.joint import JointPhysicsModel
+from predictor.engine.physics import Datasheet
+from predictor.engine.transferred import TransferredHardware, transfer_halfwidth
+from profiling.errors import ExanteError
 
-__all__ = ["joint_artifact"]
+__all__ = ["joint_artifact", "load_joint", "JOINT_FILE"]
+
+log = logging.getLogger(__name__)
+
+#: the joint model's file in an artifact folder (written by predictor.fit.joint_fit)
+JOINT_FILE = "joint.json"
 
 _CACHE: dict = {}
 
@@ -24,12 +37,21 @@ def _halfwidths(d: dict) -> dict:
     return {tuple(k.split("/", 1)): float(v) for k, v in d.items()}
 
 
-def joint_artifact(spec, dst, artifact_dir=None):
-    """An in-memory :class:`~predictor.artifacts.Artifact` for catalogue GPU ``spec`` built
-    from the first ``joint.json`` found, or None when there is none."""
-    from predictor.artifacts import Artifact, search_dirs
-    from predictor.fit.joint_fit import JOINT_FILE, load_joint
+def load_joint(artifact_dir=None) -> tuple[JointPhysicsModel, dict] | None:
+    """(model, manifest-like dict) of the first ``joint.json`` in the artifact search
+    folders, or None."""
+    for d in search_dirs(artifact_dir):
+        f = Path(d) / JOINT_FILE
+        if f.is_file():
+            data = json.loads(f.read_text(encoding="utf-8"))
+            return JointPhysicsModel.from_dict(data["model"]), data
+    return None
 
+
+def joint_artifact(spec: HardwareSpec, dst: Datasheet, artifact_dir=None) -> Artifact | None:
+    """An in-memory :class:`~predictor.artifacts.Artifact` for catalogue GPU ``spec``
+    (datasheet ``dst``) built from the first ``joint.json`` found, or None when there is
+    none."""
     found = load_joint(artifact_dir)
     if found is None:
         return None
@@ -37,8 +59,14 @@ def joint_artifact(spec, dst, artifact_dir=None):
     key = (spec.key, d.get("training_data_digest"), d.get("created"))
     if key in _CACHE:
         return _CACHE[key]
+    log.debug("joint model parameters for %s", spec.key)
     model = jm.physics_model(spec.key, dst)
-    widen = d.get("transfer_halfwidth") or transfer_halfwidth(jm.reference, dst)
+    widen = d.get("transfer_halfwidth")
+    if not widen:
+        if jm.reference is None:
+            raise ExanteError(f"{JOINT_FILE} has no reference datasheet and no transfer "
+                              "half-width; refit it with `exante fit --joint`")
+        widen = transfer_halfwidth(jm.reference, dst)
     gpus = ", ".join(jm.gpus_)
     label = (f"datasheet-driven: {spec.key} was never measured; parameters of the joint model "
              f"fitted on {gpus}, carried to its datasheet with the corrections of the measured "

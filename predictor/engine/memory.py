@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from predictor.carbon.hardware import HardwareSpec, lookup
 from profiling.errors import ExanteError
 
 __all__ = ["MemoryEstimate", "estimate_memory", "check_fits", "check_input_fits",
@@ -103,7 +104,7 @@ def _out_bytes_per_element(workload) -> list:
 
     _, out32 = autocast_flow(layers, [family_of(x.config.type) for x in layers], workload.batch)
     return [(4 if o32 else 2) if x.config.dtype in ("fp32", "bf16", "fp16")
-            else _DTYPE_BYTES.get(x.config.dtype, 4) for x, o32 in zip(layers, out32)]
+            else _DTYPE_BYTES.get(x.config.dtype, 4) for x, o32 in zip(layers, out32, strict=True)]
 
 
 # what autograd keeps for the backward, by the layer that keeps it: its input (matmul, conv,
@@ -160,23 +161,24 @@ def estimate_memory(workload, *, weights_bytes: int | None = None,
     if train:
         acts = sum(x.count * _numel_sum(x.config.output_shapes) * b
                    for x, b, kept in zip(workload.layers, per_elt,
-                                         _kept_outputs(workload.layers)) if kept)
+                                         _kept_outputs(workload.layers), strict=True) if kept)
         grads = 4 * numel
     else:
         acts = max(((_numel_sum(x.config.input_shapes) + _numel_sum(x.config.output_shapes)) * b
-                    for x, b in zip(workload.layers, per_elt)), default=0)
+                    for x, b in zip(workload.layers, per_elt, strict=True)), default=0)
         grads = 0
     return MemoryEstimate(int(weights_bytes), int(opt), int(casts), int(acts), int(grads),
                           int(inputs_bytes))
 
 
-def gpu_memory_gb(hardware: str) -> tuple[str, float] | None:
-    """(name, memory in GB) of a catalogue GPU; None when the catalogue does not know it or
-    lists no memory (a private artifact's id)."""
-    from predictor.carbon.hardware import lookup
-
+def gpu_memory_gb(hardware: str | HardwareSpec | None) -> tuple[str, float] | None:
+    """(name, memory in GB) of a catalogue GPU (a name, or its resolved spec); None when the
+    catalogue does not know it (``hardware`` None: resolved as unknown already) or lists no
+    memory (a private artifact's id)."""
+    if hardware is None:
+        return None
     try:
-        spec = lookup(hardware)
+        spec = hardware if isinstance(hardware, HardwareSpec) else lookup(hardware)
     except ExanteError:
         return None
     if not spec.memory_gb:
@@ -194,7 +196,7 @@ def check_input_fits(shape, batch: int, input_dtype: str | None, hardware: str) 
                "the input alone")
 
 
-def check_fits(needed_bytes: int, hardware: str, what: str = "",
+def check_fits(needed_bytes: int, hardware: str | HardwareSpec | None, what: str = "",
                tolerance: float = 1.0) -> str | None:
     """Raise a one-line :class:`ExanteError` when ``needed_bytes`` exceed ``tolerance`` x the
     GPU's memory; return a "may not fit" note when they exceed the memory but not that."""

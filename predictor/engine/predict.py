@@ -38,7 +38,7 @@ import warnings
 
 from torch import nn
 
-from predictor.artifacts import load_artifact
+from predictor.artifacts import Artifact
 from predictor.engine.calibrated import CalibratedHardware
 from predictor.engine.layer_table import clear_feature_cache, features_of
 from predictor.engine.memory import ESTIMATE_TOLERANCE, check_fits, estimate_memory
@@ -60,7 +60,9 @@ from predictor.engine.model_capture import (
     resolve_optimizer,
 )
 from predictor.engine.prediction import METHOD, Prediction
-from predictor.engine.workload import workload_from_capture
+from predictor.engine.result import WorkloadPrediction
+from predictor.engine.target import load_engine, resolve
+from predictor.engine.workload import Workload, workload_from_capture
 from profiling.errors import ExanteError
 from profiling.features.api import UnsupportedLayerWarning
 
@@ -77,13 +79,8 @@ def clear_cache() -> None:
 
 def _load_or_transfer(hardware: str, artifact_dir):
     """The artifact of ``hardware``; without one, a catalogue GPU's datasheet transfer from a
-    measured GPU (:mod:`predictor.engine.transfer`, labelled in every prediction's warnings)."""
-    from predictor.artifacts import available_hardware
-    from predictor.engine.transfer import can_transfer, transferred_artifact
-
-    if hardware not in available_hardware(artifact_dir) and can_transfer(hardware):
-        return transferred_artifact(hardware, artifact_dir)
-    return load_artifact(hardware, artifact_dir)
+    measured GPU (:func:`predictor.engine.target.load_engine`)."""
+    return load_engine(resolve(hardware), artifact_dir)
 
 
 def _state_bytes(model: nn.Module) -> tuple[int, int]:
@@ -132,9 +129,10 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
     args, batch = meta_inputs(inputs, memory_format)
     weights_bytes, trainable = _state_bytes(model)
     in_bytes = input_bytes(args)
-    check_fits(in_bytes + weights_bytes, hardware, "the input and the weights alone")
+    target = resolve(hardware)
+    check_fits(in_bytes + weights_bytes, target.spec, "the input and the weights alone")
     args = autocast_inputs(args, dtype)
-    art = _load_or_transfer(hardware, artifact_dir)
+    art = load_engine(target, artifact_dir)
     if not isinstance(art.model, CalibratedHardware):
         raise ExanteError(
             f"the artifact of {hardware!r} ({art.path}) is not a physics model of eager PyTorch "
@@ -151,7 +149,7 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
                               grad_scaler=grad_scaler, torch_version=version)
     mem = estimate_memory(w, weights_bytes=weights_bytes, trainable_numel=trainable,
                           inputs_bytes=in_bytes)
-    fit_note = check_fits(mem.total_bytes, hardware, f"largest part {mem.largest_part()}",
+    fit_note = check_fits(mem.total_bytes, target.spec, f"largest part {mem.largest_part()}",
                           tolerance=ESTIMATE_TOLERANCE)
     if fit_note:
         notes.append(fit_note)
@@ -166,9 +164,9 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
                                torch_versions_modelled=modelled)
 
 
-def _predict_calibrated(art, w, notes: list) -> Prediction:
-    """``predict`` of workload ``w`` through a :class:`~predictor.engine.calibrated.CalibratedHardware`
-    artifact."""
+def _predict_calibrated(art: Artifact, w: Workload, notes: list[str]) -> Prediction:
+    """``predict`` of workload ``w`` through the artifact's
+    :class:`~predictor.engine.calibrated.CalibratedHardware` (or a transferred one)."""
     ch: CalibratedHardware = art.model
     mode, dtype, optimizer = w.mode, w.dtype, w.optimizer
     if mode not in ch.modes:
@@ -179,7 +177,7 @@ def _predict_calibrated(art, w, notes: list) -> Prediction:
                      f"{', '.join(ch.optimizers) or 'none'}); its foreach kernels are counted "
                      "from torch.optim's algorithm")
     r = ch.predict_workload(w)
-    notes.extend(r["notes"])
+    notes.extend(r.notes)
     unsupported = [{"type": x.config.type, "names": list(x.names), "count": x.count}
                    for x in w.layers if not x.supported]
     if unsupported:
@@ -188,31 +186,48 @@ def _predict_calibrated(art, w, notes: list) -> Prediction:
             + "; counted as memory-bound kernels over their tensors")
         notes.append(msg)
         warnings.warn(msg, UnsupportedLayerWarning, stacklevel=4)
-    for msg in r["notes"]:
+    for msg in r.notes:
         warnings.warn(msg, UserWarning, stacklevel=4)
+    layers, failed = _layer_rows(r)
+    if failed:
+        unsupported += failed
+        msg = ("shape features failed for " + ", ".join(
+            f"{u['type']} x{u['count']} ({', '.join(u['names'][:3])}: {u['reason']})"
+            for u in failed) + "; their FLOPs are not counted (only their tensor bytes)")
+        notes.append(msg)
+        warnings.warn(msg, UnsupportedLayerWarning, stacklevel=4)
     if art.manifest.get("measured") is False:
         notes.append("artifact NOT fitted on measurements ("
                      f"{art.manifest.get('not_measured_reason') or 'synthetic or estimated data'}): "
                      "these numbers say nothing about real hardware")
-    if r["regime"] == "host":
+    if r.regime == "host":
         notes.append("host-bound (launch-limited) workload: its time varies between host "
                      "machines; CUDA graphs or larger batches usually make it cheaper and stabler")
-    layers = []
-    for row in r["layers"]:
-        x = next(y for y in w.layers if (y.names[0] if y.names else y.config.type) == row["name"])
-        f = features_of(x.config)[0] if x.supported else {}
-        layers.append({**row, "source": "physics", "supported": x.supported, "features": f})
-    T, E = r["time_s"], r["energy_j"]
     ds = ch.datasheet
+    T, E = r.time_s.value, r.energy_j.value
     return Prediction(
-        energy_j=E, energy_j_low=r["energy_low"], energy_j_high=r["energy_high"],
-        time_s=T, time_s_low=r["time_low"], time_s_high=r["time_high"],
-        energy_dynamic_j=E - ds.idle_w * T, power_w=r["power_w"], coverage=float(ch.coverage),
-        hardware=ch.hardware, mode=mode, dtype=dtype, batch=w.batch, optimizer=optimizer,
-        layers=layers, unsupported=unsupported, warnings=notes, method=METHOD,
+        energy=r.energy_j, time=r.time_s, energy_dynamic_j=E - ds.idle_w * T,
+        power_w=r.power_w, hardware=ch.hardware, mode=mode, dtype=dtype, batch=w.batch,
+        optimizer=optimizer, layers=layers, unsupported=unsupported, warnings=notes,
+        method=METHOD,
         artifact={"id": art.manifest.get("id"), "sha256": art.manifest.get("sha256"),
                   "created": art.manifest.get("created"),
                   "training_data_digest": art.manifest.get("training_data_digest")},
-        terms={"time_host_s": r["time_host_s"], "time_gpu_s": r["time_gpu_s"],
-               "regime": r["regime"], "host_bound": r["regime"] == "host",
+        terms={"time_host_s": r.time_host_s, "time_gpu_s": r.time_gpu_s,
+               "regime": r.regime, "host_bound": r.regime == "host",
                "idle_power_w": float(ds.idle_w)})
+
+
+def _layer_rows(r: WorkloadPrediction) -> tuple[list[dict], list[dict]]:
+    """(per-layer table rows, layers whose shape features failed): each row is its own
+    layer config's (joined by position, never by display name), with its features."""
+    rows, failed = [], []
+    for s in r.layers:
+        x = s.layer
+        f, err = features_of(x.config) if x.supported else ({}, None)
+        if err is not None:
+            failed.append({"type": x.config.type, "names": list(x.names), "count": x.count,
+                           "reason": err})
+        rows.append({**s.to_row(), "source": "physics", "supported": x.supported,
+                     "features": dict(f)})
+    return rows, failed

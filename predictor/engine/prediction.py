@@ -7,9 +7,11 @@ estimated peak GPU memory (``memory_gb``, GiB) and the conditions it was predict
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
+
+from predictor.engine.interval import Interval
 
 __all__ = ["Prediction", "METHOD", "METHOD_PHYSICS"]
 
@@ -21,17 +23,18 @@ METHOD_PHYSICS = METHOD      # the only method (the per-layer regression engine 
 # ----------------------------------------------------------------------------- result
 @dataclass
 class Prediction:
-    """Predicted time and total board energy of one call on the whole batch (eager PyTorch)."""
+    """Predicted time and total board energy of one call on the whole batch (eager PyTorch).
 
-    energy_j: float
-    energy_j_low: float
-    energy_j_high: float
-    time_s: float
-    time_s_low: float
-    time_s_high: float
+    ``energy`` (J) and ``time`` (s) are :class:`~predictor.engine.interval.Interval` s of
+    nominal coverage ``coverage``; the DESIGN contract's flat attributes (``energy_j``,
+    ``energy_j_low``, ``energy_j_high``, ``time_s``, ``time_s_low``, ``time_s_high``) read
+    them.  ``to_dict`` gives the flat JSON form.
+    """
+
+    energy: Interval                 # J, total board energy per call
+    time: Interval                   # s, per call
     energy_dynamic_j: float          # energy_j - idle power × time_s
     power_w: float                   # energy_j / time_s
-    coverage: float                  # nominal coverage of the intervals
     hardware: str
     mode: str
     dtype: str
@@ -42,16 +45,55 @@ class Prediction:
     warnings: list = field(default_factory=list)
     method: str = METHOD
     artifact: dict = field(default_factory=dict)
-    terms: dict = field(default_factory=dict)   # layer sums and model-level terms
+    terms: dict = field(default_factory=dict)   # model-level terms (host/GPU time, regime)
     memory_gb: float | None = None   # estimated peak GPU memory, GiB (predictor.engine.memory)
     memory_format: str = "contiguous"   # "contiguous" | "channels_last"
     grad_scaler: bool = False        # fp16 train_step with a GradScaler
     torch_version: str | None = None    # the version asked for (predict(torch_version=...))
     torch_versions_modelled: list = field(default_factory=list)  # what the artifact measured
 
+    @property
+    def energy_j(self) -> float:
+        """Predicted total board energy per call (J)."""
+        return self.energy.value
+
+    @property
+    def energy_j_low(self) -> float:
+        return self.energy.low
+
+    @property
+    def energy_j_high(self) -> float:
+        return self.energy.high
+
+    @property
+    def time_s(self) -> float:
+        """Predicted time per call (s)."""
+        return self.time.value
+
+    @property
+    def time_s_low(self) -> float:
+        return self.time.low
+
+    @property
+    def time_s_high(self) -> float:
+        return self.time.high
+
+    @property
+    def coverage(self) -> float:
+        """Nominal coverage of the intervals (0-1)."""
+        return self.energy.level
+
     def to_dict(self) -> dict:
-        """JSON-ready dict (plain floats, ints, strings, lists)."""
-        return _jsonable(asdict(self))
+        """JSON-ready dict (plain floats, ints, strings, lists): the intervals flat
+        (``energy_j``, ``energy_j_low`` ... ``coverage``), then every other field."""
+        d = {"energy_j": self.energy_j, "energy_j_low": self.energy_j_low,
+             "energy_j_high": self.energy_j_high, "time_s": self.time_s,
+             "time_s_low": self.time_s_low, "time_s_high": self.time_s_high,
+             "energy_dynamic_j": self.energy_dynamic_j, "power_w": self.power_w,
+             "coverage": self.coverage}
+        d.update((f.name, getattr(self, f.name)) for f in fields(self)
+                 if f.name not in ("energy", "time", "energy_dynamic_j", "power_w"))
+        return _jsonable(d)
 
     def to_text(self, max_rows: int = 40) -> str:
         """A readable summary and per-layer table."""
@@ -84,13 +126,13 @@ class Prediction:
                          f"{100 * r['energy_j_total'] / total:.1f} %",
                          {"type": "", "global": "global*", "shape": "fallback!",
                           "physics": r.get("family", "")}.get(r["source"], r["source"])))
-        widths = [max(len(c) for c in col) for col in zip(header, *rows)] if rows else \
+        widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)] if rows else \
             [len(h) for h in header]
         right = {2, 3, 4, 5, 6}
 
         def fmt(cells):
             return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                             for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+                             for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
         out += [fmt(header), fmt(tuple("-" * w for w in widths))] + [fmt(r) for r in rows]
         if len(order) > max_rows:

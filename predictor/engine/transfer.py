@@ -52,35 +52,44 @@ chip.  Every prediction through a transferred model carries the warning "transfe
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
+from predictor.carbon.hardware import HardwareSpec, lookup
 from predictor.engine.calibrated import CalibratedHardware
+from predictor.engine.joint_transfer import joint_artifact
 from predictor.engine.physics import PARAMS, Datasheet, PhysicsModel
+from predictor.engine.transferred import (
+    TRANSFER_HALFWIDTH,
+    TransferredHardware,
+    datasheet_distance,
+    halfwidth_at_distance,
+    transfer_halfwidth,
+)
 from profiling.errors import ExanteError
 
 __all__ = ["TransferredHardware", "transfer", "transfer_params", "transferred_artifact",
            "measured_sources", "datasheet_of", "TRANSFER_HALFWIDTH", "can_transfer",
-           "datasheet_distance", "transfer_halfwidth"]
+           "datasheet_distance", "transfer_halfwidth", "halfwidth_at_distance", "spec_of"]
 
-#: largest extra log half-width (90 % nominal) of a datasheet transfer, by regime
-TRANSFER_HALFWIDTH = {"gpu": 0.5, "host": 0.55}
-#: smallest GPU-bound transfer half-width (another board of the same chip) and the distance
-#: scale over which it grows to the ceiling
-_GPU_FLOOR, _DIST_SCALE = 0.15, 0.5
-_DIST_KEYS = ("peak_fp32", "peak_tf32", "peak_bf16", "mem_bw", "tdp_w")
+log = logging.getLogger(__name__)
 
 _CARRIED = ("eff_mm_fp32", "eff_conv_tf32", "eff_mm_bf16", "eff_conv_bf16", "eff_grouped",
             "eff_attn", "eff_bw", "tau_s", "tau_conv_s", "overlap_q")
 
 
-def datasheet_of(hardware) -> Datasheet:
-    """The :class:`Datasheet` of a catalogue device (key, name or alias)."""
-    from predictor.carbon.hardware import lookup
+def spec_of(hardware: str | HardwareSpec) -> HardwareSpec:
+    """The catalogue entry of ``hardware`` (resolved already when a spec is given)."""
+    return hardware if isinstance(hardware, HardwareSpec) else lookup(hardware)
 
-    spec = lookup(hardware)
+
+def datasheet_of(hardware: str | HardwareSpec) -> Datasheet:
+    """The :class:`Datasheet` of a catalogue device (key, name or alias, or its resolved
+    :class:`~predictor.carbon.hardware.HardwareSpec`)."""
+    spec = spec_of(hardware)
     if spec.kind != "gpu":
         raise ExanteError(f"{spec.name} is a {spec.kind}; the physics model of eager PyTorch "
                           "transfers to GPUs only")
@@ -114,31 +123,6 @@ def transfer_params(params: dict, src: Datasheet, dst: Datasheet) -> dict:
     return out
 
 
-@dataclass
-class TransferredHardware(CalibratedHardware):
-    """A :class:`CalibratedHardware` carried to another GPU: its intervals are the source's
-    widened by ``widen`` (log half-width added in quadrature, per regime) and every
-    prediction is labelled with ``label``."""
-
-    source: str = ""
-    widen: dict = field(default_factory=lambda: dict(TRANSFER_HALFWIDTH))
-    label: str = ""
-    dtype_notes: dict = field(default_factory=dict)    # dtype -> caveat of this GPU
-
-    def predict_workload(self, w) -> dict:
-        out = super().predict_workload(w)
-        if w.dtype in self.dtype_notes:
-            out["notes"] = [self.dtype_notes[w.dtype]] + list(out["notes"])
-        extra = float(self.widen.get(out["regime"], max(self.widen.values(), default=0.0)))
-        for target in ("time", "energy"):
-            v = out[f"{target}_s" if target == "time" else "energy_j"]
-            h = math.log(out[f"{target}_high"] / v) if v > 0 else 0.0
-            h = math.hypot(h, extra)
-            out[f"{target}_low"], out[f"{target}_high"] = v * math.exp(-h), v * math.exp(h)
-        out["notes"] = [self.label] + list(out["notes"])
-        return out
-
-
 def _label(src: str, dst: str, widen: dict, dist: float | None = None) -> str:
     far = "" if dist is None else f" (datasheet distance {dist:.2f})"
     return (f"transferred from {src} by datasheet: {dst} was never measured; GPU efficiencies "
@@ -147,15 +131,17 @@ def _label(src: str, dst: str, widen: dict, dist: float | None = None) -> str:
             f"x/÷{math.exp(widen.get('host', 0)):.2f} host-bound, in quadrature)")
 
 
-def transfer(base: CalibratedHardware, hardware: str, *,
-             widen: dict | None = None) -> TransferredHardware:
-    """A :class:`TransferredHardware` for catalogue GPU ``hardware`` from the measured
-    ``base`` (rules and interval: module docstring)."""
-    from predictor.carbon.hardware import lookup
-
-    spec = lookup(hardware)
-    dst = datasheet_of(spec.key)
+def transfer(base: CalibratedHardware, hardware: str | HardwareSpec, *,
+             widen: dict | None = None, dst: Datasheet | None = None,
+             dist: float | None = None) -> TransferredHardware:
+    """A :class:`TransferredHardware` for catalogue GPU ``hardware`` (a name or its resolved
+    spec) from the measured ``base`` (rules and interval: module docstring).  ``dst``: the
+    target's datasheet and ``dist`` its :func:`datasheet_distance` from ``base``'s, when the
+    caller has them already."""
+    spec = spec_of(hardware)
+    dst = datasheet_of(spec) if dst is None else dst
     src_ds = base.datasheet
+    dist = datasheet_distance(src_ds, dst) if dist is None else dist
     params = transfer_params(base.model.params(), src_ds, dst)
     model = PhysicsModel(dst, **{k: v for k, v in base.model.get_params().items()
                                  if k != "datasheet"})
@@ -163,9 +149,8 @@ def transfer(base: CalibratedHardware, hardware: str, *,
     model.n_fit_ = 0
     model.cost_ = float("nan")
     model.converged_ = True
-    widen = dict(transfer_halfwidth(src_ds, dst) if widen is None else widen)
+    widen = dict(halfwidth_at_distance(dist) if widen is None else widen)
     src = getattr(base, "source", "") or base.hardware
-    dist = datasheet_distance(src_ds, dst)
     info = {**base.info, "datasheet": dst.__dict__, "transferred_from": src,
             "source_datasheet": src_ds.__dict__, "transfer_halfwidth": widen,
             "datasheet_distance": dist}
@@ -198,20 +183,7 @@ def measured_sources(artifact_dir=None) -> list[str]:
     return out
 
 
-def datasheet_distance(a: Datasheet, b: Datasheet) -> float:
-    """Mean |log ratio| of the datasheet numbers the transfer scales by (0: same datasheet)."""
-    return float(np.mean([abs(math.log(getattr(a, k) / getattr(b, k))) for k in _DIST_KEYS]))
-
-
-def transfer_halfwidth(src: Datasheet, dst: Datasheet) -> dict:
-    """Extra log half-width per regime of a transfer ``src`` -> ``dst`` (module docstring)."""
-    d = datasheet_distance(src, dst)
-    top = TRANSFER_HALFWIDTH["gpu"]
-    gpu = _GPU_FLOOR + (top - _GPU_FLOOR) * (1.0 - math.exp(-d / _DIST_SCALE))
-    return {"gpu": round(gpu, 4), "host": TRANSFER_HALFWIDTH["host"]}
-
-
-def can_transfer(hardware: str) -> bool:
+def can_transfer(hardware: str | HardwareSpec) -> bool:
     """True when the catalogue knows ``hardware`` as a GPU with the datasheet numbers needed."""
     try:
         datasheet_of(hardware)
@@ -223,20 +195,20 @@ def can_transfer(hardware: str) -> bool:
 _ART_CACHE: dict = {}
 
 
-def transferred_artifact(hardware: str, artifact_dir=None, source: str | None = None):
-    """An in-memory :class:`~predictor.artifacts.Artifact` for ``hardware``: its own artifact
-    when one exists under its catalogue key, otherwise the transfer from ``source`` (default:
-    the measured GPU whose datasheet is nearest)."""
+def transferred_artifact(hardware: str | HardwareSpec, artifact_dir=None,
+                         source: str | None = None, *, dst: Datasheet | None = None):
+    """An in-memory :class:`~predictor.artifacts.Artifact` for ``hardware`` (a name or its
+    resolved spec; ``dst``: its datasheet when the caller has it): its own artifact when one
+    exists under its catalogue key, otherwise the joint model's datasheet-driven parameters,
+    otherwise the transfer from ``source`` (default: the measured GPU whose datasheet is
+    nearest)."""
     from predictor.artifacts import Artifact, available_hardware, load_artifact
-    from predictor.carbon.hardware import lookup
 
-    spec = lookup(hardware)
+    spec = spec_of(hardware)
     if spec.key in available_hardware(artifact_dir):
         return load_artifact(spec.key, artifact_dir)
-    dst = datasheet_of(spec.key)
+    dst = datasheet_of(spec) if dst is None else dst
     if not source:
-        from predictor.engine.joint_transfer import joint_artifact
-
         art = joint_artifact(spec, dst, artifact_dir)
         if art is not None:
             return art
@@ -248,13 +220,15 @@ def transferred_artifact(hardware: str, artifact_dir=None, source: str | None = 
     for s, a in arts.items():
         if not isinstance(a.model, CalibratedHardware):
             raise ExanteError(f"the {s} artifact is not a physics model; cannot transfer from it")
-    src = min(sources, key=lambda s: (datasheet_distance(arts[s].model.datasheet, dst), s))
+    dists = {s: datasheet_distance(arts[s].model.datasheet, dst) for s in sources}
+    src = min(sources, key=lambda s: (dists[s], s))
     art = arts[src]
     key = (spec.key, src, art.manifest.get("sha256"))
     hit = _ART_CACHE.get(key)
     if hit is not None:
         return hit
-    th = transfer(art.model, spec.key)
+    log.debug("transferring %s from %s (datasheet distance %.3f)", spec.key, src, dists[src])
+    th = transfer(art.model, spec, dst=dst, dist=dists[src])
     man = {**art.manifest, "hardware": spec.key,
            "id": f"{spec.key}-transferred-from-{art.manifest.get('id', src)}",
            "transferred_from": src, "measured": art.manifest.get("measured"),

@@ -2,7 +2,7 @@
 
 ``fit_joint_artifacts`` (``exante fit --joint``):
 
-1. the H100 reference set is fitted alone first (:func:`predictor.engine.calibrated.fit_calibrated`,
+1. the H100 reference set is fitted alone first (:func:`predictor.fit.calibrated_fit.fit_calibrated`,
    leave-one-family-out): its parameters start the joint fit and its out-of-family residuals
    give the H100 interval;
 2. :class:`predictor.engine.joint.JointPhysicsModel` is fitted on the rows of every folder (each GPU x
@@ -32,14 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from predictor.artifacts import _write_atomic, dataset_digest, package_artifact_dir, save_artifact
-from predictor.engine.calibrated import (
-    CalibratedHardware,
-    conformal_halfwidth,
-    fit_calibrated,
-    regime_of,
-)
+from predictor.engine.calibrated import CalibratedHardware, conformal_halfwidth, regime_of
 from predictor.engine.joint import JointPhysicsModel, source_weights
+from predictor.engine.joint_transfer import JOINT_FILE, load_joint
 from predictor.engine.lowering import lower
+from predictor.fit.calibrated_fit import fit_calibrated
 from predictor.fit.datasets import WORKLOAD_FILE, load_whole_model_data
 from profiling.dataset import schema
 from profiling.errors import ExanteError
@@ -48,7 +45,6 @@ __all__ = ["fit_joint_artifacts", "JOINT_FILE", "EPOCH_TIME_SHARE", "load_joint"
 
 log = logging.getLogger(__name__)
 
-JOINT_FILE = "joint.json"
 REFERENCE = "h100"
 #: time-residual weight of epoch-derived rows (per-step time of a whole training epoch with
 #: data loading and evaluation: their energy/power is informative, their step time less so)
@@ -71,19 +67,6 @@ def _files(folders) -> list[Path]:
         files += [f for f in (p / schema.MODEL_FILE, *sorted(p.glob(WORKLOAD_FILE + "*")))
                   if f.is_file()]
     return files
-
-
-def load_joint(artifact_dir=None) -> tuple[JointPhysicsModel, dict] | None:
-    """(model, manifest-like dict) of the first ``joint.json`` in the artifact search
-    folders, or None."""
-    from predictor.artifacts import search_dirs
-
-    for d in search_dirs(artifact_dir):
-        f = Path(d) / JOINT_FILE
-        if f.is_file():
-            d = json.loads(f.read_text(encoding="utf-8"))
-            return JointPhysicsModel.from_dict(d["model"]), d
-    return None
 
 
 def _halfwidth(base: dict, r: np.ndarray, gpu: np.ndarray, has_e: np.ndarray,
