@@ -547,7 +547,7 @@ def _count_fast_hits(monkeypatch) -> dict:
     """Wrap the rules so that the test can check the fast path really ran."""
     hits = {"module": 0, "functional": 0}
     rules = {}
-    for cls, rule in capture_mod._FAST_RULES.items():
+    for cls, rule in fastpath_mod._FAST_RULES.items():
         def counted(mod, x, _rule=rule):
             out = _rule(mod, x)
             if out is not None:
@@ -555,7 +555,7 @@ def _count_fast_hits(monkeypatch) -> dict:
             return out
         rules[cls] = counted
     monkeypatch.setattr(fastpath_mod, "_FAST_RULES", rules)
-    orig_fn = capture_mod._fast_functional
+    orig_fn = fastpath_mod._fast_functional
 
     def counted_fn(func, args, kwargs):
         out = orig_fn(func, args, kwargs)
@@ -853,11 +853,11 @@ def test_fast_rules_match_real_meta_outputs(i, dt, train):
     object itself exactly when the real forward returns its input."""
     mod, shape = _RULE_CASES[i]
     mod = _meta(mod, dt).train(train)
-    rule = capture_mod._FAST_RULES[type(mod)]
+    rule = fastpath_mod._FAST_RULES[type(mod)]
     x = torch.empty(shape, device="meta", dtype=dt)
     with torch.no_grad():
         with torch._C.DisableTorchFunction():
-            fast = capture_mod._fast_input((x,), {})
+            fast = fastpath_mod._fast_input((x,), {})
             fast = rule(mod, fast) if fast is not None else None
         try:
             real = mod(x)
@@ -880,8 +880,8 @@ def test_fast_rules_decline(i):
     if isinstance(mod, nn.BatchNorm2d):
         x = x.to(memory_format=torch.channels_last)
     with torch._C.DisableTorchFunction():
-        checked = capture_mod._fast_input((x,), {})
-        assert checked is None or capture_mod._FAST_RULES[type(mod)](mod, checked) is None
+        checked = fastpath_mod._fast_input((x,), {})
+        assert checked is None or fastpath_mod._FAST_RULES[type(mod)](mod, checked) is None
 
 
 def test_fast_functional_matches_real_ops():
@@ -903,7 +903,7 @@ def test_fast_functional_matches_real_ops():
         for dt in (torch.float32, torch.bfloat16):
             a = tuple(t.to(dt) if isinstance(t, torch.Tensor) else t for t in args)
             with torch._C.DisableTorchFunction():
-                fast = capture_mod._fast_functional(func, a, kwargs)
+                fast = fastpath_mod._fast_functional(func, a, kwargs)
             real = func(*a, **kwargs)
             assert fast is not None, func
             assert (fast.shape, fast.dtype, fast.stride()) == (real.shape, real.dtype,
@@ -921,7 +921,7 @@ def test_fast_functional_matches_real_ops():
     ]
     for func, args, kwargs in declined:
         with torch._C.DisableTorchFunction():
-            assert capture_mod._fast_functional(func, args, kwargs) is None, func
+            assert fastpath_mod._fast_functional(func, args, kwargs) is None, func
 
 
 def test_fast_path_keeps_user_forward_hooks_and_overrides(monkeypatch):

@@ -1,6 +1,34 @@
-"""profiling.capture: capture(model, inputs) -> Capture: each layer with its real input shapes (on ``meta``)."""
+"""profiling.capture: capture(model, inputs) -> Capture: each layer with its real input shapes (on ``meta``).
 
-from profiling.moved_modules import forward as _forward
+The public names of :mod:`profiling.capture.core`; the helpers live in their own modules
+(``dtypes``, ``fastpath``, ``hooks``, ``hparams``, ``meta_reads``, ``ops``, ``recorder``,
+``records``): import a helper from its module.
+"""
 
-# the names of the old ``profiling.capture`` module (kept: profiling.capture.core)
-__getattr__ = _forward(__name__, "profiling.capture.core", deprecated=False)
+from profiling.capture.core import (
+    FP32_TYPES,
+    LOWP_TYPES,
+    ROOT_NAME,
+    Capture,
+    CapturedLayer,
+    LayerConfig,
+    MetaTruthMode,
+    capture,
+    dtype_name,
+    module_hparams,
+    module_type_name,
+)
+
+__all__ = [
+    "Capture",
+    "CapturedLayer",
+    "FP32_TYPES",
+    "LOWP_TYPES",
+    "LayerConfig",
+    "MetaTruthMode",
+    "ROOT_NAME",
+    "capture",
+    "dtype_name",
+    "module_hparams",
+    "module_type_name",
+]

@@ -55,106 +55,27 @@ from torch import nn
 
 from profiling.capture.dtypes import (
     _AUTOCAST_DTYPES,
-    _DTYPE_NAMES,
-    _FLOAT_NAMES,
-    _FLOAT_RANK,
-    _TAG,
     FP32_TYPES,
     LOWP_TYPES,
-    _promote,
-    _vdtype,
     dtype_name,
 )
-from profiling.capture.fastpath import (
-    _AAP_DIMS,
-    _BINARY,
-    _BN_DIMS,
-    _CONV_N,
-    _FAST_FLOATS,
-    _FAST_FUNCS,
-    _FAST_RULES,
-    _IN_DIMS,
-    _INT32,
-    _META_DEV,
-    _PLAIN_TENSORS,
-    _UNARY,
-    _UNARY_INPLACE,
-    _all_plain,
-    _empty,
-    _fast_forward,
-    _fast_functional,
-    _fast_input,
-    _int_tuple,
-    _no_outer_modes,
-    _NoTorchFunction,
-    _rule_activation,
-    _rule_adaptive_avg_pool,
-    _rule_batchnorm,
-    _rule_conv,
-    _rule_dropout,
-    _rule_groupnorm,
-    _rule_instancenorm,
-    _rule_layernorm,
-    _rule_linear,
-    _same,
-    _state_ok,
-)
+from profiling.capture.fastpath import _no_outer_modes
 from profiling.capture.hooks import (
-    _MISSING,
-    _PLAIN_TRAINING,
-    _REGISTER_POST,
-    _REGISTER_PRE,
-    _STORES,
-    _ForwardPatch,
-    _HookSet,
     _install_hooks,
-    _is_atomic,
     _plain_training,
     _restore,
     _set_training,
     _snapshot,
 )
 from profiling.capture.hparams import (
-    _MODE_DEPENDENT,
-    _NOPE,
-    _SKIP_FIELDS,
-    _TYPE_CACHE,
-    _canon_value,
     _registry,
     module_hparams,
     module_type_name,
 )
-from profiling.capture.meta_reads import (
-    _READS,
-    _SUMTAG,
-    _TRUTH,
-    MetaTruthMode,
-    _meta_grouped_mm,
-    _meta_read,
-    _meta_tag,
-    _untag,
-)
-from profiling.capture.ops import (
-    _CAST,
-    _CAST_OPS,
-    _DUNDER,
-    _ELEMENTWISE_SCALAR_OPS,
-    _F_PREFIXED,
-    _FUNC_CACHE,
-    _INPLACE_DUNDER,
-    _META,
-    _META_OPS,
-    _OP,
-    _RENAME,
-    _VIEW,
-    _VIEW_OPS,
-    _classify,
-    _has_tensor,
-    _op_hparams,
-    _tensors,
-)
+from profiling.capture.meta_reads import MetaTruthMode
+from profiling.capture.ops import _tensors
 from profiling.capture.recorder import _FunctionalRecorder, _State
-from profiling.capture.records import ROOT_NAME, Capture, CapturedLayer, LayerConfig, _canon_json
+from profiling.capture.records import ROOT_NAME, Capture, CapturedLayer, LayerConfig
 from profiling.errors import ExanteError
 
 __all__ = [
@@ -167,6 +88,8 @@ __all__ = [
     "dtype_name",
     "ROOT_NAME",
     "MetaTruthMode",
+    "FP32_TYPES",
+    "LOWP_TYPES",
 ]
 
 

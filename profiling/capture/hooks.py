@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from profiling.capture import fastpath  # _FAST_RULES looked up per capture (tests wrap it)
+import profiling.capture.fastpath as fastpath  # _FAST_RULES looked up per capture (tests wrap it)
 from profiling.capture.fastpath import _all_plain, _fast_forward, _NoTorchFunction
 from profiling.capture.hparams import module_hparams, module_type_name
 from profiling.capture.ops import _tensors
@@ -290,7 +290,7 @@ def _restore(snapshot: list) -> None:
             if k != "training" and cur.get(k, _MISSING) is not v:
                 cur[k] = v
         live = [attrs[k] for k in _STORES if isinstance(attrs.get(k), dict)]
-        for store, saved in zip(live, stores):
+        for store, saved in zip(live, stores, strict=False):
             for k in [k for k in store if k not in saved]:
                 del store[k]
             for k, v in saved.items():

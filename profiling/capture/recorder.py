@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from profiling.capture import fastpath  # looked up per call (tests wrap its rules)
+import profiling.capture.fastpath as fastpath  # looked up per call (tests wrap its rules)
 from profiling.capture.dtypes import _TAG, FP32_TYPES, LOWP_TYPES, _promote, _vdtype, dtype_name
 from profiling.capture.meta_reads import _meta_grouped_mm, _meta_read, _meta_tag, _untag
 from profiling.capture.ops import (

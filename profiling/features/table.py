@@ -73,12 +73,12 @@ class FeatureTable:
                 cells = ("UNSUPPORTED", "-", "-", "-")
             lines.append((name, r["type"], str(r["count"]), r["dtype"], _clip(ins, 28),
                           _clip(outs, 24)) + cells)
-        widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
+        widths = [max(len(str(c)) for c in col) for col in zip(header, *lines, strict=True)]
         right = {2, 6, 7, 8, 9}
 
         def fmt(cells):
             return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                             for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+                             for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
         out = [fmt(header), fmt(tuple("-" * w for w in widths))]
         out += [fmt(line) for line in lines]

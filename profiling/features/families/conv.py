@@ -22,7 +22,7 @@ def _pad_numeric(padding, k: tuple, dilation: tuple) -> tuple:
     if isinstance(padding, str):
         if padding == "valid":
             return (0,) * len(k)
-        return tuple(d * (kk - 1) // 2 for kk, d in zip(k, dilation))      # "same"
+        return tuple(d * (kk - 1) // 2 for kk, d in zip(k, dilation, strict=False))      # "same"
     return _ntuple(padding, len(k))
 
 

@@ -97,11 +97,11 @@ def _einsum(cfg: LayerConfig) -> dict:
     eq = str(_arg(hp, "equation", 0, "")).replace(" ", "")
     lhs = eq.split("->")[0]
     sizes: dict = {}
-    for term, shape in zip(lhs.split(","), cfg.input_shapes):
+    for term, shape in zip(lhs.split(","), cfg.input_shapes, strict=False):
         if "..." in term:
             n_ell = len(shape) - (len(term) - 3)
             term = term.replace("...", "".join(chr(0x100 + i) for i in range(max(n_ell, 0))))
-        for letter, dim in zip(term, shape):
+        for letter, dim in zip(term, shape, strict=False):
             sizes[letter] = max(sizes.get(letter, 1), int(dim))
     macs = _prod(sizes.values()) if sizes else 0
     return _feat(cfg, macs=macs, flops=2 * macs)
