@@ -45,22 +45,27 @@ Guard rails: an energy counter that does not advance over a window raises ``Exan
 naming the counter period; a workload that takes no measurable time raises ``ExanteError``;
 nothing divides by zero; the whole procedure is bounded by ``max_total_s`` (raising if even the
 warm-up, calibration or first round cannot fit, and cutting re-measure rounds otherwise).
+
+Modules: this one holds the procedure (steps 1-5) and the consistency rule; the result types
+are in :mod:`profiling.measure.results`, the window reads in :mod:`profiling.measure.metering`,
+the idle power in :mod:`profiling.measure.idle` and the provenance in
+:mod:`profiling.measure.environment` (their public names are re-exported here).
 """
 
 from __future__ import annotations
 
 import math
-import platform
 import random
-import statistics
 import time
 import warnings
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Callable
 
 from profiling.errors import ExanteError
-from profiling.meters import EnergyMeter
+from profiling.measure.environment import environment_info
+from profiling.measure.idle import measure_idle_power
+from profiling.measure.metering import check_number, meter_info, metered, opt_float
+from profiling.measure.results import PROTOCOL_VERSION, ROW_FIELDS, Measurement, Window, spread_of
+from profiling.meters.base import EnergyMeter
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -74,104 +79,8 @@ __all__ = [
     "spread_of",
 ]
 
-PROTOCOL_VERSION = "2"  # 2: counter-change energy when the meter offers it; sync_every windows
-
-#: keys of ``Measurement.as_row()``, in order
-ROW_FIELDS = (
-    "time_s",
-    "energy_j",
-    "energy_dynamic_j",
-    "power_w",
-    "idle_power_w",
-    "spread",
-    "n_windows",
-    "calls_per_window",
-    "sm_clock_mhz",
-    "temperature_c",
-    "meter",
-    "protocol_version",
-    "remeasured",
-    "measured",
-)
-
 _MAX_CALLS_PER_BATCH = 10_000_000  # calibration never grows a batch beyond this
 _NO_PROGRESS_CALLS = 1 << 16  # this many calls taking exactly 0 s: the clock is not moving / fn does nothing
-
-
-@dataclass
-class Window:
-    """One measured window: ``calls`` calls of fn; ``time_s``/``energy_j`` are window TOTALS."""
-
-    calls: int
-    time_s: float
-    energy_j: float
-    jitter_s: float = 0.0  # phase-jitter sleep before the window
-    round: int = 0  # 0 = first round, 1 = first re-measure round, ...
-    used: bool = False  # part of the set the reported numbers come from
-    n_changes: int | None = None  # counter changes inside the window (counter-change meters)
-    span_s: float | None = None  # seconds between the first and last of them
-
-    @property
-    def time_per_call_s(self) -> float:
-        return self.time_s / self.calls
-
-    @property
-    def energy_per_call_j(self) -> float:
-        return self.energy_j / self.calls
-
-
-@dataclass
-class Measurement:
-    """Per-call result of :func:`measure` (all energies/times per call of fn)."""
-
-    time_s: float
-    energy_j: float  # total board energy per call
-    energy_dynamic_j: float  # energy_j - idle_power_w * time_s
-    power_w: float  # energy_j / time_s
-    idle_power_w: float
-    spread: float  # (max - min) / median of per-call energy over the USED windows
-    windows: list[Window]  # all windows measured, including unused ones
-    calls_per_window: int
-    remeasured: int  # extra rounds measured because windows disagreed
-    sm_clock_mhz: float | None
-    temperature_c: float | None
-    meter: str
-    measured: bool  # False for the "estimated" meter
-    protocol_version: str = PROTOCOL_VERSION
-    max_spread: float = 0.05
-
-    @property
-    def n_windows(self) -> int:
-        """Number of windows the reported numbers come from."""
-        return sum(1 for w in self.windows if w.used)
-
-    @property
-    def consistent(self) -> bool:
-        return self.spread <= self.max_spread
-
-    @property
-    def spread_all(self) -> float:
-        """Spread over every window measured (used or not)."""
-        return spread_of([w.energy_per_call_j for w in self.windows])
-
-    def as_row(self) -> dict:
-        """Flat dict for the dataset (INTERNALS.md §schema names); no window list."""
-        return {k: getattr(self, k) for k in ROW_FIELDS}
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def spread_of(values) -> float:
-    """(max - min) / median; 0 for fewer than 2 values; inf when the median is not positive."""
-    values = list(values)
-    if len(values) < 2:
-        return 0.0
-    med = statistics.median(values)
-    rng_ = max(values) - min(values)
-    if med <= 0:
-        return 0.0 if rng_ == 0 else math.inf
-    return rng_ / med
 
 
 def select_consistent(values: list[float], n_min: int, max_spread: float) -> list[int]:
@@ -199,6 +108,7 @@ def select_consistent(values: list[float], n_min: int, max_spread: float) -> lis
                 continue
             if best is None or key < best[0]:
                 best = (key, idx)
+    assert best is not None  # every run of exactly n_min members is a candidate
     return sorted(best[1])
 
 
@@ -210,22 +120,6 @@ def _make_rng(rng):
     if not hasattr(rng, "uniform"):
         raise ExanteError(f"rng must be None, an int seed or have .uniform(a, b); got {type(rng).__name__}")
     return rng
-
-
-def _period_text(meter: EnergyMeter) -> str:
-    p = getattr(meter, "counter_period_s", None)
-    return f"~{p:g} s" if p else "unknown"
-
-
-def _check_number(name: str, value, *, minimum: float = 0.0, strict: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ExanteError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < minimum or (strict and v == minimum):
-        op = ">" if strict else ">="
-        raise ExanteError(f"{name} must be a finite number {op} {minimum:g}, got {value!r}")
-    return v
 
 
 # --------------------------------------------------------------------------- measure
@@ -253,12 +147,12 @@ def measure(
     """Measure per-call time and energy of ``fn()`` with ``meter`` (protocol in the module doc)."""
     if not callable(fn):
         raise ExanteError(f"fn must be callable, got {type(fn).__name__}")
-    idle_power_w = _check_number("idle_power_w", idle_power_w)
-    min_window_s = _check_number("min_window_s", min_window_s, strict=True)
-    max_spread = _check_number("max_spread", max_spread)
-    warmup_s = _check_number("warmup_s", warmup_s)
-    calibrate_s = _check_number("calibrate_s", calibrate_s, strict=True)
-    max_total_s = _check_number("max_total_s", max_total_s, strict=True)
+    idle_power_w = check_number("idle_power_w", idle_power_w)
+    min_window_s = check_number("min_window_s", min_window_s, strict=True)
+    max_spread = check_number("max_spread", max_spread)
+    warmup_s = check_number("warmup_s", warmup_s)
+    calibrate_s = check_number("calibrate_s", calibrate_s, strict=True)
+    max_total_s = check_number("max_total_s", max_total_s, strict=True)
     if int(n_windows) != n_windows or n_windows < 1:
         raise ExanteError(f"n_windows must be an integer >= 1, got {n_windows!r}")
     if int(max_rounds) != max_rounds or max_rounds < 1:
@@ -377,7 +271,7 @@ def measure(
                 if clock() - t0 >= min_window_s:
                     return
 
-        dt_w, de = _metered(meter, clock, calls, what="a window of calls of fn",
+        dt_w, de = metered(meter, clock, calls, what="a window of calls of fn",
                             hint="use windows much longer than the counter period or check the meter")
         iv = getattr(meter, "last_interval", None) or {}
         return Window(calls=done[0], time_s=dt_w, energy_j=de, jitter_s=j, round=rnd,
@@ -409,10 +303,7 @@ def measure(
 
     # 5. report
     meter.sync()
-    try:
-        info = meter.info() or {}
-    except Exception:
-        info = {}
+    info = meter_info(meter)
     return Measurement(
         time_s=time_per_call,
         energy_j=energy_per_call,
@@ -423,139 +314,10 @@ def measure(
         windows=windows,
         calls_per_window=int(round(calls / len(used))),
         remeasured=rounds - 1,
-        sm_clock_mhz=_opt_float(info.get("sm_clock_mhz")),
-        temperature_c=_opt_float(info.get("temperature_c")),
+        sm_clock_mhz=opt_float(info.get("sm_clock_mhz")),
+        temperature_c=opt_float(info.get("temperature_c")),
         meter=meter.name,
         measured=bool(getattr(meter, "measured", True)),
         protocol_version=PROTOCOL_VERSION,
         max_spread=max_spread,
     )
-
-
-def _opt_float(x) -> float | None:
-    try:
-        return None if x is None else float(x)
-    except (TypeError, ValueError):
-        return None
-
-
-# --------------------------------------------------------------------------- idle power
-
-
-def measure_idle_power(
-    meter: EnergyMeter,
-    duration_s: float = 3.0,
-    settle_s: float = 2.0,
-    *,
-    clock: Callable[[], float] = time.perf_counter,
-    sleep: Callable[[float], None] = time.sleep,
-) -> float:
-    """Idle power in watts: ``sync``, wait ``settle_s`` (active idle decays toward deep idle,
-    ~120 W -> ~75 W on an H100), then energy delta / time over ``duration_s`` of sleeping.
-
-    With the ``estimated`` meter this simply returns its rated power.
-    """
-    duration_s = _check_number("duration_s", duration_s, strict=True)
-    settle_s = _check_number("settle_s", settle_s)
-    period = getattr(meter, "counter_period_s", None)
-    if period and duration_s < 10 * period:
-        warnings.warn(
-            f"idle window {duration_s:g} s is < 10x the counter period of meter {meter.name!r} ({period:g} s)",
-            stacklevel=2,
-        )
-    meter.sync()
-    if settle_s > 0:
-        sleep(settle_s)
-    dt, de = _metered(meter, clock, lambda: sleep(duration_s), what=f"a {duration_s:g} s idle window",
-                      hint="check the meter and the clock/sleep functions")
-    return de / dt
-
-
-def _metered(meter: EnergyMeter, clock: Callable[[], float], body: Callable[[], None], *,
-             what: str, hint: str) -> tuple[float, float]:
-    """Run ``body`` between two (energy, time) reads; return (seconds, joules), both > 0.
-
-    A meter with ``interval_energy_j(t0, t1)`` (counter changes) gives the energy of the
-    window from its own log instead of two edge reads; its clock is used for t0/t1."""
-    interval = getattr(meter, "interval_energy_j", None)
-    if callable(interval):
-        clk = getattr(meter, "clock", None) or clock
-        t0 = clk()
-        body()
-        t1 = clk()
-        dt = t1 - t0
-        if dt <= 0:
-            raise ExanteError(f"no measurable time passed over {what} ({dt:.3g} s); {hint}")
-        de = interval(t0, t1)
-        if de <= 0:
-            raise ExanteError(f"energy counter of meter {meter.name!r} did not advance over {what} lasting {dt:.3f} s "
-                              f"(counter period {_period_text(meter)}); {hint}")
-        return dt, de
-    e0 = meter.energy_j()
-    t0 = clock()
-    body()
-    e1 = meter.energy_j()
-    t1 = clock()
-    dt, de = t1 - t0, e1 - e0
-    if dt <= 0:
-        raise ExanteError(f"no measurable time passed over {what} ({dt:.3g} s); {hint}")
-    if de <= 0:
-        raise ExanteError(
-            f"energy counter of meter {meter.name!r} did not advance over {what} lasting {dt:.3f} s "
-            f"(counter period {_period_text(meter)}); {hint}"
-        )
-    return dt, de
-
-
-# --------------------------------------------------------------------------- environment
-
-
-def environment_info(meter: EnergyMeter) -> dict:
-    """Provenance for a dataset: device, driver, power limit, software versions, date (UTC).
-
-    Never includes a hostname or user name.
-    """
-    try:
-        info = meter.info() or {}
-    except Exception:
-        info = {}
-    env = {
-        "gpu_name": info.get("gpu_name"),
-        "driver": info.get("driver"),
-        "power_limit_w": _opt_float(info.get("power_limit_w")),
-        "sm_clock_mhz": _opt_float(info.get("sm_clock_mhz")),
-        "temperature_c": _opt_float(info.get("temperature_c")),
-        "meter": getattr(meter, "name", None),
-        "measured": bool(getattr(meter, "measured", True)),
-        "torch_version": None,
-        "cuda_version": None,
-        "cudnn_version": None,
-        "allow_tf32_matmul": None,
-        "allow_tf32_cudnn": None,
-        "python_version": platform.python_version(),
-        "platform": f"{platform.system()}-{platform.machine()}",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "protocol_version": PROTOCOL_VERSION,
-    }
-    if info.get("estimated"):
-        env["estimated"] = True
-        env["rated_power_w"] = info.get("rated_power_w")
-        env["rated_power_source"] = info.get("rated_power_source")
-    if info.get("cpu_name"):
-        env["cpu_name"] = info["cpu_name"]
-    try:
-        import torch
-    except ImportError:
-        return env
-    env["torch_version"] = str(torch.__version__)
-    env["cuda_version"] = getattr(torch.version, "cuda", None)
-    try:
-        env["cudnn_version"] = torch.backends.cudnn.version()
-    except Exception:
-        env["cudnn_version"] = None
-    try:
-        env["allow_tf32_matmul"] = bool(torch.backends.cuda.matmul.allow_tf32)
-        env["allow_tf32_cudnn"] = bool(torch.backends.cudnn.allow_tf32)
-    except Exception:
-        pass
-    return env
