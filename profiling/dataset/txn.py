@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from profiling.dataset import schema
+from profiling.dataset.atomic import write_atomic_chunks
 
 
 @contextlib.contextmanager
@@ -34,5 +34,5 @@ def all_or_nothing(*paths):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(p)
             else:
-                schema._write_atomic_bytes(p, [data])
+                write_atomic_chunks(p, [data])
         raise
