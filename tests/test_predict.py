@@ -263,7 +263,7 @@ def test_old_module_paths_import_with_a_deprecation_warning():
     import sys
 
     from predictor.engine.calibrated import CalibratedHardware
-    for old in ("predictor.calibrated", "predictor.regression.design", "profiling.schema"):
+    for old in ("predictor.calibrated", "predictor.transfer", "profiling.schema"):
         sys.modules.pop(old, None)
         with pytest.warns(DeprecationWarning, match=old.replace(".", r"\.") + " moved to"):
             importlib.import_module(old)
@@ -286,3 +286,70 @@ def test_data_dependent_forward_falls_back_to_real_device(art_dir):
     with pytest.warns(RuntimeWarning, match="traced once on cpu"):
         p = predict(DataDependent(), (4, 64), hardware=HW, artifact_dir=art_dir, cache=False)
     assert any("meta device" in w for w in p.warnings)
+
+
+# ------------------------------------------------------------------ issue 19 probes
+def test_non_physics_artifact_is_a_clear_error(tmp_path):
+    from predictor.artifacts import save_artifact
+
+    save_artifact({"not": "a physics model"}, "oldstyle", tmp_path)
+    with pytest.raises(ExanteError, match="not a physics model of eager PyTorch"):
+        predict(tiny_mlp(), (8, 64), hardware="oldstyle", artifact_dir=tmp_path)
+
+
+def test_a_module_called_with_two_shapes_shows_each_shapes_row(art_dir):
+    """Rows were joined back by display name: the second shape showed the first's features."""
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 64)
+
+        def forward(self, x):
+            return self.fc(x).sum() + self.fc(x[:, None, :].expand(-1, 10, -1)).sum()
+
+    p = predict(Twice(), (8, 64), hardware=HW, artifact_dir=art_dir)
+    rows = [r for r in p.layers if r["type"] == "Linear"]
+    assert len(rows) == 2 and {r["name"] for r in rows} == {"fc"}
+    assert sorted(r["features"]["input_numel"] for r in rows) == [8 * 64, 8 * 10 * 64]
+    assert rows[0]["features"]["flops"] != rows[1]["features"]["flops"]
+
+
+def test_a_layer_whose_features_fail_is_named_never_silent(art_dir, monkeypatch):
+    """The per-layer features turned any exception into {}: the layer vanished silently."""
+    from profiling.features.api import FEATURE_REGISTRY
+
+    real = FEATURE_REGISTRY["GELU"]
+
+    def broken(cfg):
+        raise ValueError("made-up failure for the test")
+
+    broken.__name__ = real.__name__          # same family for the lowering
+    monkeypatch.setitem(FEATURE_REGISTRY, "GELU", broken)
+    clear_cache()
+    try:
+        m = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 8))
+        with pytest.warns(UnsupportedLayerWarning, match="GELU"):
+            p = predict(m, (32, 64), hardware=HW, artifact_dir=art_dir, cache=False)
+    finally:
+        monkeypatch.setitem(FEATURE_REGISTRY, "GELU", real)
+        clear_cache()
+    (u,) = [u for u in p.unsupported if u["type"] == "GELU"]
+    assert "made-up failure" in u["reason"] and u["names"] == ["1"]
+    assert any("GELU" in w and "made-up failure" in w for w in p.warnings)
+
+
+def test_layers_priced_by_no_rule_are_named_and_widen_by_their_share(art_dir):
+    """A layer type no lowering rule prices is named in the warnings, and the interval widens
+    with its share of the work (a larger unpriced layer, a wider interval)."""
+    base = tiny_mlp()
+    p0 = predict(base, (32, 64), hardware=HW, artifact_dir=art_dir)
+    width = {}
+    for n in (20, 100_000):
+        m = nn.Sequential(*list(tiny_mlp()), Weird(10), nn.Linear(10, n), Weird(n))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = predict(m, (32, 64), hardware=HW, artifact_dir=art_dir)
+        (msg,) = [w for w in p.warnings if w.startswith("not priced by a lowering rule")]
+        assert "Weird x1 (7" in msg and "Weird x1 (9" in msg and "% of the" in msg
+        width[n] = p.energy_j_high / p.energy_j_low
+    assert width[100_000] > width[20] > p0.energy_j_high / p0.energy_j_low

@@ -133,3 +133,45 @@ def test_cli_predict_hardware_a100_json(capsys):
     assert d["hardware"] == "a100-40gb"
     assert any(w.startswith("datasheet-driven: a100-40gb") for w in d["warnings"])
     assert d["energy_j_low"] < d["energy_j"] < d["energy_j_high"]
+
+
+def test_predict_resolves_the_hardware_name_once(monkeypatch):
+    """issue 19: one predict(hardware="t4") looked the name up five times (memory check x2,
+    can_transfer, transferred_artifact, transfer); now once."""
+    from torch import nn
+
+    import predictor.carbon.hardware as catalogue
+
+    real, n = catalogue._lookup_index, [0]
+
+    def counted():
+        n[0] += 1
+        return real()
+
+    monkeypatch.setattr(catalogue, "_lookup_index", counted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = predict(nn.Sequential(nn.Linear(64, 64), nn.ReLU()), (8, 64), hardware="t4")
+    assert p.hardware == "t4" and n[0] == 1
+
+
+def test_datasheet_transfer_computes_the_distance_once(monkeypatch):
+    """issue 19: a datasheet transfer computed the source-target distance three times
+    (choosing the source, the half-width, the label); now once per source."""
+    import predictor.engine.transfer as tr
+    import predictor.engine.transferred as trd
+
+    real, n = trd.datasheet_distance, [0]
+
+    def counted(a, b):
+        n[0] += 1
+        return real(a, b)
+
+    monkeypatch.setattr(tr, "datasheet_distance", counted)
+    monkeypatch.setattr(trd, "datasheet_distance", counted)
+    monkeypatch.setattr(tr, "_ART_CACHE", {})
+    art = transferred_artifact("t4", source="h100")
+    assert n[0] == 1
+    d = real(_h100().datasheet, datasheet_of("t4"))
+    assert art.model.info["datasheet_distance"] == d
+    assert art.model.widen == transfer_halfwidth(_h100().datasheet, datasheet_of("t4"))

@@ -137,7 +137,7 @@ class CalibratedHardware:
                 f"{w.layers[i].config.type} x{w.layers[i].count} "
                 f"({', '.join(list(w.layers[i].names)[:3]) or '-'}: {why})"
                 for i, why in unpriced.items())
-            notes.append(f"priced by no lowering rule: {named}; each counted as one "
+            notes.append(f"not priced by a lowering rule: {named}; each counted as one "
                          f"memory-bound kernel over its tensors ({100 * share_unpriced:.0f} % of "
                          "the predicted GPU+host work); interval widened")
         return notes, widen
