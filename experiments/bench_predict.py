@@ -2,18 +2,17 @@
 
 Compares, in the same process and run:
 
-* ``predictor.engine.predict`` (capture on ``meta`` + features + regression + composition), cold
-  (first call: nothing cached) and warm (per-layer predictions cached);
+* ``predictor.engine.predict`` (capture on ``meta`` + workload + lowering + physics model),
+  cold (first call: nothing cached) and warm (the capture of the same model cached);
 * ``profiling.capture.core.capture`` alone on the ``meta`` copy of the model (the first stage of
   predict; predict itself swaps the real weights for meta placeholders around it);
 * ``torch.utils.flop_counter.FlopCounterMode`` over a forward on the ``meta`` device;
 * ``fvcore.nn.FlopCountAnalysis`` (jit trace based) feature extraction -- on ``meta`` if
   it works there, else on CPU at batch 1 (said in the output).
 
-The ResNet-50 is ``profiling.zoo.resnet50`` (torchvision's layout from ``torch.nn``; torchvision may not import).  Without a
-shipped artifact for ``--hardware``, the benchmark fits one on the SYNTHETIC test-fixture
-dataset into a temporary folder (and says so): the latency is the same, the numbers are
-meaningless.
+The ResNet-50 is ``profiling.zoo.resnet50`` (torchvision's layout from ``torch.nn``;
+torchvision may not import).  ``--hardware`` is any id ``predict`` accepts: a shipped
+artifact, or a catalogue GPU priced by datasheet transfer (said in the output).
 
     python experiments/bench_predict.py [--batch 32] [--repeats 20] [--hardware h100] [--json]
 """
@@ -23,18 +22,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import statistics
-import sys
-import tempfile
 import time
 import warnings
 
 import torch
 
 from profiling.zoo import resnet50
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 # ----------------------------------------------------------------------------- timing
@@ -48,22 +42,12 @@ def _time(fn, repeats: int) -> dict:
             "repeats": repeats}
 
 
-def _artifact(hardware: str):
+def _artifact_note(hardware: str) -> str:
     from predictor.artifacts import available_hardware
 
     if hardware in available_hardware():
-        return None, f"shipped artifact for {hardware!r}"
-    sys.path.insert(0, os.path.join(HERE, "accuracy"))
-    from synthetic import make_synthetic_dataset
-
-    from predictor.fit.hardware_fit import fit_hardware
-
-    tmp = tempfile.mkdtemp(prefix="exante-bench-")
-    make_synthetic_dataset(tmp, hardware=hardware)
-    fit_hardware(hardware, datasets_dir=tmp, out_dir=os.path.join(tmp, "art"), quick=True)
-    return os.path.join(tmp, "art"), (
-        f"NO shipped artifact for {hardware!r}: using one fitted on the SYNTHETIC test-fixture "
-        "dataset in a temp folder (latency is representative, the predicted numbers are not)")
+        return f"shipped artifact for {hardware!r}"
+    return f"no artifact for {hardware!r}: datasheet transfer from a measured GPU"
 
 
 def main(argv=None) -> int:
@@ -77,7 +61,7 @@ def main(argv=None) -> int:
     from predictor import predict
     from predictor.engine.predict import clear_cache
 
-    art_dir, art_note = _artifact(args.hardware)
+    art_dir, art_note = None, _artifact_note(args.hardware)
     model = resnet50()
     n_params = sum(p.numel() for p in model.parameters())
     shape = (args.batch, 3, 224, 224)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import pickle
 
 import numpy as np
 import pytest
-from synthetic_fixture import SYN
+from synthetic_fixture import layer_rows
 
 from predictor import artifacts as A
-from predictor.fit.regression import LayerRegressor
+from predictor.bench.layer_regressor import LayerRegressor
 from profiling.errors import ExanteError
 
 
@@ -22,9 +22,7 @@ def _no_env(monkeypatch):
 
 @pytest.fixture(scope="module")
 def small_model():
-    layers, _ = SYN.make_synthetic_dataset(families=("mlp_relu",), batches=(1, 64),
-                                           dtypes=("fp32",), optimizers=("sgd",))
-    L = layers[layers["mode"] == "inference"]
+    L = layer_rows(widths=(64, 512), batches=(1, 64))
     return LayerRegressor(base="rf", quick=True).fit(L, L["time_s"]), L
 
 
@@ -139,33 +137,60 @@ def test_dataset_digest(tmp_path):
     assert A.dataset_digest([a, b]) != d1
 
 
-def test_fit_hardware_errors(tmp_path):
+def test_fit_hardware_says_what_it_needs(tmp_path):
+    """`exante fit` fits whole-model rows; a missing folder, a folder without models.csv (per-layer
+    rows alone: the removed regression engine's input) or rows without workloads are one clear
+    error each, naming what to measure."""
     from predictor.fit.hardware_fit import fit_hardware
+    from profiling.dataset import schema
 
     with pytest.raises(ExanteError, match="exante sweep") as ei:
         fit_hardware("h100", datasets_dir=tmp_path / "nothing", out_dir=tmp_path / "art")
-    assert "h100" in str(ei.value)
-    (tmp_path / "ds" / "h100").mkdir(parents=True)
-    with pytest.raises(ExanteError, match="layers.csv is missing"):
+    assert "h100" in str(ei.value) and "does not exist" in str(ei.value)
+    folder = tmp_path / "ds" / "h100"
+    folder.mkdir(parents=True)
+    with pytest.raises(ExanteError, match="models.csv is missing in .*whole-model rows"):
         fit_hardware("h100", datasets_dir=tmp_path / "ds", out_dir=tmp_path / "art")
+    (folder / schema.LAYER_FILE).write_text("x\n1\n")
+    with pytest.raises(ExanteError, match=r"models.csv is missing \(only per-layer rows"):
+        fit_hardware("h100", datasets_dir=tmp_path / "ds", out_dir=tmp_path / "art")
+    row = schema.model_row(
+        key="a|s1", model_ref="nosuchpkg_xyz:make", family="a", spec={"kind": "mlp"},
+        input_shape=[8], batch=4, mode="inference", dtype="fp32", optimizer=None,
+        measurement={"time_s": 1e-3, "energy_j": 0.1, "power_w": 100.0, "idle_power_w": 90.0,
+                     "meter": "nvml"}, env={"session_id": "s1"}, hardware="h100",
+        layer_counts={}, sweep_id="fx", task_key="a")
+    schema.model_table(folder).append([row])
+    with pytest.warns(UserWarning, match="cannot be rebuilt"), \
+            pytest.raises(ExanteError, match="no model row has a workload"):
+        fit_hardware("h100", datasets_dir=tmp_path / "ds", out_dir=tmp_path / "art")
+    assert not (tmp_path / "art").exists()
 
 
-def test_fit_hardware_synthetic_refused_into_package_then_fits_elsewhere(tmp_path):
-    from predictor.fit.hardware_fit import fit_hardware
-
-    SYN.make_synthetic_dataset(tmp_path / "ds", hardware="synth", families=("mlp_relu", "mlp_tanh"),
-                               batches=(1, 64), dtypes=("fp32",), optimizers=("sgd",))
-    before = set(os.listdir(A.package_artifact_dir()))
-    with pytest.raises(ExanteError, match="not a GPU measurement"):
-        fit_hardware("synth", datasets_dir=tmp_path / "ds")
-    assert set(os.listdir(A.package_artifact_dir())) == before
-    man = fit_hardware("synth", datasets_dir=tmp_path / "ds", out_dir=tmp_path / "art", quick=True)
-    assert man["measured"] is False and "synthetic" in man["not_measured_reason"]
-    assert man["cv_scores"]["chosen"] == {"time": "gbr", "energy": "gbr"}
-    assert len(man["training_data_digest"]) == 64
-    assert man["coverage"] == 0.9 and "flops" in man["features"]
-    art = A.load_artifact("synth", tmp_path / "art")
-    assert art.model.hardware == "synth"
+def test_old_regression_artifact_is_refused_in_one_line(tmp_path):
+    """An artifact of the removed per-layer regression engine: refused by its manifest's
+    method before unpickling, and by its pickled class path when the manifest does not say."""
+    marker = tmp_path / "pwned"
+    data = pickle.dumps(_Evil(str(marker)))
+    man = {"format": A.MANIFEST_FORMAT, "hardware": "oldreg", "versions": {},
+           "sha256": hashlib.sha256(data).hexdigest(),
+           "method": "per-layer regression + model-level terms"}
+    (tmp_path / "oldreg.joblib").write_bytes(data)
+    (tmp_path / "oldreg.json").write_text(json.dumps(man))
+    with pytest.raises(ExanteError, match="per-layer regression artifact: that engine was "
+                                          "removed.*exante fit --hardware oldreg") as ei:
+        A.load_artifact("oldreg", tmp_path, use_cache=False)
+    assert "\n" not in str(ei.value) and not marker.exists()
+    # no method in the manifest: the pickle names HardwareModel (new and pre-move paths)
+    for module in ("predictor.fit.regression.hardware_model", "predictor.regression"):
+        data = b"\x80\x04c" + module.encode() + b"\nHardwareModel\n)\x81."
+        del man["method"]
+        man["sha256"] = hashlib.sha256(data).hexdigest()
+        (tmp_path / "oldreg.joblib").write_bytes(data)
+        (tmp_path / "oldreg.json").write_text(json.dumps(man))
+        with pytest.raises(ExanteError, match="oldreg.joblib is a per-layer regression artifact"):
+            A.load_artifact("oldreg", tmp_path, use_cache=False)
+        man["method"] = "x"
 
 
 def test_no_shipped_artifact_is_synthetic():

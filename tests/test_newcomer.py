@@ -198,7 +198,7 @@ def test_experiment_scripts_write_outside_the_repository_unless_asked(tmp_path, 
     scripts = [f"experiments/seed004/{n}.py" for n in
                ("table6", "overhead", "dense_vs_conv", "linearity", "proxies")]
     scripts += ["experiments/nas/digits_search.py", "experiments/nas/bench_objective.py",
-                "experiments/external/run.py", "experiments/accuracy/run.py"]
+                "experiments/external/run.py"]
     for path in (Path(ROOT, s) for s in scripts):
         text = path.read_text(encoding="utf-8")
         assert "add_output_args" in text or "default_root" in text, path

@@ -23,9 +23,10 @@ A folder named by 1 or 2 must exist and hold at least one artifact, else an
 Manifest fields: ``format``, ``hardware``, ``id`` (``<hw>-<sha[:12]>``), ``artifact``
 (file name), ``sha256``, ``size_bytes``, ``created`` (UTC ISO), ``versions`` (exante,
 scikit-learn, numpy, scipy, pandas, torch, joblib, python), ``training_data_digest``
-(sha256 over the dataset CSVs), ``cv_scores``, ``coverage``, ``features``, plus ``extra``.
+(sha256 over the dataset files), ``cv_scores``, ``coverage``, plus ``extra``.
 A scikit-learn version different from the one that fitted the artifact gives a warning, not
-an error.
+an error.  An artifact of the per-layer regression engine (removed in issue 19; manifest
+``method`` "per-layer regression ...") is refused in one line that says how to refit.
 """
 
 from __future__ import annotations
@@ -34,17 +35,24 @@ import hashlib
 import importlib.resources
 import io
 import json
+import logging
 import os
 import platform
 import re
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 from typing import Any, Iterable
 
 import joblib
 
+from predictor.artifacts.safe_load import (
+    RETIRED_METHOD,
+    load_or_refuse,
+    retired_artifact_error,
+)
 from profiling.dataset.schema import write_bytes_atomic
 from profiling.errors import ExanteError
 
@@ -63,6 +71,8 @@ __all__ = [
     "library_versions",
 ]
 
+logger = logging.getLogger(__name__)
+
 ARTIFACT_ENV = "EXANTE_ARTIFACT_DIR"
 MANIFEST_FORMAT = "exante-artifact/1"
 _HW_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -75,7 +85,7 @@ class ArtifactVersionWarning(UserWarning):
 
 @dataclass
 class Artifact:
-    model: Any            # predictor.engine.calibrated.CalibratedHardware or regression.HardwareModel
+    model: Any            # predictor.engine.calibrated.CalibratedHardware (or any allowed object)
     manifest: dict
     path: Path            # the .joblib file
 
@@ -94,11 +104,10 @@ def check_hardware_id(hardware: str) -> str:
 
 def package_artifact_dir() -> Path:
     """``predictor/artifacts/`` of the installed package."""
-    try:
-        res = importlib.resources.files(__name__)
-        return Path(os.fspath(res))
-    except Exception:  # pragma: no cover - zip imports etc.
-        return Path(__file__).resolve().parent
+    res = importlib.resources.files(__name__)
+    if isinstance(res, os.PathLike):
+        return Path(res)
+    return Path(__file__).resolve().parent  # pragma: no cover - zip imports: no file path
 
 
 def search_dirs(artifact_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -109,10 +118,7 @@ def search_dirs(artifact_dir: str | os.PathLike | None = None) -> list[Path]:
     env = os.environ.get(ARTIFACT_ENV)
     if env:
         dirs.append(_checked_dir(Path(env), f"{ARTIFACT_ENV}"))
-    try:
-        dirs.append(package_artifact_dir())
-    except Exception:  # pragma: no cover - broken install
-        pass
+    dirs.append(package_artifact_dir())
     out, seen = [], set()
     for d in dirs:
         key = os.path.abspath(d)
@@ -196,13 +202,13 @@ def library_versions() -> dict:
         import torch
 
         tv = torch.__version__
-    except Exception:  # pragma: no cover
+    except ImportError:  # pragma: no cover
         tv = None
     try:
         from importlib.metadata import version
 
         ev = version("exante")
-    except Exception:  # pragma: no cover - not installed
+    except PackageNotFoundError:  # pragma: no cover - not installed
         ev = None
     return {"exante": ev, "scikit-learn": sklearn.__version__, "numpy": numpy.__version__,
             "scipy": scipy.__version__, "pandas": pandas.__version__, "torch": tv,
@@ -226,7 +232,7 @@ def _jsonable(obj):
     if hasattr(obj, "item"):
         try:
             return _jsonable(obj.item())
-        except Exception:
+        except (TypeError, ValueError):      # not a one-element array: try tolist
             pass
     if hasattr(obj, "tolist"):
         return _jsonable(obj.tolist())
@@ -250,17 +256,7 @@ def save_artifact(obj, hardware: str, out_dir: str | os.PathLike | None = None, 
     sha = hashlib.sha256(data).hexdigest()
     jpath = out / f"{hardware}.joblib"
     _write_atomic(jpath, data)
-    coverage = None
-    features = None
-    unc = getattr(obj, "uncertainty", None)
-    if unc is not None:
-        coverage = getattr(unc, "coverage", None)
-    elif isinstance(getattr(obj, "coverage", None), float):
-        coverage = obj.coverage
-    treg = getattr(obj, "time_reg", None)
-    if treg is not None:
-        features = list(getattr(treg, "numeric_features_", ()) or ()) + [
-            f"onehot:{c}" for c in getattr(treg, "categorical_", ())]
+    coverage = obj.coverage if isinstance(getattr(obj, "coverage", None), float) else None
     manifest = {
         "format": MANIFEST_FORMAT,
         "hardware": hardware,
@@ -273,7 +269,6 @@ def save_artifact(obj, hardware: str, out_dir: str | os.PathLike | None = None, 
         "training_data_digest": training_data_digest,
         "cv_scores": cv_scores or {},
         "coverage": coverage,
-        "features": features,
     }
     for k, v in (extra or {}).items():
         manifest.setdefault(k, v)
@@ -337,6 +332,8 @@ def load_artifact(hardware: str, artifact_dir: str | os.PathLike | None = None, 
     if not isinstance(expected, str) or len(expected) != 64:
         raise ExanteError(f"artifact manifest {mpath} has no valid sha256; refusing to load "
                           f"{jpath.name}")
+    if str(manifest.get("method", "")).startswith(RETIRED_METHOD):
+        raise retired_artifact_error(mpath, hardware)
     if manifest.get("hardware") not in (None, hardware):
         raise ExanteError(f"artifact manifest {mpath} is for hardware "
                           f"{manifest.get('hardware')!r}, not {hardware!r}")
@@ -360,7 +357,6 @@ def load_artifact(hardware: str, artifact_dir: str | os.PathLike | None = None, 
             f"artifact {jpath.name} was fitted with scikit-learn {fitted}, this is "
             f"{sklearn.__version__}; predictions may differ slightly (refit with "
             f"`exante fit --hardware {hardware}`)", ArtifactVersionWarning, stacklevel=2)
-    from predictor.artifacts.safe_load import load_or_refuse
 
     model = load_or_refuse(data, jpath, hardware)      # allow-listed globals only
     art = Artifact(model=model, manifest=manifest, path=jpath)

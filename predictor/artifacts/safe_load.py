@@ -9,7 +9,9 @@ importing or calling it, every global outside :data:`ALLOWED_MODULES`, every fun
 :data:`ALLOWED_FUNCTIONS`, and every call of a project class (project objects are rebuilt
 with ``cls.__new__`` and their state, never by running ``__init__``). Arrays of Python objects
 nested in joblib's array records go through the same checks. An old-format joblib file
-(``NDArrayWrapper``, arrays in side files) is refused.
+(``NDArrayWrapper``, arrays in side files) is refused, and so is an artifact of the per-layer
+regression engine removed in issue 19 (its classes, :data:`RETIRED_MODULES`, no longer
+exist): one line saying how to refit.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import joblib.numpy_pickle as _jnp
 from profiling.errors import ExanteError
 from profiling.moved_modules import new_name
 
-__all__ = ["ALLOWED_FUNCTIONS", "ALLOWED_MODULES", "UnsafePickleError", "restricted_load"]
+__all__ = ["ALLOWED_FUNCTIONS", "ALLOWED_MODULES", "RETIRED_METHOD", "RETIRED_MODULES",
+           "RetiredArtifactError", "UnsafePickleError", "load_or_refuse", "restricted_load",
+           "retired_artifact_error"]
 
 # module prefixes whose *classes* may be named (functions only via ALLOWED_FUNCTIONS)
 ALLOWED_MODULES = ("predictor", "profiling", "numpy", "sklearn", "scipy.sparse",
@@ -42,6 +46,9 @@ _DENIED_CLASSES = {("numpy", "memmap"), ("numpy._core.memmap", "memmap"),
                    ("numpy", "DataSource")}
 _SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex",
                   "bool", "str", "bytes", "bytearray", "slice", "range", "object"}
+# the per-layer regression engine (removed in issue 19): its artifacts' classes and manifest method
+RETIRED_MODULES = ("predictor.fit.regression", "predictor.engine.predict_regression")
+RETIRED_METHOD = "per-layer regression"
 ALLOWED_FUNCTIONS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
@@ -55,6 +62,19 @@ ALLOWED_FUNCTIONS = {
 
 class UnsafePickleError(pickle.UnpicklingError):
     """The pickle names a global or makes a call outside the allow-list."""
+
+
+class RetiredArtifactError(pickle.UnpicklingError):
+    """The pickle holds a model of the removed per-layer regression engine."""
+
+
+def retired_artifact_error(path, hardware: str) -> ExanteError:
+    """The one-line error for an artifact of the removed per-layer regression engine."""
+    return ExanteError(
+        f"{path} is a per-layer regression artifact: that engine was removed from exante "
+        f"(issue 19) and its artifacts no longer load; refit with `exante fit --hardware "
+        f"{hardware}` from whole-model rows (models.csv + workloads.jsonl, measured with "
+        "`exante sweep`), or use the shipped physics model")
 
 
 def _allowed_module(module: str) -> bool:
@@ -73,6 +93,9 @@ class _Guard:
         if not isinstance(module, str) or not isinstance(name, str) or "." in name:
             raise UnsafePickleError(f"global {module}.{name} is not allowed")
         module = new_name(module)       # artifacts pickled before the issue-19 layout move
+        if any(module == r or module.startswith(r + ".") for r in RETIRED_MODULES):
+            raise RetiredArtifactError(f"{module}.{name} belongs to the removed per-layer "
+                                       "regression engine")
         if module == "builtins":
             if name in _SAFE_BUILTINS:
                 return getattr(sys.modules["builtins"], name)
@@ -170,6 +193,8 @@ def load_or_refuse(data: bytes, path, hardware: str):
     """:func:`restricted_load`, with one-line :class:`ExanteError` s naming ``path``."""
     try:
         return restricted_load(data)
+    except RetiredArtifactError:
+        raise retired_artifact_error(path, hardware) from None
     except UnsafePickleError as exc:
         raise ExanteError(f"refusing to load {path}: {exc} (an artifact may hold only exante, "
                           f"numpy, scikit-learn and scipy objects); refit with `exante fit "

@@ -10,7 +10,7 @@ Per held-out model (leave-one-model-out over the models present, of the paper's 
 
 1. each model is rebuilt from its config (:mod:`predictor.bench.hf_models`) and captured on
    ``meta`` at every (batch, seq) of the data; every call site gets exante's shape features;
-2. a :class:`~predictor.fit.regression.LayerRegressor` (per-type gradient boosting in log space
+2. a :class:`~predictor.bench.layer_regressor.LayerRegressor` (per-type gradient boosting in log space
    relative to a FLOPs/bytes roofline) is fitted on the primitive rows of the *training*
    models, each row joined to its captured call site by module path and type;
 3. a node's energy (a module or the whole model) is composed from its call sites:
@@ -61,7 +61,7 @@ def _read(path: str, kind: str, extra_cols=()) -> tuple[pd.DataFrame, int]:
         raise ExanteError(f"missing IrEne file {path} (a DIR needs {', '.join(FILES.values())})")
     try:
         df = pd.read_csv(path)
-    except Exception as exc:
+    except (OSError, ValueError) as exc:      # pandas' parser errors are ValueErrors
         raise ExanteError(f"cannot read {path} as CSV: {exc}") from None
     missing = [c for c in (*REQUIRED_COLUMNS, *extra_cols) if c not in df.columns]
     if missing:
@@ -187,7 +187,7 @@ class _Fold:
     """One leave-one-model-out fold: primitive regressor + node composers."""
 
     def __init__(self, prim_train: pd.DataFrame, quick: bool):
-        from predictor.fit.regression import LayerRegressor
+        from predictor.bench.layer_regressor import LayerRegressor
 
         self.measured = set(PRIMITIVE_TYPES.values())
         self.reg = LayerRegressor(base="gbr", categorical=(), quick=quick, random_state=0)
@@ -203,7 +203,7 @@ class _Fold:
             e = self.reg.predict(s) * s["n_calls"].to_numpy(float)
             measured = s["layer_type"].isin(self.measured).to_numpy()
             sums: dict = {}
-            for site, ei, mi in zip(s["site"], e, measured):
+            for site, ei, mi in zip(s["site"], e, measured, strict=True):
                 for path in _ancestors(site):
                     acc = sums.setdefault(path, [0.0, 0.0])
                     acc[0 if mi else 1] += ei
@@ -213,7 +213,8 @@ class _Fold:
     def design(self, nodes: pd.DataFrame) -> np.ndarray:
         A = np.zeros((len(nodes), 3))
         for i, (name, bs, seq, path) in enumerate(zip(nodes["model_name"], nodes["batch_size"],
-                                                      nodes["seq_len"], nodes["path"])):
+                                                      nodes["seq_len"], nodes["path"],
+                                                      strict=True)):
             sm, so = self.node_sums(name, bs, seq).get(path, (0.0, 0.0))
             A[i] = (sm, so, 1.0)
         return A
@@ -274,13 +275,16 @@ def run_irene_bench(path: str, *, models=PAPER_MODELS, quick: bool = False,
     prim_all, unmatched = _primitive_rows(prims)
     mod_nodes, model_nodes = _nodes(module_rows, "module"), _nodes(model_rows, "model")
 
-    per_model, model_err, module_err, flops_err = {}, [], [], []
+    per_model: dict[str, dict] = {}
+    model_err: list[float] = []
+    module_err: list[float] = []
+    flops_err: list[float] = []
     all_model_pred = []
     for held in bar(present, desc="leave-one-model-out folds", unit="fold"):
         if progress:
             progress(f"fold: holding out {held}")
-        tr = lambda d: d[d["model_name"] != held]       # noqa: E731
-        te = lambda d: d[d["model_name"] == held]       # noqa: E731
+        tr = lambda d, held=held: d[d["model_name"] != held]       # noqa: E731
+        te = lambda d, held=held: d[d["model_name"] == held]       # noqa: E731
         fold = _Fold(tr(prim_all), quick)
         fold.fit_level("model", tr(model_nodes)).fit_level("module", tr(mod_nodes))
         ym = te(model_nodes)["energy_mean"].to_numpy(float)
@@ -297,9 +301,9 @@ def run_irene_bench(path: str, *, models=PAPER_MODELS, quick: bool = False,
                            "n_module_rows": int(len(ymod)),
                            "composer_model": [float(c) for c in fold.coef["model"]],
                            "composer_module": [float(c) for c in fold.coef["module"]]}
-        model_err.append(per_model[held]["model_mape_pct"])
-        module_err.append(per_model[held]["module_mape_pct"])
-        flops_err.append(per_model[held]["flops_linear_mape_pct"])
+        model_err.append(_mape(ym, pm))
+        module_err.append(_mape(ymod, pmod))
+        flops_err.append(_mape(ym, pf))
         all_model_pred.append(pd.DataFrame({"model_name": held, "y": ym, "p": pm}))
 
     pooled = pd.concat(all_model_pred)
