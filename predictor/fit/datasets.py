@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -33,6 +34,8 @@ from profiling.errors import ExanteError
 
 __all__ = ["WholeModelData", "load_whole_model_data", "attach_workloads", "layer_row_workloads",
            "WORKLOAD_FILE", "workload_file", "read_workload_file"]
+
+logger = logging.getLogger(__name__)
 
 WORKLOAD_FILE = "workloads.jsonl"
 WORKLOAD_FILE_GZ = WORKLOAD_FILE + ".gz"
@@ -66,7 +69,7 @@ class WholeModelData:
         mask = np.asarray(mask, bool)
         keys = set(self.frame.loc[mask, "key"])
         return WholeModelData(self.frame[mask].reset_index(drop=True),
-                              [w for w, m in zip(self.workloads, mask) if m],
+                              [w for w, m in zip(self.workloads, mask, strict=True) if m],
                               self.sessions[self.sessions["key"].isin(keys)].reset_index(drop=True))
 
 
@@ -146,7 +149,8 @@ def load_whole_model_data(folder: str | os.PathLike) -> WholeModelData:
     cond = rows[["task_key", "memory_format", "torch_version"]].drop_duplicates()
     multi = set(cond["task_key"][cond["task_key"].duplicated(keep=False)])
     rows["key"] = [t if t not in multi else f"{t}|{m}|torch{v}" for t, m, v in
-                   zip(rows["task_key"], rows["memory_format"], rows["torch_version"])]
+                   zip(rows["task_key"], rows["memory_format"], rows["torch_version"],
+                       strict=True)]
     sessions = rows[["key", "session_id", "time_s", "energy_j", "power_w",
                      "idle_power_w"]].reset_index(drop=True)
     kinds = rows["spec"].map(_spec_kind)
@@ -162,7 +166,8 @@ def load_whole_model_data(folder: str | os.PathLike) -> WholeModelData:
                   torch_version=("torch_version", "first"),
                   source=("source", "first")).reset_index()
     workloads = [_condition(wls[t], m, v) for t, m, v in
-                 zip(frame["task_key"], frame["memory_format"], frame["torch_version"])]
+                 zip(frame["task_key"], frame["memory_format"], frame["torch_version"],
+                     strict=True)]
     return WholeModelData(frame, workloads, sessions)
 
 
@@ -236,6 +241,7 @@ def attach_workloads(folder: str | os.PathLike, *, rebuild: bool = False) -> dic
                                  row.get("optimizer") or None, cache=False)
         except Exception as exc:          # noqa: BLE001 -- reported per row, never silent
             skipped[key] = f"{type(exc).__name__}: {exc}"[:300]
+            logger.info("no workload for %s (%s): %s", key, ref, skipped[key])
             continue
         have[key] = json.loads(w.to_json())
         added += 1

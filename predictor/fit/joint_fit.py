@@ -28,6 +28,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -126,7 +127,8 @@ def fit_joint_artifacts(datasets_dir="datasets", out_dir=None, *, coverage: floa
     if logo_residuals is not None:
         rr = np.asarray(json.loads(Path(logo_residuals).read_text())["abs_log_resid"], float)
         logo = conformal_halfwidth(rr, coverage)
-    summary = {"gpus": {}, "training_data_digest": digest, "files": [str(f) for f in files]}
+    summary: dict[str, Any] = {"gpus": {}, "training_data_digest": digest,
+                               "files": [str(f) for f in files]}
     for g in sorted(set(gpu)):
         idx = np.flatnonzero(gpu == g)
         if g == REFERENCE:
