@@ -33,9 +33,10 @@ point ``EXANTE_ARTIFACT_DIR`` at it to predict with it.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,18 +46,20 @@ from predictor.engine.calibrated import CalibratedHardware, conformal_halfwidth
 from predictor.engine.lowering import lower
 from predictor.engine.physics import PARAMS, PhysicsModel, evaluate, stack
 from predictor.engine.transfer import TransferredHardware
+from predictor.fit.run_checks import CSV_COLUMNS, check_run_values
 from profiling.errors import ExanteError
 from profiling.ref_policy import check_data_model_ref
 
 __all__ = ["Run", "SCALES", "PRIOR_SIGMA", "calibrate", "fit_scales", "runs_from_csv",
            "runs_from_profile", "predict_runs", "CSV_COLUMNS", "run_regimes",
-           "calibration_advice"]
+           "calibration_advice", "calibrate_to_folder", "worse_warnings"]
+
+log = logging.getLogger(__name__)
 
 SCALES = ("matmul", "gpu", "host", "power", "idle")
 PRIOR_SIGMA = {"matmul": 0.3, "gpu": 0.3, "host": 0.3, "power": 0.3, "idle": 0.3}
 #: log-sigma of one run's residual (the physics model's own error on a measured GPU, ~8 %)
 DATA_SIGMA = 0.08
-from predictor.cli.calibrate import CSV_COLUMNS, check_run_values  # noqa: E402  (light for --help)
 
 _MATMUL = ("eff_mm_fp32", "eff_mm_bf16", "eff_attn")
 _GROUP = {"matmul": list(_MATMUL),
@@ -79,7 +82,7 @@ class Run:
 def _apply(theta: np.ndarray, z: np.ndarray) -> np.ndarray:
     out = theta.copy()
     idx = {p: i for i, p in enumerate(PARAMS)}
-    for s, v in zip(SCALES, z):
+    for s, v in zip(SCALES, z, strict=True):
         for p in _GROUP[s]:
             out[idx[p]] *= math.exp(v)
     return out
@@ -162,22 +165,22 @@ def fit_scales(ch: CalibratedHardware, runs, *, sigma: dict | None = None,
                                z / sig])
 
     sol = least_squares(resid, np.zeros(len(SCALES)), method="trf", max_nfev=200)
-    return {s: float(v) for s, v in zip(SCALES, sol.x)}
+    return {s: float(v) for s, v in zip(SCALES, sol.x, strict=True)}
 
 
-def calibrate(ch: CalibratedHardware, runs, *, sigma: dict | None = None) -> CalibratedHardware:
+def calibrate(ch: CalibratedHardware, runs, *, sigma: dict | None = None) -> TransferredHardware:
     """``ch`` with :data:`SCALES` fitted to ``runs`` and its interval re-derived (module doc)."""
     z = fit_scales(ch, runs, sigma=sigma)
     pred = predict_runs(ch, runs, z)
     y = np.array([[r.time_s, r.energy_j] for r in runs], float)
     resid_in = np.abs(np.log(pred / y))
-    loo = []
+    loo_rows = []
     if len(runs) >= 2:
         for i in range(len(runs)):
             rest = [r for j, r in enumerate(runs) if j != i]
             zi = fit_scales(ch, rest, sigma=sigma)
-            loo.append(np.abs(np.log(predict_runs(ch, [runs[i]], zi)[0] / y[i])))
-    loo = np.array(loo).reshape(-1, 2)
+            loo_rows.append(np.abs(np.log(predict_runs(ch, [runs[i]], zi)[0] / y[i])))
+    loo = np.array(loo_rows).reshape(-1, 2)
     model = PhysicsModel(ch.datasheet, **{k: v for k, v in ch.model.get_params().items()
                                           if k != "datasheet"})
     model.theta_ = _apply(ch.model.theta_, np.array([z[s] for s in SCALES]))
@@ -260,7 +263,8 @@ def runs_from_csv(path: str | os.PathLike) -> list[Run]:
     if missing:
         raise ExanteError(f"{p} lacks column(s) {', '.join(missing)}; expected "
                           f"{', '.join(CSV_COLUMNS)}")
-    runs, models = [], {}
+    runs: list[Run] = []
+    models: dict = {}
     for i, r in enumerate(rows, start=2):
         where = f"{p.name} line {i}"
         # a model the file names may not run code (file.py:f, package.module:f)
@@ -287,13 +291,14 @@ def runs_from_profile(folder: str | os.PathLike) -> list[Run]:
     if (folder / WORKLOAD_FILE).is_file():
         data = load_whole_model_data(folder)
         return [Run([(w, 1.0)], float(t), float(e), label=str(k))
-                for w, (t, e), k in zip(data.workloads, data.y, data.frame["key"])]
+                for w, (t, e), k in zip(data.workloads, data.y, data.frame["key"], strict=True)]
     table = schema.model_table(folder)
     if not table.exists():
         raise ExanteError(f"{folder} has no {schema.MODEL_FILE}; give a folder written by "
                           "`exante profile --out` or a CSV of measured workloads")
     frame = table.read_frame()
-    runs, models = [], {}
+    runs: list[Run] = []
+    models: dict = {}
     for i, r in frame.iterrows():
         if str(r.get("exec", "eager")) not in ("eager", "nan", ""):
             continue
@@ -314,7 +319,7 @@ def runs_from_profile(folder: str | os.PathLike) -> list[Run]:
     return runs
 
 
-# ------------------------------------------------------------------ CLI
+# ------------------------------------------------------------------ calibrate to a folder
 WORSE_BY_PCT = 0.5       # in-sample MAPE points: a smaller rise is rounding, not a warning
 
 
@@ -330,36 +335,44 @@ def worse_warnings(before: dict, after: dict) -> list[str]:
             "host-bound, one GPU-bound) or use the uncalibrated model"]
 
 
-def cmd_calibrate(args) -> int:
-    import json
-
+def calibrate_to_folder(hardware: str, runs_path: str | os.PathLike,
+                        out: str | os.PathLike) -> dict:
+    """Calibrate the model of ``hardware`` to the runs in ``runs_path`` (a CSV of measured
+    workloads, or an ``exante profile`` folder) and write the artifact to the user folder
+    ``out``; returns the report (scales, in-sample MAPE in % of time and energy before and
+    after, leave-one-run-out |log error|, advice, warnings, the artifact path)."""
     from predictor.artifacts import package_artifact_dir, save_artifact
-    from predictor.cli.checks import check_out_dir
     from predictor.engine.transfer import transferred_artifact
 
-    out = Path(args.out)
+    out = Path(out)
     if os.path.abspath(out) == os.path.abspath(package_artifact_dir()):
         raise ExanteError("--out must be a folder of your own, not the package's artifact folder")
-    check_out_dir(out)                      # before any run is read or fitted
-    src = Path(args.runs)
+    src = Path(runs_path)
     runs = runs_from_profile(src) if src.is_dir() else runs_from_csv(src)
-    art = transferred_artifact(args.hardware)
+    log.info("calibrating %s on %d run(s) from %s", hardware, len(runs), src)
+    art = transferred_artifact(hardware)
     base = art.model
     if not isinstance(base, CalibratedHardware):
-        raise ExanteError(f"the {args.hardware} model is not a physics model; cannot calibrate it")
+        raise ExanteError(f"the {hardware} model is not a physics model; cannot calibrate it")
     before = predict_runs(base, runs)
     ch = calibrate(base, runs)
     after = predict_runs(ch, runs)
     y = np.array([[r.time_s, r.energy_j] for r in runs], float)
-    err = lambda p: (np.abs(p / y - 1) * 100).mean(axis=0).tolist()    # noqa: E731
+
+    def err(p: np.ndarray) -> list[float]:
+        return (np.abs(p / y - 1) * 100).mean(axis=0).tolist()
+
+    cal = ch.info["calibration"]
     report = {"hardware": ch.hardware, "n_runs": len(runs), "source": ch.source,
-              "scales": {k: math.exp(v) for k, v in ch.info["calibration"]["scales_log"].items()},
-              "in_sample_mape_pct_before": dict(zip(("time", "energy"), err(before))),
-              "in_sample_mape_pct_after": dict(zip(("time", "energy"), err(after))),
-              "loo_abs_log_error": ch.info["calibration"]["loo_abs_log_error"],
-              "interval": ch.info["calibration"]["interval"],
-              "host_over_gpu": ch.info["calibration"]["host_over_gpu"],
-              "advice": ch.info["calibration"]["advice"]}
+              "scales": {k: math.exp(v) for k, v in cal["scales_log"].items()},
+              "in_sample_mape_pct_before": dict(zip(("time", "energy"), err(before),
+                                                    strict=True)),
+              "in_sample_mape_pct_after": dict(zip(("time", "energy"), err(after),
+                                                   strict=True)),
+              "loo_abs_log_error": cal["loo_abs_log_error"],
+              "interval": cal["interval"],
+              "host_over_gpu": cal["host_over_gpu"],
+              "advice": cal["advice"]}
     report["warnings"] = worse_warnings(report["in_sample_mape_pct_before"],
                                         report["in_sample_mape_pct_after"])
     man = save_artifact(ch, ch.hardware, out, training_data_digest=None, extra={
@@ -368,20 +381,4 @@ def cmd_calibrate(args) -> int:
         "calibration": report, "transferred_from": ch.source if ch.source != ch.hardware else None})
     report["artifact"] = str(out / man["artifact"])
     report["use"] = f"EXANTE_ARTIFACT_DIR={out} exante predict ... --hardware {ch.hardware}"
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        b, a = report["in_sample_mape_pct_before"], report["in_sample_mape_pct_after"]
-        print(f"calibrated {ch.hardware} on {len(runs)} run(s) (from {ch.source}): scales "
-              + ", ".join(f"{k} x{v:.3g}" for k, v in report["scales"].items()))
-        print(f"  in-sample MAPE time {b['time']:.1f} % -> {a['time']:.1f} %, energy "
-              f"{b['energy']:.1f} % -> {a['energy']:.1f} %")
-        print(f"  interval: {report['interval']}")
-        for line in report["advice"]:
-            print(f"  note: {line}")
-        for line in report["warnings"]:
-            print(f"  warning: {line}")
-        print(f"  wrote {report['artifact']}; use: {report['use']}")
-    return 0
-
-
+    return report

@@ -58,7 +58,7 @@ DTYPES = ("fp32", "bf16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 INPUT_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 
-logger = logging.getLogger("exante.serve")
+logger = logging.getLogger(__name__)
 _ESTIMATE_LOCK = threading.Lock()      # one prediction at a time (shared caches, memory)
 
 

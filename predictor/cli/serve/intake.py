@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Callable
 
-logger = logging.getLogger("exante.serve")
+logger = logging.getLogger(__name__)
 
 _LENGTH = re.compile(rb"\ncontent-length:[ \t]*(\d{1,19})[ \t]*\r?(?:\n|$)", re.IGNORECASE)
 MAX_HEAD_BYTES = 64 * 1024

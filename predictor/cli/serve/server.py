@@ -31,11 +31,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
-from predictor.cli.serve import forms, pages
+from predictor.cli.serve.forms import (
+    CALC_FIELDS,
+    ESTIMATE_FIELDS,
+    SERVING_FIELDS,
+    calc_from_fields,
+    check_finite,
+    estimate_from_fields,
+    parse_fields,
+    serving_from_fields,
+)
 from predictor.cli.serve.intake import RequestIntake
+from predictor.cli.serve.pages import (
+    calc_page,
+    error_page,
+    estimate_page,
+    index_page,
+    serving_page,
+)
 from profiling.errors import ExanteError
 
-logger = logging.getLogger("exante.serve")
+logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -52,12 +68,12 @@ _HEADERS = {
     "Cache-Control": "no-store"}
 _ROUTES = {"/calc": "calc", "/serving": "serving", "/estimate": "estimate"}
 # route kind -> (accepted fields, computation, HTML page)
-_KINDS = {"calc": (forms.CALC_FIELDS, lambda v, h: forms.calc_from_fields(v), pages.calc_page),
-          "serving": (forms.SERVING_FIELDS, lambda v, h: forms.serving_from_fields(v),
-                      pages.serving_page),
-          "estimate": (forms.ESTIMATE_FIELDS,
-                       lambda v, h: forms.estimate_from_fields(v, type(h).predict_fn),
-                       pages.estimate_page)}
+_KINDS = {"calc": (CALC_FIELDS, lambda v, h: calc_from_fields(v), calc_page),
+          "serving": (SERVING_FIELDS, lambda v, h: serving_from_fields(v),
+                      serving_page),
+          "estimate": (ESTIMATE_FIELDS,
+                       lambda v, h: estimate_from_fields(v, type(h).predict_fn),
+                       estimate_page)}
 
 
 class _Refused(Exception):
@@ -70,14 +86,15 @@ class _Refused(Exception):
 
 def host_allowed(host: str | None) -> bool:
     """``Host`` is a loopback name or address, with an optional port."""
-    return bool(host) and _LOOPBACK.fullmatch(host.strip()) is not None
+    return bool(host) and _LOOPBACK.fullmatch((host or "").strip()) is not None
 
 
 def origin_allowed(origin: str | None, host: str | None) -> bool:
     """No ``Origin`` (a navigation, curl), or exactly ``http://<the loopback Host>``."""
     if origin is None:
         return True
-    return host_allowed(host) and origin.strip().lower() == f"http://{host.strip().lower()}"
+    return (host is not None and host_allowed(host)
+            and origin.strip().lower() == f"http://{host.strip().lower()}")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -114,7 +131,7 @@ class Handler(BaseHTTPRequestHandler):
         if api:
             self._send(status, json.dumps({"error": message}), "application/json")
         else:
-            self._send(status, pages.error_page(message, form, values), "text/html")
+            self._send(status, error_page(message, form, values), "text/html")
 
     # ---------------------------------------------------------------- checks
     def _check_request(self) -> tuple[str, str, bool]:
@@ -180,15 +197,15 @@ class Handler(BaseHTTPRequestHandler):
         try:
             route, query, api = self._check_request()
             if route == "/" and not api and not post:
-                return self._send(200, pages.index_page(), "text/html")
+                return self._send(200, index_page(), "text/html")
             if route not in _ROUTES:
                 raise _Refused(HTTPStatus.NOT_FOUND, f"no page {route!r}; pages: /, /calc, "
                                "/serving, /estimate, /api/calc, /api/serving, /api/estimate")
             accepted, compute, html_page = _KINDS[_ROUTES[route]]
             raw = self._read_form_body() if post else query
-            values = forms.parse_fields(raw, accepted)
+            values = parse_fields(raw, accepted)
             result = compute(values, self)
-            forms.check_finite(result)
+            check_finite(result)
             if api:
                 return self._send(200, json.dumps(result.to_dict(), default=str),
                                   "application/json")
@@ -268,7 +285,7 @@ class ExanteServer(ThreadingHTTPServer):
             logger.debug("client %s: %s: %s", client_address[0], type(exc).__name__, exc)
         else:
             logger.error("exante serve: %s while answering %s: %s", type(exc).__name__,
-                         client_address[0], exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+                         client_address[0], exc, exc_info=True)
 
 
 def make_server(port: int = DEFAULT_PORT, predict_fn: Callable | None = None, *,
