@@ -6,8 +6,8 @@ import logging
 import platform
 from datetime import datetime, timezone
 
+from profiling.measure.measurement import PROTOCOL_VERSION
 from profiling.measure.metering import meter_info, opt_float
-from profiling.measure.results import PROTOCOL_VERSION
 from profiling.meters.base import EnergyMeter
 
 __all__ = ["environment_info"]

@@ -47,7 +47,7 @@ nothing divides by zero; the whole procedure is bounded by ``max_total_s`` (rais
 warm-up, calibration or first round cannot fit, and cutting re-measure rounds otherwise).
 
 Modules: this one holds the procedure (steps 1-5) and the consistency rule; the result types
-are in :mod:`profiling.measure.results`, the window reads in :mod:`profiling.measure.metering`,
+are in :mod:`profiling.measure.measurement`, the window reads in :mod:`profiling.measure.metering`,
 the idle power in :mod:`profiling.measure.idle` and the provenance in
 :mod:`profiling.measure.environment` (their public names are re-exported here).
 """
@@ -63,8 +63,14 @@ from typing import Callable
 from profiling.errors import ExanteError
 from profiling.measure.environment import environment_info
 from profiling.measure.idle import measure_idle_power
+from profiling.measure.measurement import (
+    PROTOCOL_VERSION,
+    ROW_FIELDS,
+    Measurement,
+    Window,
+    spread_of,
+)
 from profiling.measure.metering import check_number, meter_info, metered, opt_float
-from profiling.measure.results import PROTOCOL_VERSION, ROW_FIELDS, Measurement, Window, spread_of
 from profiling.meters.base import EnergyMeter
 
 __all__ = [
