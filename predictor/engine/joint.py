@@ -127,7 +127,7 @@ def source_weights(gpu, source, totals: dict | None = None, default: float = 300
     ``default``, about the H100 reference set's row count), so one large source does not
     drown the others.  A source matches a key of ``totals`` it contains (any case: ``"zeus"``)."""
     src = np.asarray(source).astype(str)
-    grp = np.array([f"{g}/{s}" for g, s in zip(np.asarray(gpu).astype(str), src)])
+    grp = np.array([f"{g}/{s}" for g, s in zip(np.asarray(gpu).astype(str), src, strict=True)])
     w = group_weights(grp, total=1.0)
     tot = np.array([next((v for k, v in (totals or {}).items() if k.lower() in s.lower()), default)
                     for s in src], float)
@@ -231,7 +231,7 @@ class JointPhysicsModel(RegressorMixin, BaseEstimator):
         nz = nP + nS + G * nC
         sp = lil_matrix((2 * n + nz, nz), dtype=int)
         sp[:2 * n, :nP + nS] = 1
-        for j, (g, idx) in enumerate(parts):
+        for j, (_g, idx) in enumerate(parts):
             cols = slice(nP + nS + j * nC, nP + nS + (j + 1) * nC)
             sp[idx, cols] = 1
             sp[n + idx, cols] = 1
@@ -280,12 +280,18 @@ class JointPhysicsModel(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "theta_")
         ds = ds or self._ds(g)
         return gpu_theta(self.theta_, self.slopes_, self.corrections_for(g, ds),
-                         self.reference, ds, clip=self.ratio_range())
+                         self._reference(), ds, clip=self.ratio_range())
+
+    def _reference(self) -> Datasheet:
+        if self.reference is None:
+            raise ValueError("the joint model has no reference datasheet")
+        return self.reference
 
     def ratio_range(self) -> dict:
         """{quantity: (lo, hi)} log ratios to the reference spanned by the fitted GPUs."""
         check_is_fitted(self, "theta_")
-        rs = [log_ratios(d, self.reference) for d in self.datasheets_.values()]
+        ref = self._reference()
+        rs = [log_ratios(d, ref) for d in self.datasheets_.values()]
         return {k: (min(r[k] for r in rs), max(r[k] for r in rs)) for k in _RATIOS}
 
     def energy_source(self, g: str) -> str:
@@ -311,9 +317,9 @@ class JointPhysicsModel(RegressorMixin, BaseEstimator):
     def to_dict(self) -> dict:
         """JSON-able fitted state (shared parameters, elasticities, corrections, datasheets)."""
         check_is_fitted(self, "theta_")
-        return {"format": 1, "params": dict(zip(PARAMS, map(float, self.theta_))),
-                "slopes": dict(zip(SLOPES, map(float, self.slopes_))),
-                "corrections": {g: dict(zip(CORRECTIONS, map(float, c)))
+        return {"format": 1, "params": dict(zip(PARAMS, map(float, self.theta_), strict=True)),
+                "slopes": dict(zip(SLOPES, map(float, self.slopes_), strict=True)),
+                "corrections": {g: dict(zip(CORRECTIONS, map(float, c), strict=True))
                                 for g, c in self.corrections_.items()},
                 "gpus": list(self.gpus_), "energy_gpus": list(self.energy_gpus_),
                 "reference": dict(self.reference.__dict__),

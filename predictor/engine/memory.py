@@ -23,6 +23,7 @@ read off the capture order, not the graph), so it is refused only above
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ __all__ = ["MemoryEstimate", "estimate_memory", "check_fits", "check_input_fits"
            "gpu_memory_gb", "GIB", "ESTIMATE_TOLERANCE"]
 
 GIB = 2 ** 30
+
+log = logging.getLogger(__name__)
 # the estimate is refused only above this multiple of the GPU's memory: on 206 timm training
 # runs that fitted on a 24 GB RTX 3090 (experiments/memory/timm_fit_check.py) the estimate
 # reached at most 1.41 x 24 GB (median 0.64 x); against the bytes autograd really saves
@@ -167,8 +170,10 @@ def estimate_memory(workload, *, weights_bytes: int | None = None,
         acts = max(((_numel_sum(x.config.input_shapes) + _numel_sum(x.config.output_shapes)) * b
                     for x, b in zip(workload.layers, per_elt, strict=True)), default=0)
         grads = 0
-    return MemoryEstimate(int(weights_bytes), int(opt), int(casts), int(acts), int(grads),
-                          int(inputs_bytes))
+    est = MemoryEstimate(int(weights_bytes), int(opt), int(casts), int(acts), int(grads),
+                         int(inputs_bytes))
+    log.debug("memory estimate %.3g GiB (largest part %s)", est.total_gb, est.largest_part())
+    return est
 
 
 def gpu_memory_gb(hardware: str | HardwareSpec | None) -> tuple[str, float] | None:

@@ -18,8 +18,10 @@ and ``x.to(memory_format=...)`` would make them; other inputs than 4-D are refus
 
 from __future__ import annotations
 
+import logging
 import warnings
 import weakref
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -44,12 +46,15 @@ DEFAULT_TRAIN_OPTIMIZER = "sgd"
 REAL_DEVICE_FALLBACK_MAX_PARAMS = 50_000_000
 REAL_INPUT_MAX_BYTES = 256 * 2**20     # larger inputs are probed at batches 2 and 3
 
+log = logging.getLogger(__name__)
+
 _CAPTURE_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _CAPTURES_PER_MODEL = 32
 _SIMPLE = (int, float, bool, str, type(None))
 
 
-class _Layer(NamedTuple):
+@dataclass(frozen=True)
+class _Layer:
     """What predict needs of a CapturedLayer (no module reference: cache-safe)."""
 
     config: Any
@@ -168,6 +173,7 @@ def _meta_tensors(inputs) -> tuple[Any, int]:
         raise ExanteError(f"inputs{where} is a {type(t).__name__}; expected tensors (batch "
                           "dimension first) or a shape tuple like (32, 3, 224, 224)")
 
+    args: tuple | dict
     if isinstance(inputs, torch.Tensor):
         args = (conv(inputs, ""),)
     elif isinstance(inputs, (tuple, list)) and inputs:
@@ -266,6 +272,7 @@ def captured(model, args, dtype, train, notes, use_cache: bool,
         return _capture_meta(model, args, dtype, train, notes, memory_format)
     hit = per_model.get(key)
     if hit is not None and hit[0] == fp:
+        log.debug("capture cache hit: %s", type(model).__name__)
         return hit[1]
     light = _capture_meta(model, args, dtype, train, notes, memory_format)
     if len(per_model) >= _CAPTURES_PER_MODEL:
@@ -406,11 +413,11 @@ def _probe(run, args, dev, batch: int, cl: bool) -> _LightCapture | None:
         if len(s2) != len(s3):
             return None
         out = []
-        for a2, a3 in zip(s2, s3):
+        for a2, a3 in zip(s2, s3, strict=True):
             if len(a2) != len(a3):
                 return None
             dims = []
-            for d2, d3 in zip(a2, a3):
+            for d2, d3 in zip(a2, a3, strict=True):
                 k = d3 - d2
                 d = d2 + k * (batch - 2)
                 if d < 1 and d2 >= 1:
@@ -420,7 +427,7 @@ def _probe(run, args, dev, batch: int, cl: bool) -> _LightCapture | None:
         return tuple(out)
 
     layers = []
-    for x2, x3 in zip(c2.layers, c3.layers):
+    for x2, x3 in zip(c2.layers, c3.layers, strict=True):
         f2, f3 = x2.config, x3.config
         if (f2.type, f2.hparams, f2.dtype, x2.count, x2.names) != \
                 (f3.type, f3.hparams, f3.dtype, x3.count, x3.names):
@@ -429,7 +436,7 @@ def _probe(run, args, dev, batch: int, cl: bool) -> _LightCapture | None:
                                                                       f3.output_shapes)
         if ins is None or outs is None:
             return None
-        layers.append(x2._replace(config=LayerConfig(f2.type, f2.hparams, ins, outs, f2.dtype)))
+        layers.append(replace(x2, config=LayerConfig(f2.type, f2.hparams, ins, outs, f2.dtype)))
     return _LightCapture(tuple(layers), c2.total_calls, c2.zero_cost)
 
 

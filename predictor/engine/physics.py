@@ -29,6 +29,7 @@ typical value (a factor ~e for host costs), so a held-out family cannot pull the
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -40,6 +41,8 @@ from sklearn.utils.validation import check_is_fitted
 from predictor.engine.lowering import CLASSES, HOST_FEATURES, LoweredWorkload, lower
 
 __all__ = ["PhysicsModel", "Datasheet", "PARAMS", "Stack", "stack", "evaluate", "entry_times"]
+
+log = logging.getLogger(__name__)
 
 _GPU_EFF = ("eff_mm_fp32", "eff_conv_tf32", "eff_mm_bf16", "eff_conv_bf16", "eff_grouped",
             "eff_attn", "eff_bw", "tau_s", "tau_conv_s", "fill_flops", "n_tile")
@@ -210,7 +213,7 @@ def entry_times(p: dict, s: Stack, ds: Datasheet) -> tuple[np.ndarray, np.ndarra
 
 def evaluate(theta: np.ndarray, s: Stack, ds: Datasheet, *, parts: bool = False):
     """(time_s, energy_j) arrays of the stacked workloads for parameters ``theta``."""
-    p = dict(zip(PARAMS, theta))
+    p = dict(zip(PARAMS, theta, strict=True))
     t_work, t_over, fill = entry_times(p, s, ds)
     t_entry = t_work + t_over
     t_gpu = np.bincount(s.w, t_entry, minlength=s.n)
@@ -254,16 +257,21 @@ class PhysicsModel(RegressorMixin, BaseEstimator):
     def _lowered(X) -> list[LoweredWorkload]:
         return [x if isinstance(x, LoweredWorkload) else lower(x) for x in X]
 
-    def fit(self, X, y, sample_weight=None):
+    def _ds(self) -> Datasheet:
         if self.datasheet is None:
             raise ValueError("PhysicsModel needs a datasheet (peaks, bandwidth, TDP)")
+        return self.datasheet
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit ``theta_`` on workloads ``X`` and ``y`` = (n, 2) of (time_s, energy_j)."""
+        ds = self._ds()
         y = np.asarray(y, float).reshape(-1, 2)
         if len(y) != len(X):
             raise ValueError(f"X has {len(X)} workloads but y has {len(y)} rows")
         if not np.all(np.isfinite(y)) or np.any(y <= 0):
             raise ValueError("y must hold positive finite (time_s, energy_j) pairs")
         s = stack(self._lowered(X))
-        mu, sd = self.datasheet.prior()
+        mu, sd = ds.prior()
         lmu = np.log(mu)
         wts = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
         sw = np.sqrt(wts)
@@ -272,7 +280,7 @@ class PhysicsModel(RegressorMixin, BaseEstimator):
         ew = math.sqrt(self.energy_weight)
 
         def resid(z):
-            t, e = evaluate(np.exp(z), s, self.datasheet)
+            t, e = evaluate(np.exp(z), s, ds)
             return np.concatenate([sw * (np.log(np.maximum(t, 1e-15)) - ly[:, 0]),
                                    ew * sw * (np.log(np.maximum(e, 1e-15)) - ly[:, 1]),
                                    lam * (z - lmu) / sd])
@@ -283,17 +291,22 @@ class PhysicsModel(RegressorMixin, BaseEstimator):
         self.n_fit_ = int(len(y))
         self.cost_ = float(sol.cost)
         self.converged_ = bool(sol.success)
+        log.debug("physics fit on %d rows (%s): cost %.4g, converged %s", self.n_fit_, ds.name,
+                  self.cost_, self.converged_)
         return self
 
     def params(self) -> dict:
+        """{parameter name: fitted value} (units in the names: _s seconds, _w watts ...)."""
         check_is_fitted(self, "theta_")
-        return {k: float(v) for k, v in zip(PARAMS, self.theta_)}
+        return {k: float(v) for k, v in zip(PARAMS, self.theta_, strict=True)}
 
     def predict_parts(self, X) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(time_s, energy_j, parts) arrays of workloads ``X``; parts: host and GPU times."""
         check_is_fitted(self, "theta_")
-        return evaluate(self.theta_, stack(self._lowered(X)), self.datasheet, parts=True)
+        return evaluate(self.theta_, stack(self._lowered(X)), self._ds(), parts=True)
 
     def predict(self, X) -> np.ndarray:
+        """(n, 2) array of (time_s, energy_j) per workload of ``X``."""
         t, e, _ = self.predict_parts(X)
         return np.column_stack([t, e])
 

@@ -34,6 +34,7 @@ profiler's default); an optimizer given with ``mode="inference"`` is ignored (no
 from __future__ import annotations
 
 import dataclasses
+import logging
 import warnings
 
 from torch import nn
@@ -69,6 +70,8 @@ from profiling.features.api import UnsupportedLayerWarning
 __all__ = ["predict", "Prediction", "capture_workload", "MODES", "DTYPES", "OPTIMIZERS",
            "MEMORY_FORMATS", "METHOD", "UnsupportedLayerWarning", "clear_cache",
            "DEFAULT_TRAIN_OPTIMIZER", "REAL_DEVICE_FALLBACK_MAX_PARAMS"]
+
+log = logging.getLogger(__name__)
 
 
 def clear_cache() -> None:
@@ -154,6 +157,9 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
     if fit_note:
         notes.append(fit_note)
         warnings.warn(fit_note, UserWarning, stacklevel=2)
+    log.debug("predict %s on %s (%s): %d layer configs, batch %d, %s %s",
+              type(model).__name__, target.name, art.manifest.get("id"), len(w.layers), batch,
+              mode, dtype)
     p = _predict_calibrated(art, w, notes)
     modelled = list(art.model.domain.get("torch_versions", ()))
     if version and modelled and version not in modelled:

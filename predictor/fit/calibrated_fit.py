@@ -8,6 +8,7 @@ half-widths are in log units.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -24,6 +25,8 @@ __all__ = ["cross_validate", "fit_calibrated", "metrics", "residual_frame", "GPU
 #: regime is decided by the model's own GPU vs host time on its GPU,
 #: :func:`predictor.engine.calibrated.regime_of`)
 GPU_BOUND_POWER_W = 250.0
+
+log = logging.getLogger(__name__)
 
 
 def _extra_parts(extra):
@@ -46,6 +49,7 @@ def cross_validate(data: WholeModelData, datasheet: Datasheet, groups=None, extr
     y = data.y
     out = np.zeros_like(y)
     for g in np.unique(groups):
+        log.debug("cross-validation: leaving out %s", g)
         test = groups == g
         m = PhysicsModel(datasheet, **model_params).fit(
             [lw for lw, t in zip(lowered, test, strict=True) if not t] + xl,
