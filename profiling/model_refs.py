@@ -1,4 +1,5 @@
-"""Resolve MODEL_REF strings and ``--input`` shapes into a module and example inputs.
+"""Resolve MODEL_REF strings into a module (example inputs: :mod:`profiling.model_inputs`; the
+optional zoos: :mod:`profiling.optional_imports`; both re-exported here).
 
 Accepted MODEL_REF forms (DESIGN.md §4):
 
@@ -17,7 +18,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import math
+import logging
 import os
 import re
 import sys
@@ -37,6 +38,28 @@ from profiling.input_spec import (
     parse_mlp_spec,
 )
 from profiling.lazy_refs import LAZY_REF_SCHEMES
+from profiling.model_inputs import (
+    INPUT_DTYPES,
+    check_numel,
+    example_inputs,
+    hf_example_inputs,
+    input_dtype,
+)
+from profiling.optional_imports import import_timm, import_torchvision, import_transformers
+
+__all__ = [
+    # MODEL_REFs (this module)
+    "MODEL_REF_ATTR", "REF_SCHEMES", "FactoryError", "ModelBuildError", "build_mlp",
+    "capture_with_cpu_fallback", "rebuild_on_cpu", "register_ref_scheme", "resolve_model",
+    "resolve_model_on_meta",
+    # kept importable from here (they live in profiling.model_inputs, profiling.input_spec,
+    # profiling.optional_imports)
+    "INPUT_DTYPES", "check_batch", "check_numel", "example_inputs", "hf_example_inputs",
+    "import_timm", "import_torchvision", "import_transformers", "input_dtype",
+    "parse_input_shape",
+]
+
+logger = logging.getLogger(__name__)
 
 MODEL_REF_ATTR = "_exante_model_ref"    # set on models built from a ref (see rebuild_on_cpu)
 
@@ -79,91 +102,6 @@ def _parse_mlp(spec: str) -> nn.Module:
     return build_mlp(v["in"], v["depth"], v["width"], v["out"])
 
 
-_TV_OPS_SHIM = None          # torch.library definitions kept alive (see import_torchvision)
-
-
-def import_torchvision():
-    """``import torchvision``, also where its C++ ops cannot load.
-
-    PyPI's torchvision wheels for Linux x86_64 are built against the CUDA torch; beside the
-    CPU torch (``pip install torch==2.13.0``) their ``_C`` extension does not load, and
-    torchvision's own ``_meta_registrations`` then fails on import with "operator
-    torchvision::nms does not exist" (it registers a fake kernel for ``nms`` even without
-    the ops). In exactly that case the two op schemas it needs (``nms``, ``qnms``) are
-    defined here and the import is retried: models, transforms and the Python ops work;
-    the C++ ops (nms, roi_align, deform_conv2d ...) raise when called. Any other failure is
-    an :class:`ExanteError` that says torchvision is installed but cannot be imported.
-    """
-    global _TV_OPS_SHIM
-    try:
-        return importlib.import_module("torchvision")
-    except ModuleNotFoundError as exc:
-        if exc.name != "torchvision":
-            raise _broken("torchvision", exc) from None
-        raise ExanteError("MODEL_REF needs the optional package 'torchvision', which is not "
-                          "installed; install it as the README's set-up says "
-                          "(pip install 'exante[models]' with the matching torch)") from None
-    except Exception as exc:                         # noqa: BLE001 - reported below
-        first = exc
-    ext = sys.modules.get("torchvision.extension")
-    if _TV_OPS_SHIM is not None or ext is None or ext._has_ops() \
-            or "torchvision::nms" not in str(first):
-        raise _broken("torchvision", first) from None
-    for k in [k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")]:
-        del sys.modules[k]
-    import torch.library
-
-    lib = torch.library.Library("torchvision", "DEF")
-    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _TV_OPS_SHIM = lib
-    try:
-        return importlib.import_module("torchvision")
-    except Exception as exc:                         # noqa: BLE001
-        raise _broken("torchvision", exc) from None
-
-
-def _broken(name: str, exc: BaseException) -> ExanteError:
-    import torch as _torch
-
-    return ExanteError(
-        f"{name} is installed but cannot be imported beside torch {_torch.__version__} "
-        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); install "
-        f"the {name} release built for this torch (see the README's set-up)"
-    )
-
-
-def _optional_module(name: str):
-    try:                            # timm and transformers import torchvision themselves
-        if importlib.util.find_spec("torchvision") is not None:
-            import_torchvision()
-    except (ExanteError, ImportError, ValueError):
-        pass
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise _broken(name, exc) from None
-        extra = "hf" if name == "transformers" else "models"
-        raise ExanteError(
-            f"MODEL_REF needs the optional package {name!r}, which is not installed; "
-            f"install it with `pip install 'exante[{extra}]'`"
-        ) from None
-    except Exception as exc:  # a broken install (e.g. a version mismatch with torch)
-        raise _broken(name, exc) from None
-
-
-def import_timm():
-    """``import timm`` with the torchvision workaround of :func:`import_torchvision` applied
-    first (timm imports torchvision); an :class:`ExanteError` naming the extra when missing."""
-    return _optional_module("timm")
-
-
-def import_transformers():
-    """``import transformers`` with the torchvision workaround applied first, so that
-    ``from transformers import BertModel`` works beside the CPU torch (its lazy modules
-    import torchvision); an :class:`ExanteError` naming the extra when missing."""
-    return _optional_module("transformers")
 
 
 def _torchvision_model(name: str) -> nn.Module:
@@ -296,6 +234,8 @@ def _load_file_module(target: str):
         sys.path.insert(0, folder)
     name = "_exante_ref_" + hashlib.sha1(real.encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, real)
+    if spec is None or spec.loader is None:
+        raise ExanteError(f"MODEL_REF file {target!r} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module              # dataclasses, pickle and typing look it up
     try:
@@ -390,7 +330,9 @@ def resolve_model_on_meta(ref: str) -> nn.Module:
         model = build().to("meta")
     except ExanteError:
         raise
-    except Exception:
+    except Exception as exc:                # a zoo constructor that cannot run on meta
+        logger.debug("building %s on meta failed (%s: %s); building it on the CPU", ref,
+                     type(exc).__name__, exc)
         model = build().to("meta")
     model.__dict__[MODEL_REF_ATTR] = ref
     return model
@@ -406,73 +348,6 @@ def rebuild_on_cpu(model: nn.Module) -> nn.Module | None:
     twin.train(model.training)
     return twin
 
-
-def hf_example_inputs(model: nn.Module, batch: int, seq_len: int = 128,
-                      device: str | torch.device = "meta") -> dict:
-    """Token-id inputs for a Hugging Face model: ``input_ids`` (zeros, int64) and an
-    all-ones ``attention_mask`` of shape ``(batch, seq_len)``, plus ``decoder_input_ids``
-    for encoder-decoder models and ``pixel_values`` (3×image_size²) for vision models."""
-    b = check_batch(batch)
-    cfg = getattr(model, "config", None)
-    if cfg is not None and getattr(cfg, "model_type", "") in _HF_VISION:
-        size = int(getattr(cfg, "image_size", 224))
-        return {"pixel_values": torch.zeros(b, int(getattr(cfg, "num_channels", 3)), size, size,
-                                            device=device)}
-    ids = torch.zeros(b, int(seq_len), dtype=torch.long, device=device)
-    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    if cfg is not None and getattr(cfg, "is_encoder_decoder", False):
-        out["decoder_input_ids"] = torch.zeros_like(ids)
-    return out
-
-
-_HF_VISION = frozenset({"vit", "deit", "beit", "convnext", "swin", "dinov2", "resnet",
-                        "regnet", "mobilevit", "efficientnet", "levit", "poolformer"})
-
-
-INPUT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-                "int64": torch.int64, "int32": torch.int32}   # --input-dtype: int for token ids
-_MAX_TENSOR_BYTES = 2**63 - 1                                 # torch's storage-size limit
-
-
-def input_dtype(name) -> torch.dtype:
-    """The torch dtype for ``--input-dtype`` (``float32`` | ``float16`` | ``bfloat16`` |
-    ``int64`` | ``int32``; a torch dtype is returned as is)."""
-    if isinstance(name, torch.dtype):
-        return name
-    key = str(name).strip().lower()
-    if key not in INPUT_DTYPES:
-        raise ExanteError(f"unknown --input-dtype {name!r}; accepted: {', '.join(INPUT_DTYPES)} "
-                          "(int64 for models that take token ids)")
-    return INPUT_DTYPES[key]
-
-
-def check_numel(shape: tuple[int, ...], batch: int, dtype: torch.dtype = torch.float32) -> int:
-    """The element count of a ``(batch, *shape)`` input; an :class:`ExanteError` when the
-    tensor would exceed torch's limit of 2^63 - 1 bytes (it overflows before that)."""
-    n = int(batch) * math.prod(int(d) for d in shape)
-    if n * torch.empty((), dtype=dtype).element_size() > _MAX_TENSOR_BYTES:
-        raise ExanteError(
-            f"--batch {batch} x --input {'x'.join(map(str, shape))} is {n:.3g} {dtype} elements, "
-            f"more than a torch tensor can hold (2^63 - 1 bytes); use a smaller batch or input")
-    return n
-
-
-def example_inputs(shape: tuple[int, ...], batch: int, device: str | torch.device = "meta",
-                   dtype: torch.dtype | str = torch.float32,
-                   vocab: int | None = None) -> torch.Tensor:
-    """A ``(batch, *shape)`` tensor of zeros on ``device`` (``meta`` allocates nothing).
-
-    ``dtype``: a torch dtype or an ``--input-dtype`` name (``int64`` for token ids). With
-    ``vocab`` the input is int64 token ids drawn uniformly from ``[0, vocab)`` (on meta:
-    only the shape and dtype matter)."""
-    b = check_batch(batch)
-    dt = torch.int64 if vocab is not None else input_dtype(dtype)
-    if vocab is not None and (isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 1):
-        raise ExanteError(f"--vocab must be a positive integer (the token-id range), got {vocab!r}")
-    check_numel(shape, b, dt)
-    if vocab is not None and torch.device(device).type != "meta":
-        return torch.randint(0, vocab, (b, *shape), device=device, dtype=dt)
-    return torch.zeros((b, *shape), device=device, dtype=dt)
 
 
 def _zeros_like_on(obj, device):
