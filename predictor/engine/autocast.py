@@ -12,8 +12,9 @@ a config shared by several positions takes its first one) and tracks whether the
 flowing in is fp32:
 
 * the model input is fp32;
-* low-precision ops (matmul, conv, attention) write 16-bit; fp32-list ops (norms, softmax,
-  sum/exp/pow, losses) write fp32;
+* low-precision ops (matmul, conv, attention: the families whose lowering rule is registered
+  with ``autocast="lowp"``) write 16-bit; fp32-list ops (``autocast="fp32"``: norms, softmax,
+  losses; and the capture's fp32 types: sum/exp/pow) write fp32;
 * BatchNorm writes the dtype of its input;
 * any other op keeps its input's dtype, unless the capture says fp32 *and* it has an operand
   that does not scale with the batch (a parameter or buffer, fp32 under autocast), which
@@ -24,12 +25,10 @@ from __future__ import annotations
 
 import math
 
+from predictor.engine.rules import rules_with_autocast
 from profiling.capture.dtypes import FP32_TYPES
 
 __all__ = ["autocast_flow"]
-
-_LOWP_FAMS = ("gemm", "bgemm", "conv", "mha", "sdpa", "rnn")
-_FP32_FAMS = ("ln", "gn", "softmax", "loss")
 
 
 def _param_operand(cfg, batch: int) -> bool:
@@ -52,13 +51,14 @@ def _param_operand(cfg, batch: int) -> bool:
 def autocast_flow(layers, families, batch: int) -> tuple[list, list]:
     """(input is fp32, output is fp32) per layer of ``layers`` (WLayer, capture order) with
     their lowering ``families`` (None: unsupported) -- see the module docstring."""
+    lowp_fams, fp32_fams = rules_with_autocast("lowp"), rules_with_autocast("fp32")
     ins, outs, prev32 = [], [], True
-    for wl, fam in zip(layers, families):
+    for wl, fam in zip(layers, families, strict=True):
         cfg = wl.config
         ins.append(prev32)
-        if fam in _LOWP_FAMS and cfg.dtype in ("bf16", "fp16"):
+        if fam in lowp_fams and cfg.dtype in ("bf16", "fp16"):
             out32 = False
-        elif fam in _FP32_FAMS or cfg.type in FP32_TYPES:
+        elif fam in fp32_fams or cfg.type in FP32_TYPES:
             out32 = True
         elif fam == "bn":
             out32 = prev32
