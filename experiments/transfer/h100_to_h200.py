@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     out = {"n": int(len(y)), "folder": str(folder)}
     for name, model in (("transferred", th), ("h100_as_is", h100)):
         res = [model.predict_workload(w) for w in data.workloads]
-        p = np.array([[r["time_s"], r["energy_j"]] for r in res])
+        p = np.array([[r.time_s.value, r.energy_j.value] for r in res])
         ape = np.abs(p / y - 1) * 100
         d = {"time_mape_pct": float(ape[:, 0].mean()), "energy_mape_pct": float(ape[:, 1].mean())}
         for mode in sorted(set(data.frame["mode"])):
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
             d[f"{mode}_time_mape_pct"] = float(ape[m, 0].mean())
             d[f"{mode}_energy_mape_pct"] = float(ape[m, 1].mean())
         d["energy_inside_interval_pct"] = float(np.mean(
-            [r["energy_low"] <= e <= r["energy_high"] for r, e in zip(res, y[:, 1])]) * 100)
+            [r.energy_j.contains(e) for r, e in zip(res, y[:, 1], strict=True)]) * 100)
         out[name] = d
     print(json.dumps(out, indent=2) if a.json else "\n".join(
         f"{k}: {v}" for k, v in out.items()))
