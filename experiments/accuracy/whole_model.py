@@ -143,11 +143,13 @@ def run(hardware: str, datasets: Path, coverage: float = 0.9) -> dict:
 
 
 def _flops(wl) -> float:
+    """FLOPs per call of one workload layer for the FLOPs-linear baseline; a layer without a
+    feature function counts 0 (as in fvcore); any other failure is raised, never zeroed."""
     from profiling.features.api import layer_features
-    try:
-        return float(layer_features(wl.config).get("flops", 0))
-    except Exception:
+
+    if not wl.supported:
         return 0.0
+    return float(layer_features(wl.config).get("flops", 0))
 
 
 def table_md(res: dict) -> str:
@@ -182,7 +184,8 @@ def plot(res: dict, path: Path) -> None:
     df = pd.DataFrame(res["per_row"])
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     for ax, (col, pred, label) in zip(axes, (("time_s", "time_pred_s", "time per call (s)"),
-                                              ("energy_j", "energy_pred_j", "energy per call (J)"))):
+                                              ("energy_j", "energy_pred_j", "energy per call (J)")),
+                                  strict=True):
         for kind, mk in (("vision", "o"), ("transformer", "s"), ("mlp", "^")):
             d = df[df["kind"] == kind]
             ax.scatter(d[col], d[pred], marker=mk, s=18, label=kind, alpha=0.8)
