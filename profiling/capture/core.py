@@ -117,6 +117,8 @@ def capture(model: nn.Module, inputs, *, dtype: str = "fp32", train: bool = Fals
         raise ExanteError(f"capture needs a torch.nn.Module, got {type(model).__name__}")
     if dtype not in ("fp32", "bf16", "fp16"):
         raise ExanteError(f"unknown dtype {dtype!r}; accepted: fp32, bf16, fp16")
+    args: tuple
+    kwargs: dict
     if isinstance(inputs, torch.Tensor):
         args, kwargs = (inputs,), {}
     elif isinstance(inputs, (tuple, list)):

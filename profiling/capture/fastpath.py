@@ -5,8 +5,13 @@ and a few functional ops, used instead of torch's Python meta decompositions.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------
 # meta fast path: shape rules instead of running a leaf's forward
@@ -236,6 +241,7 @@ def _rule_conv(mod, x):
 _T = torch.Tensor
 _BINARY, _UNARY, _UNARY_INPLACE = 1, 2, 3
 _FAST_FUNCS: dict = {}
+_f: Any
 for _f in (torch.add, _T.add, torch.sub, _T.sub, torch.mul, _T.mul, torch.div, _T.div,
            _T.__rsub__, _T.__rdiv__, _T.__rtruediv__):
     _FAST_FUNCS[_f] = _BINARY
@@ -287,6 +293,7 @@ def _fast_functional(func, args: tuple, kwargs: dict):
 
 
 _FAST_RULES: dict = {}
+_cls: type
 for _cls in _BN_DIMS:
     _FAST_RULES[_cls] = _rule_batchnorm
 for _cls in _IN_DIMS:
@@ -331,7 +338,9 @@ def _fast_forward(mod: nn.Module, rule, orig):
             if x is not None:
                 try:
                     out = rule(mod, x)
-                except Exception:       # an unforeseen module state: the real forward decides
+                except Exception as exc:   # an unforeseen module state: the real forward decides
+                    logger.debug("fast rule for %s failed (%s: %s); running its forward",
+                                 type(mod).__name__, type(exc).__name__, exc)
                     out = None
         if out is not None:
             return out

@@ -35,6 +35,7 @@ def _refuse_integer_input(display: str, tname: str, args, mod=None, autocast=Fal
         clash = (not integer and not autocast and isinstance(w, torch.Tensor)
                  and w.is_floating_point() and x.dtype != w.dtype)
     if clash:                           # e.g. a float16 input into a float32 Linear
+        assert isinstance(w, torch.Tensor)  # clash implies it (for the type checker)
         raise InputDtypeError(
             f"{display} ({tname}) gets a {str(x.dtype).replace('torch.', '')} input but its "
             f"weight is {str(w.dtype).replace('torch.', '')} (on a GPU torch raises a dtype "

@@ -53,7 +53,8 @@ class _State:
 
     # -- dtype --------------------------------------------------------------------------
     def compute_dtype(self, tname: str, ins: list, outs: list, inplace: bool = False) -> str:
-        if self.lowp is None:
+        lowp = self.lowp
+        if lowp is None:
             for t in ins:
                 if t.is_floating_point():
                     return dtype_name(t.dtype)
@@ -65,16 +66,17 @@ class _State:
         if inplace and ins and ins[0].is_floating_point():
             return _vdtype(ins[0])          # an in-place op keeps its target's dtype
         if tname in LOWP_TYPES:
-            dt = self.lowp
+            dt = lowp
         elif tname in FP32_TYPES:
             dt = "fp32"
         else:
-            dt = _promote(_vdtype(t) for t in ins if t.is_floating_point())
-            if dt is None:
-                dt = _promote(dtype_name(t.dtype) for t in outs if t.is_floating_point())
-            if dt is None:
+            odt = _promote(_vdtype(t) for t in ins if t.is_floating_point())
+            if odt is None:
+                odt = _promote(dtype_name(t.dtype) for t in outs if t.is_floating_point())
+            if odt is None:
                 t0 = outs[0] if outs else (ins[0] if ins else None)
                 return dtype_name(t0.dtype) if t0 is not None else "fp32"
+            dt = odt
         for t in outs:
             if t.is_floating_point():
                 self.tag(t, dt)
@@ -83,7 +85,7 @@ class _State:
     def tag(self, t: torch.Tensor, dt: str) -> None:
         try:
             t.__dict__[_TAG] = dt
-        except Exception:       # tensor without __dict__ (exotic subclass): skip
+        except (AttributeError, TypeError):   # tensor without __dict__ (exotic subclass): skip
             return
         self.tagged.append(weakref.ref(t))
 

@@ -141,7 +141,7 @@ def features_for_capture(cap: Capture, *, warn: bool = True) -> FeatureTable:
         if layer.supported and layer.config.type in FEATURE_REGISTRY:
             try:
                 feats = layer_features(layer.config)
-            except Exception as exc:        # a registered function that cannot handle it
+            except Exception as exc:        # a registered rule that cannot handle it: named below
                 reason = f"feature function failed: {type(exc).__name__}: {exc}"
         else:
             reason = f"no feature function for {layer.config.type!r}"

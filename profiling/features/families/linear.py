@@ -39,7 +39,7 @@ def _bilinear(cfg: LayerConfig) -> dict:
 @register("F.linear")
 def _f_linear(cfg: LayerConfig) -> dict:
     x = _x(cfg)
-    w = cfg.input_shapes[1] if len(cfg.input_shapes) > 1 else ()
+    w: tuple = cfg.input_shapes[1] if len(cfg.input_shapes) > 1 else ()
     fout = int(w[0]) if len(w) == 2 else 1
     macs = _prod(x) * fout
     return _feat(cfg, macs=macs, flops=2 * macs, in_features=int(x[-1]) if x else 1,
