@@ -1,6 +1,6 @@
 """Autocast dtype flow, channels_last, GradScaler and the fp16 peak in the lowering/physics.
 
-Counts are checked against what CUDA autocast really runs (see predictor/lowering.py): a
+Counts are checked against what CUDA autocast really runs (see predictor/engine/rules): a
 cast kernel only where a low-precision op receives an fp32 tensor, weights once per forward.
 """
 

@@ -54,3 +54,22 @@ def test_bad_conditions_refused():
         EnergyObjective("h100", memory_format="nhwc")
     with pytest.raises(ExanteError, match="needs mode='train_step'"):
         EnergyObjective("h100", mode="inference", grad_scaler=True)
+
+
+def test_torch1_optimizer_loop_is_vectorised_as_predict_prices_it():
+    """torch 1.x ran the optimizer as a per-tensor loop: the vectorised path (the same
+    optimizer rule) must agree with build + predict, and differ from torch 2's foreach."""
+    specs = [MLPSpec(16, (32, 32), 2), ConvStackSpec((3, 8, 8), (4, 6), 3, 2)]
+    old = EnergyObjective("h100", mode="train_step", batch=8, optimizer="adam",
+                          torch_version="1.13")
+    new = EnergyObjective("h100", mode="train_step", batch=8, optimizer="adam")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = old.score_many(specs)
+        slow = [old.general(s) for s in specs]
+        foreach = new.score_many(specs)
+    assert old.calls["vectorised"] == len(specs)
+    for i, s in enumerate(specs):
+        assert fast["energy_j"][i] == pytest.approx(slow[i].energy_j, rel=1e-9), s
+        assert fast["time_s"][i] == pytest.approx(slow[i].time_s, rel=1e-9), s
+    assert (fast["time_s"] != foreach["time_s"]).all()
