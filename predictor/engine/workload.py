@@ -37,6 +37,9 @@ class WLayer:
 
 @dataclass
 class Workload:
+    """One eager call of a model: its captured layers and the conditions CUDA decides
+    (counts per call of the whole batch of ``batch`` samples; ``param_numels`` in elements)."""
+
     layers: tuple                       # WLayer, capture order
     mode: str                           # "inference" | "train_step"
     dtype: str                          # "fp32" | "bf16" | "fp16" (autocast float16)
