@@ -102,6 +102,7 @@ def _out_bytes_per_element(workload) -> list:
     layers = workload.layers
     if workload.dtype not in ("bf16", "fp16"):
         return [_DTYPE_BYTES.get(x.config.dtype, 4) for x in layers]
+    # lazy: lowering imports torch, and the CLI checks an input's size torch-free
     from predictor.engine.autocast import autocast_flow
     from predictor.engine.lowering import family_of
 

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.stateless import _reparametrize_module
 
 from predictor.engine.workload import Workload, workload_from_capture
 from profiling.capture.core import LayerConfig, capture
@@ -301,7 +302,6 @@ def _state_swap(model: nn.Module, make) -> dict:
 def _capture_meta(model: nn.Module, args, dtype: str, train: bool, notes: list,
                   memory_format: str = "contiguous") -> _LightCapture:
     """Capture on meta without touching the user's model (see module docstring)."""
-    from torch.nn.utils.stateless import _reparametrize_module
 
     cl = memory_format == "channels_last"
     if _on_meta(model) and not cl:
@@ -338,7 +338,6 @@ def _capture_real(model, args, dtype, train, notes, memory_format, meta_error) -
     """The meta capture failed: trace once on the model's device with copies of its buffers
     (and NHWC copies of its 4-D parameters for channels_last), at full size when the inputs
     are small, else at batches 2 and 3 extrapolated to the real batch."""
-    from torch.nn.utils.stateless import _reparametrize_module
 
     n = sum(p.numel() for p in model.parameters())
     if n > REAL_DEVICE_FALLBACK_MAX_PARAMS or _on_meta(model):

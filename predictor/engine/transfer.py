@@ -58,6 +58,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from predictor.artifacts import Artifact, available_hardware, load_artifact
 from predictor.carbon.hardware import HardwareSpec, lookup
 from predictor.engine.calibrated import CalibratedHardware
 from predictor.engine.joint_transfer import joint_artifact
@@ -169,8 +170,6 @@ def transfer(base: CalibratedHardware, hardware: str | HardwareSpec, *,
 # ------------------------------------------------------------------ artifact plumbing
 def measured_sources(artifact_dir=None) -> list[str]:
     """Hardware ids with a measured physics-model artifact (not transferred, not synthetic)."""
-    from predictor.artifacts import available_hardware, load_artifact
-
     out = []
     for hw in available_hardware(artifact_dir):
         try:
@@ -202,8 +201,6 @@ def transferred_artifact(hardware: str | HardwareSpec, artifact_dir=None,
     exists under its catalogue key, otherwise the joint model's datasheet-driven parameters,
     otherwise the transfer from ``source`` (default: the measured GPU whose datasheet is
     nearest)."""
-    from predictor.artifacts import Artifact, available_hardware, load_artifact
-
     spec = spec_of(hardware)
     if spec.key in available_hardware(artifact_dir):
         return load_artifact(spec.key, artifact_dir)
