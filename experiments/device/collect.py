@@ -68,7 +68,7 @@ def merge(src: str, datasets: str, hardware: str | None = None) -> dict:
     os.makedirs(dest, exist_ok=True)
     t_dst = {"layers": schema.layer_table(dest), "models": schema.model_table(dest), "tasks": schema.task_table(dest)}
     added = {}
-    for name, rows in tables.items():
+    for name in tables:
         cols = ("sweep_id", "key", "status") if name == "tasks" else ("sweep_id", "key")
         have = {tuple(r.get(c) or "" for c in cols) for r in t_dst[name].read(raw=True)}
         new = []
