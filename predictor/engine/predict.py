@@ -104,7 +104,13 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
             memory_format: str = "contiguous", grad_scaler: bool = False,
             torch_version: str | None = None, artifact_dir=None,
             cache: bool = True) -> Prediction:
-    """Predict time and total board energy of one eager call on the whole batch.
+    """Predict the time (s) and total board energy (J) of one eager call on the whole batch,
+    with the physics model of eager PyTorch of ``hardware``.
+
+    Returns a :class:`Prediction`: ``energy`` and ``time`` are
+    :class:`~predictor.engine.interval.Interval` s (also flat: ``energy_j``,
+    ``energy_j_low`` ... ``time_s_high``), ``layers`` the per-layer split, ``warnings``
+    everything predicted outside the measured ground, ``memory_gb`` the estimated peak.
 
     ``inputs``: a tensor or tuple of tensors including the batch dimension (any device,
     ``meta`` included), or a shape tuple (batch first) for a single float input.
@@ -118,10 +124,12 @@ def predict(model: nn.Module, inputs, mode: str = "inference", dtype: str = "fp3
     ``artifact_dir``: a folder with ``<hardware>.joblib``/``.json`` searched before
     ``$EXANTE_ARTIFACT_DIR`` and the package's ``predictor/artifacts/``.
     ``cache``: reuse the capture of the same model object when its structural fingerprint
-    and the input shapes are unchanged, and per-layer predictions.
+    and the input shapes are unchanged (the per-config layer features are always cached).
 
     Raises :class:`ExanteError` for values outside these, a train_step of a model without
-    trainable parameters, and a workload whose estimated memory exceeds the GPU's.
+    trainable parameters, a workload whose estimated memory exceeds the GPU's, a hardware
+    with neither an artifact nor a catalogue datasheet, and an artifact that is not a
+    physics model.
     """
     if not isinstance(model, nn.Module):
         raise ExanteError(f"model must be a torch.nn.Module, got {type(model).__name__}")
