@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from predictor.cli.main import main
+from profiling.errors import ExanteError
 
 MLP = "mlp:in=4,depth=1,width=8,out=2"
 DRY = ["--meter", "estimated", "--rated-power-w", "100", "--device", "cpu"]
@@ -218,7 +219,7 @@ def test_estimate_takes_token_ids_from_toml_and_flag(workdir):
          "int32"])
     sc = lifecycle.load_scenario("tokens.toml", lifecycle.scenario_overrides(args, "tokens.toml"))
     assert sc.input_dtype == "int32"
-    with pytest.raises(lifecycle.ExanteError, match="input_dtype"):
+    with pytest.raises(ExanteError, match="input_dtype"):
         lifecycle.load_scenario("tokens.toml", {**own, "input_dtype": "int8"})
 
 
@@ -250,7 +251,6 @@ def test_scenario_flags_override_top_level_keys(workdir, capsys):
 
 def test_predict_refuses_a_batch_of_zero():
     from predictor import predict
-    from profiling.errors import ExanteError
 
     with pytest.raises(ExanteError, match="batch"):
         predict(torch.nn.Linear(4, 2), torch.zeros(0, 4))

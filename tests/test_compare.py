@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from predictor.cli.main import main
+from predictor.engine.interval import Interval
 from predictor.search.compare import DesignRow, _rank, compare
 from predictor.search.generators import (
     TABLE5,
@@ -68,7 +69,8 @@ def test_compare_orders_ranks_and_ties():
 
 def test_rank_chains_overlapping_intervals():
     def row(ref, e, lo, hi):
-        return DesignRow(ref, e, lo, hi, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0)
+        return DesignRow(ref, Interval(e, lo, hi), Interval.exact(1), 1, 1, 1, Interval.exact(0),
+                         Interval.exact(0))
     rows = [row("a", 1.0, 0.9, 1.1), row("b", 1.05, 1.0, 1.2), row("c", 2.0, 1.9, 2.1),
             row("d", 1.15, 1.12, 1.3)]
     _rank(rows, "energy_j")

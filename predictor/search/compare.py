@@ -24,6 +24,9 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 
+from predictor.carbon.interval_fields import flat, interval_ends
+from predictor.engine.interval import Interval
+from predictor.engine.prediction import conditions_text
 from profiling.errors import ExanteError
 
 __all__ = ["compare", "Comparison", "DesignRow", "add_parser"]
@@ -31,34 +34,46 @@ __all__ = ["compare", "Comparison", "DesignRow", "add_parser"]
 
 @dataclass
 class DesignRow:
-    """One design's predictions.  Energies in J per call of the whole batch (``energy_j``)
-    or per run (``run_energy_j``); ``kwh`` and ``co2_kg`` include the PUE."""
+    """One design's predictions, each quantity an :class:`Interval`: ``energy`` (J per call
+    of the whole batch), ``time`` (s per call), ``facility_energy`` (kWh of one call, or of
+    the training run, × PUE) and ``co2`` (kg CO2eq of the same); ``run_energy_j`` (J of the
+    training run, GPU board).  The flat attributes (``energy_j``, ``energy_j_low``, ...,
+    ``kwh``, ``co2_kg_high``) read the intervals; ``to_dict`` gives the flat JSON form."""
 
     ref: str
-    energy_j: float
-    energy_j_low: float
-    energy_j_high: float
-    time_s: float
-    time_s_low: float
-    time_s_high: float
-    power_w: float
+    energy: Interval                  # J per call of the whole batch
+    time: Interval                    # s per call
+    power_w: float                    # W, average over the call
     params: int
     flops: float                      # per call of the whole batch (forward, feature FLOPs)
-    kwh: float
-    kwh_low: float
-    kwh_high: float
-    co2_kg: float
-    co2_kg_low: float
-    co2_kg_high: float
+    facility_energy: Interval         # kWh incl. PUE (the run's with a training run)
+    co2: Interval                     # kg CO2eq of the same
     run_energy_j: float | None = None
     memory_gb: float | None = None    # estimated peak GPU memory of one call (GiB)
     rank: int = 0                     # 1 = least energy (by the ranking quantity)
     tie_group: int = 0                # designs sharing a group: intervals overlap
     warnings: list = field(default_factory=list)
 
+    energy_j, energy_j_low, energy_j_high = interval_ends("energy")
+    time_s, time_s_low, time_s_high = interval_ends("time")
+    kwh, kwh_low, kwh_high = interval_ends("facility_energy")
+    co2_kg, co2_kg_low, co2_kg_high = interval_ends("co2")
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict with the intervals flat (``energy_j``, ``energy_j_low`` ...)."""
+        return {"ref": self.ref, **flat("energy_j", self.energy), **flat("time_s", self.time),
+                "power_w": self.power_w, "params": self.params, "flops": self.flops,
+                **flat("kwh", self.facility_energy), **flat("co2_kg", self.co2),
+                "run_energy_j": self.run_energy_j, "memory_gb": self.memory_gb,
+                "rank": self.rank, "tie_group": self.tie_group,
+                "warnings": list(self.warnings)}
+
 
 @dataclass
 class Comparison:
+    """Designs predicted on the same input, batch, mode and dtype, ranked by energy (per
+    call, J, or of the training run, kWh); ``coverage`` is the intervals' nominal level."""
+
     designs: list                     # DesignRow, in the order given
     mode: str
     dtype: str
@@ -77,6 +92,7 @@ class Comparison:
     torch_version: str | None = None
 
     def ranked(self) -> list:
+        """The rows in rank order (1 = least energy)."""
         return sorted(self.designs, key=lambda r: (r.rank, r.ref))
 
     def overlaps(self) -> list[tuple[str, str]]:
@@ -96,15 +112,16 @@ class Comparison:
         return lambda r: (r.energy_j_low, r.energy_j_high)
 
     def to_dict(self) -> dict:
+        """JSON-ready dict: the settings, ``designs`` (in the order given, intervals flat)
+        and ``overlapping_pairs``."""
         d = {k: v for k, v in asdict(self).items() if k != "designs"}
-        d["designs"] = [asdict(r) for r in self.designs]
+        d["designs"] = [r.to_dict() for r in self.designs]
         d["overlapping_pairs"] = [list(p) for p in self.overlaps()]
         return d
 
     def to_text(self) -> str:
+        """The ranking as a text table (``exante compare``)."""
         pct = int(round(self.coverage * 100))
-        from predictor.engine.prediction import conditions_text
-
         opt = conditions_text(self.optimizer, self.memory_format, self.grad_scaler,
                               self.torch_version)
         head = (f"exante compare — {self.hardware}, {self.mode}, {self.dtype}, batch "
@@ -120,8 +137,8 @@ class Comparison:
                          f"{_j(r.energy_j)} [{_j(r.energy_j_low)}–{_j(r.energy_j_high)}]",
                          _s(r.time_s), f"{r.params:,}", f"{r.flops / 1e9:.3g}",
                          f"{r.kwh:.3g}", f"{r.co2_kg:.3g}"))
-        w = [max(len(c) for c in col) for col in zip(cols, *rows)]
-        line = lambda cells: "  ".join(c.ljust(n) for c, n in zip(cells, w)).rstrip()  # noqa: E731
+        w = [max(len(c) for c in col) for col in zip(cols, *rows, strict=True)]
+        line = lambda cells: "  ".join(c.ljust(n) for c, n in zip(cells, w, strict=True)).rstrip()  # noqa: E731
         out = [head, "", line(cols), line(tuple("-" * n for n in w))] + [line(r) for r in rows]
         groups = {}
         for r in self.designs:
@@ -159,7 +176,7 @@ class Comparison:
         colors = ["#1f77b4" if not self._tied(r) else "#ff7f0e" for r in rows]
         y = range(len(rows))
         ax.barh(y, val, color=colors, alpha=0.75)
-        ax.errorbar(val, y, xerr=[[v - a for v, a in zip(val, lo)], [b - v for v, b in zip(val, hi)]],
+        ax.errorbar(val, y, xerr=[[v - a for v, a in zip(val, lo, strict=True)], [b - v for v, b in zip(val, hi, strict=True)]],
                     fmt="none", ecolor="black", capsize=3, lw=1)
         ax.set_yticks(list(y), [r.ref for r in rows], fontsize=8)
         ax.set_xlabel(("training-run energy (kWh, incl. PUE)" if run else
@@ -299,17 +316,19 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
                 intensity_g_per_kwh=grid.value_g_per_kwh, hardware=hardware,
                 memory_format=memory_format, torch_version=torch_version),
                 predict_fn=lambda *a, **k: predict(*a, artifact_dir=artifact_dir, **k))
-            kwh = (rep.total_energy_kwh, rep.total_energy_kwh_low, rep.total_energy_kwh_high)
-            co2 = (rep.co2_kg, rep.co2_kg_low, rep.co2_kg_high)
+            kwh, co2 = rep.total_facility_energy, rep.co2
             run_e = rep.total_energy_j
         else:
-            kwh = tuple(carbon.to_kwh(v) * pue for v in (p.energy_j, p.energy_j_low,
-                                                         p.energy_j_high))
-            co2 = tuple(carbon.co2_kg(k, grid) for k in kwh)
+            ends = [carbon.to_kwh(v) * pue for v in (p.energy_j, p.energy_j_low,
+                                                     p.energy_j_high)]
+            kwh = Interval(ends[0], ends[1], ends[2], cov)
+            co2s = [carbon.co2_kg(k, grid) for k in ends]
+            co2 = Interval(co2s[0], co2s[1], co2s[2], cov)
             run_e = None
-        rows.append(DesignRow(label, p.energy_j, p.energy_j_low, p.energy_j_high, p.time_s,
-                              p.time_s_low, p.time_s_high, p.power_w, params, flops, *kwh, *co2,
-                              run_energy_j=run_e, memory_gb=p.memory_gb, warnings=warn))
+        rows.append(DesignRow(label, Interval(p.energy_j, p.energy_j_low, p.energy_j_high, cov),
+                              Interval(p.time_s, p.time_s_low, p.time_s_high, cov), p.power_w,
+                              params, flops, kwh, co2, run_energy_j=run_e,
+                              memory_gb=p.memory_gb, warnings=warn))
     ranked_by = "run_energy_j" if run is not None else "energy_j"
     _rank(rows, ranked_by)
     if run is not None:

@@ -93,24 +93,12 @@ back as TOML (search trials written out as ``[[search.runs]]``).
 
 Modules (imports flow down this list): ``scenario`` (the plans and their validation),
 ``report`` (StageReport, LifecycleReport), ``composition`` (:func:`estimate`), ``scenario_io``
-(CLI arguments, TOML and dicts in; TOML out). This package re-exports their names.
+(CLI arguments, TOML and dicts in; TOML out). This package re-exports their public names.
 """
 
 from __future__ import annotations
 
-from predictor.carbon import regions as carbon
-from predictor.carbon.lifecycle.composition import (
-    _Acc,
-    _as_cost,
-    _Cost,
-    _default_predict_fn,
-    _notes,
-    _Predictor,
-    _resolve_model,
-    _stage,
-    _training_stage,
-    estimate,
-)
+from predictor.carbon.lifecycle.composition import estimate
 from predictor.carbon.lifecycle.report import LifecycleReport, StageReport
 from predictor.carbon.lifecycle.scenario import (
     DTYPES,
@@ -121,25 +109,10 @@ from predictor.carbon.lifecycle.scenario import (
     Scenario,
     SearchPlan,
     TrainingRun,
-    _choice,
-    _input_shape,
-    _pos_float,
-    _pos_int,
-    _range,
 )
 from predictor.carbon.lifecycle.scenario_io import (
-    _INFERENCE_KEYS,
-    _RUN_KEYS,
-    _SEARCH_KEYS,
-    _TOP_KEYS,
     SCENARIO_OVERRIDES,
     SCENARIO_REFUSED,
-    _check_keys,
-    _in_table,
-    _need,
-    _run_from_table,
-    _run_lines,
-    _toml_value,
     dump_scenario,
     load_scenario,
     samples_from_tokens,
@@ -147,4 +120,8 @@ from predictor.carbon.lifecycle.scenario_io import (
     scenario_from_dict,
     scenario_overrides,
 )
-from profiling.errors import ExanteError
+
+__all__ = ["DTYPES", "INPUT_DTYPES", "OPTIMIZERS", "SCENARIO_OVERRIDES", "SCENARIO_REFUSED",
+           "STAGES", "InferencePlan", "LifecycleReport", "Scenario", "SearchPlan", "StageReport",
+           "TrainingRun", "dump_scenario", "estimate", "load_scenario", "samples_from_tokens",
+           "scenario_from_args", "scenario_from_dict", "scenario_overrides"]

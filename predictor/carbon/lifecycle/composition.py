@@ -6,23 +6,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from predictor.carbon import regions as carbon
+from predictor.carbon.interval_fields import interval_ends
 from predictor.carbon.lifecycle.report import LifecycleReport, StageReport
 from predictor.carbon.lifecycle.scenario import STAGES, Scenario
+from predictor.engine.interval import Interval
 from profiling.errors import ExanteError
+
+DEFAULT_LEVEL = 0.9       # nominal coverage of a predict_fn's interval that does not state one
+_OVERFLOW = ("the estimate overflows (total energy or CO2 is not a finite number); check the "
+             "run's epochs, dataset size, requests and the predictor")
 
 # --------------------------------------------------------------------------- estimation
 
 @dataclass
 class _Cost:
-    energy_j: float
-    energy_j_low: float
-    energy_j_high: float
-    time_s: float
-    time_s_low: float
-    time_s_high: float
+    """One call's predicted ``energy`` (J) and ``time`` (s)."""
+
+    energy: Interval
+    time: Interval
+
+    energy_j, energy_j_low, energy_j_high = interval_ends("energy")
+    time_s, time_s_low, time_s_high = interval_ends("time")
 
 
 def _as_cost(p) -> _Cost:
@@ -37,8 +44,23 @@ def _as_cost(p) -> _Cost:
         v = getattr(p, name, None)
         return default if v is None else float(v)
 
-    return _Cost(e, opt("energy_j_low", e), opt("energy_j_high", e),
-                 t, opt("time_s_low", t), opt("time_s_high", t))
+    level = float(getattr(p, "coverage", None) or DEFAULT_LEVEL)
+    return _Cost(_interval((e, opt("energy_j_low", e), opt("energy_j_high", e)), level,
+                           "predict_fn's energy_j"),
+                 _interval((t, opt("time_s_low", t), opt("time_s_high", t)), level,
+                           "predict_fn's time_s"))
+
+
+def _interval(vals: Sequence[float], level: float, what: str) -> Interval:
+    """``Interval(value, low, high, level)`` of ``vals`` = (value, low, high); a one-line
+    ExanteError when they do not make one (a non-finite estimate, or a predictor whose
+    interval does not hold its value)."""
+    try:
+        return Interval(vals[0], vals[1], vals[2], level)
+    except ValueError as exc:
+        if not all(math.isfinite(v) for v in vals):
+            raise ExanteError(_OVERFLOW) from None
+        raise ExanteError(f"{what}: {exc}") from None
 
 
 class _Predictor:
@@ -106,15 +128,17 @@ class _Acc:
         self.t = [0.0, 0.0, 0.0]
         self.gpu_s = [0.0, 0.0, 0.0]
         self.calls = 0
+        self.level = 1.0             # the lowest coverage of the calls added
 
     def add(self, cost: _Cost, n: int, gpus: int = 1, wall: bool = True):
         """``wall=False``: these steps run alongside others already counted (GPUs with the
         smaller share of an uneven batch), so they add energy and GPU time, not wall time."""
         if n <= 0:
             return
+        self.level = min(self.level, cost.energy.level)
         for i, (ev, tv) in enumerate(zip(
                 (cost.energy_j, cost.energy_j_low, cost.energy_j_high),
-                (cost.time_s, cost.time_s_low, cost.time_s_high))):
+                (cost.time_s, cost.time_s_low, cost.time_s_high), strict=True)):
             self.e[i] += ev * n * gpus
             if wall:
                 self.t[i] += tv * n
@@ -126,15 +150,13 @@ def _stage(name: str, acc: _Acc, items: list[dict], pue: float, share: float,
            grid: carbon.GridIntensity) -> StageReport:
     kwh = [carbon.to_kwh(x) / share * pue for x in acc.e]
     co2 = [carbon.co2_kg(k, grid) for k in kwh]
+    lv = acc.level
     return StageReport(
-        stage=name,
-        energy_j=acc.e[0], energy_j_low=acc.e[1], energy_j_high=acc.e[2],
-        time_s=acc.t[0], time_s_low=acc.t[1], time_s_high=acc.t[2],
-        gpu_hours=acc.gpu_s[0] / 3600, gpu_hours_low=acc.gpu_s[1] / 3600,
-        gpu_hours_high=acc.gpu_s[2] / 3600,
-        energy_kwh=kwh[0], energy_kwh_low=kwh[1], energy_kwh_high=kwh[2],
-        co2_kg=co2[0], co2_kg_low=co2[1], co2_kg_high=co2[2],
-        calls=acc.calls, items=items)
+        stage=name, energy=_interval(acc.e, lv, f"{name} energy"),
+        time=_interval(acc.t, lv, f"{name} time"),
+        gpu_time=_interval([s / 3600 for s in acc.gpu_s], lv, f"{name} GPU-hours"),
+        facility_energy=_interval(kwh, lv, f"{name} kWh"),
+        co2=_interval(co2, lv, f"{name} CO2"), calls=acc.calls, items=items)
 
 
 def _training_stage(runs, cost_of) -> tuple[_Acc, list[dict]]:
@@ -148,6 +170,7 @@ def _training_stage(runs, cost_of) -> tuple[_Acc, list[dict]]:
         for batch, n_gpus, steps, wall in plan["groups"]:
             cost = cost_of("train_step", batch, run.dtype, run.optimizer, run.grad_scaler)
             run_acc.add(cost, steps * run.epochs, n_gpus, wall)
+        acc.level = min(acc.level, run_acc.level)
         for i in range(3):
             acc.e[i] += run_acc.e[i]
             acc.t[i] += run_acc.t[i]
@@ -238,7 +261,7 @@ def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> Lifecycl
                  for x in ("", "_low", "_high")]
         m = [scenario.embodied_kg * h / (scenario.gpus * scenario.hardware_lifetime_h)
              for h in gpu_h]
-        co2 = [o + mm for o, mm in zip(op_co2, m)]
+        co2 = [o + mm for o, mm in zip(op_co2, m, strict=True)]
         embodied = {"co2_kg": m[0], "co2_kg_low": m[1], "co2_kg_high": m[2],
                     "embodied_kg": scenario.embodied_kg,
                     "hardware_lifetime_h": scenario.hardware_lifetime_h,
@@ -248,20 +271,18 @@ def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> Lifecycl
                                "(SCI's M, Dodge et al. 2022, seed 002 §3.1)"}
 
     if not all(math.isfinite(v) and v >= 0 for v in (*tot_e, *tot_kwh, *co2)):
-        raise ExanteError("the estimate overflows (total energy or CO2 is not a finite number); "
-                          "check the run's epochs, dataset size, requests and the predictor")
+        raise ExanteError(_OVERFLOW)
+    lv = min((s.energy.level for s in ordered.values()), default=DEFAULT_LEVEL)
     notes = _notes(scenario, share) + cost_of.warning_notes()
     return LifecycleReport(
         model=scenario.model_ref, input_shape=scenario.input_shape, hardware=scenario.hardware,
         stages=ordered, theta=theta, theta_detail=theta_detail, pue=pue,
         pue_source=carbon.PUE_SOURCE if pue == carbon.DEFAULT_PUE else "user-supplied value",
         grid=grid, gpu_share_of_server=scenario.gpu_share_of_server,
-        total_energy_j=tot_e[0], total_energy_j_low=tot_e[1], total_energy_j_high=tot_e[2],
-        total_energy_kwh=tot_kwh[0], total_energy_kwh_low=tot_kwh[1],
-        total_energy_kwh_high=tot_kwh[2],
-        operational_co2_kg=op_co2[0], operational_co2_kg_low=op_co2[1],
-        operational_co2_kg_high=op_co2[2],
-        embodied=embodied, co2_kg=co2[0], co2_kg_low=co2[1], co2_kg_high=co2[2],
+        total_energy=_interval(tot_e, lv, "total energy"),
+        total_facility_energy=_interval(tot_kwh, lv, "total kWh"),
+        operational_co2=_interval(op_co2, lv, "operational CO2"),
+        embodied=embodied, co2=_interval(co2, lv, "CO2"),
         equivalents=carbon.everyday_equivalents(co2[0]), notes=notes,
         predict_calls=len(cost_of.cache))
 

@@ -3,46 +3,57 @@ hours, kg CO2e) and :class:`LifecycleReport` (totals, notes, text and JSON rende
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from predictor.carbon import regions as carbon
+from predictor.carbon.interval_fields import flat, interval_ends
 from predictor.carbon.lifecycle.scenario import STAGES
+from predictor.engine.interval import Interval
 
 # --------------------------------------------------------------------------- report
 
 @dataclass
 class StageReport:
-    """One life-cycle stage. ``energy_j``: GPU board energy; ``energy_kwh``: facility energy
-    (÷ gpu_share_of_server × PUE); ``co2_kg``: operational only; ``time_s``: wall clock."""
+    """One life-cycle stage, each quantity an :class:`Interval` of the predictor's coverage:
+    ``energy`` (J, GPU board energy), ``time`` (s, wall clock), ``gpu_time`` (GPU-hours),
+    ``facility_energy`` (kWh: J ÷ gpu_share_of_server × PUE) and ``co2`` (kg CO2eq,
+    operational only).  The flat attributes (``energy_j``, ``energy_j_low``, ...,
+    ``co2_kg_high``) read them; ``to_dict`` gives the flat JSON form."""
 
     stage: str
-    energy_j: float
-    energy_j_low: float
-    energy_j_high: float
-    time_s: float
-    time_s_low: float
-    time_s_high: float
-    gpu_hours: float
-    gpu_hours_low: float
-    gpu_hours_high: float
-    energy_kwh: float
-    energy_kwh_low: float
-    energy_kwh_high: float
-    co2_kg: float
-    co2_kg_low: float
-    co2_kg_high: float
+    energy: Interval                # J, GPU board energy
+    time: Interval                  # s, wall clock
+    gpu_time: Interval              # GPU-hours
+    facility_energy: Interval       # kWh, facility (÷ gpu_share_of_server × PUE)
+    co2: Interval                   # kg CO2eq, operational
     calls: int                      # steps (per GPU) or forward calls
     items: list[dict] = field(default_factory=list)   # per run / per batch size
 
+    energy_j, energy_j_low, energy_j_high = interval_ends("energy")
+    time_s, time_s_low, time_s_high = interval_ends("time")
+    gpu_hours, gpu_hours_low, gpu_hours_high = interval_ends("gpu_time")
+    energy_kwh, energy_kwh_low, energy_kwh_high = interval_ends("facility_energy")
+    co2_kg, co2_kg_low, co2_kg_high = interval_ends("co2")
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-ready dict: ``stage``, the intervals flat (``energy_j``, ``energy_j_low`` ...
+        ``co2_kg_high``), ``calls``, ``items``."""
+        return {"stage": self.stage, **flat("energy_j", self.energy),
+                **flat("time_s", self.time), **flat("gpu_hours", self.gpu_time),
+                **flat("energy_kwh", self.facility_energy), **flat("co2_kg", self.co2),
+                "calls": self.calls, "items": copy.deepcopy(self.items)}
 
 
 @dataclass
 class LifecycleReport:
+    """A life-cycle estimate: the stages (search, training, inference), their totals as
+    :class:`Interval` s (``total_energy`` J, ``total_facility_energy`` kWh,
+    ``operational_co2`` and ``co2`` kg CO2eq), PUE, grid, notes; flat attributes
+    (``total_energy_kwh_low`` ...) read the intervals."""
+
     model: str
     input_shape: tuple[int, ...]
     hardware: str
@@ -53,22 +64,21 @@ class LifecycleReport:
     pue_source: str
     grid: carbon.GridIntensity
     gpu_share_of_server: float | None
-    total_energy_j: float
-    total_energy_j_low: float
-    total_energy_j_high: float
-    total_energy_kwh: float
-    total_energy_kwh_low: float
-    total_energy_kwh_high: float
-    operational_co2_kg: float
-    operational_co2_kg_low: float
-    operational_co2_kg_high: float
+    total_energy: Interval          # J, GPU board energy of every stage
+    total_facility_energy: Interval   # kWh, facility
+    operational_co2: Interval       # kg CO2eq, from the facility energy
     embodied: dict | None
-    co2_kg: float
-    co2_kg_low: float
-    co2_kg_high: float
+    co2: Interval                   # kg CO2eq, operational + embodied
     equivalents: list[tuple[str, float, str, str]]
     notes: list[str]
     predict_calls: int
+
+    total_energy_j, total_energy_j_low, total_energy_j_high = interval_ends("total_energy")
+    total_energy_kwh, total_energy_kwh_low, total_energy_kwh_high = interval_ends(
+        "total_facility_energy")
+    operational_co2_kg, operational_co2_kg_low, operational_co2_kg_high = interval_ends(
+        "operational_co2")
+    co2_kg, co2_kg_low, co2_kg_high = interval_ends("co2")
 
     def _stage_value(self, stage: str, key: str) -> float:
         s = self.stages.get(stage)
@@ -107,6 +117,7 @@ class LifecycleReport:
         return json.loads(json.dumps(d))     # plain JSON types (tuples → lists)
 
     def to_text(self) -> str:
+        """The report as text (``exante estimate``)."""
         def e(x):
             return f"{x:.4g}"
 
@@ -130,7 +141,7 @@ class LifecycleReport:
 
         def fmt(r):
             return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+                             for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
 
         rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
         lines += [fmt(rows[0]), rule] + [fmt(r) for r in rows[1:-1]] + [rule, fmt(rows[-1])]
@@ -154,7 +165,7 @@ class LifecycleReport:
                          f"(GPU energy divided by it)")
         if self.equivalents:
             lines += ["", f"{self.co2_kg:.4g} kg CO2eq is about (US EPA via Dodge et al. 2022, seed 002 §5.1):"]
-            for label, amount, unit, _ in self.equivalents:
+            for label, amount, _unit, _ in self.equivalents:
                 lines.append(f"  {amount:>12.4g}  {label}")
         lines += ["", "notes:"] + [f"  - {n}" for n in self.notes]
         return "\n".join(lines)

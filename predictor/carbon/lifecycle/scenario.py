@@ -208,7 +208,7 @@ class SearchPlan:
                     f"raise the low fraction or lower the batch")
         runs = tuple(dataclasses.replace(base_run, epochs=e, dataset_size=d,
                                          label=f"trial-{i + 1:02d}")
-                     for i, (e, d) in enumerate(zip(epochs, sizes)))
+                     for i, (e, d) in enumerate(zip(epochs, sizes, strict=True)))
         return cls(runs)
 
 
