@@ -117,7 +117,7 @@ class ProfileSession:
         self._since_reference = 0
         self.n_reference = 0
         self.n_measured = 0
-        self.worker = None
+        self.worker: str | None = None  # the dask worker's address, when run on one
         self._env: dict | None = None
         self.hardware = hardware or hardware_id(self.env.get("gpu_name"), self.device)
 

@@ -26,78 +26,23 @@ idle power; results stream back and the driver writes them).
 Modules (imports flow down this list): ``design_space`` (LHS, modes, dtypes), ``builders``
 (spec -> model), ``tasks`` (SweepTask, SweepDefinition), ``layer_designs``, ``model_designs``,
 ``gpu_designs`` (lent-GPU), ``registry`` (SWEEPS, estimate_sweep), ``execution`` (one task),
-``runner`` (run_sweep), ``dataset_card``. This package re-exports their names.
+``runner`` (run_sweep), ``dataset_card``. This package re-exports their public names (``__all__``);
+``python -m profiling.sweeps`` (``__main__``) prints the table.
 """
 
 from __future__ import annotations
 
-from profiling.sweeps.builders import (
-    BasicBlock,
-    EncoderBlock,
-    TokenClassifier,
-    _act,
-    _AttnOnly,
-    _build_cnn,
-    _build_layer,
-    _build_mixed,
-    _build_refset,
-    _build_transformer,
-    _FunctionalHost,
-    _LayerHost,
-    _norm2d,
-    _randint,
-    _randn,
-    _Residual,
-    _SeqConv,
-    _SeqMLP,
-    build_from_spec,
-)
+from profiling.sweeps.builders import build_from_spec
 from profiling.sweeps.dataset_card import (
     COUNTS_BEGIN,
     COUNTS_END,
-    _fmt_q,
-    _quantiles,
-    _template_text,
     counts_markdown,
     dataset_card_stats,
     write_dataset_card,
 )
-from profiling.sweeps.design_space import (
-    DTYPE_CHOICES,
-    FWD_BWD,
-    INFER,
-    MODEL_MODES,
-    SEED,
-    TRAIN_ADAM,
-    TRAIN_MODES,
-    TRAIN_SGD,
-    _choice,
-    _logint,
-    _pow2,
-    _round_to,
-    _shrink_batch,
-    lhs,
-)
-from profiling.sweeps.execution import (
-    _WHOLE_CACHE,
-    _WORKER,
-    TORCH_FLAGS,
-    _cuda_context_error,
-    _execute_whole,
-    _finish_task,
-    _free_memory,
-    _whole_model,
-    _worker_execute,
-    execute_task,
-    make_meter,
-    torch_flags,
-)
+from profiling.sweeps.design_space import DTYPE_CHOICES, MODEL_MODES, SEED, TRAIN_MODES, lhs
+from profiling.sweeps.execution import TORCH_FLAGS, execute_task, make_meter, torch_flags
 from profiling.sweeps.gpu_designs import (
-    _EFF_SHAPES,
-    _HOST_BF16,
-    _HOST_SMALL,
-    _HOST_TINY,
-    _TF32_TYPES,
     GPU_EFF_PROTOCOL,
     HOST_PROTOCOL,
     REFSET_PROTOCOL,
@@ -107,27 +52,19 @@ from profiling.sweeps.gpu_designs import (
     refset_design,
 )
 from profiling.sweeps.layer_designs import (
-    _ACTS,
-    _CAPTURED_TYPE,
     LAYER_TYPE_WEIGHTS,
     LIMIT_NUMEL,
-    _act_shape,
-    _anchor_layers,
-    _batch,
-    _interleave,
-    _layer_spec,
-    _numel,
-    _registry_types,
-    _shrink_shape,
     layer_design,
     supported_layer_types,
+)
+from profiling.sweeps.layer_designs import (
+    _layer_spec as _layer_spec,  # experiments/device/gpu_selftest.py uses it
 )
 from profiling.sweeps.model_designs import (
     SEED004_BATCH,
     SEED004_TABLE4_DEPTHS,
     SEED004_TABLE4_WIDTHS,
     SEED004_TABLE6,
-    _mlp_spec,
     cnn_design,
     layers_smoke_design,
     mixed_design,
@@ -142,32 +79,26 @@ from profiling.sweeps.registry import (
     GRAPH_EXTRA_S,
     SECONDS_PER_CONFIG,
     SWEEPS,
-    _main,
     estimate_sweep,
     get_sweep,
     register,
 )
-from profiling.sweeps.runner import (
-    SweepSummary,
-    _execute,
-    _make_client,
-    _now_iso,
-    _run_dask,
-    _run_sweep,
-    _Writer,
-    run_sweep,
-)
-from profiling.sweeps.tasks import (
-    REFERENCE_EVERY,
-    SweepDefinition,
-    SweepTask,
-    _canon,
-    _model_ref,
-    _spec_label,
-    make_task,
-)
+from profiling.sweeps.runner import SweepSummary, run_sweep
+from profiling.sweeps.tasks import REFERENCE_EVERY, SweepDefinition, SweepTask, make_task
 
 __all__ = [
-    "SweepTask", "SweepDefinition", "SweepSummary", "SWEEPS", "run_sweep", "estimate_sweep",
-    "build_from_spec", "make_meter", "dataset_card_stats", "write_dataset_card", "SECONDS_PER_CONFIG",
+    # what to measure
+    "SweepTask", "SweepDefinition", "make_task", "SWEEPS", "get_sweep", "register", "estimate_sweep",
+    "SECONDS_PER_CONFIG", "GRAPH_EXTRA_S", "EXPECTED_DURATION_S", "REFERENCE_EVERY",
+    # designs
+    "lhs", "SEED", "DTYPE_CHOICES", "MODEL_MODES", "TRAIN_MODES", "LAYER_TYPE_WEIGHTS", "LIMIT_NUMEL",
+    "supported_layer_types", "layer_design", "cnn_design", "layers_smoke_design", "mixed_design", "mlp_design",
+    "mlp_seed004_design", "models_smoke_design", "reference_design", "transformer_design", "gpu_eff_design",
+    "host_launch_design", "refset_design", "GPU_EFF_PROTOCOL", "HOST_PROTOCOL", "REFSET_PROTOCOL",
+    "TORCH_DEFAULT_FLAGS",
+    "SEED004_TABLE6", "SEED004_TABLE4_DEPTHS", "SEED004_TABLE4_WIDTHS", "SEED004_BATCH",
+    # running
+    "build_from_spec", "execute_task", "make_meter", "torch_flags", "TORCH_FLAGS", "run_sweep", "SweepSummary",
+    # the dataset card
+    "dataset_card_stats", "write_dataset_card", "counts_markdown", "COUNTS_BEGIN", "COUNTS_END",
 ]

@@ -3,12 +3,15 @@ MLP / CNN / transformer / mixed stacks and the H100 reference-set workloads."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from profiling.dataset.reference_set import build_encoder
 from profiling.errors import ExanteError
-from profiling.model_refs import build_mlp
+from profiling.model_refs import build_mlp, resolve_model
 
 # --------------------------------------------------------------------------- builders
 
@@ -72,8 +75,8 @@ def _act(name: str) -> nn.Module:
 def _build_layer(spec: dict, device):
     t, b = spec["type"], spec["batch"]
     if t == "Linear":
-        m = nn.Linear(spec["in"], spec["out"], bias=spec.get("bias", True))
-        shape = (b, spec["seq"], spec["in"]) if spec.get("seq") else (b, spec["in"])
+        m: nn.Module = nn.Linear(spec["in"], spec["out"], bias=spec.get("bias", True))
+        shape: tuple[int, ...] = (b, spec["seq"], spec["in"]) if spec.get("seq") else (b, spec["in"])
         return _LayerHost(m), (_randn(shape, device),)
     if t in ("Conv2d", "Conv1d"):
         cls = nn.Conv2d if t == "Conv2d" else nn.Conv1d
@@ -149,7 +152,7 @@ class EncoderBlock(nn.Module):
 class TokenClassifier(nn.Module):
     """Embedding + learned positions -> encoder blocks -> LayerNorm -> mean pool -> Linear."""
 
-    def __init__(self, vocab: int, seq: int, d: int, blocks: list[nn.Module], classes: int):
+    def __init__(self, vocab: int, seq: int, d: int, blocks: Sequence[nn.Module], classes: int):
         super().__init__()
         self.emb = nn.Embedding(vocab, d)
         self.pos = nn.Parameter(torch.zeros(1, seq, d))
@@ -348,9 +351,6 @@ def build_from_spec(spec: dict, device="meta"):
 
 def _build_refset(spec: dict, device):
     """One workload of the H100 reference set (profiling.dataset.reference_set), built on ``device``."""
-    from profiling.dataset.reference_set import build_encoder
-    from profiling.model_refs import resolve_model
-
     b, kind = int(spec["batch"]), spec["kind"]
     if kind == "vision":
         return resolve_model(spec["model_ref"]), (_randn((b, *spec["input"]), device),)

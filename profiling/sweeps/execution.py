@@ -9,10 +9,14 @@ import os
 import threading
 import time
 import traceback
+from typing import Any
 
 import torch
 
 from profiling.errors import ExanteError, MeterUnavailable
+from profiling.measure.profiler import profile_model
+from profiling.measure.session import ProfileSession, open_meter
+from profiling.measure.whole_model import measure_whole_model
 from profiling.sweeps.builders import build_from_spec
 from profiling.sweeps.tasks import REFERENCE_EVERY, SweepTask, _canon
 
@@ -21,8 +25,6 @@ from profiling.sweeps.tasks import REFERENCE_EVERY, SweepTask, _canon
 
 def make_meter(name="auto", *, device=None, hardware: str | None = None, rated_power_w: float | None = None):
     """See :func:`profiling.measure.profiler.open_meter` (``auto | nvml | nvml-power | rapl | estimated | replay``)."""
-    from profiling.measure.profiler import open_meter
-
     return open_meter(name, device=device, hardware=hardware, rated_power_w=rated_power_w)
 
 
@@ -48,7 +50,7 @@ def _cuda_context_error(device) -> str | None:
         torch.cuda.synchronize(dev)
         if float(torch.ones(1, device=dev).add_(1).sum()) != 2.0:
             return "a tiny CUDA computation returned a wrong result"
-    except Exception as exc:
+    except RuntimeError as exc:  # torch's CUDA errors (AcceleratorError included)
         text = str(exc).strip()
         return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
     return None
@@ -98,8 +100,6 @@ def _whole_model(task: SweepTask, device):
 
 
 def _execute_whole(task: SweepTask, session, out: dict) -> None:
-    from profiling.measure.profiler import measure_whole_model
-
     try:
         model, inputs = _whole_model(task, session.device)
         row, refs, notes = measure_whole_model(
@@ -117,12 +117,10 @@ def _execute_whole(task: SweepTask, session, out: dict) -> None:
 def execute_task(task: SweepTask, session, *, deadline: float | None = None) -> dict:
     """Run one task in ``session`` (a profiler.ProfileSession); never raises for a task's own
     failure (status ``error`` with the message), only for a broken meter or an interrupt."""
-    from profiling.measure.profiler import profile_model
-
     if deadline is not None and time.time() > deadline:
         return {"task_key": task.key, "status": "skipped", "session": session.describe()}
     t0 = time.perf_counter()
-    out = {"task_key": task.key, "kind": task.kind, "family": task.family, "status": "ok", "error": None,
+    out: dict[str, Any] = {"task_key": task.key, "kind": task.kind, "family": task.family, "status": "ok", "error": None,
            "layer_rows": [], "model_rows": [], "reference_rows": [], "skipped": []}
     model = inputs = None
     try:
@@ -179,8 +177,6 @@ _WORKER = threading.local()
 
 def _worker_execute(task: SweepTask, cfg: dict, known: dict, deadline: float | None) -> dict:
     """Runs on a dask worker: one cached ProfileSession per worker thread and configuration."""
-    from profiling.measure.profiler import ProfileSession
-
     cache = getattr(_WORKER, "sessions", None)
     if cache is None:
         cache = _WORKER.sessions = {}
@@ -196,7 +192,7 @@ def _worker_execute(task: SweepTask, cfg: dict, known: dict, deadline: float | N
             from distributed import get_worker
 
             session.worker = get_worker().address
-        except Exception:
+        except (ImportError, ValueError):  # no dask here / not running on a dask worker
             session.worker = None
         cache[ck] = session
     session.known.update({k: v for k, v in known.items() if k not in session.known})

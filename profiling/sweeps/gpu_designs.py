@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from profiling.dataset.reference_set import reference_workloads
 from profiling.sweeps.design_space import FWD_BWD, INFER, TRAIN_ADAM, TRAIN_SGD
 from profiling.sweeps.layer_designs import _interleave, supported_layer_types
 from profiling.sweeps.tasks import SweepTask, make_task
@@ -27,8 +28,6 @@ TORCH_DEFAULT_FLAGS = {"allow_tf32_matmul": False, "allow_tf32_cudnn": True, "cu
 def refset_design() -> list[SweepTask]:
     """The 95 workloads of the H100 reference set (profiling.dataset.reference_set), whole model only,
     in its own order per model; models interleaved vision / transformer / mlp."""
-    from profiling.dataset.reference_set import reference_workloads
-
     tasks = []
     for w in reference_workloads():
         spec = {"family": "refset", "name": w["name"], "kind": w["kind"], "model_ref": w["model_ref"],

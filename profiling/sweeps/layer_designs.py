@@ -7,6 +7,7 @@ import math
 from typing import Any, Sequence
 
 from profiling.errors import ExanteError
+from profiling.features import FEATURE_REGISTRY
 from profiling.sweeps.design_space import _choice, _logint, _round_to, _shrink_batch, lhs
 from profiling.sweeps.tasks import SweepTask, make_task
 
@@ -131,18 +132,14 @@ LAYER_TYPE_WEIGHTS = {
 _CAPTURED_TYPE = {"sdpa": "sdpa", "add": "add", "matmul": "matmul", "mean": "mean"}
 
 
-def _registry_types() -> set | None:
-    try:
-        from profiling.features.api import FEATURE_REGISTRY
-    except Exception:
-        return None
+def _registry_types() -> set[str]:
     return set(FEATURE_REGISTRY)
 
 
 def supported_layer_types() -> list[str]:
-    """Layer spec types whose captured type has a feature function (all, if features is missing)."""
+    """Layer spec types whose captured type has a feature function (``FEATURE_REGISTRY``)."""
     reg = _registry_types()
-    return [t for t in LAYER_TYPE_WEIGHTS if reg is None or _CAPTURED_TYPE.get(t, t) in reg]
+    return [t for t in LAYER_TYPE_WEIGHTS if _CAPTURED_TYPE.get(t, t) in reg]
 
 
 def _batch(u) -> int:

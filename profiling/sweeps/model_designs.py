@@ -45,7 +45,7 @@ def mlp_design(n_groups: int = 32, depths_per_group: int = 4, seed: int = SEED, 
                 tasks.append(make_task("model", _mlp_spec(100, depth, width, 1, SEED004_BATCH), mode, "fp32", opt,
                                        execs=("eager",)))
     pts = lhs(n_groups, 7, seed)
-    for g, u in enumerate(pts):
+    for u in pts:
         width = _logint(u[0], 10, 1024)
         b = _batch(u[1])
         inp = _logint(u[2], 10, 1024)

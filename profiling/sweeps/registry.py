@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from profiling.capture import capture
 from profiling.dataset import schema
 from profiling.errors import ExanteError
 from profiling.sweeps.design_space import DTYPE_CHOICES, INFER, SEED, TRAIN_MODES
@@ -128,8 +129,6 @@ def get_sweep(name: str) -> SweepDefinition:
 def estimate_sweep(name: str, *, graph: bool = True, limit: int | None = None) -> dict:
     """Distinct measured configurations of a sweep (capturing every task on ``meta``) and the
     expected H100 duration: configs x ``SECONDS_PER_CONFIG`` (+ graph capture, + references)."""
-    from profiling.capture.core import capture
-
     sweep = get_sweep(name)
     seen: set = set()
     n_layer = n_graph = n_model = 0
@@ -159,11 +158,3 @@ def estimate_sweep(name: str, *, graph: bool = True, limit: int | None = None) -
     seconds = (configs + refs) * SECONDS_PER_CONFIG + n_graph * GRAPH_EXTRA_S
     return {"sweep": sweep.name, "tasks": len(tasks), "layer_configs": n_layer, "graph_configs": n_graph,
             "model_configs": n_model, "reference_measurements": refs, "expected_h100_s": seconds}
-
-
-def _main() -> None:  # pragma: no cover - documentation helper
-    print(f"{'sweep':14s} {'tasks':>6s} {'configs':>8s} {'graph':>6s} {'models':>7s} {'H100 min':>9s}")
-    for name in SWEEPS:
-        e = estimate_sweep(name)
-        print(f"{name:14s} {e['tasks']:6d} {e['layer_configs'] + e['model_configs']:8d} {e['graph_configs']:6d} "
-              f"{e['model_configs']:7d} {e['expected_h100_s'] / 60:9.1f}")

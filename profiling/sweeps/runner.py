@@ -12,6 +12,7 @@ from typing import Callable
 
 from profiling.dataset import schema
 from profiling.errors import ExanteError
+from profiling.measure.session import ProfileSession
 from profiling.sweeps.execution import _worker_execute, execute_task, torch_flags
 from profiling.sweeps.registry import get_sweep
 from profiling.sweeps.tasks import REFERENCE_EVERY, SweepDefinition, SweepTask
@@ -274,8 +275,6 @@ def _run_sweep(sweep, out_dir, *, resume, backend, scheduler, meter, n_jobs, lim
 
     try:
         if backend == "local":
-            from profiling.measure.profiler import ProfileSession
-
             session = None
             try:
                 for task in remaining:
