@@ -243,7 +243,7 @@ def test_repredict_adds_predictions_after_measurement(tmp_path, art_dir):
         _, rows = _rows(out / LB.repredicted_name(results))
         _, orig = _rows(out / results)
         assert len(rows) == len(orig) > 0
-        for r, o in zip(rows, orig):
+        for r, o in zip(rows, orig, strict=True):
             assert r["prediction_status"] == "ok" and r["prediction_note"].startswith(LB.REPREDICTED)
             assert r["energy_j"] == o["energy_j"] and o["prediction_status"] == "no prediction"
             assert float(r["pred_ratio"]) == pytest.approx(float(r["pred_energy_j"]) / float(r["energy_j"]))
@@ -275,8 +275,17 @@ def test_export_and_analyse_only(tmp_path):
     assert (work / "wvd" / "table.md").exists()
 
 
-def test_predictor_refusal_still_measures(tmp_path, art_dir):
-    """The synthetic artifact has no adamw data: the prediction fails, the run is measured."""
+def test_predictor_refusal_still_measures(tmp_path, art_dir, monkeypatch):
+    """A predictor that refuses (ExanteError; the physics engine's own refusals -- memory, an
+    untrainable model -- are tested in test_predict) costs no measurement: the run is measured
+    and the prediction recorded as failed with the refusal's message."""
+    import predictor.engine.predict as engine_predict
+    from profiling.errors import ExanteError
+
+    def refuse(*args, **kwargs):
+        raise ExanteError("refused for the test: optimizer adamw")
+
+    monkeypatch.setattr(engine_predict, "predict", refuse)
     out2 = tmp_path / "w"
     assert WV.main(_common(out2, "--configs", "8x4", "--modes", "train_step", "--optimizer", "adamw",
                            meter="estimated", hardware="synthtest", artifact_dir=art_dir)) == 0
