@@ -27,6 +27,7 @@ all rows each time).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -36,6 +37,8 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import lcbench as L  # noqa: E402
+
+from profiling.dataset.atomic import write_atomic_chunks  # noqa: E402
 
 DEFAULTS = dict(models="mlp-d10-w100", batch=32, optimizer="adam", base_size=16_000, factors="1,2,4,8",
                 epochs="1,2,4,8", theta_passes=4)
@@ -100,7 +103,7 @@ def plan(args) -> dict:
     runs = []      # (kind, n, epochs_or_passes) in an order that keeps partial results useful
     size_runs = [("train", n, fixed_e) for n in sorted(sizes)]
     epoch_runs = [("train", fixed_n, e) for e in sorted(epochs)]
-    for pair in zip(size_runs, epoch_runs):
+    for pair in zip(size_runs, epoch_runs, strict=False):  # interleaved; the longer list's rest below
         for r in pair:
             if r not in runs:
                 runs.append(r)
@@ -157,7 +160,7 @@ def run(args, cfg) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     dev = sess.device
-    status = {"script": "linearity", "started": L._now(), "session": sess.describe(), "plan": {
+    status = {"script": "linearity", "started": L.now_iso(), "session": sess.describe(), "plan": {
         k: cfg[k] for k in ("models", "batch", "optimizer", "sizes", "epoch_list", "fixed_epochs", "fixed_size",
                             "theta_passes")}, "measured": [], "skipped_existing": [], "skipped_budget": [],
               "failed": []}
@@ -187,8 +190,8 @@ def run(args, cfg) -> int:
                         print(f"time budget spent: not starting {key}")
                         continue
                     xs, ys = x_all[:n], y_all[:n]
-                    row = L.attempt(status, key, lambda: measure(sess, args, cfg, spec, key, kind, n, e, xs, ys,
-                                                                 warm, budget))
+                    row = L.attempt(status, key, functools.partial(measure, sess, args, cfg, spec, key, kind, n, e,
+                                                                    xs, ys, warm, budget))
                     if row is None:
                         continue
                     tab.append([row])
@@ -204,7 +207,7 @@ def run(args, cfg) -> int:
                 torch.manual_seed(args.seed)
     finally:
         sess.close()
-        status["finished"] = L._now()
+        status["finished"] = L.now_iso()
         status["elapsed_s"] = budget.elapsed()
         L.write_status(args.out, STATUS, status)
     return L.post_analysis(analyse, args.out, cfg)
@@ -316,7 +319,7 @@ def analyse(out_dir: str, cfg: dict, runs: str = RUNS, suffix: str = "") -> dict
         inf = df[df["kind"] == "inference"]
         gcols = ["model", "batch", "dtype", "meter", "device", "hardware"]
         for gk, g in tr.groupby(gcols + ["optimizer"], dropna=False):
-            base = dict(zip(gcols + ["optimizer"], gk))
+            base = dict(zip(gcols + ["optimizer"], gk, strict=True))
             for sweep, xcol, sel, fixed in (
                     ("dataset_size", "dataset_size", g[(g["epochs"] == cfg["fixed_epochs"])
                                                       & g["dataset_size"].isin(cfg["sizes"])], cfg["fixed_epochs"]),
@@ -373,7 +376,7 @@ def analyse(out_dir: str, cfg: dict, runs: str = RUNS, suffix: str = "") -> dict
 def _rewrite(tab, rows) -> None:
     """Derived tables are rebuilt from the runs each time (atomic replace)."""
     enc = tab._encode([{c: L.nan_to_none(r.get(c)) for c in tab.columns} for r in rows], with_header=True)
-    L.schema._write_atomic_bytes(tab.path, [enc])
+    write_atomic_chunks(tab.path, [enc])
 
 
 def _markdown(path, fits, thetas, df, repredicted: bool = False) -> None:
@@ -401,7 +404,7 @@ def _markdown(path, fits, thetas, df, repredicted: bool = False) -> None:
         lines.append("\nNo prediction: no fitted artifact for this hardware; measurements only.\n")
     if repredicted:
         lines.append("\nPredictions in this file were made AFTER the measurement (--repredict).\n")
-    L.schema._write_atomic_bytes(path, ["\n".join(lines).encode()])
+    write_atomic_chunks(path, ["\n".join(lines).encode()])
 
 
 def _plot(path, df, cfg) -> None:
@@ -418,7 +421,7 @@ def _plot(path, df, cfg) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (sweep, xcol, sel) in zip(axes, (
             ("dataset size", "dataset_size", tr[tr["epochs"] == cfg["fixed_epochs"]]),
-            ("epochs", "epochs", tr[tr["dataset_size"] == cfg["fixed_size"]]))):
+            ("epochs", "epochs", tr[tr["dataset_size"] == cfg["fixed_size"]])), strict=True):
         for (model, meter), g in sel.groupby(["model", "meter"]):
             g = g.sort_values(xcol)
             ax.plot(g[xcol], g["energy_j"], "o-", label=f"{model} measured ({meter})")

@@ -23,6 +23,7 @@ See experiments/lifecycle/README.md for the columns.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
@@ -31,6 +32,8 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import lcbench as L  # noqa: E402
+
+from profiling.dataset.atomic import write_atomic_chunks  # noqa: E402
 
 # (model, dataset_size, epochs, batch, optimizer): each run ~5-15 s on one H100 by a launch-count
 # estimate (not measured yet), ~1-2 min for the script in all; see README.md
@@ -125,7 +128,7 @@ def run(args) -> int:
         return 2
     dev = sess.device
     grid = carbon.grid_intensity(None, None)
-    status = {"script": "validate_training", "started": L._now(), "session": sess.describe(), "measured": [],
+    status = {"script": "validate_training", "started": L.now_iso(), "session": sess.describe(), "measured": [],
               "skipped_existing": [], "skipped_budget": [], "failed": []}
     print(f"session {sess.session_id}: meter {args.meter}, device {dev}, idle {sess.idle_power_w:.1f} W, "
           f"GPU {sess.env.get('gpu_name') or '-'}")
@@ -140,8 +143,8 @@ def run(args) -> int:
                 status["skipped_budget"].append(key)
                 print(f"time budget spent: not starting {key}")
                 continue
-            row = L.attempt(status, key, lambda: measure_run(sess, args, key, model_name, n, epochs, batch,
-                                                             opt, warm, budget, grid))
+            row = L.attempt(status, key, functools.partial(measure_run, sess, args, key, model_name, n, epochs,
+                                                                batch, opt, warm, budget, grid))
             if row is None:
                 continue
             tab.append([row])
@@ -152,7 +155,7 @@ def run(args) -> int:
                   + (f"{p:.4g} J ({row['pred_error_pct']:+.1f} %)" if p is not None else row["prediction_status"]))
     finally:
         sess.close()
-        status["finished"] = L._now()
+        status["finished"] = L.now_iso()
         status["elapsed_s"] = budget.elapsed()
         L.write_status(args.out, STATUS, status)
     return L.post_analysis(write_summary, args.out)
@@ -242,7 +245,7 @@ def write_summary(out_dir: str, results: str = RESULTS, name: str = "summary.md"
             lines.append("\nSome rows use the `estimated` meter: rated power x time, NOT a measurement.\n")
     if results != RESULTS:
         lines.append(f"\nPredictions in this file were made AFTER the measurement ({results}).\n")
-    L.schema._write_atomic_bytes(os.path.join(out_dir, name), ["\n".join(lines).encode()])
+    write_atomic_chunks(os.path.join(out_dir, name), ["\n".join(lines).encode()])
 
 
 if __name__ == "__main__":

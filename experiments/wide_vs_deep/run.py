@@ -28,6 +28,7 @@ Writes ``wide_vs_deep.csv`` (one row per (config, mode), appended atomically; re
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -38,6 +39,8 @@ if LIFECYCLE not in sys.path:
     sys.path.insert(0, LIFECYCLE)
 
 import lcbench as L  # noqa: E402
+
+from profiling.dataset.atomic import write_atomic_chunks  # noqa: E402
 
 SEED_FILE = "/work/shared/seeds/004_ee68596bbb593c7f.txt"
 SEED_SAMPLES, SEED_EPOCHS, SEED_INPUT = 100_000, 10, 100
@@ -163,7 +166,7 @@ def run(args) -> int:
     psess = ProfileSession(sess.meter, device=sess.device, hardware=args.hardware, sweep_id="wide_vs_deep",
                            idle_power_w=sess.idle_power_w, protocol_kwargs=pk, session_id=sess.session_id)
     have_art, art_note, art_id = L.artifact_status(args.hardware, args.artifact_dir)
-    status = {"script": "wide_vs_deep", "started": L._now(), "session": sess.describe(), "protocol_kwargs": pk,
+    status = {"script": "wide_vs_deep", "started": L.now_iso(), "session": sess.describe(), "protocol_kwargs": pk,
               "artifact": art_id or art_note, "measured": [], "skipped_existing": [], "skipped_budget": [],
               "failed": []}
     per_measure_s = 1.0 + pk["n_windows"] * (pk["min_window_s"] + 0.1) + (0.0 if args.smoke else 0.5)
@@ -180,8 +183,9 @@ def run(args) -> int:
                 if not budget.fits(per_measure_s):
                     status["skipped_budget"].append(key)
                     continue
-                rows = L.attempt(status, key, lambda: measure_one(args, sess, psess, key, line, d, w, nodes, p_seed,
-                                                                  kwh, in_f, mode, have_art, art_note, art_id),
+                rows = L.attempt(status, key, functools.partial(measure_one, args, sess, psess, key, line, d, w, nodes,
+                                                                     p_seed, kwh, in_f, mode, have_art, art_note,
+                                                                     art_id),
                                  cleanup=lambda: L.free(sess.device))
                 if rows is None:
                     continue
@@ -196,7 +200,7 @@ def run(args) -> int:
     finally:
         psess.close()
         sess.close()
-        status["finished"] = L._now()
+        status["finished"] = L.now_iso()
         status["elapsed_s"] = budget.elapsed()
         L.write_status(args.out, STATUS, status)
     return L.post_analysis(analyse, args.out)
@@ -230,14 +234,14 @@ def _layer_totals(model, xs, dtype, train) -> tuple[dict, dict]:
 def predict_one(args, model, b, in_f, mode, opt, dtype, have_art, art_note, art_id) -> dict:
     """``predictor.engine.predict`` of one call (``no prediction`` without an artifact)."""
     pred = {"prediction_status": L.NO_PREDICTION, "prediction_note": art_note or None, "artifact_id": art_id,
-            "predicted_at": L._now(), "pred_energy_j": None, "pred_energy_j_low": None, "pred_energy_j_high": None,
+            "predicted_at": L.now_iso(), "pred_energy_j": None, "pred_energy_j_low": None, "pred_energy_j_high": None,
             "pred_time_s": None}
     if not have_art:
         return pred
     try:
         from predictor.engine.predict import predict
 
-        p, notes = L._quiet(lambda: predict(model, (b, in_f), mode=mode, dtype=dtype, hardware=args.hardware,
+        p, notes = L.quiet_warnings(lambda: predict(model, (b, in_f), mode=mode, dtype=dtype, hardware=args.hardware,
                                             optimizer=opt, artifact_dir=args.artifact_dir))
         pred.update(prediction_status="ok", prediction_note="; ".join(notes)[:500] or None, pred_energy_j=p.energy_j,
                     pred_energy_j_low=p.energy_j_low, pred_energy_j_high=p.energy_j_high, pred_time_s=p.time_s)
@@ -375,7 +379,7 @@ def analyse(out_dir: str, results: str = RESULTS, suffix: str = "") -> dict:
         if suffix:
             lines.append("Predictions in this file were made AFTER the measurement (--repredict).")
         _plot(os.path.join(out_dir, f"wide_vs_deep{suffix}.png"), df)
-    L.schema._write_atomic_bytes(os.path.join(out_dir, f"table{suffix}.md"), ["\n".join(lines).encode() + b"\n"])
+    write_atomic_chunks(os.path.join(out_dir, f"table{suffix}.md"), ["\n".join(lines).encode() + b"\n"])
     L.schema.write_json_atomic(os.path.join(out_dir, f"wide_vs_deep_summary{suffix}.json"), summary)
     return summary
 
@@ -395,7 +399,7 @@ def _plot(path: str, df) -> None:
     has_seed = tr["seed_energy_kwh"].notna().any()
     fig, axes = plt.subplots(1, 3 if has_seed else 2, figsize=(15 if has_seed else 10, 4))
     colors = {"wide": "tab:blue", "deep": "tab:red", "square": "tab:gray"}
-    for ax, xcol in zip(axes, ("params", "nodes")):
+    for ax, xcol in zip(axes, ("params", "nodes"), strict=False):  # a third (seed) panel is drawn below
         for shape, g in tr.groupby("shape"):
             g = g.sort_values(xcol)
             ax.plot(g[xcol], g["energy_j"] * 1e3, "o-", color=colors.get(shape), label=f"{shape}: measured")
