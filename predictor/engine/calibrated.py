@@ -176,12 +176,9 @@ class CalibratedHardware:
 
 def _unpriced_layers(w: Workload, lw: LoweredWorkload) -> dict[int, str]:
     """{position in ``w.layers``: reason} of the layers the lowering priced by its generic
-    memory fallback (``LoweredWorkload.unpriced``, in layer order: matched as a subsequence
-    by type and module paths)."""
-    listed = list(getattr(lw, "unpriced", ()))
-    if not listed and lw.unknown:      # a lowering that only lists the types
-        return {i: "no lowering rule" for i, x in enumerate(w.layers)
-                if not x.supported or x.config.type in lw.unknown}
+    memory fallback (``LoweredWorkload.unpriced``, listed in layer order: matched back as a
+    subsequence by type and module paths)."""
+    listed = list(lw.unpriced)
     out: dict[int, str] = {}
     j = 0
     for i, x in enumerate(w.layers):
