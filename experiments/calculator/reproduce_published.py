@@ -74,7 +74,7 @@ def dodge_rows() -> list[dict]:
     assert list(block) == ["Model", "GPU", "Hours", "kWh"], list(block)
     out = []
     for model, gpu, hours, kwh in zip(block["Model"], block["GPU"], block["Hours"],
-                                      block["kWh"]):
+                                      block["kWh"], strict=False):  # the ViT column is cut (below)
         if model == "ViT":  # the extracted line is cut: the 11th column is ViT Huge (§4.2)
             model = "ViT Huge"
         n, dev = gpu.split("-", 1)

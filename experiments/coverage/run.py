@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from profiling.capture.core import MetaTruthMode, capture  # noqa: E402
-from profiling.errors import ExanteError  # noqa: E402
 from profiling.features.api import features_for_capture  # noqa: E402
 from profiling.model_refs import (  # noqa: E402
     capture_with_cpu_fallback,
@@ -248,7 +247,7 @@ def main(argv=None) -> int:
     for i, ref in enumerate(refs, 1):
         try:
             rec = run_one(ref, args.batch, args.seq_len)
-        except Exception as exc:    # noqa: BLE001 - a bug of the harness itself: keep going
+        except Exception:           # noqa: BLE001 - a bug of the harness itself: recorded, keep going
             rec = {"ref": ref, "zoo": ref.split(":")[0], "status": "harness error",
                    "error": traceback.format_exc(limit=3)[-300:]}
         records.append(rec)

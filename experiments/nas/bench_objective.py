@@ -86,11 +86,11 @@ def main(argv=None) -> int:
             n = args.n_mlp if family == "mlp" else args.n_other
             specs = random_specs(family, n, rng)
             obj.score_many(specs[:100])                       # warm-up
-            t_vec = best_time(lambda: obj.score_many(specs), args.repeats)
+            t_vec = best_time(lambda obj=obj, specs=specs: obj.score_many(specs), args.repeats)
             sample = specs[:args.n_general]
             vec = obj.score_many(sample)["energy_j"]
 
-            def general():
+            def general(sample=sample, mode=mode, opt=opt):
                 out = []
                 for s in sample:
                     with torch.device("meta"):

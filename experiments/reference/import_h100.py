@@ -183,7 +183,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 1
     data = load_whole_model_data(a.out)
-    wls = dict(zip(data.frame["key"], data.workloads))
+    wls = dict(zip(data.frame["key"], data.workloads, strict=True))
     add_layer_summaries(rows, wls)
     write_rows(a.out, rows)
     write_meta(a.out, rows, len(wls), ref, a.source)

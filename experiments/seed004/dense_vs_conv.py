@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     for mode, opt in (("train_step", "adam"), ("inference", None)):
         obj = EnergyObjective("h100", mode, args.batch, optimizer=opt)
         e = obj.score_many(dense + conv)
-        for i, (d, c) in enumerate(zip(dense, conv)):
+        for i, (d, c) in enumerate(zip(dense, conv, strict=True)):
             rows.append({"mode": mode, "dense_ref": d.ref, "conv_ref": c.ref, "depth": d.depth,
                          "dense_params": d.params, "conv_params": c.params,
                          "dense_energy_j": e["energy_j"][i],

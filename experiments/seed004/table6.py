@@ -60,7 +60,7 @@ def heldout_predictions(datasets: Path) -> dict:
     groups = np.where(mlp, f["family"].to_numpy(), "not-mlp")
     shape = cross_validate(data, ds, groups=groups)[:, 1]
     kind = cross_validate(data, ds, groups=np.where(mlp, "mlp", "not-mlp"))[:, 1]
-    return {k: {"loso": a, "lamo": b} for k, a, b in zip(f["key"], shape, kind)}
+    return {k: {"loso": a, "lamo": b} for k, a, b in zip(f["key"], shape, kind, strict=True)}
 
 
 def main(argv=None) -> int:
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     rows, summary = [], []
     for mode, batch, opt in SETTINGS:
         c = compare([s for _, s in grid], "100", batch, mode=mode, optimizer=opt)
-        for (meta, spec), d in zip(grid, c.designs):
+        for (meta, spec), d in zip(grid, c.designs, strict=True):
             key = f"mlp-d{meta['layers']}-w{meta['layer_size']}|{mode}|fp32|b{batch}"
             m = meas.loc[key]
             h = held.get(key, {})
