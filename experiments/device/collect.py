@@ -109,9 +109,9 @@ def _append_raw(table, rows: list[dict]) -> None:
     """Append rows read raw (strings) with the table's own atomic append, values unchanged."""
     if not rows:
         return
-    from profiling.dataset import schema
+    from profiling.dataset.atomic import file_lock, write_atomic_chunks
 
-    with schema._locked(table.path):
+    with file_lock(table.path):
         table._check_header()
         exists = table.exists()
         buf = io.StringIO()
@@ -123,7 +123,7 @@ def _append_raw(table, rows: list[dict]) -> None:
         old = open(table.path, "rb").read() if exists else b""
         if old and not old.endswith(b"\n"):
             old += b"\n"
-        schema._write_atomic_bytes(table.path, [old, buf.getvalue().encode("utf-8")])
+        write_atomic_chunks(table.path, [old, buf.getvalue().encode("utf-8")])
 
 
 def write_plan(dest: str) -> dict:
@@ -155,7 +155,7 @@ def write_plan(dest: str) -> dict:
     w = csv.DictWriter(buf, fieldnames=PLAN_COLUMNS, lineterminator="\n")
     w.writeheader()
     w.writerows(out)
-    schema._write_atomic_bytes(os.path.join(dest, "plan.csv"), [buf.getvalue().encode("utf-8")])
+    schema.write_bytes_atomic(os.path.join(dest, "plan.csv"), buf.getvalue().encode("utf-8"))
     return summary
 
 

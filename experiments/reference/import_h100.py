@@ -69,7 +69,7 @@ def _totals(w) -> dict:
     for wl in w.layers:
         try:
             f = layer_features(wl.config)
-        except Exception:
+        except Exception:  # noqa: BLE001 - recorded by type (n_unsupported)
             unsupported.append(wl.config.type)
             continue
         for k in ("macs", "flops", "bytes_read", "bytes_written"):

@@ -218,7 +218,7 @@ def _layer_totals(model, xs, dtype, train) -> tuple[dict, dict]:
     for layer in cap.layers:
         try:
             f = layer_features(layer.config) if layer.supported else None
-        except Exception:
+        except Exception:  # noqa: BLE001 - a feature rule that fails: its type is listed below
             f = None
         if f is None:
             unsupported.add(layer.config.type)
