@@ -26,12 +26,14 @@ import math
 from dataclasses import dataclass, field
 
 from predictor.carbon import regions as carbon
-from predictor.carbon.hardware import lookup
+from predictor.carbon.hardware import HardwareSpec, lookup
 from predictor.carbon.llm.checks import check_llm_inputs
-from predictor.carbon.llm.plan import FLOPS_SOURCE, TRAIN_DTYPES, tpu_measured_power, training_plan  # noqa: F401
+from predictor.carbon.llm.plan import tpu_measured_power, training_plan
+from predictor.engine.interval import Interval
 from profiling.errors import ExanteError
 
 DEFAULT_PUE = carbon.DEFAULT_PUE
+MFU_INTERVAL_LEVEL = 0.9     # the default MFU's interval: 5-95 % of leave-one-run-out residuals
 TPU_POWER = ("measured", "tdp")
 
 
@@ -107,34 +109,58 @@ class CalcResult:
     sources: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
+    @property
+    def mfu(self) -> Interval | None:
+        """The training run's model-FLOPs utilisation (0-1) with its interval (5-95 % of the
+        published runs' residuals; exact for a given --mfu); None without a FLOP budget."""
+        t = self.training
+        if not t:
+            return None
+        level = 1.0 if t.get("mfu_flavour") == "given" else MFU_INTERVAL_LEVEL
+        return Interval(t["mfu"], t["mfu_low"], t["mfu_high"], level)
+
+    @property
+    def training_device_hours(self) -> Interval | None:
+        """Device-hours of the training run (h × devices) with the MFU's interval; None
+        without a FLOP budget."""
+        t, m = self.training, self.mfu
+        if not t or m is None:
+            return None
+        return Interval(t["device_hours"], t["device_hours_low"], t["device_hours_high"],
+                        m.level)
+
     def to_dict(self) -> dict:
+        """JSON-ready dict (energies kWh, masses kg CO2eq, power W per device)."""
         t = self.training or {}
+        m, h = self.mfu, self.training_device_hours
         return {"device": self.device, "count": self.count, "hours": self.hours,
                 "device_hours": self.device_hours, "power_w": self.power_w, "pue": self.pue,
                 "grid_intensity_g_per_kwh": self.grid_intensity_g_per_kwh,
                 "grid": self.grid_label, "device_energy_kwh": self.device_energy_kwh,
                 "energy_kwh": self.energy_kwh, "co2_kg": self.co2_kg,
                 "offset_pct": self.offset_pct, "co2_kg_after_offset": self.co2_kg_after_offset,
-                "equivalents": [{"label": l, "amount": a, "unit": u, "source": s}
-                                for l, a, u, s in self.equivalents],
-                "mfu": t.get("mfu"), "mfu_source": t.get("mfu_source"),
-                "mfu_low": t.get("mfu_low"), "mfu_high": t.get("mfu_high"),
-                "device_hours_low": t.get("device_hours_low"),
-                "device_hours_high": t.get("device_hours_high"), "fits": t.get("memory_fits"),
+                "equivalents": [{"label": lab, "amount": a, "unit": u, "source": s}
+                                for lab, a, u, s in self.equivalents],
+                "mfu": m.value if m else None, "mfu_source": t.get("mfu_source"),
+                "mfu_low": m.low if m else None, "mfu_high": m.high if m else None,
+                "device_hours_low": h.low if h else None,
+                "device_hours_high": h.high if h else None, "fits": t.get("memory_fits"),
                 "memory_gb_per_device": t.get("memory_per_device_gb"),
                 "training": self.training, "sources": dict(self.sources),
                 "notes": list(self.notes)}
 
     def to_text(self) -> str:
+        """The result as text (``exante calc``)."""
         dev = f"{self.count} × {self.device}" if self.device else f"{self.count} device(s)"
         lines = [f"{dev}, {self.hours:,.4g} h wall-clock ({self.device_hours:,.4g} device-hours) "
                  f"at {self.power_w:,.4g} W each"]
-        if self.training:
+        m, h = self.mfu, self.training_device_hours
+        if self.training and m is not None and h is not None:
             t = self.training
-            lines.append(f"  training: {t['flops']:.3g} FLOPs at MFU {t['mfu']:.3g} "
-                         f"({t['mfu_low']:.3g}-{t['mfu_high']:.3g}) of {t['peak_tflops']:g} "
-                         f"TFLOP/s ({t['dtype']}); {t['device_hours_low']:,.4g}-"
-                         f"{t['device_hours_high']:,.4g} device-hours; parallel dp={t['dp']} "
+            lines.append(f"  training: {t['flops']:.3g} FLOPs at MFU {m.value:.3g} "
+                         f"({m.low:.3g}-{m.high:.3g}) of {t['peak_tflops']:g} "
+                         f"TFLOP/s ({t['dtype']}); {h.low:,.4g}-"
+                         f"{h.high:,.4g} device-hours; parallel dp={t['dp']} "
                          f"tp={t['tp']} pp={t['pp']}")
             if t.get("memory_verdict"):
                 lines.append(f"  memory per device: {t['memory_verdict']}")
@@ -147,13 +173,39 @@ class CalcResult:
                          f"{human_mass(self.co2_kg_after_offset)}")
         if self.equivalents:
             lines.append("  equivalent to: " + "; ".join(
-                f"{a:,.3g} {l}" for l, a, _, _ in self.equivalents[:3]))
+                f"{a:,.3g} {lab}" for lab, a, _, _ in self.equivalents[:3]))
         lines.append("sources:")
         lines += [f"  {k}: {v}" for k, v in self.sources.items()]
         if self.notes:
             lines.append("notes:")
             lines += [f"  - {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _device_power(spec: HardwareSpec, utilization, tpu_power: str, sources: dict,
+                  notes: list) -> float:
+    """Average W per device without a measured power: a TPU's published per-chip measurement
+    (``tpu_power="measured"``), else ``utilization`` (default 1) × the catalogue TDP."""
+    if tpu_power not in TPU_POWER:
+        raise ExanteError(f"tpu_power must be one of {', '.join(TPU_POWER)}, got {tpu_power!r}")
+    measured = tpu_measured_power().get(spec.key) if spec.kind == "tpu" else None
+    if measured is not None and tpu_power == "measured" and utilization is None:
+        p = measured[0]
+        sources["power_w"] = f"{p:g} W per chip, {measured[1]}"
+        notes.append(f"TPU power = published per-chip measurement {p:g} W (chip TDP "
+                     f"{spec.tdp_w if spec.tdp_w is not None else 'unknown'} W: --tpu-power tdp)")
+        return p
+    if spec.tdp_w is None:
+        raise ExanteError(f"{spec.name} has no published TDP; pass --power-w "
+                          f"(measured average W per device)")
+    u = 1.0 if utilization is None else _positive(utilization, "utilization")
+    if u > 1:
+        raise ExanteError(f"utilization must be in (0, 1], got {utilization}")
+    sources["power_w"] = (f"{u:g} × TDP {spec.tdp_w:g} W ({spec.sources['tdp_w']})")
+    if utilization is None:
+        notes.append(f"power = the TDP of {spec.name} ({spec.tdp_w:g} W), an upper bound "
+                     f"for most runs; pass --power-w (measured) or --utilization")
+    return u * spec.tdp_w
 
 
 def calc(device=None, count=1, hours=None, gpu_hours=None, power_w=None, utilization=None,
@@ -189,6 +241,7 @@ def calc(device=None, count=1, hours=None, gpu_hours=None, power_w=None, utiliza
     else:
         training = training_plan(spec, count, params=params, tokens=tokens, flops=flops,
                                  mfu=mfu, dtype=dtype, dp=dp, tp=tp, pp=pp, **llm_kw)
+        assert spec is not None             # training_plan refuses a missing device
         device_hours = training["device_hours"]
         wall = device_hours / count
         sources["hours"] = (f"training FLOPs / (mfu {training['mfu']:.3g} × {spec.name} "
@@ -202,33 +255,13 @@ def calc(device=None, count=1, hours=None, gpu_hours=None, power_w=None, utiliza
                          f"a larger-memory device")
     if power_w is not None and utilization is not None:
         raise ExanteError("give power_w or utilization, not both")
-    measured = None
     if power_w is not None:
         p = _positive(power_w, "power_w")
         sources["power_w"] = "user-supplied average power per device"
     else:
         if spec is None:
             raise ExanteError("give a device (for its TDP) or power_w (average W per device)")
-        if tpu_power not in TPU_POWER:
-            raise ExanteError(f"tpu_power must be one of {', '.join(TPU_POWER)}, got {tpu_power!r}")
-        measured = tpu_measured_power().get(spec.key) if spec.kind == "tpu" else None
-    if power_w is None and measured is not None and tpu_power == "measured" and utilization is None:
-        p = measured[0]
-        sources["power_w"] = f"{p:g} W per chip, {measured[1]}"
-        notes.append(f"TPU power = published per-chip measurement {p:g} W (chip TDP "
-                     f"{spec.tdp_w if spec.tdp_w is not None else 'unknown'} W: --tpu-power tdp)")
-    elif power_w is None:
-        if spec.tdp_w is None:
-            raise ExanteError(f"{spec.name} has no published TDP; pass --power-w "
-                              f"(measured average W per device)")
-        u = 1.0 if utilization is None else _positive(utilization, "utilization")
-        if u > 1:
-            raise ExanteError(f"utilization must be in (0, 1], got {utilization}")
-        p = u * spec.tdp_w
-        sources["power_w"] = (f"{u:g} × TDP {spec.tdp_w:g} W ({spec.sources['tdp_w']})")
-        if utilization is None:
-            notes.append(f"power = the TDP of {spec.name} ({spec.tdp_w:g} W), an upper bound "
-                         f"for most runs; pass --power-w (measured) or --utilization")
+        p = _device_power(spec, utilization, tpu_power, sources, notes)
     if pue is None:
         pue_v = DEFAULT_PUE
         sources["pue"] = (f"default {DEFAULT_PUE} (2020 world-average data-centre PUE, Uptime "
@@ -258,91 +291,6 @@ def calc(device=None, count=1, hours=None, gpu_hours=None, power_w=None, utiliza
         offset_pct=off, co2_kg_after_offset=co2 * (1 - off / 100.0),
         equivalents=carbon.everyday_equivalents(co2), training=training, sources=sources,
         notes=notes)
-
-
-# --- CLI (registered by predictor/cli.py) ---------------------------------------------------
-
-def add_parser(sub) -> None:
-    """Register ``exante calc`` on an argparse sub-parsers object."""
-    p = sub.add_parser("calc", help="calculator: energy and CO2 from device, count and hours "
-                                    "(or params/tokens at an MFU) - no fitted model needed")
-    p.add_argument("--device", default=None, help="device name or alias, e.g. v100, a100-80gb, "
-                                                   "h100 (see --list-devices)")
-    p.add_argument("--count", default=1, help="number of devices (default 1)")
-    dur = p.add_mutually_exclusive_group()
-    dur.add_argument("--hours", default=None, help="wall-clock hours of the run")
-    dur.add_argument("--gpu-hours", default=None, help="device-hours (count × hours)")
-    pw = p.add_mutually_exclusive_group()
-    pw.add_argument("--power-w", default=None, help="measured average power per device (W)")
-    pw.add_argument("--utilization", default=None, help="fraction of TDP drawn, in (0, 1]")
-    p.add_argument("--pue", default=None, help="data-centre PUE (default 1.58, the 2020 world "
-                                                "average, as exante estimate; 1.0 = device only)")
-    p.add_argument("--tpu-power", choices=TPU_POWER, default="measured",
-                   help="TPU power without --power-w: published per-chip measurement "
-                        "(default) or the chip TDP")
-    grid = p.add_mutually_exclusive_group()
-    grid.add_argument("--region", default=None,
-                      help="grid: aws:us-east-1, gcp:.., azure:.., france, us:average, "
-                           "us-state:oklahoma, ... (see --list-regions)")
-    grid.add_argument("--intensity", default=None,
-                      help="grid gCO2eq/kWh, or an energy source: coal|gas|hydro|oil|nuclear")
-    p.add_argument("--offset-pct", default=None, help="share of emissions offset (0-100)")
-    llm = p.add_argument_group("LLM-scale training (instead of --hours)")
-    llm.add_argument("--params", default=None, help="parameters N (e.g. 175e9)")
-    llm.add_argument("--model", default=None, metavar="MODEL_REF",
-                     help="count N from a model (built on the meta device) instead of --params")
-    llm.add_argument("--tokens", default=None, help="training tokens D (FLOPs = 6·N·D)")
-    llm.add_argument("--flops", default=None, help="training FLOPs, instead of 6·N·D")
-    llm.add_argument("--active-params", default=None,
-                     help="activated parameters per token (MoE); FLOPs = 6·active·D")
-    llm.add_argument("--mfu", default=None, help="model-FLOPs utilisation in (0, 1] (default: "
-                                                 "derived from published runs, with an interval)")
-    llm.add_argument("--physics", action="store_true",
-                     help="MFU from the physics model of the transformer + parallel overheads")
-    llm.add_argument("--mfu-flavour", choices=("published", "training"), default="published",
-                     help="default MFU: 'published' hours (incl. restarts; default) or 'training'")
-    llm.add_argument("--dtype", choices=TRAIN_DTYPES, default="bf16",
-                     help="dtype of the peak used (default bf16; a device without it falls "
-                          "back, e.g. fp16 on V100, said so)")
-    llm.add_argument("--sharding", choices=("auto", "none", "zero1", "zero2", "zero3", "fsdp"),
-                     default="auto", help="optimizer/gradient/weight sharding (default: the "
-                                          "least that fits)")
-    llm.add_argument("--checkpointing", choices=("auto", "none", "selective", "full"),
-                     default="auto", help="activation checkpointing (default: the least that fits)")
-    llm.add_argument("--optimizer-dtype", choices=("fp32", "bf16", "int8"), default="fp32",
-                     help="Adam state dtype (default fp32: 12 bytes/param with the master copy)")
-    llm.add_argument("--layers", default=None, help="transformer layers")
-    llm.add_argument("--hidden", default=None, help="hidden size")
-    llm.add_argument("--heads", default=None, help="attention heads")
-    llm.add_argument("--seq-len", default=None, help="sequence length (default 2048)")
-    llm.add_argument("--micro-batch", default=None, help="micro-batch per device (default 1)")
-    llm.add_argument("--global-batch-tokens", default=None, help="tokens per step (default 4e6)")
-    llm.add_argument("--no-flash", action="store_true", help="explicit attention (not FlashAttention)")
-    llm.add_argument("--unfused-optimizer", action="store_true", help="for-loop Adam (not fused)")
-    llm.add_argument("--interconnect", default=None, metavar="INTRA[,INTER]",
-                     help="links, e.g. nvlink3,ib-hdr (default: the generation's DGX/HGX pair)")
-    llm.add_argument("--dp", default=None, help="data-parallel degree (default count/(tp·pp))")
-    llm.add_argument("--tp", default=1, help="tensor-parallel degree")
-    llm.add_argument("--pp", default=1, help="pipeline-parallel degree")
-    srv = p.add_argument_group("LLM serving (with --params and --device; --count = GPUs)")
-    srv.add_argument("--concurrency", default=None,
-                     help="sequences served at once (vLLM max_num_seqs); selects serving mode")
-    srv.add_argument("--requests", default=1.0, help="requests served (default 1)")
-    srv.add_argument("--prompt-tokens", default=1000.0, help="prompt tokens/request (default 1000)")
-    srv.add_argument("--output-tokens", default=500.0, help="output tokens/request (default 500)")
-    srv.add_argument("--weights", default="bf16", help="weight precision: bf16|fp8|mxfp4|int4")
-    p.add_argument("--list-devices", "--list-hardware", dest="list_devices", action="store_true",
-                   help="print the hardware catalogue")
-    p.add_argument("--list-regions", action="store_true", help="print the grid regions")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=run_cli)
-
-
-def _model_params(model_ref: str) -> int:
-    from profiling.model_refs import resolve_model_on_meta
-
-    model = resolve_model_on_meta(model_ref)
-    return int(sum(p.numel() for p in model.parameters()))
 
 
 def serving(params, device, count=1, concurrency=None, *, requests=1, prompt_tokens=1000,
@@ -375,68 +323,3 @@ def serving(params, device, count=1, concurrency=None, *, requests=1, prompt_tok
     if bad:
         raise ExanteError(f"the inputs give a non-finite {bad[0]}; give realistic values")
     return r
-
-
-def _run_serving(args, params) -> int:
-    import json
-
-    other = [f"--{k.replace('_', '-')}" for k in ("hours", "gpu_hours", "tokens", "flops", "mfu")
-             if getattr(args, k) is not None]
-    if other:
-        raise ExanteError(f"serving mode (--concurrency) takes no {', '.join(other)}: give "
-                          f"--params, --device, --count, --requests, --prompt-tokens, "
-                          f"--output-tokens")
-    r = serving(params, args.device, args.count, args.concurrency, requests=args.requests,
-                prompt_tokens=args.prompt_tokens, output_tokens=args.output_tokens,
-                active_params=args.active_params, weights=args.weights, pue=args.pue,
-                region=args.region, intensity=args.intensity)
-    if args.json:
-        print(json.dumps(r, indent=2, default=str))
-        return 0
-    print(f"{r['gpus']} × {args.device} serving at concurrency {r['concurrency']:g}: "
-          f"{r['energy_per_1k_prompt_tokens_j']:.4g} J per 1k prompt tokens, "
-          f"{r['energy_per_1k_output_tokens_j']:.4g} J per 1k output tokens, "
-          f"{r['energy_per_request_j']:.4g} J per request (GPU)")
-    print(f"  {r['requests']:g} requests: {human_energy(r['energy_kwh'])} (PUE {r['pue']:g}), "
-          f"{human_mass(r['co2_kg'])} CO2eq at {r['grid_intensity_g_per_kwh']:g} g/kWh "
-          f"({r['grid']})")
-    print(f"  source: {r['source']}")
-    return 0
-
-
-def run_cli(args) -> int:
-    import json
-
-    if args.list_devices:
-        from predictor.carbon.hardware import catalogue_table
-        print(catalogue_table())
-        return 0
-    if args.list_regions:
-        for k, row in carbon.grid_regions().items():
-            print(f"{k:36s} {row['g_co2eq_per_kwh']:>9g}  {row['location']}")
-        return 0
-    params = args.params
-    if args.model is not None:
-        if params is not None:
-            raise ExanteError("give --params or --model, not both")
-        params = _model_params(args.model)
-    if args.concurrency is not None:
-        return _run_serving(args, params)
-    result = calc(args.device, count=args.count, hours=args.hours, gpu_hours=args.gpu_hours,
-                  power_w=args.power_w, utilization=args.utilization, pue=args.pue,
-                  region=args.region, intensity=args.intensity, offset_pct=args.offset_pct,
-                  params=params, tokens=args.tokens, flops=args.flops, mfu=args.mfu,
-                  dtype=args.dtype, dp=args.dp, tp=args.tp, pp=args.pp,
-                  tpu_power=args.tpu_power, active_params=args.active_params,
-                  mfu_mode="physics" if args.physics else "default",
-                  mfu_flavour=args.mfu_flavour, sharding=args.sharding,
-                  checkpointing=args.checkpointing, optimizer_dtype=args.optimizer_dtype,
-                  layers=args.layers, hidden=args.hidden, heads=args.heads,
-                  seq_len=args.seq_len, micro_batch=args.micro_batch,
-                  flash=not args.no_flash, fused_optimizer=not args.unfused_optimizer,
-                  global_batch_tokens=args.global_batch_tokens, interconnect=args.interconnect)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2, default=str))
-    else:
-        print(result.to_text())
-    return 0

@@ -108,7 +108,7 @@ def cmd_estimate(args) -> int:
 # named on the command line is imported (the others are listed with their help), so
 # `exante --help` does not import torch. Register a new sub-command by adding a line here.
 EXTERNAL_COMMANDS = {
-    "calc": ("predictor.carbon.calc", "add_parser",
+    "calc": ("predictor.cli.calc", "add_parser",
              "calculator: energy and CO2 from device, count and hours (or params/tokens at an "
              "MFU) - no fitted model needed"),
     "serve": ("predictor.cli.serve", "add_parser",
