@@ -319,16 +319,18 @@ def test_a_layer_whose_features_fail_is_named_never_silent(art_dir, monkeypatch)
     from profiling.features.api import FEATURE_REGISTRY
 
     real = FEATURE_REGISTRY["GELU"]
+    m = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 8))
+    clear_cache()
+    p0 = predict(m, (32, 64), hardware=HW, artifact_dir=art_dir, cache=False)
+    assert not p0.unsupported
 
     def broken(cfg):
         raise ValueError("made-up failure for the test")
 
-    broken.__name__ = real.__name__          # same family for the lowering
     monkeypatch.setitem(FEATURE_REGISTRY, "GELU", broken)
     clear_cache()
     try:
-        m = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 8))
-        with pytest.warns(UnsupportedLayerWarning, match="GELU"):
+        with pytest.warns(UnsupportedLayerWarning, match="GELU x1 .1: .*made-up failure"):
             p = predict(m, (32, 64), hardware=HW, artifact_dir=art_dir, cache=False)
     finally:
         monkeypatch.setitem(FEATURE_REGISTRY, "GELU", real)
@@ -336,6 +338,7 @@ def test_a_layer_whose_features_fail_is_named_never_silent(art_dir, monkeypatch)
     (u,) = [u for u in p.unsupported if u["type"] == "GELU"]
     assert "made-up failure" in u["reason"] and u["names"] == ["1"]
     assert any("GELU" in w and "made-up failure" in w for w in p.warnings)
+    assert p.energy_j_high / p.energy_j_low > p0.energy_j_high / p0.energy_j_low   # widened
 
 
 def test_layers_priced_by_no_rule_are_named_and_widen_by_their_share(art_dir):

@@ -88,7 +88,8 @@ class CalibratedHardware:
         host_s, gpu_s = float(parts["time_host_s"][0]), float(parts["time_gpu_s"][0])
         regime = str(regime_of(host_s, gpu_s))
         work = self._layer_work(lw)
-        notes, widen = self._domain_check(w, lw, work)
+        unpriced = _unpriced_layers(w, lw)
+        notes, widen, unpriced_note = self._domain_check(w, lw, work, unpriced)
         ivs = []
         for target, v in (("time", T), ("energy", E)):
             h = self.halfwidth.get((target, regime), self.halfwidth[(target, "all")]) * widen
@@ -98,12 +99,16 @@ class CalibratedHardware:
         return WorkloadPrediction(time_s=ivs[0], energy_j=ivs[1], time_host_s=host_s,
                                   time_gpu_s=gpu_s, regime=regime,
                                   layers=self._split(w, work, T, E), notes=tuple(notes),
-                                  unknown_types=tuple(lw.unknown))
+                                  unknown_types=tuple(lw.unknown),
+                                  unpriced=tuple(sorted(unpriced.items())),
+                                  unpriced_note=unpriced_note)
 
-    def _domain_check(self, w: Workload, lw: LoweredWorkload, work: np.ndarray
-                      ) -> tuple[list[str], float]:
-        """(notes, half-width factor) for what lies outside the fitted domain (``work``: the
-        per-layer host + GPU seconds, :meth:`_layer_work`)."""
+    def _domain_check(self, w: Workload, lw: LoweredWorkload, work: np.ndarray,
+                      unpriced: dict[int, str]) -> tuple[list[str], float, str | None]:
+        """(notes, half-width factor, the note naming the unpriced layers) for what lies
+        outside the fitted domain (``work``: the
+        per-layer host + GPU seconds, :meth:`_layer_work`; ``unpriced``: position -> reason
+        of the layers the lowering priced by its memory fallback)."""
         notes: list[str] = []
         widen = 1.0
         d = self.domain
@@ -120,7 +125,6 @@ class CalibratedHardware:
             notes.append(f"batch {w.batch} is outside the measured batches {lo}–{hi}; "
                          "extrapolated, interval widened")
         seen = set(d.get("families", ()))
-        unpriced = _unpriced_layers(w, lw)
         fams = [(family_of(x.config.type) or "unknown", i) for i, x in enumerate(w.layers)
                 if i not in unpriced]
         unseen = sorted({f for f, _ in fams if f not in seen})
@@ -132,15 +136,17 @@ class CalibratedHardware:
             notes.append(f"layer families never measured on {self.hardware}: "
                          f"{', '.join(unseen)} ({100 * share_unseen:.0f} % of the predicted "
                          "GPU+host work); interval widened")
+        unpriced_note = None
         if unpriced:
             named = ", ".join(
                 f"{w.layers[i].config.type} x{w.layers[i].count} "
                 f"({', '.join(list(w.layers[i].names)[:3]) or '-'}: {why})"
                 for i, why in unpriced.items())
-            notes.append(f"not priced by a lowering rule: {named}; each counted as one "
-                         f"memory-bound kernel over its tensors ({100 * share_unpriced:.0f} % of "
-                         "the predicted GPU+host work); interval widened")
-        return notes, widen
+            unpriced_note = (f"not priced by a lowering rule: {named}; each counted as one "
+                             f"memory-bound kernel over its tensors ({100 * share_unpriced:.0f} "
+                             "% of the predicted GPU+host work); interval widened")
+            notes.append(unpriced_note)
+        return notes, widen, unpriced_note
 
     def _layer_work(self, lw: LoweredWorkload) -> np.ndarray:
         """Per-layer host + GPU seconds (unscaled), from the fitted parameters."""

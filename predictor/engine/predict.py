@@ -192,24 +192,11 @@ def _predict_calibrated(art: Artifact, w: Workload, notes: list[str]) -> Predict
                      "from torch.optim's algorithm")
     r = ch.predict_workload(w)
     notes.extend(r.notes)
-    unsupported = [{"type": x.config.type, "names": list(x.names), "count": x.count}
-                   for x in w.layers if not x.supported]
-    if unsupported:
-        msg = ("no feature function for " + ", ".join(
-            f"{u['type']} x{u['count']} ({', '.join(u['names'][:3])})" for u in unsupported)
-            + "; counted as memory-bound kernels over their tensors")
-        notes.append(msg)
-        warnings.warn(msg, UnsupportedLayerWarning, stacklevel=4)
     for msg in r.notes:
-        warnings.warn(msg, UserWarning, stacklevel=4)
-    layers, failed = _layer_rows(r)
-    if failed:
-        unsupported += failed
-        msg = ("shape features failed for " + ", ".join(
-            f"{u['type']} x{u['count']} ({', '.join(u['names'][:3])}: {u['reason']})"
-            for u in failed) + "; their FLOPs are not counted (only their tensor bytes)")
-        notes.append(msg)
-        warnings.warn(msg, UnsupportedLayerWarning, stacklevel=4)
+        warnings.warn(msg, UnsupportedLayerWarning if msg == r.unpriced_note else UserWarning,
+                      stacklevel=4)
+    unsupported = [{"type": w.layers[i].config.type, "names": list(w.layers[i].names),
+                    "count": w.layers[i].count, "reason": why} for i, why in r.unpriced]
     if art.manifest.get("measured") is False:
         notes.append("artifact NOT fitted on measurements ("
                      f"{art.manifest.get('not_measured_reason') or 'synthetic or estimated data'}): "
@@ -222,7 +209,7 @@ def _predict_calibrated(art: Artifact, w: Workload, notes: list[str]) -> Predict
     return Prediction(
         energy=r.energy_j, time=r.time_s, energy_dynamic_j=E - ds.idle_w * T,
         power_w=r.power_w, hardware=ch.hardware, mode=mode, dtype=dtype, batch=w.batch,
-        optimizer=optimizer, layers=layers, unsupported=unsupported, warnings=notes,
+        optimizer=optimizer, layers=_layer_rows(r), unsupported=unsupported, warnings=notes,
         method=METHOD,
         artifact={"id": art.manifest.get("id"), "sha256": art.manifest.get("sha256"),
                   "created": art.manifest.get("created"),
@@ -232,16 +219,14 @@ def _predict_calibrated(art: Artifact, w: Workload, notes: list[str]) -> Predict
                "idle_power_w": float(ds.idle_w)})
 
 
-def _layer_rows(r: WorkloadPrediction) -> tuple[list[dict], list[dict]]:
-    """(per-layer table rows, layers whose shape features failed): each row is its own
-    layer config's (joined by position, never by display name), with its features."""
-    rows, failed = [], []
+def _layer_rows(r: WorkloadPrediction) -> list[dict]:
+    """The per-layer table: each row is its own layer config's (joined by position, never by
+    display name), with its shape features (empty where its feature function failed: the
+    engine names that layer in the warnings)."""
+    rows = []
     for s in r.layers:
         x = s.layer
-        f, err = features_of(x.config) if x.supported else ({}, None)
-        if err is not None:
-            failed.append({"type": x.config.type, "names": list(x.names), "count": x.count,
-                           "reason": err})
+        f = features_of(x.config)[0] if x.supported else {}
         rows.append({**s.to_row(), "source": "physics", "supported": x.supported,
                      "features": dict(f)})
-    return rows, failed
+    return rows

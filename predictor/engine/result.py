@@ -72,6 +72,10 @@ class WorkloadPrediction:
     layers: tuple[LayerSplit, ...] = ()
     notes: tuple[str, ...] = ()
     unknown_types: tuple[str, ...] = ()     # layer types no lowering rule priced
+    #: (position in Workload.layers, reason) of the layers priced by the lowering's generic
+    #: memory fallback (no rule, not captured, or their feature function raised)
+    unpriced: tuple[tuple[int, str], ...] = ()
+    unpriced_note: str | None = None        # the note of ``notes`` that names them
 
     @property
     def power_w(self) -> float:
