@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     run("models", lambda: section_models(rep, dev, args, min(deadline, time.perf_counter() + args.models_budget_s)))
     if meter is not None:
         run("mlp", section_mlp, rep, dev, meter, idle_w, args)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # the final CUDA health row below tells
             meter.close()
     healthy, why = cuda_healthy(dev)
     rep.add("final", "CUDA context healthy at the end", "OK" if healthy else "FAIL", detail=why)

@@ -35,7 +35,6 @@ Then, here: ``python experiments/device/collect.py <files_at>`` merges them into
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -267,9 +266,11 @@ def main(argv=None) -> int:
     export()
 
     if args.selftest_s > 0:
-        with contextlib.suppress(Exception):
+        try:
             run_selftest(args.out, dev.type, min(args.selftest_s, max(5.0, left() / 4)),
                          "nvml" if args.meter.startswith("nvml") else args.meter)
+        except Exception as exc:  # noqa: BLE001 - the sweeps run anyway; the crash is logged
+            log(f"selftest crashed ({type(exc).__name__}: {exc}); the sweeps run anyway")
         log(f"selftest done, {left():.0f} s left")
 
     meter = open_meter(args.meter, device=dev, hardware=hw)
@@ -308,20 +309,26 @@ def main(argv=None) -> int:
         log("interrupted (time limit): what was measured is in --out")
         rc = 130
     finally:
-        with contextlib.suppress(Exception):
+        try:
             meter.close()
+        except Exception as exc:  # noqa: BLE001 - the rows are saved; logged
+            log(f"closing the meter failed ({type(exc).__name__}: {exc})")
         call["elapsed_s"] = round(time.monotonic() - t0, 1)
-        with contextlib.suppress(Exception):
+        try:
             from profiling.dataset import schema
 
             schema.update_meta(work, lambda meta: meta.setdefault("calls", {}).__setitem__(session_id, call))
+        except Exception as exc:  # noqa: BLE001 - bookkeeping only; logged
+            log(f"recording this call in meta.json failed ({type(exc).__name__}: {exc})")
         export()
-        with contextlib.suppress(Exception):
+        try:
             prog = progress(work, [n for n, _ in plan])
             log("progress (done/tasks, median s per task, estimated s left):")
             for n, v in prog.items():
                 print(f"  {n:14s} {v['done']:4d}/{v['tasks']:<4d} errors {v['errors']:3d}  "
                       f"{v['median_task_s']} s/task  ~{v['left_s_estimate']} s left", flush=True)
+        except Exception as exc:  # noqa: BLE001 - a summary only; logged
+            log(f"the progress summary failed ({type(exc).__name__}: {exc})")
         log(f"done in {time.monotonic() - t0:.0f} s; files in {args.out}: {' '.join(sorted(os.listdir(args.out)))}")
     return rc
 

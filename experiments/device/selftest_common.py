@@ -117,7 +117,7 @@ def _tsv(v) -> str:
 def _json_default(o):
     try:
         return float(o)
-    except Exception:
+    except (TypeError, ValueError):
         return str(o)
 
 
@@ -146,7 +146,7 @@ def free_memory(dev, collect: bool = True) -> None:
     if collect:
         gc.collect()
     if dev.type == "cuda":
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a poisoned context: cuda_healthy() reports it
             torch.cuda.synchronize(dev)
             torch.cuda.empty_cache()
 

@@ -37,10 +37,10 @@ def section_env(rep: Report, dev, meter) -> None:
                     "cuda_device_count": torch.cuda.device_count()})
     for pkg in ("nvidia-ml-py", "fvcore", "iopath", "numpy", "scikit-learn", "scipy", "pandas", "joblib", "tqdm"):
         try:
-            from importlib.metadata import version
+            from importlib.metadata import PackageNotFoundError, version
 
             env[f"pkg_{pkg}"] = version(pkg)
-        except Exception:
+        except PackageNotFoundError:
             env[f"pkg_{pkg}"] = None
     try:
         import importlib

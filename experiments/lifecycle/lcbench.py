@@ -241,7 +241,7 @@ def describe(exc: BaseException) -> str:
     """One line naming a failed run's exception (the run is recorded as failed, the script goes
     on; a CUDA out-of-memory error, say, must not lose the runs after it)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # cache release after a failed run, best effort
             torch.cuda.empty_cache()
     msg = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {msg}"[:300]
