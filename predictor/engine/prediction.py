@@ -123,9 +123,7 @@ class Prediction:
                 name = "…" + name[-33:]
             rows.append((name, r["type"], str(r["count"]), _fmt_s(r["time_s"]),
                          _fmt_j(r["energy_j"]), _fmt_j(r["energy_j_total"]),
-                         f"{100 * r['energy_j_total'] / total:.1f} %",
-                         {"type": "", "global": "global*", "shape": "fallback!",
-                          "physics": r.get("family", "")}.get(r["source"], r["source"])))
+                         f"{100 * r['energy_j_total'] / total:.1f} %", r.get("family", "")))
         widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)] if rows else \
             [len(h) for h in header]
         right = {2, 3, 4, 5, 6}
@@ -143,15 +141,9 @@ class Prediction:
             out.append(f"host (Python + launches) {_fmt_s(t['time_host_s'])}, GPU kernels "
                        f"{_fmt_s(t['time_gpu_s'])}: {t['regime']}-bound; per-layer rows split "
                        "the total by each layer's modelled host+GPU work")
-        elif t:
-            out.append("")
-            out.append(f"sum of layers: {_fmt_s(t.get('sum_layer_time_s', 0))}, "
-                       f"{_fmt_j(t.get('sum_layer_energy_j', 0))}; model-level terms (launch gaps, "
-                       f"fusion, loss/optimizer overhead): {_fmt_s(self.time_s - t.get('sum_layer_time_s', 0))}, "
-                       f"{_fmt_j(self.energy_j - t.get('sum_layer_energy_j', 0))}")
         if self.unsupported:
-            out.append("unsupported (shape-only fallback, interval widened): " + ", ".join(
-                f"{u['type']} x{u['count']}" for u in self.unsupported))
+            out.append("not priced by a lowering rule (memory fallback, interval widened): "
+                       + ", ".join(f"{u['type']} x{u['count']}" for u in self.unsupported))
         for w in self.warnings:
             out.append(f"warning: {w}")
         out.append(f"method: {self.method}; artifact {self.artifact.get('id', '?')}; "
