@@ -117,7 +117,7 @@ EXTERNAL_COMMANDS = {
               "validate on public measurements (IrEne, EC-NAS)"),
     "calibrate": ("predictor.cli.calibrate", "add_parser",
                   "adapt a GPU's model to a few of your own measured runs"),
-    "compare": ("predictor.search.compare", "add_parser",
+    "compare": ("predictor.cli.compare", "add_parser",
                 "rank designs by predicted energy (wide vs deep, ...)"),
 }
 

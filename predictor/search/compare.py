@@ -14,22 +14,25 @@ is claimed.  The intervals of one predictor are correlated (its systematic error
 designs together), so a tie is a conservative statement, never a measured equality.
 
 ``exante compare REF REF ... --input 100 --batch 32 [--mode] [--epochs --dataset-size]
-[--plot FILE.png|.svg] [--json]`` is the command line (``--json``: ``{"designs": [...]}`` in the
-order given).
+[--plot FILE.png|.svg] [--json]`` is the command line (:mod:`predictor.cli.compare`;
+``--json``: ``{"designs": [...]}`` in the order given).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import asdict, dataclass, field
 
+from predictor.carbon import lifecycle
+from predictor.carbon import regions as carbon
 from predictor.carbon.interval_fields import flat, interval_ends
 from predictor.engine.interval import Interval
 from predictor.engine.prediction import conditions_text
 from profiling.errors import ExanteError
 
-__all__ = ["compare", "Comparison", "DesignRow", "add_parser"]
+__all__ = ["compare", "Comparison", "DesignRow", "check_plot_path"]
 
 
 @dataclass
@@ -140,7 +143,7 @@ class Comparison:
         w = [max(len(c) for c in col) for col in zip(cols, *rows, strict=True)]
         line = lambda cells: "  ".join(c.ljust(n) for c, n in zip(cells, w, strict=True)).rstrip()  # noqa: E731
         out = [head, "", line(cols), line(tuple("-" * n for n in w))] + [line(r) for r in rows]
-        groups = {}
+        groups: dict[int, list[str]] = {}
         for r in self.designs:
             groups.setdefault(r.tie_group, []).append(r.ref)
         ties = [g for g in groups.values() if len(g) > 1]
@@ -194,8 +197,6 @@ class Comparison:
 def check_plot_path(path) -> str:
     """A ``--plot`` path that can be written: a .png/.svg file name in an existing, writable
     folder (one-line ``ExanteError`` otherwise)."""
-    import os
-
     p = str(path)
     if not p.strip() or not p.lower().endswith((".png", ".svg")):
         raise ExanteError(f"--plot file must end in .png or .svg, got {p!r}")
@@ -257,8 +258,6 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
     ``grad_scaler`` (train_step) and ``torch_version`` as in :func:`predictor.engine.predict`."""
     import torch
 
-    from predictor.carbon import lifecycle
-    from predictor.carbon import regions as carbon
     from predictor.engine.model_capture import check_args
     from predictor.engine.predict import DTYPES, MODES, predict
     from profiling.model_refs import check_batch, parse_input_shape
@@ -292,10 +291,11 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
     if epochs is not None:
         run = lifecycle.TrainingRun(epochs, dataset_size, batch, optimizer or "adam", dtype,
                                     grad_scaler=grad_scaler)
-    conditions = {"memory_format": memory_format, "torch_version": torch_version,
-                  "grad_scaler": grad_scaler and mode == "train_step"}
-    notes, rows, cov = [], [], 0.9
-    labels = set()
+    scaled = grad_scaler and mode == "train_step"
+    notes: list[str] = []
+    rows: list[DesignRow] = []
+    cov = 0.9
+    labels: set[str] = set()
     for d in designs:
         label, model = _label_and_model(d)
         if label in labels:
@@ -305,7 +305,8 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
             warnings.simplefilter("always")
             p = predict(model, torch.zeros((batch, *shape), device="meta"), mode=mode,
                         dtype=dtype, hardware=hardware, optimizer=opt,
-                        artifact_dir=artifact_dir, **conditions)
+                        artifact_dir=artifact_dir, memory_format=memory_format,
+                        torch_version=torch_version, grad_scaler=scaled)
         cov = p.coverage
         params = int(sum(t.numel() for t in {id(t): t for t in model.parameters()}.values()))
         flops = float(sum(r["count"] * r.get("features", {}).get("flops", 0) for r in p.layers))
@@ -358,61 +359,3 @@ def _rank(rows: list, by: str) -> None:
         else:
             hi = max(hi, h)
         r.rank, r.tie_group = i, group
-
-
-# ------------------------------------------------------------------------------ CLI
-def add_parser(sub) -> None:
-    """Register ``exante compare`` on an argparse sub-parsers object."""
-    p = sub.add_parser("compare", help="rank designs by predicted energy (wide vs deep, ...)")
-    p.add_argument("model_refs", metavar="MODEL_REF", nargs="+",
-                   help="two or more MODEL_REFs (mlp:, mlpseq:, convstack:, encoder:, "
-                        "torchvision:, timm:, file.py:factory, ...)")
-    p.add_argument("--input", required=True, help="per-sample input shape, e.g. 100 or 3x224x224")
-    p.add_argument("--batch", required=True, help="batch size (positive int)")
-    p.add_argument("--mode", choices=("inference", "train_step"), default="inference")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="fp32, or autocast mixed precision bf16 | fp16")
-    p.add_argument("--memory-format", choices=("contiguous", "channels_last"),
-                   default="contiguous", help="channels_last: model and 4-D input in NHWC")
-    p.add_argument("--grad-scaler", action="store_true",
-                   help="train_step with torch.amp.GradScaler (fp16 training)")
-    p.add_argument("--torch-version", default=None, metavar="X.Y.Z",
-                   help="the torch version the designs run on (recorded with the result)")
-    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None,
-                   help="train_step optimizer (default sgd; adam with --epochs)")
-    p.add_argument("--epochs", type=int, default=None, help="training run: epochs")
-    p.add_argument("--dataset-size", type=int, default=None, help="training run: samples")
-    p.add_argument("--pue", type=float, default=None, help="data-centre PUE (default 1.58)")
-    grid = p.add_mutually_exclusive_group()
-    grid.add_argument("--region", default=None, help="grid region, e.g. aws:us-east-1")
-    grid.add_argument("--intensity", default=None, help="grid gCO2eq/kWh or coal|gas|hydro|...")
-    p.add_argument("--hardware", default="h100")
-    p.add_argument("--plot", default=None, metavar="FILE", help="write a .png or .svg chart")
-    p.add_argument("--json", action="store_true",
-                   help='print {"designs": [...]} in the order given')
-    p.set_defaults(func=cmd_compare)
-
-
-def cmd_compare(args) -> int:
-    import json
-
-    if args.epochs is not None and args.epochs < 1:
-        raise ExanteError(f"--epochs must be a positive integer, got {args.epochs}")
-    if args.dataset_size is not None and args.dataset_size < 1:
-        raise ExanteError(f"--dataset-size must be a positive integer, got {args.dataset_size}")
-    if args.plot is not None:
-        check_plot_path(args.plot)          # before the work, not after it
-    c = compare(args.model_refs, args.input, args.batch, mode=args.mode, dtype=args.dtype,
-                optimizer=args.optimizer, hardware=args.hardware, epochs=args.epochs,
-                dataset_size=args.dataset_size, pue=args.pue, region=args.region,
-                intensity=args.intensity, memory_format=args.memory_format,
-                grad_scaler=args.grad_scaler, torch_version=args.torch_version)
-    if args.plot is not None:
-        c.plot(args.plot)
-    if args.json:
-        print(json.dumps(c.to_dict(), indent=2, default=str))
-    else:
-        print(c.to_text())
-        if args.plot is not None:
-            print(f"plot written to {args.plot}")
-    return 0
