@@ -68,7 +68,7 @@ def _step(state, fail=False):
         g = state["graph"]
         if g is None:
             warnings.warn("This instance was constructed with capturable=True ... step() is running without "
-                          "CUDA graph capture", UserWarning)
+                          "CUDA graph capture", UserWarning, stacklevel=2)
             sum(range(300))
         elif fail:
             raise RuntimeError("operation not permitted when stream is capturing")

@@ -72,7 +72,7 @@ def test_import_rows_workloads_meta_and_rerun(tmp_path):
     # the loader: one record per condition, NaN energy, conditions on the workloads
     data = load_whole_model_data(d)
     assert len(data.frame) == 4 and data.frame["energy_j"].isna().all()
-    for (_, f), w in zip(data.frame.iterrows(), data.workloads):
+    for (_, f), w in zip(data.frame.iterrows(), data.workloads, strict=True):
         assert w.memory_format == f["memory_format"] and w.torch_version == "2.4.0"
         assert f["key"].startswith(f["task_key"] + "|")
     # fit's attach_workloads: extra columns read, the gz file kept, nothing recaptured
