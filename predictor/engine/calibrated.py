@@ -25,13 +25,20 @@ from predictor.engine.physics import Datasheet, PhysicsModel, entry_times, stack
 from predictor.engine.result import LayerSplit, WorkloadPrediction
 from predictor.engine.workload import Workload
 
-__all__ = ["CalibratedHardware", "conformal_halfwidth", "regime_of"]
+__all__ = ["CalibratedHardware", "conformal_halfwidth", "regime_of", "OOD_BATCH_WIDEN",
+           "OOD_DTYPE_WIDEN", "OOD_FAMILY_WIDEN"]
 
 log = logging.getLogger(__name__)
 
-_OOD_BATCH_WIDEN = 0.35              # extra log-half-width per doubling beyond the fitted batches
-_OOD_DTYPE_WIDEN = 1.5               # half-width factor for a dtype never measured
-_OOD_FAMILY_WIDEN = 2.0              # half-width factor x share of unseen layer families
+#: outside the fitted domain, the log half-width is multiplied by: 1 + OOD_BATCH_WIDEN per
+#: doubling beyond the measured batches; OOD_DTYPE_WIDEN for a dtype never measured;
+#: 1 + OOD_FAMILY_WIDEN x the work share of layer families never measured or never priced
+OOD_BATCH_WIDEN = 0.35
+OOD_DTYPE_WIDEN = 1.5
+OOD_FAMILY_WIDEN = 2.0
+# the old private names (predictor.search.nas imports them)
+_OOD_BATCH_WIDEN, _OOD_DTYPE_WIDEN, _OOD_FAMILY_WIDEN = (OOD_BATCH_WIDEN, OOD_DTYPE_WIDEN,
+                                                         OOD_FAMILY_WIDEN)
 
 
 def conformal_halfwidth(abs_resid: np.ndarray, coverage: float) -> float:
@@ -113,7 +120,7 @@ class CalibratedHardware:
         widen = 1.0
         d = self.domain
         if w.dtype not in d.get("dtypes", ()):
-            widen *= _OOD_DTYPE_WIDEN
+            widen *= OOD_DTYPE_WIDEN
             notes.append(f"dtype {w.dtype} was never measured on {self.hardware} (fitted: "
                          f"{', '.join(d.get('dtypes', ()))}); predicted from datasheet peaks, "
                          "interval widened")
@@ -121,7 +128,7 @@ class CalibratedHardware:
         if w.batch > hi or w.batch < lo:
             edge = hi if w.batch > hi else lo
             dbl = abs(math.log2(w.batch / edge))
-            widen *= 1.0 + _OOD_BATCH_WIDEN * dbl
+            widen *= 1.0 + OOD_BATCH_WIDEN * dbl
             notes.append(f"batch {w.batch} is outside the measured batches {lo}–{hi}; "
                          "extrapolated, interval widened")
         seen = set(d.get("families", ()))
@@ -131,7 +138,7 @@ class CalibratedHardware:
         share_unseen = self._share(work, [i for f, i in fams if f in unseen])
         share_unpriced = self._share(work, list(unpriced))
         if unseen or unpriced:
-            widen *= 1.0 + _OOD_FAMILY_WIDEN * (share_unseen + share_unpriced)
+            widen *= 1.0 + OOD_FAMILY_WIDEN * (share_unseen + share_unpriced)
         if unseen:
             notes.append(f"layer families never measured on {self.hardware}: "
                          f"{', '.join(unseen)} ({100 * share_unseen:.0f} % of the predicted "
