@@ -21,9 +21,9 @@ from experiments.device.selftest_common import (
 
 
 def layer_specs(types, extras: bool) -> list[dict]:
-    from profiling import sweeps
+    from profiling.sweeps.layer_designs import _layer_spec  # the sweeps' own small-config rule
 
-    specs = [sweeps._layer_spec(t, [0.2] * 10, 4) for t in types]
+    specs = [_layer_spec(t, [0.2] * 10, 4) for t in types]
     if extras:
         specs += [dict(s) for s in EXTRA_LAYER_SPECS if s["type"] in types]
     return specs
