@@ -112,7 +112,7 @@ def _append_raw(table, rows: list[dict]) -> None:
     from profiling.dataset.atomic import file_lock, write_atomic_chunks
 
     with file_lock(table.path):
-        table._check_header()
+        table.check_header()
         exists = table.exists()
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")

@@ -232,7 +232,7 @@ def repredict_table(src: str, columns: Sequence[str], predict_row: Callable[[dic
         out.append(new)
     dst = repredicted_name(src)
     tab = table(dst, columns)
-    write_atomic_chunks(dst, [tab._encode(out, with_header=True)])
+    write_atomic_chunks(dst, [tab.encode(out, with_header=True)])
     print(f"re-predicted {len(out)} rows of {os.path.basename(src)} -> {os.path.basename(dst)}")
     return dst
 

@@ -375,7 +375,7 @@ def analyse(out_dir: str, cfg: dict, runs: str = RUNS, suffix: str = "") -> dict
 
 def _rewrite(tab, rows) -> None:
     """Derived tables are rebuilt from the runs each time (atomic replace)."""
-    enc = tab._encode([{c: L.nan_to_none(r.get(c)) for c in tab.columns} for r in rows], with_header=True)
+    enc = tab.encode([{c: L.nan_to_none(r.get(c)) for c in tab.columns} for r in rows], with_header=True)
     write_atomic_chunks(tab.path, [enc])
 
 

@@ -112,7 +112,8 @@ class CsvTable:
             first = next(csv.reader(f), None)
         return first
 
-    def _check_header(self) -> None:
+    def check_header(self) -> None:
+        """Refuse (ExanteError) an existing file whose header differs from ``columns``."""
         head = self.header()
         if head is None:
             return
@@ -126,7 +127,8 @@ class CsvTable:
                 f"write to a new folder or migrate the file"
             )
 
-    def _encode(self, rows: Sequence[Mapping], with_header: bool) -> bytes:
+    def encode(self, rows: Sequence[Mapping], with_header: bool) -> bytes:
+        """The CSV bytes of ``rows`` (every column present, none unknown), header first if asked."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         if with_header:
@@ -151,9 +153,9 @@ class CsvTable:
         if not rows:
             return 0
         with file_lock(self.path):
-            self._check_header()
+            self.check_header()
             exists = self.exists()
-            new = self._encode(rows, with_header=not exists)
+            new = self.encode(rows, with_header=not exists)
 
             def chunks():
                 if exists:
@@ -176,7 +178,7 @@ class CsvTable:
         """All rows as dicts (typed values; JSON columns stay strings; ``raw`` keeps strings)."""
         if not self.exists():
             return []
-        self._check_header()
+        self.check_header()
         with open(self.path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if raw:
@@ -189,7 +191,7 @@ class CsvTable:
 
         if not self.exists():
             return pd.DataFrame(columns=list(self.columns))
-        self._check_header()
+        self.check_header()
         return pd.read_csv(self.path, keep_default_na=True)
 
     def keys(self, columns: Sequence[str] | None = None) -> set:
@@ -203,7 +205,7 @@ class CsvTable:
             raise ExanteError(f"{bad} are not columns of {self.path}")
         if not self.exists():
             return set()
-        self._check_header()
+        self.check_header()
         out = set()
         with open(self.path, newline="", encoding="utf-8") as f:
             for r in csv.DictReader(f):
@@ -213,6 +215,9 @@ class CsvTable:
 
     def __len__(self) -> int:
         return len(self.read(raw=True))
+
+    _check_header = check_header        # the old private names (predictor.cli.checks uses one)
+    _encode = encode
 
 
 def layer_table(directory: str | os.PathLike) -> CsvTable:
