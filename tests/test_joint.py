@@ -52,7 +52,7 @@ def fitted():
         lw = _workloads()
         t, e = evaluate(gpu_theta(theta, sl, corr[name], REF, ds), stack(lw), ds)
         X += lw
-        y += [[a, b if name == "ref" else np.nan] for a, b in zip(t, e)]   # small: time only
+        y += [[a, b if name == "ref" else np.nan] for a, b in zip(t, e, strict=True)]   # small: time only
         g += [name] * len(lw)
     m = JointPhysicsModel(REF, {"ref": REF, "small": SMALL}, init=theta, max_nfev=30)
     return m.fit(X, np.array(y), gpu=np.array(g)), X, np.array(y), np.array(g)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from predictor.artifacts import dataset_digest, load_artifact
@@ -141,7 +142,7 @@ def test_physics_model_recovers_its_own_generator():
     # an sklearn estimator: clone keeps params, drops the fit
     c = clone(m)
     assert c.prior_weight == 0.01 and not hasattr(c, "theta_")
-    with pytest.raises(Exception):
+    with pytest.raises(NotFittedError):
         c.predict(ws)
 
 
@@ -205,7 +206,7 @@ def _write_dataset(folder, ws, y, meter):
     from profiling.dataset import schema
     folder.mkdir(parents=True)
     rows, lines = [], []
-    for i, (w, (t, e)) in enumerate(zip(ws, y)):
+    for i, (w, (t, e)) in enumerate(zip(ws, y, strict=True)):
         key = f"w{i}"
         lines.append(json.dumps({"key": key, "workload": json.loads(w.to_json())}))
         for s, f in (("s1", 0.99), ("s2", 1.01)):
@@ -283,7 +284,7 @@ def test_attach_workloads_captures_missing_rows_and_reports_unbuildable(tmp_path
     assert "nosuchpkg_xyz" in rep["skipped"]["c"]
     data = load_whole_model_data(tmp_path)
     assert list(data.frame["key"]) == ["a", "b"]
-    w = dict(zip(data.frame["key"], data.workloads))
+    w = dict(zip(data.frame["key"], data.workloads, strict=True))
     assert w["b"].optimizer == "adam" and w["b"].param_numels == (32, 4, 16, 4, 4, 1)
     assert attach_workloads(tmp_path)["added"] == 0          # nothing missing any more
 
@@ -321,7 +322,7 @@ def test_layer_rows_slot_into_the_whole_model_fit(tmp_path, monkeypatch):
     folder = tmp_path / "ds" / "h100"
     _write_dataset(folder, ws, np.column_stack([t, e]), "nvml")
     rows = []
-    for i, wl in enumerate(ws[0].layers):
+    for wl in ws[0].layers:
         for exec_ in ("eager", "graph"):
             w1 = Workload((wl,), "inference", "fp32", wl.config.batch, isolated=True,
                           graph=exec_ == "graph")

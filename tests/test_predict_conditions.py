@@ -4,7 +4,6 @@ scaler and the torch version (issue 17 item 2), with the shipped h100 physics ar
 import importlib
 import warnings
 
-import pytest
 import torch
 from torch import nn
 

@@ -39,7 +39,7 @@ def _bn_state(m):
 
 
 def _same(a, b):
-    return all(torch.equal(x, y) for x, y in zip(a, b))
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_train_step_meta_path_keeps_batchnorm_statistics():
