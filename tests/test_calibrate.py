@@ -74,8 +74,8 @@ def test_calibration_recovers_known_scales_and_cuts_error():
     assert cal["n_runs"] == 4 and len(cal["loo_abs_log_error"]) == 4
     assert len(cal["host_over_gpu"]) == 4 and isinstance(cal["advice"], list)
     r = ch.predict_workload(ws[0][-1])
-    assert r["notes"][0].startswith("calibrated on 4 measured run(s) of l4")
-    assert r["energy_low"] < r["energy_j"] < r["energy_high"]
+    assert r.notes[0].startswith("calibrated on 4 measured run(s) of l4")
+    assert r.energy_j.low < r.energy_j.value < r.energy_j.high
 
 
 def test_advice_names_the_missing_regime():

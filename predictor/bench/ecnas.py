@@ -120,10 +120,13 @@ def featurize(df: pd.DataFrame, *, batch: int = BATCH,
     A progress bar (``desc``) on stderr where :mod:`predictor.cli.progress` is on."""
     from predictor.cli.progress import bar
 
-    rows, idx, failures, mismatch = [], [], {}, 0
+    rows: list = []
+    idx: list[int] = []
+    failures: dict[str, int] = {}
+    mismatch = 0
     cache: dict = {}
     t0 = time.perf_counter()
-    pairs = zip(df["ops_json"], df["adjacency_json"])
+    pairs = zip(df["ops_json"], df["adjacency_json"], strict=True)
     for i, (ops, adj) in enumerate(bar(pairs, desc=desc, total=len(df), unit="arch")):
         key = (str(ops), str(adj))
         try:
@@ -189,7 +192,7 @@ class EcnasEnergyModel(RegressorMixin, BaseEstimator):
         A = self._A(X)
         s = np.maximum(np.abs(A).max(axis=0), 1e-30)
         theta, _ = nnls((A / s) / y_j[:, None], np.ones(len(y_j)), maxiter=100 * A.shape[1])
-        self.theta_ = dict(zip(("per_step_j",) + WORK_TERMS, (theta / s).tolist()))
+        self.theta_ = dict(zip(("per_step_j",) + WORK_TERMS, (theta / s).tolist(), strict=True))
         self.coef_ = theta / s
         self.correction_ = None
         if self.correction:

@@ -76,7 +76,9 @@ def prepare_for_capture(model: nn.Module) -> nn.Module:
             cls = type(child).__name__
             if cls == "Conv1D" and hasattr(child, "nx") and hasattr(child, "nf"):
                 dev = child.weight.device
-                lin = nn.Linear(child.nx, child.nf, bias=child.bias is not None, device=dev)
+                # torch types a module attribute as Tensor | Module; HF Conv1D's nx, nf are ints
+                nx, nf = int(child.nx), int(child.nf)  # type: ignore[arg-type]
+                lin = nn.Linear(nx, nf, bias=child.bias is not None, device=dev)
                 setattr(parent, name, lin)
             elif cls == "GELUActivation":
                 setattr(parent, name, nn.GELU())

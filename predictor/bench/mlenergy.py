@@ -50,15 +50,18 @@ def load_rows(folder) -> list[dict]:
             pa = float(c.get("activated_params_billions") or c["total_params_billions"]) * 1e9
             prec = str(c.get("weight_precision", "bfloat16"))
             n, b = int(c["num_gpus"]), float(c["max_num_seqs"])
+            tdp_w = spec.tdp_w
+            if tdp_w is None:
+                raise ExanteError(f"{spec.name} has no TDP in the hardware catalogue")
             rows.append({
                 "task": f.stem, "model": c["model_id"].removesuffix("-FP8"), "model_id": c["model_id"],
                 "gpu": spec.key, "gpus": n, "batch": b, "precision": prec,
                 "y": float(c["energy_per_token_joules"]),
                 "x_dec": serving.decode_feature(spec, n, b, pt, pa, prec),
-                "x_fix": n * spec.tdp_w / b, "x_tok": n * spec.tdp_w,
-                "x_ar": (n - 1) * spec.tdp_w,
+                "x_fix": n * tdp_w / b, "x_tok": n * tdp_w,
+                "x_ar": (n - 1) * tdp_w,
                 "x_pre": serving.prefill_feature(spec, pa, prec) / float(c["avg_output_len"]),
-                "tdp_time": n * spec.tdp_w / float(c["output_throughput_tokens_per_sec"]),
+                "tdp_time": n * tdp_w / float(c["output_throughput_tokens_per_sec"]),
                 "params_active": pa})
     if not rows:
         raise ExanteError(f"{folder}: no LLM configuration with energy_per_token_joules")
@@ -117,7 +120,7 @@ def run_mlenergy_bench(folder, progress=None) -> dict:
         train = [r for r in rows if r["model"] != m]
         test = [i for i, r in enumerate(rows) if r["model"] == m]
         coef = fit(train, tasks, gpus)
-        for i, p in zip(test, _predict(coef, [rows[i] for i in test], tasks, gpus)):
+        for i, p in zip(test, _predict(coef, [rows[i] for i in test], tasks, gpus), strict=True):
             pred[i] = p
         s = statistics.median(r["y"] / r["tdp_time"] for r in train)   # TDP×time, rescaled
         c = (sum(r["params_active"] / r["y"] for r in train)

@@ -26,6 +26,7 @@ import fnmatch
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def score(pred, true, gmacs_x_batch=None) -> dict:
     from scipy.stats import kendalltau
 
     pred, true = np.asarray(pred, float), np.asarray(true, float)
-    out = {"n": int(len(true))}
+    out: dict[str, Any] = {"n": int(len(true))}
     if len(true) == 0:
         return out
     ape = _ape(pred, true)
@@ -91,14 +92,19 @@ def _pick_rows(rows: list, limit, sample, seed) -> list:
 
 
 def _bench_file(bf, rows, predictor, cache_dir, progress) -> dict:
-    preds, true, gx, ids, failures, n_fail = [], [], [], [], {}, 0
+    preds: list[float] = []
+    true: list[float] = []
+    gx: list[float] = []
+    ids: list = []
+    failures: dict[str, str] = {}
+    n_fail = 0
     g_src = "file" if all(r.gmacs for r in rows) else "workload"
     t0 = time.time()
     for i, r in enumerate(rows, 1):
         try:
             w = timm_workload(r.model, r.img_size, r.batch, bf.mode, bf.dtype, bf.memory_format,
                               torch_version=bf.torch_version, cache_dir=cache_dir)
-            t = float(predictor.predict_workload(w)["time_s"])
+            t = float(predictor.predict_workload(w).time_s.value)
             if not (t > 0 and np.isfinite(t)):
                 raise ExanteError(f"predicted step time {t!r} s")
         except (TimmBuildError, ExanteError) as exc:
@@ -152,10 +158,12 @@ def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None
         raise ExanteError(f"no benchmark file in {d}" + (f" matching {files!r}" if files else "")
                           + f"; expected {FILE_PATTERN}")
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    report = {"dir": str(d), "cache": str(cache_dir), "files": {}, "skipped_files": {},
+    report: dict[str, Any] = {"dir": str(d), "cache": str(cache_dir), "files": {},
+                              "skipped_files": {},
               "engine": {}, "rows": ("all" if sample is None and limit is None else
                                      {"sample": sample, "seed": seed, "limit": limit})}
-    engines, parsed = {}, []
+    engines: dict = {}
+    parsed: list = []
     for p in paths:
         try:
             parsed.append((p, read_benchmark_file(p)))
@@ -197,7 +205,7 @@ def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None
     per_row: list = []
     for name, v in report["files"].items():
         p, t, ids = v.pop("_pairs")
-        per_row += [(name, v["hardware"], *i, tt, pp) for i, tt, pp in zip(ids, t, p)]
+        per_row += [(name, v["hardware"], *i, tt, pp) for i, tt, pp in zip(ids, t, p, strict=True)]
         acc = pooled.setdefault(v["hardware"], {"pred": [], "true": [], "files": []})
         acc["pred"] += p
         acc["true"] += t

@@ -59,7 +59,7 @@ class BenchmarkFile:
     gpu_name: str               # as in the file name, e.g. "rtx3090"
     hardware: str               # catalogue id
     rows: list                  # BenchmarkRow
-    untimed: list = None        # (line, model) of rows without a step time (e.g. out of memory)
+    untimed: list | None = None  # (line, model) of rows without a step time (e.g. out of memory)
 
 
 def torch_version_of(tag: str) -> str:

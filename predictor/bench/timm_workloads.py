@@ -115,7 +115,7 @@ def _candidates(name: str, img_size: int):
 
     if not timm.is_model(name):
         raise TimmBuildError(f"timm {timm.__version__} has no model {name!r}")
-    out = []
+    out: list[tuple[str, dict]] = []
     default = get_pretrained_cfg(name)
     if default is None or int(img_size) in _cfg_sizes(default):
         out.append((name, {}))

@@ -209,7 +209,12 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
     from predictor.bench.zeus_models import ZEUS_NETWORKS, build_network
     from predictor.engine.transfer import transferred_artifact
     from predictor.fit.calibrate import Run, calibrate
-    models, cache, per_gpu, skipped_gpus, all_rows, notes = {}, {}, {}, {}, [], []
+    models: dict = {}
+    cache: dict = {}
+    per_gpu: dict = {}
+    skipped_gpus: dict = {}
+    all_rows: list = []
+    notes: list[str] = []
     skipped_rows: dict = {}
     from predictor.cli.progress import bar
 

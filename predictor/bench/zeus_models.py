@@ -20,11 +20,11 @@ bert-base-uncased).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from profiling.errors import ExanteError
 
 __all__ = ["ShuffleNetV2Cifar", "ZEUS_NETWORKS", "build_network", "network_inputs"]
 
@@ -73,7 +73,7 @@ class ShuffleNetV2Cifar(nn.Module):
         super().__init__()
         self.pre = nn.Sequential(nn.Conv2d(3, 24, 3, padding=1), nn.BatchNorm2d(24))
         stages, cin = [], 24
-        for cout, rep in zip(widths[:3], repeats):
+        for cout, rep in zip(widths[:3], repeats, strict=False):   # the last width: the head
             stages.append(nn.Sequential(_Unit(cin, cout, 2),
                                         *[_Unit(cout, cout, 1) for _ in range(rep)]))
             cin = cout
@@ -88,7 +88,7 @@ class ShuffleNetV2Cifar(nn.Module):
 
 
 #: (dataset, network) -> what the traces trained; ``samples`` per epoch
-ZEUS_NETWORKS = {
+ZEUS_NETWORKS: dict[tuple[str, str], dict[str, Any]] = {
     ("cifar100", "shufflenetv2"): {"samples": 50_000, "input": (3, 32, 32), "classes": 100},
     ("imagenet", "resnet50"): {"samples": 1_281_167, "input": (3, 224, 224), "classes": 1000},
     ("squad", "bert_base_uncased"): {"samples": 88_524, "seq_len": 384},

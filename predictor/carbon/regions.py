@@ -111,8 +111,11 @@ def hardware_table() -> tuple[dict, ...]:
     for spec in catalogue():
         fp32 = spec.peak_tflops.get("fp32")
         fp16 = spec.peak_tflops.get("fp16")
-        per_w = (lambda t: round(t * 1000.0 / spec.tdp_w, 2)
-                 if t is not None and spec.tdp_w else None)
+        tdp_w = spec.tdp_w
+
+        def per_w(t, tdp_w=tdp_w):
+            return round(t * 1000.0 / tdp_w, 2) if t is not None and tdp_w else None
+
         rows.append({"device": spec.name, "key": spec.key, "tdp_w": spec.tdp_w,
                      "peak_tflops_fp32": fp32, "peak_tflops_fp16": fp16,
                      "gflops_fp32_per_w": per_w(fp32), "gflops_fp16_per_w": per_w(fp16),

@@ -69,7 +69,7 @@ class MLPSpec:
     @property
     def params(self) -> int:
         dims = (self.in_features, *self.widths, self.out_features)
-        return int(sum(a * b + b for a, b in zip(dims[:-1], dims[1:])))
+        return int(sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=True)))
 
     @property
     def ref(self) -> str:
@@ -127,7 +127,7 @@ class ConvStackSpec:
     def params(self) -> int:
         k2 = self.kernel * self.kernel
         chans = (self.in_shape[0], *self.filters)
-        conv = sum(a * b * k2 + b for a, b in zip(chans[:-1], chans[1:]))
+        conv = sum(a * b * k2 + b for a, b in zip(chans[:-1], chans[1:], strict=True))
         return int(conv + self.filters[-1] * self.out_features + self.out_features)
 
     @property
