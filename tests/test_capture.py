@@ -1095,3 +1095,15 @@ def test_fold_unfold_are_functional_layers_and_tensor_unfold_a_view():
     cap = capture(M(), torch.zeros(2, 3, 8, 8))
     assert _types(cap) == ["F.unfold", "F.fold"] and cap.unsupported == []
     assert cap.zero_cost_ops == {"unfold_view": 1}
+
+
+def test_capture_package_exposes_its_public_names_only():
+    import profiling.capture as pc
+
+    assert {"capture", "Capture", "CapturedLayer", "LayerConfig", "MetaTruthMode"} <= set(pc.__all__)
+    assert not [n for n in pc.__all__ if n.startswith("_")]
+    assert pc.capture is capture_mod.capture and pc.LayerConfig is LayerConfig
+    with pytest.raises(AttributeError):       # no forwarding of core's private names
+        pc._FAST_PATH  # noqa: B018
+    with pytest.raises(AttributeError):
+        capture_mod._fast_functional  # noqa: B018  (lives in profiling.capture.fastpath)

@@ -598,3 +598,19 @@ def test_meta_feature_table_resnet_block():
     conv = table.rows[0]
     assert conv["macs"] == 8 * 64 * 112 * 112 * 3 * 49
     assert table.totals["params"] == 64 * 3 * 49 + 128
+
+
+def test_features_package_exposes_its_public_names_only():
+    import profiling.features as pf
+    import profiling.features.api as api
+
+    assert set(pf.__all__) == set(api.__all__)
+    assert {"layer_features", "register", "FeatureTable", "feature_table", "features_for_capture",
+            "UnsupportedLayerWarning", "FEATURE_REGISTRY"} <= set(pf.__all__)
+    assert not [n for n in pf.__all__ if n.startswith("_")]
+    for n in pf.__all__:
+        assert getattr(pf, n) is getattr(api, n), n
+    with pytest.raises(AttributeError):       # helpers are imported from their own module
+        pf._linear  # noqa: B018
+    with pytest.raises(AttributeError):
+        api._feat  # noqa: B018
