@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from predictor.engine.calibrated import (
-    _OOD_BATCH_WIDEN,
-    _OOD_DTYPE_WIDEN,
+    OOD_BATCH_WIDEN,
+    OOD_DTYPE_WIDEN,
     CalibratedHardware,
     regime_of,
 )
@@ -203,10 +203,10 @@ class EnergyObjective:
         widen = 1.0
         dom = ch.domain
         if self.dtype not in dom.get("dtypes", ()):
-            widen *= _OOD_DTYPE_WIDEN
+            widen *= OOD_DTYPE_WIDEN
         lo, hi = dom.get("batch_range", (self.batch, self.batch))
         if self.batch > hi or self.batch < lo:
-            widen *= 1.0 + _OOD_BATCH_WIDEN * abs(math.log2(self.batch / (hi if self.batch > hi
+            widen *= 1.0 + OOD_BATCH_WIDEN * abs(math.log2(self.batch / (hi if self.batch > hi
                                                                           else lo)))
         out = {"time_s": t, "energy_j": e, "power_w": power}
         for target, v in (("time", t), ("energy", e)):
