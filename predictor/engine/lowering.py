@@ -8,7 +8,8 @@ This module counts both from shapes alone, following CUDA's choices rather than 
 * fp32 matmuls run on FP32 CUDA cores (PyTorch's default ``allow_tf32=False`` for matmul),
   fp32 convolutions on TF32 tensor cores (cuDNN's default ``allow_tf32=True``), autocast
   bf16/fp16 matmul/conv on 16-bit tensor cores (fp16 at the datasheet's FP32-accumulate fp16
-  rate), with the cast kernels autocast really runs (:func:`~predictor.engine.rules.core.autocast_casts`: an fp32 input
+  rate), with the cast kernels autocast really runs
+  (:func:`~predictor.engine.rules.core.autocast_casts`: an fp32 input
   of a low-precision op, each weight once per forward, a 16-bit input of an fp32-list op);
   16-bit dense convolutions in NCHW pay cuDNN's NHWC transposes, ``channels_last`` does not;
 * grouped/depthwise convolutions are their own (memory-bound) class;

@@ -2,8 +2,8 @@
 
 ``EnergyObjective(hardware="h100", mode="train_step", batch=32, dtype="fp32", optimizer="adam")``
 is callable on an ``nn.Module`` (with ``input_shape``) or on a spec of
-:mod:`predictor.search.generators` and returns an :class:`EnergyScore` (J per call of the whole batch,
-with the predictor's nominal-90 % interval, and time).  ``score_many(specs)`` scores many specs
+:mod:`predictor.search.generators` and returns an :class:`EnergyScore` (J per call of the whole
+batch, with the predictor's nominal-90 % interval, and time).  ``score_many(specs)`` scores many specs
 of one family at once *without building modules*:
 
 * the layers each family's module would capture are built in closed form, vectorised over
@@ -14,8 +14,8 @@ of one family at once *without building modules*:
   launches;
 * they are stacked into a :class:`predictor.engine.physics.Stack` and priced by
   :func:`predictor.engine.physics.evaluate` with the artifact's fitted ``theta_``; the interval
-  follows :meth:`predictor.engine.calibrated.CalibratedHardware.predict_workload` (regime half-width,
-  dtype and batch widening, with the library's own constants).
+  follows :meth:`predictor.engine.calibrated.CalibratedHardware.predict_workload` (regime
+  half-width, dtype and batch widening, with the library's own constants).
 
 The result equals ``predict(spec.build(), ...)`` to rounding; ``tests/test_nas.py`` checks this
 on random specs of every family and mode, so a change to the lowering or the capture fails
@@ -42,7 +42,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
+import predictor.engine.predict as engine_predict
+from predictor.artifacts import load_artifact
 from predictor.engine.calibrated import (
     OOD_BATCH_WIDEN,
     OOD_DTYPE_WIDEN,
@@ -50,7 +53,9 @@ from predictor.engine.calibrated import (
     regime_of,
 )
 from predictor.engine.lowering import torch_major
+from predictor.engine.model_capture import check_args
 from predictor.engine.physics import Stack, evaluate
+from predictor.engine.predict import DEFAULT_TRAIN_OPTIMIZER, DTYPES, MODES, OPTIMIZERS
 from predictor.search.generators import ConvStackSpec, EncoderSpec, MLPSpec
 from predictor.search.nas_families import (
     col,
@@ -68,6 +73,7 @@ from predictor.search.nas_nb101 import (
 )
 from predictor.search.nas_vectorised import VectorLowering, VectorWork
 from profiling.errors import ExanteError
+from profiling.model_refs import check_batch
 
 __all__ = ["EnergyObjective", "EnergyScore", "NB101Spec", "random_nb101_cells",
            "optuna_objective", "FAMILY_LAYER_FAMILIES"]
@@ -110,11 +116,6 @@ class EnergyObjective:
                  dtype: str = "fp32", optimizer: str | None = None, input_shape=None, *,
                  artifact_dir=None, memory_format: str = "contiguous",
                  grad_scaler: bool = False, torch_version: str | None = None):
-        from predictor.artifacts import load_artifact
-        from predictor.engine.model_capture import check_args
-        from predictor.engine.predict import DEFAULT_TRAIN_OPTIMIZER, DTYPES, MODES, OPTIMIZERS
-        from profiling.model_refs import check_batch
-
         if mode not in MODES:
             raise ExanteError(f"unknown mode {mode!r}; accepted: {', '.join(MODES)}")
         if dtype not in DTYPES:
@@ -124,8 +125,9 @@ class EnergyObjective:
                               f"{', '.join(OPTIMIZERS)}")
         check_args(mode, dtype, optimizer, memory_format, grad_scaler, torch_version)
         self.hardware, self.mode, self.dtype = hardware, mode, dtype
-        self.conditions: dict[str, Any] = {"memory_format": memory_format, "grad_scaler": grad_scaler,
-                           "torch_version": torch_version}
+        self.conditions: dict[str, Any] = {"memory_format": memory_format,
+                                           "grad_scaler": grad_scaler,
+                                           "torch_version": torch_version}
         self.batch = check_batch(batch)
         self.optimizer = None if mode == "inference" else (optimizer or DEFAULT_TRAIN_OPTIMIZER)
         self.input_shape = None if input_shape is None else tuple(int(x) for x in input_shape)
@@ -137,10 +139,6 @@ class EnergyObjective:
     # ------------------------------------------------------------- general path
     def general(self, model, input_shape=None) -> EnergyScore:
         """Build nothing new: ``predict`` the module (or a spec's built module)."""
-        import torch
-
-        from predictor.engine.predict import predict
-
         if hasattr(model, "build") and hasattr(model, "input_shape"):
             shape = model.input_shape
             with torch.device("meta"):
@@ -150,9 +148,10 @@ class EnergyObjective:
             if shape is None:
                 raise ExanteError("an nn.Module design needs input_shape (per sample), given to "
                                   "EnergyObjective(...) or to the call")
-        p = predict(model, torch.zeros((self.batch, *shape), device="meta"), mode=self.mode,
-                    dtype=self.dtype, hardware=self.hardware, optimizer=self.optimizer,
-                    artifact_dir=self.artifact_dir, **self.conditions)
+        x = torch.zeros((self.batch, *shape), device="meta")
+        p = engine_predict.predict(model, x, mode=self.mode, dtype=self.dtype,
+                                   hardware=self.hardware, optimizer=self.optimizer,
+                                   artifact_dir=self.artifact_dir, **self.conditions)
         self.calls["general"] += 1
         return EnergyScore(p.energy_j, p.energy_j_low, p.energy_j_high, p.time_s,
                            p.time_s_low, p.time_s_high)

@@ -11,6 +11,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from predictor.bench.nasbench101 import (
+    CELLS_PER_STACK,
+    INPUT_SHAPE,
+    MAX_EDGES,
+    NUM_CLASSES,
+    NUM_STACKS,
+    OPS,
+    STEM_CHANNELS,
+    build_network,
+    parse_cell,
+)
 from predictor.engine.rules.step import CHUNK
 from predictor.search.nas_vectorised import VectorLowering
 from profiling.errors import ExanteError
@@ -31,15 +42,12 @@ class NB101Spec:
     adjacency: tuple
 
     def __post_init__(self):
-        from predictor.bench.nasbench101 import parse_cell
-
         ops, m = parse_cell(self.ops, self.adjacency)
         object.__setattr__(self, "ops", tuple(ops))
         object.__setattr__(self, "adjacency", tuple(tuple(int(x) for x in r) for r in m))
 
     @property
     def input_shape(self) -> tuple:
-        from predictor.bench.nasbench101 import INPUT_SHAPE
         return tuple(INPUT_SHAPE)
 
     @property
@@ -48,7 +56,6 @@ class NB101Spec:
 
     def build(self):
         """The network on ``meta`` (no memory), each block its own parameters."""
-        from predictor.bench.nasbench101 import build_network
         return build_network(list(self.ops), [list(r) for r in self.adjacency])
 
     def padded(self) -> tuple[np.ndarray, np.ndarray]:
@@ -68,8 +75,6 @@ def random_nb101_cells(rng, n: int) -> list:
     """``n`` random valid cells: a random DAG on 3..7 vertices (edge density 0.3-0.7),
     pruned to the vertices on an input->output path as NAS-Bench-101 does, <= 9 edges;
     ``rng`` a ``numpy.random.Generator``."""
-    from predictor.bench.nasbench101 import MAX_EDGES, OPS
-
     out: list = []
     while len(out) < n:
         k = int(rng.integers(3, NB_V + 1))
@@ -142,14 +147,6 @@ def nb101_work(L: VectorLowering, batch: int, codes: np.ndarray, m: np.ndarray):
     3 stacks of 3 cells with 2x2 max-pools between, mean over pixels, Linear to 10).
     Per stack the three cells share vertex channels; only the input projections of the
     first cell see the previous stack's channels."""
-    from predictor.bench.nasbench101 import (
-        CELLS_PER_STACK,
-        INPUT_SHAPE,
-        NUM_CLASSES,
-        NUM_STACKS,
-        STEM_CHANNELS,
-    )
-
     n = len(codes)
     s_all = np.arange(n)
     B, db = float(batch), float(L.db)

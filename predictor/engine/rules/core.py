@@ -37,8 +37,8 @@ import numpy as np
 from profiling.errors import ExanteError
 
 __all__ = ["CLASSES", "HOST_FEATURES", "Emitter", "LayerCtx", "LoweringRule", "UnpricedLayer",
-           "assign_layer_types", "autocast_casts", "bwd", "bwd_mm", "fallback_rule", "family_of", "fwd",
-           "layer_families", "lower_layer", "lowering_rule", "register_lowering_rule",
+           "assign_layer_types", "autocast_casts", "bwd", "bwd_mm", "fallback_rule", "family_of",
+           "fwd",           "layer_families", "lower_layer", "lowering_rule", "register_lowering_rule",
            "rules_with_autocast", "unregister_lowering_rule"]
 
 #: GPU compute classes: each has an efficiency parameter against a datasheet peak
