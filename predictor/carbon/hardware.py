@@ -99,7 +99,7 @@ class HardwareSpec:
                 "sources": dict(self.sources), "notes": self.notes}
 
 
-def _num(text: str) -> float | None:
+def _num(text: str | None) -> float | None:
     text = (text or "").strip()
     return float(text) if text else None
 
@@ -115,17 +115,21 @@ def _row_to_spec(row: dict, line: int) -> HardwareSpec:
         raise RuntimeError(f"hardware.csv line {line}: bad key {key!r}")  # pragma: no cover
     if row["kind"] not in KINDS:
         raise RuntimeError(f"hardware.csv line {line}: bad kind {row['kind']!r}")  # pragma: no cover
-    peaks = {d: _num(row[d]) for d in DTYPES}
-    peaks = {d: v for d, v in peaks.items() if v is not None}
+    peaks: dict[str, float] = {}
+    for d in DTYPES:
+        v = _num(row[d])
+        if v is not None:
+            peaks[d] = v
     values = {"tdp_w": _num(row["tdp_w"]), "idle_w": _num(row["idle_w"]),
               "measured_idle_w": _num(row["measured_idle_w"]),
-              "peak_tflops": peaks or None, "memory_gb": _num(row["memory_gb"]),
+              "memory_gb": _num(row["memory_gb"]),
               "mem_bw_gbs": _num(row["mem_bw_gbs"]), "sm_count": _num(row.get("sm_count")),
               "boost_clock_mhz": _num(row.get("boost_clock_mhz"))}
+    given = {**{k: v is not None for k, v in values.items()}, "peak_tflops": bool(peaks)}
     sources = {}
     for fld, col in _SOURCE_FIELDS.items():
         src = (row.get(col) or "").strip()
-        if values[fld] is not None:
+        if given[fld]:
             if not src:
                 raise RuntimeError(  # pragma: no cover - guarded by tests
                     f"hardware.csv line {line} ({key}): {fld} has a value but no {col}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from torch import nn
 
@@ -267,8 +268,13 @@ def spec_from_ref(ref: str):
     return parser(rest) if parser else None
 
 
+def _builder(parse: Callable[[str], Any]) -> Callable[[str], nn.Module]:
+    """The MODEL_REF builder of one spec parser: the spec built on the current device."""
+    return lambda text: parse(text).build()
+
+
 for _scheme, _parse in _PARSERS.items():
-    register_ref_scheme(_scheme, lambda text, _p=_parse: _p(text).build())
+    register_ref_scheme(_scheme, _builder(_parse))
 
 
 # ------------------------------------------------------------------------ seed 004 grids

@@ -216,8 +216,8 @@ def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> Lifecycl
     if scenario.search:
         acc, items = _training_stage(scenario.search.runs, cost_of)
         stages["search"] = _stage("search", acc, items, pue, share, grid)
-    if scenario.training:
-        acc, items = _training_stage(scenario.training, cost_of)
+    if scenario.training_runs:
+        acc, items = _training_stage(scenario.training_runs, cost_of)
         stages["training"] = _stage("training", acc, items, pue, share, grid)
     if scenario.inference:
         inf = scenario.inference
@@ -237,7 +237,8 @@ def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> Lifecycl
 
     # θ at the final training run's per-GPU batch (else the first search trial's)
     theta = theta_detail = None
-    ref = (scenario.training or [None])[0] or (scenario.search.runs[0] if scenario.search else None)
+    ref = (scenario.training_runs[0] if scenario.training_runs
+           else scenario.search.runs[0] if scenario.search else None)
     if ref is not None:
         b = ref.plan()["per_gpu_batch"]
         tr = cost_of("train_step", b, ref.dtype, ref.optimizer, ref.grad_scaler)
@@ -256,7 +257,7 @@ def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> Lifecycl
 
     embodied = None
     co2 = list(op_co2)
-    if scenario.embodied_kg is not None:
+    if scenario.embodied_kg is not None and scenario.hardware_lifetime_h is not None:
         gpu_h = [sum(getattr(s, f"gpu_hours{x}") for s in ordered.values())
                  for x in ("", "_low", "_high")]
         m = [scenario.embodied_kg * h / (scenario.gpus * scenario.hardware_lifetime_h)
@@ -303,7 +304,7 @@ def _notes(scenario: Scenario, share: float) -> list[str]:
         "not included: data loading, evaluation passes, checkpointing, idle time between "
         "trials, start-up, networking and storage.",
     ]
-    runs = list(scenario.training or []) + list(scenario.search.runs if scenario.search else [])
+    runs = scenario.training_runs + list(scenario.search.runs if scenario.search else [])
     if any((r.gpus or 1) > 1 for r in runs):
         notes.append("multi-GPU runs: data-parallel, one GPU's step at batch/gpus predicted and "
                      "multiplied by gpus; gradient all-reduce and other communication are "

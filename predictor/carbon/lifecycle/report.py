@@ -151,7 +151,7 @@ class LifecycleReport:
             lines.append(f"embodied carbon: {e(em['co2_kg'])} kg [{e(em['co2_kg_low'])}, "
                          f"{e(em['co2_kg_high'])}] ({em['share_of_total']:.1%} of the total)")
         lines.append(f"total CO2eq: {e(self.co2_kg)} kg  [{e(self.co2_kg_low)}, {e(self.co2_kg_high)}]")
-        if self.theta is not None:
+        if self.theta is not None and self.theta_detail is not None:
             t = self.theta_detail
             lines.append(f"training/inference energy ratio theta (one train step / one forward, "
                          f"{t['run']} at per-GPU batch {t['batch']}, {t['optimizer']}, "

@@ -141,7 +141,7 @@ class TrainingRun:
         if self.drop_last:
             rest = 0
 
-        def split(n: int, steps: int) -> list[tuple[int, int, int]]:
+        def split(n: int, steps: int) -> list[tuple[int, int, int, bool]]:
             hi, r = -(-n // g), n % g
             parts = [(hi, r if r else g, steps, True)]
             if r and n // g:
@@ -167,7 +167,7 @@ class SearchPlan:
 
     @classmethod
     def from_trials(cls, n_trials: int, base_run: TrainingRun,
-                    epochs_range: tuple[int, int] | None = None,
+                    epochs_range: tuple[float, float] | None = None,
                     dataset_fraction_range: tuple[float, float] | None = None,
                     seed: int = 0) -> "SearchPlan":
         """``n_trials`` copies of ``base_run``, with epochs and/or dataset fraction spread
@@ -328,5 +328,12 @@ class Scenario:
                                    label=run.label or default_label)
 
     @property
+    def training_runs(self) -> list[TrainingRun]:
+        """The training runs (after ``__post_init__``: a list, empty without training)."""
+        t = self.training
+        return [t] if isinstance(t, TrainingRun) else list(t or [])
+
+    @property
     def model_ref(self) -> str:
+        """The model's MODEL_REF, or its class name for an ``nn.Module``."""
         return self.model if isinstance(self.model, str) else type(self.model).__name__

@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+from typing import Any
 
 import tomllib
 
@@ -28,7 +29,8 @@ from profiling.ref_policy import check_data_model_ref
 
 def scenario_from_args(args) -> Scenario:
     """Build a Scenario from ``exante estimate`` flags (see predictor/cli.py)."""
-    g = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    def g(name: str, default: Any = None) -> Any:
+        return getattr(args, name, default)
     optimizer, dtype = g("optimizer") or "adam", g("dtype") or "fp32"
     dataset_size = g("dataset_size")
     if g("tokens") is not None:
@@ -347,7 +349,7 @@ def dump_scenario(scenario: Scenario) -> str:
             lines.append(f"{key} = {_toml_value(v)}")
     if scenario.memory_format != "contiguous":
         lines.append(f"memory_format = {_toml_value(scenario.memory_format)}")
-    for run in scenario.training or []:
+    for run in scenario.training_runs:
         lines += ["", "[[training]]"] + _run_lines(run)
     if scenario.search:
         for run in scenario.search.runs:

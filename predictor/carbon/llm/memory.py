@@ -41,7 +41,8 @@ class MemoryPlan:
     note: str
 
     def verdict(self) -> str:
-        if self.fits is None:
+        """One line: fits or not, GB needed of GB on the device, the layout chosen."""
+        if self.fits is None or self.device_memory_gb is None:
             return f"needs {self.total_gb:.3g} GB per device (device memory unknown)"
         if self.fits:
             tight = ("; within 10 % of capacity: the CUDA context, allocator fragmentation and "
@@ -97,7 +98,7 @@ def plan(params: float, dtype: str, device_memory_gb: float | None, *, dp: int, 
                           f"got {checkpointing!r}")
     shards = ("none", "zero1", "zero2", "zero3") if sharding == "auto" else (sharding,)
     ckpts = ("none", "selective", "full") if checkpointing == "auto" else (checkpointing,)
-    best = None
+    best: MemoryPlan | None = None
     for ck in ckpts:
         for sh in shards:
             ms = model_states_gb(params, dtype, dp=dp, tp=tp, pp=pp, sharding=sh,
@@ -114,6 +115,7 @@ def plan(params: float, dtype: str, device_memory_gb: float | None, *, dp: int, 
                 best = cand
         if best is not None and best.fits:
             break
+    assert best is not None                 # shards and ckpts are never empty
     auto = [k for k, v in (("sharding", sharding), ("checkpointing", checkpointing)) if v == "auto"]
     note = (f"{' and '.join(auto)} chosen as the least that fits" if auto and best.fits
             else f"{' and '.join(auto)}: the smallest footprint tried" if auto else "")

@@ -26,6 +26,7 @@ import statistics
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 from profiling.errors import ExanteError
 
@@ -64,18 +65,29 @@ class Run:
 
     @property
     def train_flops(self) -> float:
+        """Training FLOPs: the published total, else 6·N·D."""
         if self.flops is not None:
             return self.flops
+        if self.tokens is None:
+            raise ExanteError(f"published run {self.run}: neither flops nor tokens given")
         return TRAIN_FLOPS_PER_PARAM_TOKEN * self.flops_params * self.tokens
 
     @property
     def mfu_published(self) -> float:
+        """MFU implied by the published device-hours (0-1)."""
         return self.train_flops / (self.device_hours * 3600.0 * self.peak_tflops * 1e12)
 
 
 def _f(text) -> float | None:
     text = (text or "").strip()
     return float(text) if text else None
+
+
+def _need(row: dict, key: str) -> float:
+    v = _f(row.get(key))
+    if v is None:
+        raise ExanteError(f"published run {row.get('run')!r}: {key} is missing")
+    return v
 
 
 def load_runs(text: str | None = None) -> list[Run]:
@@ -88,10 +100,10 @@ def load_runs(text: str | None = None) -> list[Run]:
     for row in csv.DictReader(io.StringIO(text)):
         spec = lookup(row["device"])
         dtype, _ = spec.training_dtype("bf16")
-        n = _f(row["params"])
+        n = _need(row, "params")
         out.append(Run(row["run"], n, _f(row.get("active_params")) or n, _f(row["tokens"]),
-                       _f(row.get("flops")), spec.key, spec.generation, spec.peak(dtype), _f(row["device_hours"]),
-                       _f(row.get("mfu_reported")), row))
+                       _f(row.get("flops")), spec.key, spec.generation, spec.peak(dtype),
+                       _need(row, "device_hours"), _f(row.get("mfu_reported")), row))
     return out
 
 
@@ -160,7 +172,7 @@ def shipped_table() -> dict:
     """The fitted table in package data (see ``experiments/calculator/derive_mfu.py``)."""
     text = resources.files("predictor.data").joinpath("llm_mfu.csv").read_text("utf-8")
     rows = list(csv.DictReader(io.StringIO(text)))
-    t = {"by_gen": {}, "n_by_gen": {}, "pooled": None, "slope": None, "q_low": None,
+    t: dict[str, Any] = {"by_gen": {}, "n_by_gen": {}, "pooled": None, "slope": None, "q_low": None,
          "q_high": None, "goodput": None, "source": None}
     for row in rows:
         gen = row["generation"]

@@ -34,6 +34,11 @@ def _num(value, what: str, *, integer=False) -> float:
     return int(v) if integer else v
 
 
+def _int(value, what: str) -> int:
+    """``value`` as a positive integer (ExanteError naming ``what`` otherwise)."""
+    return int(_num(value, what, integer=True))
+
+
 @lru_cache(maxsize=None)
 def tpu_measured_power() -> dict:
     """``{device key: (median measured W per chip, source)}`` from ``tpu_power.csv``."""
@@ -76,15 +81,16 @@ def training_plan(spec, count: int, *, params=None, tokens=None, flops=None, mfu
         if params is None or tokens is None:
             raise ExanteError("FLOP-based training needs params and tokens (or flops)")
         n_tokens = _num(tokens, "tokens")
-        n_flops = _num(active_params, "active_params") if active_params is not None else n_params
+        n_flops = (_num(active_params, "active_params") if active_params is not None
+                   else _num(params, "params"))
         total = 6.0 * n_flops * n_tokens
         flops_src = FLOPS_SOURCE + (" with the activated parameters" if active_params else "")
-    tp, pp = _num(tp, "tp", integer=True), _num(pp, "pp", integer=True)
+    tp, pp = _int(tp, "tp"), _int(pp, "pp")
     if dp is None:
         if count % (tp * pp):
             raise ExanteError(f"count {count} is not a multiple of tp×pp = {tp * pp}")
         dp = count // (tp * pp)
-    dp = _num(dp, "dp", integer=True)
+    dp = _int(dp, "dp")
     if dp * tp * pp != count:
         raise ExanteError(f"dp×tp×pp = {dp}×{tp}×{pp} = {dp * tp * pp} must equal count {count}")
     run_dtype, dtype_note = spec.training_dtype(dtype)
@@ -94,8 +100,8 @@ def training_plan(spec, count: int, *, params=None, tokens=None, flops=None, mfu
 
     # the transformer's shape: given, else inferred from params
     cfg = None
-    seq_len = 2048 if seq_len is None else _num(seq_len, "seq_len", integer=True)
-    micro_batch = 1 if micro_batch is None else _num(micro_batch, "micro_batch", integer=True)
+    seq_len = 2048 if seq_len is None else _int(seq_len, "seq_len")
+    micro_batch = 1 if micro_batch is None else _int(micro_batch, "micro_batch")
     global_batch_tokens = (4e6 if global_batch_tokens is None
                            else _num(global_batch_tokens, "global_batch_tokens"))
     shape = [v for v in (layers, hidden, heads) if v is not None]
@@ -105,8 +111,8 @@ def training_plan(spec, count: int, *, params=None, tokens=None, flops=None, mfu
     if n_params is not None:
         if layers and hidden and heads:
             cfg = throughput.TransformerConfig(
-                layers=_num(layers, "layers", integer=True), hidden=_num(hidden, "hidden", integer=True),
-                heads=_num(heads, "heads", integer=True), seq_len=seq_len,
+                layers=_int(layers, "layers"), hidden=_int(hidden, "hidden"),
+                heads=_int(heads, "heads"), seq_len=seq_len,
                 micro_batch=micro_batch, flash=flash, fused_optimizer=fused_optimizer,
                 tp=tp, pp=pp, global_batch_tokens=global_batch_tokens)
             if cfg.hidden % cfg.heads:
@@ -157,7 +163,7 @@ def training_plan(spec, count: int, *, params=None, tokens=None, flops=None, mfu
                                                     "tokens_per_step": physics.tokens_per_step,
                                                     **physics.parts},
            "notes": notes}
-    if cfg is not None:
+    if cfg is not None and n_params is not None:
         mp = memory.plan(n_params, run_dtype, spec.memory_gb, dp=dp, tp=tp, pp=pp,
                          layers=cfg.layers, hidden=cfg.hidden, heads=cfg.heads,
                          seq_len=cfg.seq_len, micro_batch=cfg.micro_batch, sharding=sharding,

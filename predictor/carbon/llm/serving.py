@@ -103,14 +103,15 @@ def shipped_coefficients(gpu_key: str) -> tuple[float, float, float, float, str]
     rows = _shipped()
     if gpu_key in rows:
         r = rows[gpu_key]
-        return (*(float(r[k]) for k in COEFFICIENTS),
-                f"coefficients fitted on {gpu_key}: {r['source']}")
+        a, t_fix, t_tok, t_ar = (float(r[k]) for k in COEFFICIENTS)
+        return a, t_fix, t_tok, t_ar, f"coefficients fitted on {gpu_key}: {r['source']}"
     vals = [[float(r[k]) for k in COEFFICIENTS] for r in rows.values()]
     gm = [math.exp(statistics.fmean(math.log(max(v[i], 1e-12)) for v in vals))
           for i in range(len(COEFFICIENTS))]
     src = next(iter(rows.values()))["source"]
-    return (*gm, f"no ML.ENERGY rows on {gpu_key}: geometric mean of the {', '.join(rows)} "
-                 f"coefficients ({src})")
+    return (gm[0], gm[1], gm[2], gm[3],
+            f"no ML.ENERGY rows on {gpu_key}: geometric mean of the {', '.join(rows)} "
+            f"coefficients ({src})")
 
 
 @dataclass(frozen=True)
@@ -140,9 +141,12 @@ def serving_energy(params: float, device, gpus: int = 1, concurrency: int = 32, 
             raise ExanteError(f"{what} must be a number > 0, got {v!r}")
     pa = active_params or params
     a, t_fix, t_tok, t_ar, src = shipped_coefficients(spec.key)
+    tdp_w = spec.tdp_w
+    if tdp_w is None:
+        raise ExanteError(f"{spec.name} has no published TDP; serving energy needs one")
     step = roofline_step_s(spec, gpus, concurrency, params, pa, precision)
     out_j = (a * decode_feature(spec, gpus, concurrency, params, pa, precision)
-             + gpus * spec.tdp_w * (t_fix / concurrency + t_tok) + (gpus - 1) * spec.tdp_w * t_ar)
+             + gpus * tdp_w * (t_fix / concurrency + t_tok) + (gpus - 1) * tdp_w * t_ar)
     in_j = a * prefill_feature(spec, pa, precision)
     return ServingEstimate(1000 * in_j, 1000 * out_j, prompt_tokens * in_j + output_tokens * out_j,
                            step, src)

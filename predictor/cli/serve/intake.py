@@ -57,7 +57,7 @@ class RequestIntake:
         self._thread = threading.Thread(target=self._loop, name="exante-intake", daemon=True)
         self._thread.start()
 
-    def add(self, sock: socket.socket, addr) -> None:
+    def add(self, sock: socket.socket | None, addr) -> None:
         with self._lock:
             self._new.append((sock, addr))
         try:
