@@ -7,12 +7,14 @@ benchmark runs, so ``exante --help`` stays instant.
 from __future__ import annotations
 
 import json
+import os
+
+from predictor.cli.progress import message, set_enabled
+from profiling.errors import ExanteError
 
 
 def _progress(quiet: bool):
     """Progress messages and bars on stderr (off with --quiet and with --json)."""
-    from predictor.cli.progress import message, set_enabled
-
     set_enabled(not quiet)
     if quiet:
         return None
@@ -21,10 +23,6 @@ def _progress(quiet: bool):
 
 def _need(path: str, kind: str, what: str) -> None:
     """A missing input is one line before pandas, torch or a model zoo is imported."""
-    import os
-
-    from profiling.errors import ExanteError
-
     ok = os.path.isdir(path) if kind == "folder" else os.path.isfile(path)
     if not ok:
         raise ExanteError(f"{path!r} is not a {kind}; give {what}")

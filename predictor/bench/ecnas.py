@@ -30,6 +30,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from predictor.cli.progress import bar
 from profiling.errors import ExanteError
 
 TARGET = "energy_kWh_carbontracker"
@@ -118,8 +119,6 @@ def featurize(df: pd.DataFrame, *, batch: int = BATCH,
               desc: str = "capturing architectures") -> tuple[pd.DataFrame, dict]:
     """Work terms per row; rows that cannot be built are skipped and counted (with reasons).
     A progress bar (``desc``) on stderr where :mod:`predictor.cli.progress` is on."""
-    from predictor.cli.progress import bar
-
     rows: list = []
     idx: list[int] = []
     failures: dict[str, int] = {}

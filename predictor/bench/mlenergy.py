@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
+from predictor.carbon.hardware import lookup
+from predictor.carbon.llm import serving
+from predictor.carbon.llm.serving import COEFFICIENTS
 from profiling.errors import ExanteError
 
 GPU_KEYS = {"H100": "h100", "B200": "b200", "A100": "a100-80gb", "H200": "h200"}
 
 
 def load_rows(folder) -> list[dict]:
-    from predictor.carbon.hardware import lookup
-    from predictor.carbon.llm import serving
-
     d = Path(folder)
     files = sorted((d / "tasks").glob("*.json")) if (d / "tasks").is_dir() else sorted(d.glob("*.json"))
     if not files:
@@ -143,7 +143,6 @@ def run_mlenergy_bench(folder, progress=None) -> dict:
                 "params_linear_mape_pct": _mape([prox_lin[i] for i in sel], yy)}
 
     full = fit(rows, tasks, gpus)
-    from predictor.carbon.llm.serving import COEFFICIENTS
 
     per_gpu_coef = {g: {name: float(full[_PER_GPU * k + j]) for j, name in enumerate(COEFFICIENTS)}
                     for k, g in enumerate(gpus)}

@@ -22,7 +22,9 @@ pools every file of a GPU (all modes, formats and torch versions) into the same 
 
 from __future__ import annotations
 
+import csv
 import fnmatch
+import io
 import logging
 import time
 from pathlib import Path
@@ -32,6 +34,7 @@ import numpy as np
 
 from predictor.bench.timm_results import FILE_PATTERN, read_benchmark_file
 from predictor.bench.timm_workloads import TimmBuildError, default_cache_dir, timm_workload
+from profiling.dataset.schema import write_bytes_atomic
 from profiling.errors import ExanteError
 
 __all__ = ["run_timm_bench", "score", "gmacs_of"]
@@ -223,11 +226,6 @@ def run_timm_bench(folder, *, files: str | None = None, limit: int | None = None
 
 
 def _write_rows(path: Path, rows: list) -> None:
-    import csv
-    import io
-
-    from profiling.dataset.schema import write_bytes_atomic
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["file", "hardware", "model", "img_size", "batch", "measured_s", "predicted_s"])

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from predictor.carbon.hardware import lookup
 from profiling.errors import ExanteError
 
 __all__ = ["BenchmarkFile", "BenchmarkRow", "parse_file_name", "read_benchmark_file",
@@ -76,8 +77,6 @@ def _cuda_version_of(tag: str) -> str:
 
 def resolve_gpu_name(name: str):
     """The catalogue spec of a GPU named in a file name (``rtx3090``, ``a100``, ``t4`` ...)."""
-    from predictor.carbon.hardware import lookup
-
     try:
         return lookup(name)
     except ExanteError:

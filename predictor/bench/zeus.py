@@ -37,10 +37,13 @@ from __future__ import annotations
 import math
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from predictor.carbon.hardware import catalogue, lookup
+from predictor.cli.progress import bar
 from profiling.errors import ExanteError
 
 __all__ = ["run_zeus_bench", "load_power_traces", "resolve_gpu", "OPT_LOOP_OPS",
@@ -99,8 +102,6 @@ def load_power_traces(folder: str | Path) -> dict:
 def resolve_gpu(name: str, max_power_w: float):
     """(catalogue spec, note) for a trace's GPU name; the variant whose TDP equals the
     trace's maximum power limit is preferred.  ExanteError when the catalogue lacks it."""
-    from predictor.carbon.hardware import catalogue, lookup
-
     spec = lookup(name)
     family = [s for s in catalogue() if s.key == spec.key or s.key.startswith(spec.key + "-")]
     match = [s for s in family if s.tdp_w and abs(s.tdp_w - max_power_w) < 0.5]
@@ -117,8 +118,6 @@ def _forloop(lw, optimizer: str, n_tensors: int, n_params: float):
     """A lowered train step whose optimizer runs torch 1.x's per-tensor loop: every
     (op, tensor) pair is one Python-level aten call (dispatch) and one kernel launch, and the
     loop's traffic is :data:`OPT_LOOP_BYTES` per parameter."""
-    from dataclasses import replace
-
     from predictor.engine.lowering import HOST_FEATURES
 
     ops = OPT_LOOP_OPS[optimizer]
@@ -216,7 +215,6 @@ def run_zeus_bench(folder, *, n_calib: int = N_CALIB, optimizer_impl: str = "for
     all_rows: list = []
     notes: list[str] = []
     skipped_rows: dict = {}
-    from predictor.cli.progress import bar
 
     for gpu, frame in bar(list(traces.items()), desc="GPUs", unit="gpu"):
         pmax = float(frame["power_limit"].max())

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 
 from predictor.carbon import regions as carbon
 from predictor.carbon.hardware import HardwareSpec, lookup
-from predictor.carbon.llm.checks import check_llm_inputs
+from predictor.carbon.llm.checks import check_llm_inputs, positive
 from predictor.carbon.llm.plan import tpu_measured_power, training_plan
+from predictor.carbon.llm.serving import serving_report
 from predictor.engine.interval import Interval
 from profiling.errors import ExanteError
 
@@ -299,9 +300,6 @@ def serving(params, device, count=1, concurrency=None, *, requests=1, prompt_tok
     """:func:`predictor.carbon.llm.serving.serving_report` on checked inputs (numbers as given on the
     command line or the page): energies in J per 1k tokens / per request (GPU), kWh
     (facility) and kg CO2eq for ``requests`` requests. A non-finite result is refused."""
-    from predictor.carbon.llm.checks import positive
-    from predictor.carbon.llm.serving import serving_report
-
     if params is None or device is None or concurrency is None:
         raise ExanteError("serving mode needs params, device and concurrency (sequences "
                           "served at once)")

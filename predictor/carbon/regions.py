@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from predictor.carbon.hardware import catalogue
 from profiling.errors import ExanteError
 
 DEFAULT_PUE = 1.58
@@ -105,8 +106,6 @@ def hardware_table() -> tuple[dict, ...]:
     gflops_fp16_per_w, source}`` derived from the hardware catalogue
     (:func:`predictor.carbon.hardware.catalogue`, one resolved row per device); numbers as float,
     None where nothing is published. ``source`` names the TDP's source."""
-    from predictor.carbon.hardware import catalogue
-
     rows = []
     for spec in catalogue():
         fp32 = spec.peak_tflops.get("fp32")

@@ -9,12 +9,14 @@ the flag. Torch is imported only by the checks that need it.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import socket
 import tempfile
 from urllib.parse import urlsplit
 
+from profiling.dataset import schema
 from profiling.errors import ExanteError
 
 # --------------------------------------------------------------------------- argparse types
@@ -111,8 +113,6 @@ def check_out_file(path, flag: str, suffixes: tuple[str, ...] = ()) -> str:
 def check_dataset_tables(folder) -> None:
     """The tables already in a dataset ``folder`` (``layers.csv``, ``models.csv``) have the
     header this exante writes, so a profile is not measured only to be refused at the end."""
-    from profiling.dataset import schema
-
     for table in (schema.layer_table(folder), schema.model_table(folder)):
         table._check_header()
 
@@ -188,8 +188,6 @@ def check_meter(name: str, *, device: str | None, hardware: str | None,
 def check_scheduler(address: str | None, timeout_s: float = 5.0) -> None:
     """``--backend dask --scheduler tcp://HOST:PORT``: dask installed and the address
     answering a TCP connection (instead of dask's 30 s timeout and a traceback)."""
-    import importlib.util
-
     if not address:
         raise ExanteError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
     if importlib.util.find_spec("distributed") is None:

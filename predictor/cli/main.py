@@ -22,6 +22,7 @@ import sys
 import time
 import traceback
 
+from predictor.carbon.hardware import catalogue_table
 from predictor.cli import help as cli_help
 from predictor.cli import output as cli_output
 from predictor.cli.checks import check_command_line, finite_float, positive_float, positive_int
@@ -234,8 +235,6 @@ def main(argv=None) -> int:
     verbose, quiet = "-v" in argv or "--verbose" in argv, "--quiet" in argv
     argv = [a for a in argv if a not in GLOBAL_FLAGS]
     if argv[:1] and argv[0] in _LIST_HARDWARE_COMMANDS and "--list-hardware" in argv:
-        from predictor.carbon.hardware import catalogue_table  # torch-free, like the catalogue
-
         print(catalogue_table())
         return 0
     try:

@@ -17,6 +17,8 @@ import logging
 import sys
 import warnings
 
+from predictor.cli.progress import set_enabled
+
 # torch's deprecation notice, raised by `torch.jit.script` calls at import of fvcore.nn
 JIT_NOISE = r"`?torch\.jit\.script(_method)?`? is deprecated"
 _SHOWN: set[str] = set()
@@ -50,8 +52,6 @@ class _Handler(logging.Handler):
 def setup(*, verbose: bool = False, quiet: bool = False, json_mode: bool = False) -> None:
     """Install the CLI's warning format and logging level, and turn progress on unless
     ``quiet`` or ``json_mode``."""
-    from predictor.cli.progress import set_enabled
-
     if warnings.showwarning is not _show:
         _SAVED[:] = [warnings.showwarning, warnings.formatwarning]
     warnings.showwarning = _show
@@ -70,8 +70,6 @@ def setup(*, verbose: bool = False, quiet: bool = False, json_mode: bool = False
 def teardown() -> None:
     """Progress back off (the library default) and the warning format restored after a
     command ran in this process."""
-    from predictor.cli.progress import set_enabled
-
     set_enabled(False)
     if _SAVED and warnings.showwarning is _show:
         warnings.showwarning, warnings.formatwarning = _SAVED

@@ -33,6 +33,7 @@ point ``EXANTE_ARTIFACT_DIR`` at it to predict with it.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -40,14 +41,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.optimize import least_squares
 
+from predictor.artifacts import package_artifact_dir, save_artifact
 from predictor.engine.calibrated import CalibratedHardware, conformal_halfwidth
 from predictor.engine.lowering import lower
 from predictor.engine.physics import PARAMS, PhysicsModel, evaluate, stack
-from predictor.engine.transfer import TransferredHardware
+from predictor.engine.predict import DTYPES, MODES, OPTIMIZERS, capture_workload
+from predictor.engine.transfer import TransferredHardware, transferred_artifact
+from predictor.fit.datasets import WORKLOAD_FILE, load_whole_model_data
 from predictor.fit.run_checks import CSV_COLUMNS, check_run_values
+from profiling.dataset import schema
 from profiling.errors import ExanteError
+from profiling.model_refs import check_batch, parse_input_shape, resolve_model_on_meta
 from profiling.ref_policy import check_data_model_ref
 
 __all__ = ["Run", "SCALES", "PRIOR_SIGMA", "calibrate", "fit_scales", "runs_from_csv",
@@ -221,11 +228,6 @@ def _float(row: dict, key: str, where: str) -> float:
 
 
 def _run_from_fields(ref, shape, batch, mode, dtype, opt, t, e, where, models) -> Run:
-    import torch
-
-    from predictor.engine.predict import DTYPES, MODES, OPTIMIZERS, capture_workload
-    from profiling.model_refs import check_batch, resolve_model_on_meta
-
     mode, dtype, opt = mode or "train_step", dtype or "fp32", opt or None
     if mode not in MODES or dtype not in DTYPES or (opt and opt not in OPTIMIZERS):
         raise ExanteError(f"{where}: mode/dtype/optimizer {mode!r}/{dtype!r}/{opt!r}; accepted: "
@@ -244,8 +246,6 @@ def _run_from_fields(ref, shape, batch, mode, dtype, opt, t, e, where, models) -
 def runs_from_csv(path: str | os.PathLike) -> list[Run]:
     """Runs from a CSV of measured workloads (columns :data:`CSV_COLUMNS`; ``time_s`` and
     ``energy_j`` per call of the whole batch, ``input`` the per-sample shape)."""
-    from profiling.model_refs import parse_input_shape
-
     p = Path(path)
     if not p.is_file():
         raise ExanteError(f"no such file: {p} (expected a CSV with columns "
@@ -282,11 +282,6 @@ def runs_from_csv(path: str | os.PathLike) -> list[Run]:
 def runs_from_profile(folder: str | os.PathLike) -> list[Run]:
     """Runs from an ``exante profile --out``/``sweep`` folder: ``workloads.jsonl`` beside
     ``models.csv`` when present, otherwise each eager row rebuilt from its ``model_ref``."""
-    import json
-
-    from predictor.fit.datasets import WORKLOAD_FILE, load_whole_model_data
-    from profiling.dataset import schema
-
     folder = Path(folder)
     if (folder / WORKLOAD_FILE).is_file():
         data = load_whole_model_data(folder)
@@ -341,9 +336,6 @@ def calibrate_to_folder(hardware: str, runs_path: str | os.PathLike,
     workloads, or an ``exante profile`` folder) and write the artifact to the user folder
     ``out``; returns the report (scales, in-sample MAPE in % of time and energy before and
     after, leave-one-run-out |log error|, advice, warnings, the artifact path)."""
-    from predictor.artifacts import package_artifact_dir, save_artifact
-    from predictor.engine.transfer import transferred_artifact
-
     out = Path(out)
     if os.path.abspath(out) == os.path.abspath(package_artifact_dir()):
         raise ExanteError("--out must be a folder of your own, not the package's artifact folder")

@@ -12,6 +12,7 @@ from typing import Any
 
 from predictor.carbon import regions as carbon
 from profiling.errors import ExanteError
+from profiling.input_spec import parse_input_shape
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DTYPES = ("fp32", "bf16", "fp16")
@@ -65,8 +66,6 @@ def _choice(value, name: str, accepted: tuple[str, ...]) -> str:
 
 
 def _input_shape(value) -> tuple[int, ...]:
-    from profiling.input_spec import parse_input_shape
-
     if isinstance(value, str):
         try:
             return parse_input_shape(value)

@@ -28,6 +28,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from predictor.carbon.hardware import lookup
 from profiling.errors import ExanteError
 
 FLAVOURS = ("published", "training")
@@ -92,8 +93,6 @@ def _need(row: dict, key: str) -> float:
 
 def load_runs(text: str | None = None) -> list[Run]:
     """The published runs (package ``llm_runs.csv`` unless ``text`` is given)."""
-    from predictor.carbon.hardware import lookup
-
     if text is None:
         text = resources.files("predictor.data").joinpath("llm_runs.csv").read_text("utf-8")
     out = []

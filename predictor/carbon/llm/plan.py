@@ -12,7 +12,7 @@ import statistics
 from functools import lru_cache
 from importlib import resources
 
-from predictor.carbon.llm import memory, throughput
+from predictor.carbon.llm import memory, parallel, throughput
 from predictor.carbon.llm import mfu as mfu_mod
 from profiling.errors import ExanteError
 
@@ -135,7 +135,6 @@ def training_plan(spec, count: int, *, params=None, tokens=None, flops=None, mfu
             raise ExanteError("the physics MFU needs params (and ideally layers/hidden/heads)")
         link = None
         if interconnect:
-            from predictor.carbon.llm import parallel
             intra, _, inter = str(interconnect).partition(",")
             link = parallel.interconnect(spec.generation, intra or None, inter or None)
         physics = throughput.estimate(cfg, spec, count, dtype=dtype, flops_params=n_for_mfu,

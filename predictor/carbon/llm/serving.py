@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from predictor.carbon import regions as carbon
+from predictor.carbon.hardware import lookup
 from profiling.errors import ExanteError
 
 WEIGHT_BYTES = {"bf16": 2.0, "bfloat16": 2.0, "fp16": 2.0, "float16": 2.0, "fp8": 1.0,
@@ -133,8 +135,6 @@ def serving_energy(params: float, device, gpus: int = 1, concurrency: int = 32, 
                    active_params: float | None = None,
                    precision: str = "bf16") -> ServingEstimate:
     """Ex-ante serving energy of a ``params``-parameter model on ``gpus`` × ``device``."""
-    from predictor.carbon.hardware import lookup
-
     spec = lookup(device)
     for v, what in ((params, "params"), (gpus, "gpus"), (concurrency, "concurrency")):
         if not isinstance(v, (int, float)) or v <= 0:
@@ -158,8 +158,6 @@ def serving_report(params, device, gpus, concurrency, *, requests=1.0, prompt_to
     """Serving energy of ``requests`` requests (kWh, facility = × PUE) and CO2 (kg), with the
     per-1k-token and per-request figures (J, GPU only) -- what ``exante calc --concurrency``
     prints."""
-    from predictor.carbon import regions as carbon
-
     est = serving_energy(params, device, gpus, concurrency, prompt_tokens=prompt_tokens,
                          output_tokens=output_tokens, active_params=active_params,
                          precision=precision)

@@ -18,7 +18,8 @@ from types import SimpleNamespace
 from typing import Callable
 from urllib.parse import parse_qs
 
-from predictor.carbon.calc import TPU_POWER
+from predictor.carbon import lifecycle
+from predictor.carbon.calc import TPU_POWER, calc, serving
 from predictor.carbon.llm.memory import CHECKPOINTING, OPT_DTYPES, SHARDING
 from predictor.carbon.llm.mfu import FLAVOURS
 from predictor.carbon.llm.plan import MFU_MODES, TRAIN_DTYPES
@@ -126,8 +127,6 @@ def check_finite(result):
 def calc_from_fields(p: dict):
     """:func:`predictor.carbon.calc.calc` on the calculator form's fields, with ``exante calc``'s
     defaults; numbers go to calc as typed (its own parsers and range checks)."""
-    from predictor.carbon.calc import calc
-
     c = {k: _choice(k, p.get(k), accepted) or default
          for k, (accepted, default) in CALC_CHOICES.items()}
     return calc(p.get("device"), count=p.get("count", 1), hours=p.get("hours"),
@@ -157,8 +156,6 @@ class ServingResult(dict):
 def serving_from_fields(p: dict) -> ServingResult:
     """:func:`predictor.carbon.calc.serving` (what ``exante calc --concurrency`` prints) on the
     serving form's fields, with the CLI's defaults (1 request of 1000 + 500 tokens, bf16)."""
-    from predictor.carbon.calc import serving
-
     return ServingResult(serving(
         p.get("params"), p.get("device"), p.get("count", 1), p.get("concurrency"),
         requests=p.get("requests", 1.0), prompt_tokens=p.get("prompt_tokens", 1000.0),
@@ -195,7 +192,6 @@ def estimate_from_fields(p: dict, predict_fn: Callable | None = None):
     """:func:`predictor.carbon.lifecycle.estimate` of the estimate form's fields, built as
     ``exante estimate`` builds its scenario (:func:`scenario_from_args`)."""
     args = estimate_args(p)              # the MODEL_REF gate runs first
-    from predictor.carbon import lifecycle
 
     scenario = lifecycle.scenario_from_args(args)
     with _ESTIMATE_LOCK, warnings.catch_warnings(record=True) as caught:

@@ -9,7 +9,8 @@ import html
 
 from predictor.carbon.calc import DEFAULT_PUE as CALC_DEFAULT_PUE
 from predictor.carbon.calc import human_energy, human_mass
-from predictor.carbon.regions import DEFAULT_PUE
+from predictor.carbon.hardware import catalogue
+from predictor.carbon.regions import DEFAULT_PUE, grid_regions
 from predictor.cli.serve.forms import CALC_CHOICES, DTYPES, INPUT_DTYPES, OPTIMIZERS, WEIGHTS
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem}
@@ -34,9 +35,6 @@ _LISTS = {"device": "devices", "hardware": "gpus", "region": "regions"}
 @functools.lru_cache(maxsize=1)
 def _datalists() -> str:
     """Suggestions for the device, hardware and region inputs (catalogue and grid keys)."""
-    from predictor.carbon.hardware import catalogue
-    from predictor.carbon.regions import grid_regions
-
     specs = catalogue()
     lists = {"devices": [h.key for h in specs],
              "gpus": [h.key for h in specs if h.kind == "gpu"],
