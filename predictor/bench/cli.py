@@ -37,6 +37,7 @@ def _emit(report: dict, as_json: bool, lines: list[str]) -> int:
 
 
 def cmd_bench_irene(args) -> int:
+    """Run ``exante bench irene`` (prints the report; returns the exit code)."""
     _need(args.dir, "folder", "the IrEne folder holding model/module/ml1/ml2_level_features.csv "
           "(e.g. extdata/irene/device_1)")
     from predictor.bench.irene import run_irene_bench
@@ -60,6 +61,7 @@ def cmd_bench_irene(args) -> int:
 
 
 def cmd_bench_ecnas(args) -> int:
+    """Run ``exante bench ecnas`` (prints the report; returns the exit code)."""
     for flag, path in (("--train", args.train), ("--test", args.test)):
         _need(path, "file", f"{flag} CSV of NAS-Bench-101 cells (see experiments/external/run.py "
               "--ecnas-split)")
@@ -80,6 +82,7 @@ def cmd_bench_ecnas(args) -> int:
 
 
 def cmd_bench_zeus(args) -> int:
+    """Run ``exante bench zeus`` (prints the report; returns the exit code)."""
     _need(args.dir, "folder", "the folder holding summary_power_<gpu>.csv files (e.g. "
           "extdata/zeus_nsdi23)")
     from predictor.bench.zeus import run_zeus_bench

@@ -102,7 +102,7 @@ def read_archs(path: str, *, with_target: bool) -> pd.DataFrame:
         raise ExanteError(f"missing CSV file {path}")
     try:
         header = pd.read_csv(path, nrows=0).columns
-    except Exception as exc:
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
         raise ExanteError(f"cannot read {path} as CSV: {exc}") from None
     need = list(ARCH_COLUMNS) + ([TARGET] if with_target else [])
     missing = [c for c in need if c not in header]
@@ -182,6 +182,8 @@ class EcnasEnergyModel(RegressorMixin, BaseEstimator):
         return np.log1p(np.maximum(self._A(X)[:, 1:], 0))
 
     def fit(self, X, y):
+        """Fit the work-term coefficients (J per term) and the residual correction on ``X``,
+        ``y`` (kWh)."""
         from scipy.optimize import nnls
         from sklearn.ensemble import GradientBoostingRegressor
 
@@ -287,4 +289,5 @@ def run_ecnas_bench(train_csv: str, test_csv: str, *, correction: bool = True,
 
 
 def to_json(report: dict) -> str:
+    """The report as indented JSON text."""
     return json.dumps(report, indent=2, default=str)

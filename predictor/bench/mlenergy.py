@@ -32,6 +32,8 @@ GPU_KEYS = {"H100": "h100", "B200": "b200", "A100": "a100-80gb", "H200": "h200"}
 
 
 def load_rows(folder) -> list[dict]:
+    """One row per ML.ENERGY LLM configuration: measured J per output token (``y``) and the
+    roofline features (J per token at a = 1)."""
     d = Path(folder)
     files = sorted((d / "tasks").glob("*.json")) if (d / "tasks").is_dir() else sorted(d.glob("*.json"))
     if not files:
@@ -108,6 +110,8 @@ def _mape(pred, true) -> float:
 
 
 def run_mlenergy_bench(folder, progress=None) -> dict:
+    """Leave-one-model-out error of the serving energy model on an ML.ENERGY export (J per
+    output token; % errors)."""
     rows = load_rows(folder)
     tasks = sorted({r["task"] for r in rows})
     gpus = sorted({r["gpu"] for r in rows})

@@ -245,4 +245,5 @@ def build_network(ops, adjacency, device="meta", block=None) -> NB101Network:
 
 
 def trainable_params(model: nn.Module) -> int:
+    """Number of trainable parameters of ``model``."""
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))

@@ -41,6 +41,7 @@ _NOT_EAGER = ("dynamo", "compile", "inductor", "aot", "torchscript", "cpu")
 
 @dataclass(frozen=True)
 class BenchmarkRow:
+    """One timed row of a timm benchmark file (step time in s)."""
     model: str
     img_size: int
     batch: int
@@ -51,6 +52,7 @@ class BenchmarkRow:
 
 @dataclass
 class BenchmarkFile:
+    """A timm benchmark CSV with the conditions named by its file name and its rows."""
     path: Path
     mode: str                   # "inference" | "train_step"
     dtype: str                  # "fp16" | "bf16" | "fp32"

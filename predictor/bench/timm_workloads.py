@@ -70,10 +70,12 @@ def _timm():
 
 
 def timm_version() -> str:
+    """The installed timm version string."""
     return _timm().__version__
 
 
 def default_cache_dir() -> Path:
+    """Workload cache folder: ``$EXANTE_TIMM_CACHE`` or ``~/.cache/exante/timm``."""
     env = os.environ.get("EXANTE_TIMM_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "exante" / "timm"
 

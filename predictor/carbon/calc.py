@@ -213,8 +213,9 @@ def calc(device=None, count=1, hours=None, gpu_hours=None, power_w=None, utiliza
          pue=None, region=None, intensity=None, offset_pct=None, *, params=None, tokens=None,
          flops=None, mfu=None, dtype="bf16", dp=None, tp=1, pp=1, tpu_power="measured",
          **llm_kw) -> CalcResult:
-    """Energy and CO2 of ``count`` devices for ``hours`` (or ``gpu_hours`` device-hours, or a
-    FLOP budget at ``mfu``). ``intensity`` is gCO2eq/kWh or an energy source (``"coal"``,
+    """Energy (kWh, device and facility) and CO2 (kg CO2eq) of ``count`` devices for ``hours``
+    (wall-clock h; or ``gpu_hours`` device-hours, or a FLOP budget at ``mfu`` in (0, 1]) at
+    ``power_w`` (W per device; default the TDP) and ``pue``. ``intensity`` is gCO2eq/kWh or an energy source (``"coal"``,
     ``"gas"``, ``"hydro"``, …); ``region`` a grid key (``"aws:us-east-1"``, ``"france"``, …).
     ``llm_kw``: further keywords of :func:`predictor.carbon.llm.plan.training_plan` (``active_params``,
     ``mfu_mode``, ``mfu_flavour``, ``sharding``, ``checkpointing``, ``layers``, ...)."""

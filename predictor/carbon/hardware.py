@@ -90,6 +90,7 @@ class HardwareSpec:
                           f"(published: {have}); pass --mfu with --power-w and --gpu-hours")
 
     def to_dict(self) -> dict:
+        """JSON-ready dict of the row (W, TFLOP/s, GB, GB/s, MHz) with its sources."""
         return {"key": self.key, "name": self.name, "kind": self.kind, "vendor": self.vendor,
                 "year": self.year, "tdp_w": self.tdp_w, "idle_w": self.idle_w,
                 "measured_idle_w": self.measured_idle_w, "peak_tflops": dict(self.peak_tflops),
@@ -194,7 +195,9 @@ def lookup(name: str) -> HardwareSpec:
     """Resolve a device by key, canonical name or alias, ignoring case, spaces, ``-`` and ``_``
     (``"h100"``, ``"H100 SXM"``, ``"NVIDIA H100 80GB HBM3"`` — what NVML reports — all work).
 
-    Raises :class:`ExanteError` naming the input, close matches and the known keys.
+    Returns the catalogue row: ``tdp_w`` (W), ``peak_tflops`` (dense TFLOP/s per dtype),
+    ``memory_gb`` (GB), ``mem_bw_gbs`` (GB/s), each with its source.  Raises
+    :class:`ExanteError` naming the input, close matches and the known keys.
     """
     if isinstance(name, HardwareSpec):
         return name

@@ -54,6 +54,7 @@ class GridIntensity:
     source: str
 
     def to_dict(self) -> dict:
+        """JSON-ready dict (gCO2eq/kWh, label, source)."""
         return {"g_co2eq_per_kwh": self.value_g_per_kwh, "label": self.label,
                 "source": self.source}
 

@@ -50,12 +50,16 @@ class IntensitySeries:
 
     @property
     def hours(self) -> int:
+        """Number of hourly values."""
         return len(self.values)
 
     def time_at(self, offset_h: float):
+        """Wall-clock time ``offset_h`` hours after the series start (or the offset itself
+        without a start)."""
         return offset_h if self.t0 is None else self.t0 + timedelta(hours=offset_h)
 
     def offset_of(self, when) -> float:
+        """Hours from the series start to ``when`` (a datetime, or hours)."""
         if when is None:
             return 0.0
         if isinstance(when, datetime):

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 
 def cmd_features(args) -> int:
+    """Run ``exante features`` (prints the per-layer table; returns the exit code)."""
     from profiling.features.api import feature_table
 
     model, inputs = meta_model_and_inputs(args)
@@ -62,6 +63,7 @@ def cmd_features(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    """Run ``exante predict`` (time in s and energy in J per call; returns the exit code)."""
     from predictor.engine.memory import check_input_fits
 
     shape, batch = shape_and_batch(args)
@@ -82,6 +84,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_estimate(args) -> int:
+    """Run ``exante estimate`` (life-cycle kWh and kg CO2eq; returns the exit code)."""
     from predictor.carbon import lifecycle
 
     if args.input is not None:
@@ -230,6 +233,8 @@ _LIST_HARDWARE_COMMANDS = ("predict", "estimate", "compare", "calibrate")
 
 
 def main(argv=None) -> int:
+    """The ``exante`` entry point: run the command line ``argv``; returns the exit code (0, 1
+    internal error, 2 user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("EXANTE_DEBUG", "") not in ("", "0")
     verbose, quiet = "-v" in argv or "--verbose" in argv, "--quiet" in argv

@@ -34,6 +34,7 @@ FIT_DEFAULT_OUT = "exante-artifacts"      # never the shipped artifact unless --
 
 
 def cmd_profile(args) -> int:
+    """Run ``exante profile`` (measured s and J per call; returns the exit code)."""
     import torch
 
     from profiling.measure.profiler import profile_model
@@ -74,6 +75,7 @@ def cmd_profile(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    """Run ``exante sweep`` (list or run a sweep; returns the exit code)."""
     from profiling.sweeps import SWEEPS, run_sweep
 
     if args.list:
@@ -100,6 +102,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_fit(args) -> int:
+    """Run ``exante fit`` (fit a GPU's model; returns the exit code)."""
     from predictor.fit.hardware_fit import fit_hardware
 
     if args.write_package and args.out:

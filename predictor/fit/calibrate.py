@@ -176,7 +176,8 @@ def fit_scales(ch: CalibratedHardware, runs, *, sigma: dict | None = None,
 
 
 def calibrate(ch: CalibratedHardware, runs, *, sigma: dict | None = None) -> TransferredHardware:
-    """``ch`` with :data:`SCALES` fitted to ``runs`` and its interval re-derived (module doc)."""
+    """``ch`` with :data:`SCALES` fitted to ``runs`` (each a measured total ``time_s`` in s
+    and board ``energy_j`` in J) and its interval re-derived (module doc)."""
     z = fit_scales(ch, runs, sigma=sigma)
     pred = predict_runs(ch, runs, z)
     y = np.array([[r.time_s, r.energy_j] for r in runs], float)

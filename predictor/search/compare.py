@@ -253,8 +253,10 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
             dataset_size=None, pue: float | None = None, region: str | None = None,
             intensity=None, artifact_dir=None, memory_format: str = "contiguous",
             grad_scaler: bool = False, torch_version: str | None = None) -> Comparison:
-    """Predict and rank ``designs`` (see the module docstring).  ``input_shape``: per sample
-    (``"3x224x224"``, ``100`` or a tuple); ``batch``: per call.  ``memory_format``,
+    """Predict and rank ``designs`` (see the module docstring): per design the energy (J per
+    call), time (s per call), kWh (× ``pue``) and kg CO2eq, each with its interval, of one call
+    or, with ``epochs`` and ``dataset_size`` (samples), of the training run.  ``input_shape``:
+    per sample (``"3x224x224"``, ``100`` or a tuple); ``batch``: per call.  ``memory_format``,
     ``grad_scaler`` (train_step) and ``torch_version`` as in :func:`predictor.engine.predict`."""
     import torch
 

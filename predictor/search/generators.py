@@ -56,10 +56,12 @@ class MLPSpec:
 
     @property
     def input_shape(self) -> tuple:
+        """Per-sample input shape."""
         return (int(self.in_features),)
 
     @property
     def depth(self) -> int:
+        """Number of hidden layers."""
         return len(self.widths)
 
     @property
@@ -69,11 +71,13 @@ class MLPSpec:
 
     @property
     def params(self) -> int:
+        """Parameter count."""
         dims = (self.in_features, *self.widths, self.out_features)
         return int(sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=True)))
 
     @property
     def ref(self) -> str:
+        """The MODEL_REF of this design."""
         if len(set(self.widths)) == 1:
             return (f"mlp:in={self.in_features},depth={self.depth},width={self.widths[0]},"
                     f"out={self.out_features}")
@@ -81,6 +85,7 @@ class MLPSpec:
         return f"mlpseq:in={self.in_features},sizes={sizes}"
 
     def build(self) -> nn.Module:
+        """The ``nn.Module`` (on the current default device)."""
         if len(set(self.widths)) == 1:
             return build_mlp(self.in_features, self.depth, self.widths[0], self.out_features)
         layers: list = []
@@ -118,14 +123,17 @@ class ConvStackSpec:
 
     @property
     def input_shape(self) -> tuple:
+        """Per-sample input shape (C, H, W)."""
         return self.in_shape
 
     @property
     def depth(self) -> int:
+        """Number of conv layers."""
         return len(self.filters)
 
     @property
     def params(self) -> int:
+        """Parameter count."""
         k2 = self.kernel * self.kernel
         chans = (self.in_shape[0], *self.filters)
         conv = sum(a * b * k2 + b for a, b in zip(chans[:-1], chans[1:], strict=True))
@@ -133,11 +141,13 @@ class ConvStackSpec:
 
     @property
     def ref(self) -> str:
+        """The MODEL_REF of this design."""
         return (f"convstack:in={'x'.join(map(str, self.in_shape))},"
                 f"filters={'-'.join(map(str, self.filters))},kernel={self.kernel},"
                 f"out={self.out_features}")
 
     def build(self) -> nn.Module:
+        """The ``nn.Module`` (on the current default device)."""
         layers: list = []
         prev = self.in_shape[0]
         for f in self.filters:
@@ -182,20 +192,24 @@ class EncoderSpec:
 
     @property
     def input_shape(self) -> tuple:
+        """Per-sample input shape (sequence length, features)."""
         return (int(self.seq), int(self.d))
 
     @property
     def params(self) -> int:
+        """Parameter count."""
         d, f = self.d, self.ffn
         block = 4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d
         return int(self.layers * block + d * self.out_features + self.out_features)
 
     @property
     def ref(self) -> str:
+        """The MODEL_REF of this design."""
         return (f"encoder:d={self.d},heads={self.heads},layers={self.layers},ffn={self.ffn},"
                 f"seq={self.seq},out={self.out_features}")
 
     def build(self) -> nn.Module:
+        """The ``nn.Module`` (on the current default device)."""
         return Encoder(self.d, self.heads, self.layers, self.ffn, self.out_features)
 
 

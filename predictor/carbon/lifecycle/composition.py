@@ -192,7 +192,9 @@ def _training_stage(runs, cost_of) -> tuple[_Acc, list[dict]]:
 
 
 def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> LifecycleReport:
-    """Life-cycle energy and CO2 of ``scenario`` (see the module docstring for the model).
+    """Life-cycle energy and CO2 of ``scenario`` (see the module docstring for the model):
+    per stage and in total, GPU board energy (J), facility energy (kWh, × PUE), GPU-hours and
+    kg CO2eq, each an :class:`~predictor.engine.interval.Interval`.
 
     ``predict_fn(model, inputs, mode=, dtype=, hardware=, optimizer=)`` returns an object with
     ``energy_j, energy_j_low, energy_j_high, time_s`` (optionally ``time_s_low/high``) per call

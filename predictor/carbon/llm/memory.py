@@ -67,6 +67,7 @@ def bytes_per_param(dtype: str, optimizer_dtype: str = "fp32") -> tuple[float, f
 
 def model_states_gb(params: float, dtype: str, *, dp: int, tp: int, pp: int, sharding: str,
                     optimizer_dtype: str = "fp32") -> float:
+    """Weights, gradients and optimizer state per device (GB) under ``sharding``."""
     w, g, o = bytes_per_param(dtype, optimizer_dtype)
     stage = {"none": 0, "zero1": 1, "zero2": 2, "zero3": 3, "fsdp": 3}[sharding]
     per = (w / (dp if stage >= 3 else 1) + g / (dp if stage >= 2 else 1)
@@ -76,6 +77,7 @@ def model_states_gb(params: float, dtype: str, *, dp: int, tp: int, pp: int, sha
 
 def activations_gb(*, layers: int, hidden: int, heads: int, seq_len: int, micro_batch: int,
                    tp: int, checkpointing: str, flash: bool) -> float:
+    """Activation memory per device (GB) of one micro-batch under ``checkpointing``."""
     s, b, h, a = seq_len, micro_batch, hidden, heads
     full_layer = s * b * h * (34 + (0 if flash else 5 * a * s / h)) / tp
     if checkpointing == "full":

@@ -142,6 +142,7 @@ def fit_table(runs: list[Run], *, slope: bool) -> dict:
 
 
 def predict_log_mfu(table: dict, generation: str, flops_params: float) -> tuple[float, str]:
+    """(log MFU, the generation used or the pooled key) for ``flops_params`` parameters."""
     x = math.log10(flops_params) - REF_LOG10_PARAMS
     if generation in table["by_gen"]:
         return table["by_gen"][generation] + table["slope"] * x, generation

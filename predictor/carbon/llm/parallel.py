@@ -39,6 +39,8 @@ GPUS_PER_NODE = 8
 
 @dataclass(frozen=True)
 class Interconnect:
+    """The links of a run: bandwidth within a node and between nodes (GB/s), and a label."""
+
     intra_gbs: float
     inter_gbs: float
     label: str
@@ -59,12 +61,14 @@ def interconnect(generation: str, intra: str | None = None, inter: str | None = 
 
 
 def ring_allreduce_s(nbytes: float, ranks: int, bw_gbs: float) -> float:
+    """Seconds of a ring all-reduce of ``nbytes`` bytes over ``ranks`` at ``bw_gbs`` GB/s."""
     if ranks <= 1:
         return 0.0
     return 2.0 * (ranks - 1) / ranks * nbytes / (bw_gbs * 1e9)
 
 
 def bubble_fraction(pp: int, micro_batches: int) -> float:
+    """Pipeline bubble share of a step (0-1) with ``pp`` stages and ``micro_batches``."""
     return (pp - 1) / (micro_batches + pp - 1)
 
 

@@ -40,6 +40,7 @@ WEIGHT_BYTES = {"bf16": 2.0, "bfloat16": 2.0, "fp16": 2.0, "float16": 2.0, "fp8"
 
 
 def weight_bytes(precision: str) -> float:
+    """Bytes per weight of a serving precision (bf16, fp8, mxfp4, int4)."""
     key = str(precision).strip().lower()
     if key not in WEIGHT_BYTES:
         raise ExanteError(f"unknown weight precision {precision!r}; accepted: "
@@ -127,6 +128,7 @@ class ServingEstimate:
     source: str
 
     def to_dict(self) -> dict:
+        """JSON-ready dict (J per 1k tokens, J per request, s per step)."""
         return dict(self.__dict__)
 
 

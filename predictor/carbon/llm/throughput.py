@@ -48,6 +48,7 @@ class TransformerConfig:
 
     @property
     def params(self) -> float:
+        """Parameter count of the transformer."""
         ffn = self.ffn_hidden or 4 * self.hidden
         kv = (self.kv_heads or self.heads) / self.heads
         per_layer = (2 + 2 * kv) * self.hidden ** 2 + 2 * self.hidden * ffn
@@ -123,6 +124,7 @@ class ThroughputEstimate:
     notes: list = field(default_factory=list)
 
     def device_hours(self, tokens: float) -> float:
+        """Device-hours (h × devices) to train on ``tokens`` tokens."""
         return tokens / self.tokens_per_step * self.step_time_s * self.devices / 3600.0
 
 

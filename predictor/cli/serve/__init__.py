@@ -53,6 +53,7 @@ __all__ = ["CALC_FIELDS", "DEFAULT_PORT", "ESTIMATE_FIELDS", "HOST", "MAX_BODY_B
 
 
 def add_parser(sub) -> None:
+    """Register ``exante serve``."""
     p = sub.add_parser(
         "serve", help="local page on 127.0.0.1: calculator, LLM serving and estimate forms",
         description="A local web page on 127.0.0.1 with the calculator (hours or an LLM "
@@ -66,6 +67,7 @@ def add_parser(sub) -> None:
 
 
 def run_cli(args) -> int:
+    """Run ``exante serve`` until Ctrl-C; returns the exit code."""
     if not 0 <= args.port <= 65535:
         raise ExanteError(f"--port must be in 0..65535, got {args.port}")
     try:

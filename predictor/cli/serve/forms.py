@@ -150,6 +150,7 @@ class ServingResult(dict):
     """:func:`predictor.carbon.calc.serving`'s report (J, kWh, kg CO2eq) with ``to_dict()``."""
 
     def to_dict(self) -> dict:
+        """The serving report as a plain dict (J, kWh, kg CO2eq)."""
         return dict(self)
 
 

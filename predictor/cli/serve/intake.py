@@ -58,6 +58,7 @@ class RequestIntake:
         self._thread.start()
 
     def add(self, sock: socket.socket | None, addr) -> None:
+        """Hand an accepted socket to the selector thread (``None``: wake it to stop)."""
         with self._lock:
             self._new.append((sock, addr))
         try:
@@ -66,6 +67,7 @@ class RequestIntake:
             pass
 
     def close(self) -> None:
+        """Stop the selector thread and drop the sockets it holds."""
         self._stop = True
         self.add(None, None)
         self._thread.join(timeout=5)
@@ -77,6 +79,7 @@ class RequestIntake:
         self._wake_w.close()
 
     def pending(self) -> int:
+        """Number of connections being read."""
         return len(self._sel.get_map()) - 1
 
     def _forget(self, sock) -> None:

@@ -23,6 +23,7 @@ _E = html.escape
 
 
 def page(title: str, body: str) -> str:
+    """A whole HTML page with ``title`` and ``body`` (escaped title)."""
     lists = _datalists() if "<form" in body else ""
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_E(title)}"
             f"</title><style>{_STYLE}</style></head><body><h1>{_E(title)}</h1>{body}{lists}"
@@ -68,6 +69,7 @@ _LLM_FIELDS = ("params", "tokens", "flops", "active_params", "mfu", "mfu_mode", 
 
 
 def calc_form(values: dict | None = None) -> str:
+    """The calculator form (HTML)."""
     v = {} if values is None else values
     d = {} if values is not None else {"device": "v100", "count": "8", "hours": "36",
                                        "region": "aws:us-east-1"}
@@ -110,6 +112,7 @@ def calc_form(values: dict | None = None) -> str:
 
 
 def serving_form(values: dict | None = None) -> str:
+    """The LLM serving form (HTML)."""
     v = {} if values is None else values
     d = {} if values is not None else {"params": "8e9", "device": "h100", "count": "1",
                                        "concurrency": "32", "requests": "1000"}
@@ -131,6 +134,7 @@ def serving_form(values: dict | None = None) -> str:
 
 
 def estimate_form(values: dict | None = None) -> str:
+    """The life-cycle estimate form (HTML)."""
     v = {} if values is None else values
     d = {} if values is not None else {
         "model": "mlp:in=100,depth=10,width=100,out=1", "input": "100", "batch": "256",
@@ -162,6 +166,7 @@ def estimate_form(values: dict | None = None) -> str:
 
 
 def index_page() -> str:
+    """The start page with the three forms."""
     return page("exante — energy and CO2 before training",
                 calc_form() + serving_form() + estimate_form())
 
@@ -241,6 +246,7 @@ def _training_rows(d: dict) -> str:
 
 
 def calc_page(r, values: dict) -> str:
+    """The calculator result page (kWh, kg CO2eq, chart)."""
     d = r.to_dict()
     lo = hi = None
     if r.training is not None and r.device_hours > 0:   # energy scales with the device-hours
@@ -295,6 +301,7 @@ def serving_page(r: dict, values: dict) -> str:
 
 
 def estimate_page(report, values: dict) -> str:
+    """The estimate result page (kWh, kg CO2eq per stage, chart)."""
     d = report.to_dict()
     stages = d.get("stages", {})
     chart = interval_chart([(name, s["energy_kwh"], s.get("energy_kwh_low"),
@@ -325,6 +332,7 @@ def estimate_page(report, values: dict) -> str:
 
 
 def error_page(message: str, form: str = "", values: dict | None = None) -> str:
+    """A 400 page: the one-line message above the form, values kept."""
     again = {"calc": calc_form, "estimate": estimate_form, "serving": serving_form}.get(form)
     return page("Input error", f"<p class=err>{_E(message)}</p>"
                 + (again(values or {}) if again else ""))

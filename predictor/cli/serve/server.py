@@ -273,6 +273,7 @@ class ExanteServer(ThreadingHTTPServer):
             self._slots.release()
 
     def take_buffer(self, sock) -> bytes | None:
+        """The bytes already read from ``sock`` by the intake (once)."""
         return self._buffers.pop(sock, None)
 
     def server_close(self):
@@ -280,6 +281,8 @@ class ExanteServer(ThreadingHTTPServer):
         super().server_close()
 
     def handle_error(self, request, client_address):
+        """Log a request's failure: disconnects at DEBUG, the rest at ERROR with the
+        traceback."""
         exc = sys.exc_info()[1]
         if isinstance(exc, (ConnectionError, TimeoutError)):
             logger.debug("client %s: %s: %s", client_address[0], type(exc).__name__, exc)
