@@ -20,6 +20,7 @@ designs together), so a tie is a conservative statement, never a measured equali
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import warnings
@@ -33,6 +34,8 @@ from predictor.engine.prediction import conditions_text
 from profiling.errors import ExanteError
 
 __all__ = ["compare", "Comparison", "DesignRow", "check_plot_path"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -303,6 +306,7 @@ def compare(designs, input_shape, batch: int, mode: str = "inference", dtype: st
         if label in labels:
             label = f"{label}#{len(rows) + 1}"
         labels.add(label)
+        log.info("predicting design %d of %d: %s", len(rows) + 1, len(designs), label)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             p = predict(model, torch.zeros((batch, *shape), device="meta"), mode=mode,

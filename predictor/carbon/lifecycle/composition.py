@@ -4,6 +4,7 @@ PUE and grid intensity, and returns a :class:`LifecycleReport`."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -15,6 +16,7 @@ from predictor.carbon.lifecycle.scenario import STAGES, Scenario
 from predictor.engine.interval import Interval
 from profiling.errors import ExanteError
 
+log = logging.getLogger(__name__)
 DEFAULT_LEVEL = 0.9       # nominal coverage of a predict_fn's interval that does not state one
 _OVERFLOW = ("the estimate overflows (total energy or CO2 is not a finite number); check the "
              "run's epochs, dataset size, requests and the predictor")
@@ -88,6 +90,8 @@ class _Predictor:
             inputs = example_inputs(self.input_shape, batch, device="meta",
                                     dtype=self.input_dtype)
             extra = dict(self.conditions, **({"grad_scaler": True} if scaler else {}))
+            log.info("predicting one %s call at batch %d (%s%s) on %s", mode, batch, dtype,
+                     f", {key[3]}" if key[3] else "", self.hardware)
             p = self.predict_fn(self.model, inputs, mode=mode, dtype=dtype,
                                 hardware=self.hardware, optimizer=key[3], **extra)
             self.cache[key] = _as_cost(p)
@@ -252,6 +256,8 @@ def estimate(scenario: Scenario, predict_fn: Callable | None = None) -> Lifecycl
                             "inference_energy_j": fw.energy_j}
 
     ordered = {k: stages[k] for k in STAGES if k in stages}
+    for name, st in ordered.items():
+        log.info("%s: %d calls, %.4g J GPU energy", name, st.calls, st.energy_j)
     tot_e = [sum(getattr(s, f"energy_j{x}") for s in ordered.values()) for x in ("", "_low", "_high")]
     tot_kwh = [sum(getattr(s, f"energy_kwh{x}") for s in ordered.values())
                for x in ("", "_low", "_high")]
