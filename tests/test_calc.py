@@ -182,3 +182,21 @@ def test_tpu_power_measured_by_default_tdp_on_request():
 def test_intensity_energy_source_names():
     coal = calc("v100", hours=1, intensity="coal").grid_intensity_g_per_kwh
     assert coal > calc("v100", hours=1, intensity="hydro").grid_intensity_g_per_kwh > 0
+
+
+def test_training_mfu_and_device_hours_are_intervals():
+    """Issue 19: calc's interval-carrying results are predictor.engine.interval.Interval."""
+    from predictor.engine.interval import Interval
+
+    r = calc("a100-80gb", count=2048, params=70e9, tokens=2e12)
+    assert isinstance(r.mfu, Interval) and r.mfu.level == 0.9
+    assert r.mfu.low < r.mfu.value < r.mfu.high <= 1
+    h = r.training_device_hours
+    assert h.low < h.value == r.device_hours < h.high    # hours fall as the MFU rises
+    d = r.to_dict()
+    assert (d["mfu"], d["mfu_low"], d["device_hours_high"]) == (r.mfu.value, r.mfu.low, h.high)
+    given = calc("h100", count=8, params=7e9, tokens=1e11, mfu=0.4)
+    assert given.mfu == Interval(0.4, 0.4, 0.4, 1.0)
+    plain = calc("v100", count=8, hours=36)
+    assert plain.mfu is None and plain.training_device_hours is None
+    assert plain.to_dict()["mfu_low"] is None

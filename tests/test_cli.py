@@ -90,3 +90,15 @@ def test_list_hardware_on_the_commands_that_take_a_gpu(capsys):
         assert main([cmd, "--list-hardware"]) == 0
         out = capsys.readouterr().out
         assert "rtx4090" in out and "h100" in out and out.splitlines()[0].startswith("key")
+
+
+def test_verbose_logs_exante_modules_at_info(capsys):
+    """-v turns on INFO of exante's module loggers (named by __name__: predictor.cli.main,
+    predictor.search.compare, ...); without it nothing is logged."""
+    from predictor.cli.main import main
+
+    assert main(["-v", "calc", "--device", "v100", "--hours", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "exante: info: arguments checked; running calc" in err
+    assert main(["calc", "--device", "v100", "--hours", "1"]) == 0
+    assert "info:" not in capsys.readouterr().err

@@ -92,3 +92,17 @@ def test_cli_compare_json_plot_and_errors(capsys, tmp_path):
     assert err.startswith("exante: error:") and "two designs" in err and "\n" not in err
     assert main(["compare", *REFS[:2], "--input", "100", "--batch", "32", "--epochs", "2"]) == 2
     assert "dataset-size" in capsys.readouterr().err
+
+
+def test_design_row_holds_intervals_and_keeps_its_json_keys():
+    """Issue 19: a compare row's energy, time, kWh and CO2 are Intervals; to_dict is flat,
+    in the order of the JSON contract."""
+    row = DesignRow("a", Interval(2.0, 1.0, 3.0), Interval(0.1, 0.05, 0.2), 20.0, 10, 1e6,
+                    Interval(1e-6, 5e-7, 2e-6), Interval(4e-7, 2e-7, 8e-7))
+    assert (row.energy_j, row.energy_j_low, row.energy_j_high) == (2.0, 1.0, 3.0)
+    assert (row.kwh_high, row.co2_kg_low, row.time_s) == (2e-6, 2e-7, 0.1)
+    d = row.to_dict()
+    assert list(d) == ["ref", "energy_j", "energy_j_low", "energy_j_high", "time_s",
+                       "time_s_low", "time_s_high", "power_w", "params", "flops", "kwh",
+                       "kwh_low", "kwh_high", "co2_kg", "co2_kg_low", "co2_kg_high",
+                       "run_energy_j", "memory_gb", "rank", "tie_group", "warnings"]

@@ -398,3 +398,34 @@ def test_default_pue_is_stated_in_the_notes():
     assert any("PUE 1.58 is estimate's default" in n for n in r.notes)
     r = estimate(scenario(pue=1.1), predict_fn=Stub())
     assert not any("estimate's default" in n for n in r.notes)
+
+
+def test_stages_and_totals_hold_one_interval_type():
+    """Issue 19: a stage's quantities are predictor.engine.interval.Interval; the flat
+    attributes and the JSON keys read them."""
+    from predictor.engine.interval import Interval
+
+    r = estimate(scenario(), predict_fn=Stub())
+    for s in r.stages.values():
+        for iv in (s.energy, s.time, s.gpu_time, s.facility_energy, s.co2):
+            assert isinstance(iv, Interval) and iv.low <= iv.value <= iv.high
+        assert (s.energy_j, s.energy_j_low, s.energy_j_high) == (s.energy.value, s.energy.low,
+                                                                 s.energy.high)
+        assert s.co2_kg_high == s.co2.high and s.gpu_hours == s.gpu_time.value
+        d = s.to_dict()
+        assert list(d)[:4] == ["stage", "energy_j", "energy_j_low", "energy_j_high"]
+        assert d["energy_kwh_high"] == s.facility_energy.high and d["calls"] == s.calls
+    assert isinstance(r.total_facility_energy, Interval) and isinstance(r.co2, Interval)
+    assert r.to_dict()["total_energy_kwh_low"] == r.total_facility_energy.low
+    assert r.co2.level == 0.9            # a predict_fn without a coverage: the default level
+
+
+def test_a_predictor_interval_that_does_not_hold_its_value_is_one_error():
+    class Backwards(Stub):
+        def __call__(self, *a, **k):
+            p = super().__call__(*a, **k)
+            p.energy_j_low = 2 * p.energy_j       # low above the value
+            return p
+
+    with pytest.raises(ExanteError, match="predict_fn's energy_j"):
+        estimate(scenario(), predict_fn=Backwards())
