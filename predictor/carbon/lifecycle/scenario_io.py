@@ -184,6 +184,18 @@ class _in_table:
 
 
 MAX_SCENARIO_BYTES = 1_000_000
+MAX_NESTING = 32         # arrays/tables inside each other; a scenario needs 3
+
+
+def _nesting(obj) -> int:
+    """How deeply lists and dicts nest in ``obj`` (iterative: no recursion limit)."""
+    deepest, stack = 0, [(obj, 0)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (list, dict)):
+            deepest = max(deepest, d + 1)
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return deepest
 
 
 def load_scenario(path, overrides: dict | None = None) -> Scenario:
@@ -196,6 +208,8 @@ def load_scenario(path, overrides: dict | None = None) -> Scenario:
             raise ExanteError(f"scenario file {str(path)!r} is over {MAX_SCENARIO_BYTES // 1000} kB;"
                               " a scenario is a few lines of TOML")
         doc = tomllib.loads(text.decode("utf-8"))
+        if _nesting(doc) > MAX_NESTING:   # the same answer whatever the recursion limit
+            raise RecursionError
     except RecursionError:          # tomllib parses nested arrays/tables recursively
         raise ExanteError(f"scenario file {str(path)!r} nests arrays or tables too deeply; "
                           "a scenario has at most [training]/[search]/[inference] tables") \
