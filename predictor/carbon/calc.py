@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from predictor.carbon import regions as carbon
 from predictor.carbon.hardware import HardwareSpec, lookup
 from predictor.carbon.llm.checks import check_llm_inputs, positive
+from predictor.carbon.llm.mfu import INTERVAL_LEVEL as MFU_INTERVAL_LEVEL
 from predictor.carbon.llm.plan import tpu_measured_power, training_plan
 from predictor.carbon.llm.serving import serving_report
 from predictor.engine.interval import Interval
 from profiling.errors import ExanteError
 
 DEFAULT_PUE = carbon.DEFAULT_PUE
-MFU_INTERVAL_LEVEL = 0.9     # the default MFU's interval: 5-95 % of leave-one-run-out residuals
 TPU_POWER = ("measured", "tdp")
 
 

@@ -29,23 +29,27 @@ from importlib import resources
 from typing import Any
 
 from predictor.carbon.hardware import lookup
+from predictor.carbon.interval_fields import interval_ends
+from predictor.engine.interval import Interval
 from profiling.errors import ExanteError
 
 FLAVOURS = ("published", "training")
 POOLED = "all"
 REF_LOG10_PARAMS = 10.5          # centre of the params slope (about 30 B)
 TRAIN_FLOPS_PER_PARAM_TOKEN = 6.0
+INTERVAL_LEVEL = 0.9      # the default's interval: 5-95 % of the leave-one-run-out residuals
 
 
 @dataclass(frozen=True)
 class MFUEstimate:
-    """A utilisation in (0, 1] with its interval; ``source`` says where it came from."""
+    """A model-FLOPs utilisation in (0, 1] with its interval (``utilisation``; ``mfu``,
+    ``mfu_low``, ``mfu_high`` read it); ``source`` says where it came from."""
 
-    mfu: float
-    mfu_low: float
-    mfu_high: float
+    utilisation: Interval
     flavour: str
     source: str
+
+    mfu, mfu_low, mfu_high = interval_ends("utilisation")
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,6 @@ def default_mfu(spec, flops_params: float | None, *, flavour: str = "published")
         log_m, lo, hi = (v - math.log(g) for v in (log_m, lo, hi))
         what = f"while training (published / goodput {g:.3f})"
     clip = lambda v: min(1.0, math.exp(v))  # noqa: E731
-    return MFUEstimate(clip(log_m), clip(lo), clip(hi), flavour,
+    return MFUEstimate(Interval(clip(log_m), clip(lo), clip(hi), INTERVAL_LEVEL), flavour,
                        f"ex-ante default, {what}: {basis}; interval = 5-95 % of the "
                        f"leave-one-run-out residuals ({t['source']})")

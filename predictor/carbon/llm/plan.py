@@ -14,6 +14,7 @@ from importlib import resources
 
 from predictor.carbon.llm import memory, parallel, throughput
 from predictor.carbon.llm import mfu as mfu_mod
+from predictor.engine.interval import Interval
 from profiling.errors import ExanteError
 
 TRAIN_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
@@ -129,7 +130,7 @@ def training_plan(spec, count: int, *, params=None, tokens=None, flops=None, mfu
         m = _num(mfu, "mfu")
         if m > 1:
             raise ExanteError(f"mfu must be in (0, 1], got {mfu}")
-        est = mfu_mod.MFUEstimate(m, m, m, "given", "user-supplied --mfu")
+        est = mfu_mod.MFUEstimate(Interval.exact(m), "given", "user-supplied --mfu")
     elif mfu_mode == "physics":
         if cfg is None:
             raise ExanteError("the physics MFU needs params (and ideally layers/hidden/heads)")
@@ -141,8 +142,9 @@ def training_plan(spec, count: int, *, params=None, tokens=None, flops=None, mfu
                                       zero_stage=1, link=link)
         d = mfu_mod.default_mfu(spec, n_for_mfu, flavour="training")
         ratio_lo, ratio_hi = d.mfu_low / d.mfu, d.mfu_high / d.mfu
-        est = mfu_mod.MFUEstimate(physics.mfu, min(1, physics.mfu * ratio_lo),
-                                  min(1, physics.mfu * ratio_hi), "training",
+        est = mfu_mod.MFUEstimate(Interval(physics.mfu, min(1, physics.mfu * ratio_lo),
+                                           min(1, physics.mfu * ratio_hi), d.utilisation.level),
+                                  "training",
                                   "physics model of the transformer (predictor.carbon.llm.throughput) "
                                   "with parallel overheads; interval as the default's")
         notes += physics.notes
