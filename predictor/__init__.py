@@ -25,10 +25,11 @@ import sys
 import types
 
 from predictor.moved import MOVED as _MOVED
+from predictor.moved import REMOVED as _REMOVED
 from profiling.lazy_refs import LAZY_REF_SCHEMES
 from profiling.moved_modules import install as _install
 
-_install(_MOVED)
+_install(_MOVED, _REMOVED)
 
 # mlpseq:, convstack:, encoder: MODEL_REFs are built by predictor.search.generators (imported when used)
 LAZY_REF_SCHEMES.update(dict.fromkeys(("mlpseq", "convstack", "encoder"), "predictor.search.generators"))

@@ -29,13 +29,20 @@ MOVED = {
     "predictor.nas": "predictor.search.nas",
     "predictor.physics": "predictor.engine.physics",
     "predictor.predict": "predictor.engine.predict",
-    "predictor.predict_regression": "predictor.engine.predict_regression",
     "predictor.prediction": "predictor.engine.prediction",
     "predictor.progress": "predictor.cli.progress",
-    "predictor.regression": "predictor.fit.regression",
     "predictor.serve": "predictor.cli.serve",
     "predictor.timing": "predictor.carbon.timing",
     "predictor.transfer": "predictor.engine.transfer",
     "predictor.whole_model": "predictor.fit.datasets",
     "predictor.workload": "predictor.engine.workload",
 }
+
+_GONE = ("the per-layer regression engine was removed in issue 19: predictor.predict() runs the "
+         "calibrated physics engine; the regression survives only as the IrEne baseline column "
+         "of the accuracy report (predictor.bench.layer_regressor)")
+REMOVED = {
+    "predictor.predict_regression": _GONE,
+    "predictor.regression": _GONE,
+}
+"""Old module paths that no longer exist (old path -> why): importing one is a clear error."""

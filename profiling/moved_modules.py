@@ -3,7 +3,8 @@
 ``install(table)`` puts one finder first on ``sys.meta_path``: importing an old dotted name
 (``predictor.calibrated``) gives a module whose attributes are the new module's
 (``predictor.engine.calibrated``), and warns once.  An old *package* path maps its submodules
-too (``predictor.regression.design`` -> ``predictor.fit.regression.design``).
+too (``predictor.lifecycle.stages`` -> ``predictor.carbon.lifecycle.stages``).  A removed
+path (``install(..., removed=...)``) fails with ModuleNotFoundError saying why.
 ``new_name(old)`` translates a dotted name without importing anything (pickled artifacts name
 their classes by module path: :mod:`predictor.artifacts.safe_load` loads old ones quietly).
 """
@@ -18,6 +19,7 @@ import types
 import warnings
 
 _TABLE: dict[str, str] = {}
+_REMOVED: dict[str, str] = {}
 
 
 def new_name(module: str) -> str:
@@ -30,6 +32,9 @@ def new_name(module: str) -> str:
 
 class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname, path=None, target=None):
+        for old, why in _REMOVED.items():
+            if fullname == old or fullname.startswith(old + "."):
+                raise ModuleNotFoundError(f"{fullname} no longer exists: {why}", name=fullname)
         if new_name(fullname) == fullname:
             return None
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
@@ -51,9 +56,11 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 _FINDER = _MovedFinder()
 
 
-def install(table: dict[str, str]) -> None:
-    """Register ``old dotted path -> new dotted path`` entries (idempotent)."""
+def install(table: dict[str, str], removed: dict[str, str] | None = None) -> None:
+    """Register ``old dotted path -> new dotted path`` entries and removed paths (``old ->
+    why``) (idempotent)."""
     _TABLE.update(table)
+    _REMOVED.update(removed or {})
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
 

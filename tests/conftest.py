@@ -1,7 +1,26 @@
-"""Shared fixtures: one physics-model artifact fitted on SYNTHETIC targets per test run."""
+"""Shared fixtures (one physics-model artifact fitted on SYNTHETIC targets per test run) and
+the markers: tests under tests/integration are marked ``integration``; ``gpu`` tests are
+skipped where torch sees no CUDA device."""
+
+import pathlib
 
 import pytest
 from synthetic_fixture import SYN, SYNTH_HW
+
+_INTEGRATION = pathlib.Path(__file__).resolve().parent / "integration"
+
+
+def pytest_collection_modifyitems(config, items):
+    has_cuda = None
+    for item in items:
+        if _INTEGRATION in pathlib.Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("gpu"):
+            if has_cuda is None:
+                import torch
+                has_cuda = torch.cuda.is_available()
+            if not has_cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
 
 
 @pytest.fixture(scope="session")

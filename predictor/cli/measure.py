@@ -184,6 +184,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--logo-residuals", default=None,
                    help="with --joint: logo_residuals.json of experiments/multigpu/run.py "
                         "(the interval of GPUs with no rows)")
-    p.add_argument("--quick", action="store_true", help="fewer CV folds and candidates")
+    p.add_argument("--quick", action="store_true",
+                   help="in-sample intervals instead of leave-one-family-out ones (faster)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)

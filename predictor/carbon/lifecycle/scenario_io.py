@@ -9,7 +9,10 @@ import json
 import math
 from typing import Any
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:     # Python 3.10: the same parser, from PyPI (a dependency there)
+    import tomli as tomllib  # type: ignore[no-redef]
 
 from predictor.carbon import regions as carbon
 from predictor.carbon.lifecycle.scenario import (

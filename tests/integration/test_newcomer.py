@@ -17,7 +17,7 @@ from predictor.cli.progress import bar, set_enabled
 from profiling.errors import ExanteError
 from profiling.input_spec import check_ref_syntax, zoo_model_names
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _python(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -27,6 +27,7 @@ def _python(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
                     reason="transformers not installed")
+@pytest.mark.slow
 def test_bert_builds_in_a_fresh_process_beside_whatever_torchvision():
     # a fresh interpreter: nothing imported torchvision before (PyPI's torchvision beside the
     # CPU torch fails its import with "operator torchvision::nms does not exist")
@@ -108,14 +109,14 @@ def test_warnings_print_once_in_one_line_without_source(capsys):
     try:
         with warnings.catch_warnings():
             cli_output.setup()
-            warnings.warn("something to know", UserWarning)
-            warnings.warn("something to know", UserWarning)
+            warnings.warn("something to know", UserWarning, stacklevel=1)
+            warnings.warn("something to know", UserWarning, stacklevel=1)
             warnings.warn("`torch.jit.script` is deprecated. Please switch to `torch.compile` "
-                          "or `torch.export`.", FutureWarning)
-            warnings.warn("`torch.jit.script` is deprecated.", DeprecationWarning)
+                          "or `torch.export`.", FutureWarning, stacklevel=1)
+            warnings.warn("`torch.jit.script` is deprecated.", DeprecationWarning, stacklevel=1)
             with cli_output.held_warnings() as caught:
-                warnings.warn("stated in the result", UserWarning)
-                warnings.warn("not stated", UserWarning)
+                warnings.warn("stated in the result", UserWarning, stacklevel=1)
+                warnings.warn("not stated", UserWarning, stacklevel=1)
             cli_output.emit(caught, already_said="... stated in the result ...")
     finally:
         warnings.showwarning, warnings.formatwarning = old
@@ -212,6 +213,7 @@ def _readme():
         return fh.read()
 
 
+@pytest.mark.slow
 def test_readme_python_snippet_runs_as_written():
     import re
 

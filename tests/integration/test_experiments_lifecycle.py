@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LC = os.path.join(ROOT, "experiments", "lifecycle")
 WVD = os.path.join(ROOT, "experiments", "wide_vs_deep")
 NO_HW = "nohw-test"           # a hardware id that never has an artifact anywhere
@@ -189,6 +189,7 @@ def test_wide_vs_deep_seed_grid():
             assert [int(c) for c in cells[3:7]] == [d, w, nodes, p]
 
 
+@pytest.mark.slow
 def test_wide_vs_deep_no_artifact_resume_as_a_script(tmp_path):
     out = tmp_path / "wvd"
     cmd = [sys.executable, os.path.join(WVD, "run.py")] + _common(out)

@@ -32,7 +32,7 @@ def test_import_does_not_load_pynvml_or_torch():
         "assert 'pynvml' not in sys.modules, 'pynvml imported eagerly'; "
         "assert 'torch' not in sys.modules, 'torch imported eagerly'"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert r.returncode == 0, r.stderr
 
 

@@ -13,7 +13,7 @@ from predictor.fit.datasets import load_whole_model_data
 from predictor.search.compare import compare
 from predictor.search.generators import table6_specs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script(name):

@@ -53,7 +53,7 @@ def _truth_runs(base):
     ws = _workloads()
     runs = [Run([(w, 1.0)], 1.0, 1.0, label=ref) for ref, *_, w in ws]
     y = predict_runs(base, runs, TRUTH)
-    return ws, [Run(r.parts, float(t), float(e), r.label) for r, (t, e) in zip(runs, y)]
+    return ws, [Run(r.parts, float(t), float(e), r.label) for r, (t, e) in zip(runs, y, strict=True)]
 
 
 def test_calibration_recovers_known_scales_and_cuts_error():
@@ -94,7 +94,7 @@ def _write_csv(path, runs, ws):
     with open(path, "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["model", "input", "batch", "mode", "dtype", "optimizer", "time_s", "energy_j"])
-        for (ref, b, mode, opt, _), r in zip(ws, runs):
+        for (ref, b, mode, opt, _), r in zip(ws, runs, strict=True):
             wr.writerow([ref, ref.split("in=")[1].split(",")[0], b, mode, "fp32", opt,
                          r.time_s, r.energy_j])
 

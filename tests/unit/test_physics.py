@@ -28,7 +28,7 @@ from predictor.fit.calibrated_fit import fit_calibrated
 from predictor.fit.datasets import WholeModelData
 from profiling.model_refs import build_mlp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DS = Datasheet("test-gpu", peak_fp32=67e12, peak_tf32=494.5e12, peak_bf16=989.5e12,
                mem_bw=3.35e12, tdp_w=700.0, idle_w=125.0)
 

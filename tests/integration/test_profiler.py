@@ -93,6 +93,7 @@ def test_mlp_inference_rows_follow_the_schema(tmp_path):
     assert res.session_id in meta["sessions"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,optimizer", [("forward_backward", None), ("train_step", "sgd"), ("train_step", "adam")])
 def test_cnn_training_modes(mode, optimizer):
     model, x = TinyCNN(), torch.randn(2, 3, 8, 8)

@@ -34,6 +34,7 @@ def test_registry_names_and_durations():
         sweeps.get_sweep("nope")
 
 
+@pytest.mark.slow
 def test_tasks_are_deterministic_and_distinct():
     for name in ("layers", "mlp", "cnn", "transformer", "mixed"):
         a = SWEEPS[name].tasks()
@@ -60,6 +61,7 @@ def test_latin_hypercube_is_stratified():
     assert not (sweeps.lhs(37, 5, seed=2) == pts).all()
 
 
+@pytest.mark.slow
 def test_layer_designs_cover_the_ranges():
     tasks = SWEEPS["layers"].tasks() + SWEEPS["layers-train"].tasks()
     types = Counter(t.spec["type"] for t in tasks)
@@ -103,6 +105,7 @@ def test_model_designs_cover_the_ranges_and_seed_anchors():
         assert {t.kind for t in SWEEPS[name].tasks()} == {"model"}
 
 
+@pytest.mark.slow
 def test_every_task_builds_and_captures_on_meta():
     import importlib.util
 
@@ -271,7 +274,7 @@ def test_dataset_card(tmp_path):
 
 # --------------------------------------------------------------------------- lent-GPU sweeps (issue 13)
 
-REFSET_JSON = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "reference" / "h100" / "h100_reference.json"
+REFSET_JSON = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "reference" / "h100" / "h100_reference.json"
 
 
 def test_refset_matches_the_h100_reference_definitions():
@@ -314,6 +317,7 @@ def test_refset_encoder_is_the_reference_architecture():
         assert m(torch.randint(0, 30522, (3, 64))).shape == (3, 2)
 
 
+@pytest.mark.slow
 def test_refset_whole_models_through_the_runner(tmp_path):
     """refset tasks (whole model only, sync_every windows) with the counter-change code path."""
     import torch

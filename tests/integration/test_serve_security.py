@@ -106,8 +106,8 @@ def test_bodies_over_1mb_are_refused_unread(srv):
     status, text = request(srv, "POST", "/calc", "device=v100&hours=1",
                            {"Content-Type": "text/plain"})
     assert status == 415 and "application/x-www-form-urlencoded" in text
-    answer = _raw(srv, f"POST /calc HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/"
-                       f"x-www-form-urlencoded\r\n\r\n".encode())
+    answer = _raw(srv, "POST /calc HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/"
+                       "x-www-form-urlencoded\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.0 411")
 
 
@@ -127,6 +127,7 @@ def _half_request(port) -> socket.socket:
     return s
 
 
+@pytest.mark.slow
 def test_slow_client_does_not_block_and_is_timed_out():
     server, _ = serve_in_thread(0, timeout_s=1.5)
     port = server.server_address[1]
@@ -148,6 +149,7 @@ def test_slow_client_does_not_block_and_is_timed_out():
         server.server_close()
 
 
+@pytest.mark.slow
 def test_many_half_sent_requests_hold_no_thread_and_block_nobody():
     server, _ = serve_in_thread(0, timeout_s=1.5, max_threads=8)
     port = server.server_address[1]
@@ -212,6 +214,7 @@ def _closed_by_server(s) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_client_disconnects_print_no_traceback(capfd):
     server, _ = serve_in_thread(0, timeout_s=1.0)
     port = server.server_address[1]

@@ -270,6 +270,11 @@ def test_old_module_paths_import_with_a_deprecation_warning():
     assert sys.modules["predictor.calibrated"].CalibratedHardware is CalibratedHardware
     with pytest.warns(DeprecationWarning, match="moved to predictor.fit.hardware_fit"):
         from predictor.fit import fit_hardware  # noqa: F401
+    for gone in ("predictor.regression", "predictor.regression.design",
+                 "predictor.predict_regression"):
+        sys.modules.pop(gone, None)
+        with pytest.raises(ModuleNotFoundError, match="regression engine was removed"):
+            importlib.import_module(gone)
 
 
 def test_data_dependent_forward_falls_back_to_real_device(art_dir):

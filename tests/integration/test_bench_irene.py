@@ -46,7 +46,7 @@ def irene_dir(tmp_path_factory):
         for bs, seq in GRID:
             s = irene.site_table(name, bs, seq).copy()
             s["e"] = _call_energy(s)
-            for site, t, e in zip(s["site"], s["layer_type"], s["e"]):
+            for site, t, e in zip(s["site"], s["layer_type"], s["e"], strict=True):
                 if t not in IRENE_CLS:
                     continue
                 cls = "Conv1D" if (gpt and t == "Linear") else IRENE_CLS[t]

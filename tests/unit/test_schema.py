@@ -13,7 +13,7 @@ from profiling.dataset import schema
 from profiling.errors import ExanteError
 from profiling.features.api import layer_features
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _linear_config():

@@ -22,7 +22,7 @@ from predictor.engine.physics import Datasheet
 from predictor.engine.predict import capture_workload
 from profiling.model_refs import build_mlp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REF = Datasheet("ref", 67e12, 494.5e12, 989.5e12, 3.35e12, 700.0, 125.0, 989.5e12, 132, 1980)
 SMALL = Datasheet("small", 35.6e12, 35.6e12, 71e12, 0.936e12, 350.0, 30.0, 71e12, 82, 1695)
 OTHER = Datasheet("other", 40e12, 40e12, 80e12, 1.0e12, 300.0, 30.0, 80e12, 84, 1700)

@@ -6,7 +6,7 @@ import shlex
 
 from predictor.cli.main import build_parser
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _read(*parts):
@@ -44,3 +44,25 @@ def test_readme_main_command_parses_with_the_cli():
     assert exante_part[0] == "exante"
     args = build_parser().parse_args(shlex.split(" ".join(exante_part[1:])))
     assert args.command == "estimate" and args.model_ref and args.epochs > 0
+
+
+def test_ci_runs_ruff_and_mypy_installed_by_the_test_extra():
+    """The lint and type checks run after the README's commands, from the [test] extra."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        import tomli as tomllib
+    ci = _read(".ci", "run").splitlines()
+    steps = [line.strip() for line in ci if line.strip() and not line.lstrip().startswith("#")]
+    readme_loop = next(i for i, s in enumerate(steps) if "README_COMMANDS[$i]" in s)
+    assert "ruff check ." in steps[readme_loop:] and "mypy" in steps[readme_loop:]
+    extra = tomllib.loads(_read("pyproject.toml"))["project"]["optional-dependencies"]["test"]
+    assert any(d.startswith("ruff") for d in extra) and any(d.startswith("mypy") for d in extra)
+    assert "[test]" in _readme_commands()[1]
+
+
+def test_tests_are_split_into_unit_and_integration():
+    top = {n for n in os.listdir(os.path.join(ROOT, "tests")) if n.startswith("test_")}
+    assert not top, f"tests belong in tests/unit or tests/integration: {sorted(top)}"
+    for part in ("unit", "integration"):
+        assert any(n.startswith("test_") for n in os.listdir(os.path.join(ROOT, "tests", part)))

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "experiments", "device", "h200_session.sh")
 PROTOCOL = '{"min_window_s": 0.2, "warmup_s": 0.0, "max_rounds": 1}'
 FIRST = r"mlp-d10-w100:inference:fp32:-:b1#|layer:Linear:inference:fp32:-:b1#"
@@ -43,6 +43,7 @@ def _collect(src, datasets, capsys):
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
 def test_session_dry_run_collect_and_resume(tmp_path, capsys):
     out1 = tmp_path / "out1"

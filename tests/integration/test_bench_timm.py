@@ -125,6 +125,7 @@ def test_a_gpu_without_predictor_is_reported_not_fatal(tmp_path, monkeypatch):
     assert list(r["files"]) == ["benchmark-infer-amp-nhwc-pt240-cu124-rtx3090.csv"]
 
 
+@pytest.mark.slow
 def test_jobs_capture_first_in_processes_same_report(tmp_path):
     d = _folder(tmp_path)
     one = run_timm_bench(d, cache_dir=tmp_path / "c1", files="*infer*")
