@@ -252,7 +252,7 @@ def section_matmul(rep: Report, dev, meter, idle_w: float, args) -> None:
     import torch
 
     from profiling.measure.protocol import measure
-    from profiling.measure.replay import Workload, reference_workload
+    from profiling.measure.replay import ReplayCall, reference_workload
 
     out: dict = {}
     rep.data["sections"]["matmul"] = out
@@ -289,7 +289,7 @@ def section_matmul(rep: Report, dev, meter, idle_w: float, args) -> None:
         a = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
         b = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
         c = torch.empty(n, n, device=dev, dtype=torch.bfloat16)
-        wl2 = Workload(fn=lambda: torch.mm(a, b, out=c), description=f"bf16 matmul {n}", device=str(dev))
+        wl2 = ReplayCall(fn=lambda: torch.mm(a, b, out=c), description=f"bf16 matmul {n}", device=str(dev))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m = measure(wl2.fn, meter, idle_power_w=idle_w, **dict(kw, min_window_s=max(args.window_s, 1.0)))

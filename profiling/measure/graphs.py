@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from profiling.measure.workload import GraphCaptureError, Workload, sync
+from profiling.measure.workload import GraphCaptureError, ReplayCall, sync
 
 __all__ = ["graph_workload", "GraphCaptureError"]
 
@@ -83,7 +83,7 @@ def _quiet_capturable_warning():
 
 
 def graph_workload(step: Callable, device: torch.device, *, target_s: float = 1e-3, max_calls: int = 4096,
-                   description: str = "", keep: Sequence = (), **meta) -> Workload:
+                   description: str = "", keep: Sequence = (), **meta) -> ReplayCall:
     """Capture ``n`` calls of ``step`` in one CUDA graph so that one replay lasts >= ``target_s``."""
     if device.type != "cuda":
         raise GraphCaptureError(f"CUDA graphs need a CUDA device (device is {device})")
@@ -110,5 +110,5 @@ def graph_workload(step: Callable, device: torch.device, *, target_s: float = 1e
             torch.cuda.synchronize(device)
         raise GraphCaptureError(f"CUDA graph capture failed: {_capture_reason(exc)}") from exc
     info = {"graph_calls": n, "graph_replay_s": t_replay, "eager_call_s": t_eager}
-    return Workload(fn=g.replay, calls_per_invocation=n, description=description, exec="graph",
+    return ReplayCall(fn=g.replay, calls_per_invocation=n, description=description, exec="graph",
                     device=str(device), info=info, _keep=[g, step, *keep], **meta)

@@ -19,7 +19,7 @@ from profiling.errors import UnsupportedLayerError
 from profiling.measure.graphs import graph_workload
 from profiling.measure.workload import (
     GraphCaptureError,
-    Workload,
+    ReplayCall,
     autocast_context,
     first_tensor,
     make_optimizer,
@@ -193,7 +193,7 @@ def _layer_call(layer, module: nn.Module | None, args: list, kwargs: dict) -> Ca
 
 def build_layer_workload(layer, *, mode: str = "inference", dtype: str = "fp32", device=None, exec: str = "eager",
                          optimizer: str | None = None, graph_target_s: float = 1e-3,
-                         graph_max_calls: int = 4096) -> Workload:
+                         graph_max_calls: int = 4096) -> ReplayCall:
     """The captured ``layer`` (a ``capture.CapturedLayer``) alone, with synthetic inputs of its
     real shapes, on ``device``; see the module docstring for modes, dtype and exec."""
     optimizer = check_run(mode, exec, None, optimizer, default_optimizer="sgd")
@@ -262,7 +262,7 @@ def build_layer_workload(layer, *, mode: str = "inference", dtype: str = "fp32",
                 opt.step()
 
     if exec == "eager":
-        return Workload(fn=step, calls_per_invocation=1, description=desc, exec="eager", device=str(device),
+        return ReplayCall(fn=step, calls_per_invocation=1, description=desc, exec="eager", device=str(device),
                         info=info, _keep=[module, args, kwargs], mode=mode, dtype=dtype, optimizer=opt_name)
     wl = graph_workload(step, device, target_s=graph_target_s, max_calls=graph_max_calls, description=desc,
                         keep=[module, args, kwargs], mode=mode, dtype=dtype, optimizer=opt_name)

@@ -89,7 +89,7 @@ def profile_model(
     ``eager`` and/or ``graph`` (CUDA graphs; skipped and recorded on CPU). ``meter``: a name
     (``auto``, ``nvml``, ``nvml-power``, ``rapl``, ``estimated``, ``replay``) or an
     ``EnergyMeter``. ``idle_power_w`` skips the idle measurement. ``reference``: ``True`` (the
-    default matmul reference) or a ``replay.Workload``, re-measured every ``reference_every``
+    default matmul reference) or a ``replay.ReplayCall``, re-measured every ``reference_every``
     configs. ``protocol_kwargs`` go to ``protocol.measure`` (e.g. ``min_window_s``),
     ``idle_kwargs`` to ``protocol.measure_idle_power``. ``session`` shares a session between
     calls (sweeps). The model is moved to the device; its train/eval flags are restored.

@@ -1,6 +1,6 @@
 """Build measurable workloads: one captured layer alone, or a whole model (DESIGN.md §2, §4).
 
-A :class:`Workload` is a zero-argument ``fn`` that the protocol calls repeatedly, plus
+A :class:`ReplayCall` is a zero-argument ``fn`` that the protocol calls repeatedly, plus
 ``calls_per_invocation`` (how many layer/model calls one ``fn()`` performs: 1 in eager mode,
 n for a CUDA graph holding n calls). Per-call numbers are the protocol's per-``fn()`` numbers
 divided by ``calls_per_invocation``.
@@ -15,7 +15,7 @@ Modes (the same meaning everywhere, DESIGN §4):
 - ``train_step``: ``optimizer.zero_grad(set_to_none=True)`` -> forward (-> loss) -> backward ->
   ``optimizer.step()``; ``sgd`` = SGD(momentum=0.9), ``adam``/``adamw`` = torch defaults. A
   layer without parameters has no optimizer step: its train_step equals forward_backward
-  (recorded in ``Workload.info["note"]``).
+  (recorded in ``ReplayCall.info["note"]``).
 
 ``dtype="bf16"`` wraps the forward (and the loss) in ``torch.autocast(device.type,
 dtype=torch.bfloat16)`` around an fp32 module; ``fp32`` uses no autocast.
@@ -25,7 +25,7 @@ on a side stream (as the torch docs require), n chosen so one replay lasts >= ``
 (1 ms). train_step in a graph uses ``capturable=True`` for adam/adamw; SGD is capturable as is.
 If capture fails the builder raises :class:`GraphCaptureError` with the reason.
 
-Modules: :mod:`~profiling.measure.workload` (:class:`Workload`, shared helpers),
+Modules: :mod:`~profiling.measure.workload` (:class:`ReplayCall`, shared helpers),
 :mod:`~profiling.measure.graphs` (CUDA-graph execution), :mod:`~profiling.measure.layer_replay`
 (one layer alone) and this one (the whole model, the reference workload); this module
 re-exports the public names of the others.
@@ -42,7 +42,7 @@ from profiling.measure.graphs import graph_workload
 from profiling.measure.layer_replay import build_layer_workload, resolve_functional
 from profiling.measure.workload import (
     GraphCaptureError,
-    Workload,
+    ReplayCall,
     autocast_context,
     call_model,
     first_tensor,
@@ -59,7 +59,7 @@ from profiling.measure.workload import (
 )
 
 __all__ = [
-    "Workload", "GraphCaptureError", "build_model_workload", "build_layer_workload", "reference_workload",
+    "ReplayCall", "GraphCaptureError", "build_model_workload", "build_layer_workload", "reference_workload",
     "graph_workload", "resolve_functional", "resolve_device", "autocast_context", "sync", "make_optimizer",
     "materialize", "synth_like", "synth_tensor", "prepare_inputs", "call_model", "input_tensors",
     "min_embedding_rows",
@@ -77,7 +77,7 @@ def _loss_fn(out: torch.Tensor, device: torch.device):
 
 def build_model_workload(model: nn.Module, inputs, *, mode: str = "inference", dtype: str = "fp32",
                          optimizer: str | None = None, device=None, exec: str = "eager",
-                         graph_target_s: float = 1e-3, graph_max_calls: int = 1024) -> Workload:
+                         graph_target_s: float = 1e-3, graph_max_calls: int = 1024) -> ReplayCall:
     """The whole model per DESIGN §4: ``inference`` = one forward under inference_mode (eval);
     ``train_step`` = zero_grad(set_to_none) -> forward -> loss -> backward -> step (train);
     ``forward_backward`` = the same without the optimizer. The model is moved to ``device`` in
@@ -120,7 +120,7 @@ def build_model_workload(model: nn.Module, inputs, *, mode: str = "inference", d
                 opt.step()
 
     if exec == "eager":
-        return Workload(fn=step, description=desc, exec="eager", device=str(device), info=info,
+        return ReplayCall(fn=step, description=desc, exec="eager", device=str(device), info=info,
                         _keep=[xs], mode=mode, dtype=dtype, optimizer=opt_name)
     wl = graph_workload(step, device, target_s=graph_target_s, max_calls=graph_max_calls, description=desc,
                         keep=[xs], mode=mode, dtype=dtype, optimizer=opt_name)
@@ -131,7 +131,7 @@ def build_model_workload(model: nn.Module, inputs, *, mode: str = "inference", d
 # --------------------------------------------------------------------------- reference
 
 
-def reference_workload(device=None, *, size: int | None = None) -> Workload:
+def reference_workload(device=None, *, size: int | None = None) -> ReplayCall:
     """A fixed, GPU-bound reference (fp32 square matmul, 4096 on CUDA, 256 on CPU), re-measured
     every ~20 configs to detect drift (DESIGN §2 step 5)."""
     device = resolve_device(device)
@@ -144,5 +144,11 @@ def reference_workload(device=None, *, size: int | None = None) -> Workload:
     def fn():
         torch.mm(a, b, out=out)
 
-    return Workload(fn=fn, description=f"reference: fp32 matmul {n}x{n}", exec="eager", device=str(device),
+    return ReplayCall(fn=fn, description=f"reference: fp32 matmul {n}x{n}", exec="eager", device=str(device),
                     info={"reference": f"matmul{n}"}, _keep=[a, b, out])
+
+
+def __getattr__(name: str):
+    """``Workload``: the old name of :class:`ReplayCall` (deprecated)."""
+    from profiling.measure import workload
+    return getattr(workload, name)

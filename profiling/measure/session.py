@@ -113,7 +113,7 @@ class ProfileSession:
         self.started = now_iso()
         self.reference = reference
         self.reference_every = max(1, int(reference_every))
-        self._ref_workload: replay.Workload | None = None
+        self._ref_workload: replay.ReplayCall | None = None
         self._since_reference = 0
         self.n_reference = 0
         self.n_measured = 0
@@ -147,7 +147,7 @@ class ProfileSession:
                 "protocol_kwargs": {k: v for k, v in self.protocol_kwargs.items() if not callable(v)}}
 
     # -- measuring ----------------------------------------------------------------------------
-    def measure(self, workload: replay.Workload) -> dict:
+    def measure(self, workload: replay.ReplayCall) -> dict:
         """Protocol measurement of ``workload``; per-call fields divided by calls_per_invocation."""
         idle = self.idle_power_w
         m = measure(workload.fn, self.meter, idle_power_w=idle, **self.protocol_kwargs)
@@ -170,7 +170,7 @@ class ProfileSession:
         wl = self._ref_workload
         if wl is None:
             ref = self.reference
-            wl = ref if isinstance(ref, replay.Workload) else replay.reference_workload(self.device)
+            wl = ref if isinstance(ref, replay.ReplayCall) else replay.reference_workload(self.device)
             self._ref_workload = wl
         meas = self.measure(wl)
         self._since_reference = 0

@@ -1,4 +1,4 @@
-"""What the protocol calls: a :class:`Workload` (``fn()`` performing ``calls_per_invocation``
+"""What the protocol calls: a :class:`ReplayCall` (``fn()`` performing ``calls_per_invocation``
 layer/model calls) and the helpers every builder shares: device, autocast, optimizer,
 materialising ``meta`` parameters and synthetic inputs.
 """
@@ -17,7 +17,7 @@ from profiling.dataset.schema import OPTIMIZERS, check_choice
 from profiling.errors import ExanteError
 
 __all__ = [
-    "Workload", "GraphCaptureError", "TORCH_DTYPES", "resolve_device", "autocast_context", "sync", "make_optimizer",
+    "ReplayCall", "GraphCaptureError", "TORCH_DTYPES", "resolve_device", "autocast_context", "sync", "make_optimizer",
     "materialize", "first_tensor", "min_embedding_rows", "synth_like", "synth_tensor", "prepare_inputs",
     "call_model", "input_tensors", "set_grads_none", "torch_dtype",
 ]
@@ -36,7 +36,7 @@ class GraphCaptureError(ExanteError):
 
 
 @dataclass
-class Workload:
+class ReplayCall:
     """Something the protocol can call: ``fn()`` performs ``calls_per_invocation`` calls."""
 
     fn: Callable[[], Any]
@@ -228,3 +228,14 @@ def torch_dtype(name) -> torch.dtype | None:
         return None
     s = str(name).replace("torch.", "")
     return TORCH_DTYPES.get(s)
+
+
+def __getattr__(name: str):
+    """``Workload``: the old name of :class:`ReplayCall` (renamed in issue 19: the engine's
+    :class:`predictor.engine.workload.Workload` is the one thing called a workload)."""
+    if name == "Workload":
+        import warnings
+        warnings.warn(f"{__name__}.Workload was renamed ReplayCall", DeprecationWarning,
+                      stacklevel=2)
+        return ReplayCall
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -241,3 +241,15 @@ def test_keyword_and_shape_inputs():
     assert json.loads(res.model_row["input_shape"]) == [[2, 4], [2, 3]] and res.skipped == []
     res = run(nn.Linear(4, 3), (5, 4))  # a shape tuple: one float input of that shape
     assert json.loads(res.model_row["input_shape"]) == [[5, 4]] and res.model_row["batch"] == 5
+
+
+def test_replay_call_is_the_protocols_callable_and_the_old_name_warns():
+    """One class is called Workload (predictor.engine.workload); the protocol's callable is
+    ReplayCall, its old name still resolving with a DeprecationWarning."""
+    from profiling.measure import workload as mw
+    from profiling.measure.replay import ReplayCall, reference_workload
+    assert isinstance(reference_workload("cpu", size=8), ReplayCall)
+    with pytest.warns(DeprecationWarning, match="renamed ReplayCall"):
+        assert replay.Workload is ReplayCall
+    with pytest.warns(DeprecationWarning, match="renamed ReplayCall"):
+        assert mw.Workload is ReplayCall
