@@ -57,9 +57,6 @@ from profiling.sweeps.layer_designs import (
     layer_design,
     supported_layer_types,
 )
-from profiling.sweeps.layer_designs import (
-    _layer_spec as _layer_spec,  # experiments/device/gpu_selftest.py uses it
-)
 from profiling.sweeps.model_designs import (
     SEED004_BATCH,
     SEED004_TABLE4_DEPTHS,
