@@ -39,8 +39,8 @@ MOVED = {
 }
 
 _GONE = ("the per-layer regression engine was removed in issue 19: predictor.predict() runs the "
-         "calibrated physics engine; the regression survives only as the IrEne baseline column "
-         "of the accuracy report (predictor.bench.layer_regressor)")
+         "calibrated physics engine; the per-layer regressor survives only inside `exante bench "
+         "irene` (predictor.bench.layer_regressor)")
 REMOVED = {
     "predictor.predict_regression": _GONE,
     "predictor.regression": _GONE,

@@ -26,13 +26,20 @@ def _registry() -> dict:
     return FEATURE_REGISTRY
 
 
+def _builtin_type_name(name: str) -> bool:
+    """``name`` is torch's: an ``nn`` layer class, or an op/functional type (``add``, ``F.relu``)."""
+    return (name.startswith("F.") or name[:1].islower()
+            or isinstance(getattr(nn, name, None), type))
+
+
 def module_type_name(module_or_cls) -> str:
     """``LayerConfig.type`` of a module.
 
     Torch classes: the class name. A user subclass that keeps a torch layer's ``forward``
     gets that layer's name (``class MyConv(nn.Conv2d)`` -> ``"Conv2d"``); a user class with
     its own ``forward`` keeps its class name, qualified by its module when the bare name
-    would collide with a registered torch layer type.
+    would collide with a torch layer or op name (``class Linear(nn.Module)``); a name the user
+    registered features for (``@register("MyScan")``) is kept as it is.
     """
     cls = module_or_cls if isinstance(module_or_cls, type) else type(module_or_cls)
     name = _TYPE_CACHE.get(cls)
@@ -51,7 +58,7 @@ def module_type_name(module_or_cls) -> str:
                 break
         if name is None:
             name = cls.__name__
-            if name in _registry():
+            if _builtin_type_name(name):
                 name = f"{cls.__module__}.{cls.__qualname__}"
     _TYPE_CACHE[cls] = name
     return name

@@ -463,6 +463,26 @@ def test_module_type_names():
     assert module_type_name(MyLin(2, 2)) == "MyLin"
 
 
+def test_a_user_class_registered_by_its_name_is_captured_as_one_layer():
+    """``@register("MyScan")`` for a user module with its own forward: the capture keeps the
+    bare name (it collides with no torch layer), so the module is one layer, its ops unrecorded."""
+    from profiling.features.families.common import _feat, _prod, _x
+    from profiling.features.families.registry import FEATURE_REGISTRY, register
+
+    class MyScan(nn.Module):
+        def forward(self, x):
+            return torch.cumsum(x, dim=-1) * 2 + 1
+
+    register("MyScan")(lambda cfg: _feat(cfg, flops=3 * _prod(_x(cfg))))
+    try:
+        cap = capture(nn.Sequential(nn.Linear(8, 8), MyScan()), torch.randn(4, 8))
+        types = {cl.config.type: cl.count for cl in cap.layers}
+        assert types.get("MyScan") == 1, types
+        assert not {"cumsum", "mul", "add"} & set(types), types   # inside the unit: not recorded
+    finally:
+        FEATURE_REGISTRY.pop("MyScan", None)
+
+
 # --------------------------------------------------------------------------------------
 # autocast dtype
 
