@@ -16,6 +16,7 @@ from profiling.features.families.registry import (
     UnsupportedLayerWarning,
     layer_features,
     register,
+    unregister,
 )
 from profiling.features.table import FeatureTable, feature_table, features_for_capture
 
@@ -29,4 +30,5 @@ __all__ = [
     "features_for_capture",
     "layer_features",
     "register",
+    "unregister",
 ]

@@ -466,8 +466,8 @@ def test_module_type_names():
 def test_a_user_class_registered_by_its_name_is_captured_as_one_layer():
     """``@register("MyScan")`` for a user module with its own forward: the capture keeps the
     bare name (it collides with no torch layer), so the module is one layer, its ops unrecorded."""
+    from profiling.features import register, unregister
     from profiling.features.families.common import _feat, _prod, _x
-    from profiling.features.families.registry import FEATURE_REGISTRY, register
 
     class MyScan(nn.Module):
         def forward(self, x):
@@ -480,7 +480,7 @@ def test_a_user_class_registered_by_its_name_is_captured_as_one_layer():
         assert types.get("MyScan") == 1, types
         assert not {"cumsum", "mul", "add"} & set(types), types   # inside the unit: not recorded
     finally:
-        FEATURE_REGISTRY.pop("MyScan", None)
+        unregister("MyScan")
 
 
 # --------------------------------------------------------------------------------------

@@ -614,3 +614,24 @@ def test_features_package_exposes_its_public_names_only():
         pf._linear  # noqa: B018
     with pytest.raises(AttributeError):
         api._feat  # noqa: B018
+
+
+def test_register_refuses_a_second_feature_function_for_a_type():
+    """Like torch's register_flop_formula: a type keeps one feature function until unregistered."""
+    from profiling.errors import ExanteError
+    from profiling.features import FEATURE_REGISTRY, register, unregister
+
+    def mine(cfg):
+        return {}
+
+    with pytest.raises(ExanteError, match="'Linear'.*already have a feature function"):
+        register("Linear")(mine)
+    assert FEATURE_REGISTRY["Linear"] is not mine
+    register("MyOwnLayer")(mine)
+    try:
+        register("MyOwnLayer")(mine)          # the same function again: a no-op, not an error
+        with pytest.raises(ExanteError, match="unregister them first"):
+            register("MyOwnLayer")(lambda cfg: {})
+    finally:
+        unregister("MyOwnLayer")
+    assert "MyOwnLayer" not in FEATURE_REGISTRY

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 from profiling.capture.records import LayerConfig
-from profiling.errors import UnsupportedLayerError
+from profiling.errors import ExanteError, UnsupportedLayerError
 
 CORE_FEATURES = (
     "macs", "flops", "params", "bytes_read", "bytes_written", "input_numel", "output_numel",
@@ -27,14 +27,27 @@ class UnsupportedLayerWarning(UserWarning):
 
 
 def register(*types: str):
-    """Decorator: register a feature function for one or more ``LayerConfig.type`` names."""
+    """Decorator: register a feature function for one or more ``LayerConfig.type`` names.
+
+    Like torch's ``register_flop_formula``, a type that already has a (different) feature
+    function is an :class:`ExanteError`: :func:`unregister` it first to replace it."""
 
     def deco(fn):
+        taken = [t for t in types if FEATURE_REGISTRY.get(t, fn) is not fn]
+        if taken:
+            raise ExanteError(f"layer type(s) {', '.join(map(repr, taken))} already have a "
+                              "feature function; unregister them first to replace it")
         for t in types:
             FEATURE_REGISTRY[t] = fn
         return fn
 
     return deco
+
+
+def unregister(*types: str) -> None:
+    """Remove the feature functions of ``types`` (KeyError: a type with none)."""
+    for t in types:
+        del FEATURE_REGISTRY[t]
 
 
 # --------------------------------------------------------------------------------------
