@@ -177,7 +177,8 @@ def layer_ctx(wl, cfg, f: dict, family: str | None, w: Workload, in32: bool = Fa
         in_ndim=len(ins[0]) if ins else 0, hp=cfg.hparams_dict(), feat=f, arity=ew_arity(cfg),
         modules=float(min(n, max(mods, 1))),
         fused_enc=_prefixed(wl.names, w.fused_encoder_prefixes),
-        fused_mha=_prefixed(wl.names, w.fused_mha_prefixes), in32=bool(in32))
+        fused_mha=_prefixed(wl.names, w.fused_mha_prefixes), in32=bool(in32),
+        torch_major=torch_major(getattr(w, "torch_version", None)))
 
 
 def lower(w: Workload) -> LoweredWorkload:

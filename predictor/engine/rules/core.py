@@ -84,7 +84,8 @@ class LayerCtx:
     runs a backward, ``autocast`` it runs under bf16/fp16 autocast, ``nchw`` not
     channels_last, ``type`` the ``LayerConfig.type``, ``in_ndim`` dimensions of the first
     input, ``hp`` hyper-parameters, ``feat`` the full feature dict, ``arity`` the elementwise
-    operand form ('add2', 'mul2', 'add1', 'mul1' or '').
+    operand form ('add2', 'mul2', 'add1', 'mul1' or ''), ``torch_major`` the major torch
+    version the workload runs under (None: unknown, taken as current).
     """
 
     type: str
@@ -111,6 +112,7 @@ class LayerCtx:
     fused_enc: Size = 0.0
     fused_mha: Size = 0.0
     in32: Size = False
+    torch_major: int | None = None
 
     @property
     def out_bytes(self) -> Size:

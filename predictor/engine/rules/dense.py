@@ -141,10 +141,47 @@ def mha_rule(ctx: LayerCtx, e: Emitter) -> None:
 
 @register_lowering_rule("sdpa", autocast="lowp")
 def sdpa_rule(ctx: LayerCtx, e: Emitter) -> None:
-    """``F.scaled_dot_product_attention``: one fused kernel; backward 2 (2.5x the FLOPs)."""
+    """``F.scaled_dot_product_attention``: one fused kernel; backward 2 (2.5x the FLOPs).
+    Under torch 1.x, which has no such function, the same attention ran as its math path
+    (:func:`_math_attention`)."""
+    if ctx.torch_major == 1:
+        _math_attention(ctx, e)
+        return
     attn = attn_class(ctx)
     fwd(ctx, e, attn, ctx.flops, ctx.nbytes, par=ctx.out_el)
     bwd(ctx, e, attn, 2.5 * ctx.flops, 2 * ctx.nbytes, 2, par=ctx.out_el)
+
+
+def _math_attention(ctx: LayerCtx, e: Emitter) -> None:
+    """Attention as models wrote it before ``F.scaled_dot_product_attention`` (torch 2.0;
+    timm, HF transformers under torch 1.x): ``(q @ k.transpose(-2, -1)) * scale``,
+    ``softmax(-1)``, ``@ v``, materialising the S = batch x heads x L x S_kv score matrix.
+    Under autocast the softmax is on the fp32 list: a cast of the scores up to fp32, the
+    fp32 softmax, a cast down for the 16-bit ``@ v`` (6 + 8 + 6 bytes per score).  Training:
+    each op's backward (two GEMMs per matmul, the casts, the fp32 softmax backward reading
+    output and gradient, the scale).  Units: FLOPs and bytes per call."""
+    f, db = ctx.feat, float(ctx.db)
+    sc = float(f.get("attn_numel", 0.0))                 # scores per call
+    hd = float(f.get("head_dim", 0.0))
+    dv = float(f.get("macs", 0.0)) / sc - hd if sc else 0.0
+    kv = float(f.get("kv_len", 0.0))
+    qkv, out = ctx.in_el_all * db, ctx.out_bytes
+    mm = mm_class(ctx)
+    up = ctx.autocast and ctx.low                         # softmax in fp32 under autocast
+    sm_f = sc * (db + 4.0) + 8.0 * sc + sc * (4.0 + db) if up else 2.0 * sc * db
+    sm_b = sc * (db + 4.0) + 12.0 * sc + sc * (4.0 + db) if up else 3.0 * sc * db
+    sm_k = 3 if up else 1
+    e.host("disp", ctx.n * 3)                            # mul, softmax, second matmul
+    e.host("cast", ctx.n * (2 if up else 0))
+    fwd(ctx, e, mm, 2.0 * sc * hd, 2.0 * qkv / 3.0 + sc * db, par=1.0, nd=kv)
+    fwd(ctx, e, "mem", sc, 2.0 * sc * db)                # * scale
+    fwd(ctx, e, "mem", 5.0 * sc, sm_f, sm_k)             # softmax (+ its casts)
+    fwd(ctx, e, mm, 2.0 * sc * dv, sc * db + qkv / 3.0 + out, par=1.0, nd=dv)
+    # backward: d(attn), dv; the softmax (and casts); the scale; dq, dk
+    bwd(ctx, e, mm, 4.0 * sc * dv, 2.0 * (sc * db + qkv / 3.0 + out), 2, nodes=1, par=1.0)
+    bwd(ctx, e, "mem", 5.0 * sc, sm_b, sm_k, nodes=sm_k)
+    bwd(ctx, e, "mem", sc, 2.0 * sc * db, 1, nodes=1)
+    bwd(ctx, e, mm, 4.0 * sc * hd, 2.0 * (sc * db + 2.0 * qkv / 3.0), 2, nodes=1, par=1.0)
 
 
 @register_lowering_rule("rnn", autocast="lowp")
