@@ -85,6 +85,8 @@ class ArtifactVersionWarning(UserWarning):
 
 @dataclass
 class Artifact:
+    """A loaded artifact: the fitted ``model`` (e.g. a ``CalibratedHardware``), its ``manifest`` and
+    the ``.joblib`` ``path``."""
     model: Any            # predictor.engine.calibrated.CalibratedHardware (or any allowed object)
     manifest: dict
     path: Path            # the .joblib file
@@ -95,6 +97,8 @@ class Artifact:
 
 
 def check_hardware_id(hardware: str) -> str:
+    """``hardware`` if it is a valid id (1-64 letters, digits, '.', '_', '-', starting with a
+    letter or digit); else an ExanteError."""
     if not isinstance(hardware, str) or not _HW_RE.match(hardware):
         raise ExanteError(
             f"invalid hardware id {hardware!r}: use letters, digits, '.', '_' or '-' "
@@ -173,6 +177,7 @@ def available_hardware(artifact_dir: str | os.PathLike | None = None) -> list[st
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of the file at ``path`` (read in 1 MiB blocks)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -193,6 +198,8 @@ def dataset_digest(paths: Iterable[str | os.PathLike]) -> str:
 
 
 def library_versions() -> dict:
+    """``{name: version}`` of exante, the fitting libraries, torch (None where not installed) and
+    Python, as recorded in an artifact's manifest."""
     import numpy
     import pandas
     import scipy

@@ -8,6 +8,8 @@ import sys
 
 
 def cmd_bench_timm(args) -> int:
+    """Run ``exante bench timm``: predicted vs measured step time (s) of timm's benchmark files, as
+    a table (errors in %) or ``--json``; progress on stderr. Returns exit status 0."""
     from predictor.bench.timm import run_timm_bench
 
     prog = None if args.quiet else (     # stderr, so --json output stays clean

@@ -72,6 +72,7 @@ class _LightCapture(NamedTuple):
 
 
 def clear_capture_cache() -> None:
+    """Forget every cached light capture (the per-model cache :func:`captured` fills)."""
     _CAPTURE_CACHE.clear()
 
 

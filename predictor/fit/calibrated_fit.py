@@ -129,4 +129,7 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 
 
 def residual_frame(report: dict) -> pd.DataFrame:
+    """The residual table of a :func:`fit_calibrated` report: per workload, predicted and measured
+    time (s) and energy (J) -- out-of-fold (leave-one-family-out) unless fitted with ``cv=False`` --
+    and power (W)."""
     return report["residuals"]

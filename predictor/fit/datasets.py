@@ -55,6 +55,9 @@ def workload_file(folder: str | os.PathLike) -> Path | None:
 
 @dataclass
 class WholeModelData:
+    """Whole-model measurements of a dataset: ``frame`` (one row per workload: session-mean
+    ``time_s`` (s) and ``energy_j`` (J), ``power_w``/``idle_power_w`` (W)), the aligned workloads
+    and ``sessions`` (one row per workload and session)."""
     frame: pd.DataFrame          # one row per workload: key, family, kind, mode, dtype, batch,
     #                              optimizer, time_s, energy_j (session means), n_sessions,
     #                              power_w, idle_power_w

@@ -19,6 +19,8 @@ __all__ = ["col", "convstack_work", "encoder_work", "left_aligned", "mlp_work"]
 
 
 def left_aligned(a: np.ndarray, what: str) -> np.ndarray:
+    """``a`` as int64 (designs x layers) sizes, checked: each row has >= 1 positive size and zeros
+    (no layer) only at its end; else an ExanteError naming ``what``."""
     a = np.asarray(a)
     if a.ndim != 2 or a.shape[1] == 0:
         raise ExanteError(f"{what} must be a 2-d array (specs x layers), 0 = no layer")
@@ -30,6 +32,8 @@ def left_aligned(a: np.ndarray, what: str) -> np.ndarray:
 
 
 def col(v, n: int, what: str) -> np.ndarray:
+    """``v`` (one value, or one per design) as an int64 column of length ``n``, checked >= 1;
+    else an ExanteError naming ``what``."""
     a = np.broadcast_to(np.asarray(v, dtype=np.int64), (n,)).copy()
     if (a < 1).any():
         raise ExanteError(f"{what} must be positive integers")

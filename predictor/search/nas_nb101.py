@@ -97,6 +97,9 @@ def random_nb101_cells(rng, n: int) -> list:
 
 
 def check_nb101(codes, adjacency) -> tuple[np.ndarray, np.ndarray]:
+    """Checked NAS-Bench-101 cells as int64 ``(codes (n x 7), adjacency (n x 7 x 7))``: op codes
+    0..3 (0 on input/output), 0/1 upper-triangular edges, every vertex on an input->output path, at
+    most 9 edges; else one ExanteError listing the rules broken."""
     c = np.asarray(codes)
     m = np.asarray(adjacency)
     if c.ndim != 2 or c.shape[1] != NB_V or m.shape != (len(c), NB_V, NB_V):

@@ -72,6 +72,8 @@ class LayerConfig:
 
 @dataclass
 class CapturedLayer:
+    """One distinct layer of a capture: its config, calls per forward, module paths, one module
+    instance to replay (None for a functional op) and whether features exist for its type."""
     config: LayerConfig
     count: int                      # calls per model forward
     names: list                     # module paths ("layer1.0.conv1") or "<parent>:<op>"
@@ -85,6 +87,8 @@ class CapturedLayer:
 
 @dataclass
 class Capture:
+    """What a capture returns: the distinct layers (first-seen order), the unsupported ones, layer
+    calls and view/metadata op calls per forward, and the requested dtype."""
     layers: list                    # distinct CapturedLayer, first-seen order
     unsupported: list               # the subset with supported == False
     total_calls: int                # recorded layer calls (modules + functional ops) per forward

@@ -71,19 +71,27 @@ class EncoderClassifier(nn.Module):
 
 
 def build_encoder(arch: dict) -> EncoderClassifier:
+    """An :class:`EncoderClassifier` from a :data:`REFERENCE_TRANSFORMERS` architecture dict
+    (``vocab``, ``d``, ``heads``, ``layers``)."""
     return EncoderClassifier(int(arch["vocab"]), int(arch["d"]), int(arch["heads"]), int(arch["layers"]))
 
 
 # MODEL_REF factories (`profiling.dataset.reference_set:encoder_base_768x12_seq128`, ...)
 def encoder_base_768x12_seq128() -> EncoderClassifier:
+    """The reference set's ``encoder-base-768x12-seq128`` (d 768, 12 heads, 12 layers; seq 128 is
+    the input's)."""
     return build_encoder(REFERENCE_TRANSFORMERS[0][1])
 
 
 def encoder_small_512x4_seq256() -> EncoderClassifier:
+    """The reference set's ``encoder-small-512x4-seq256`` (d 512, 8 heads, 4 layers; seq 256 is the
+    input's)."""
     return build_encoder(REFERENCE_TRANSFORMERS[1][1])
 
 
 def encoder_tiny_256x2_seq64() -> EncoderClassifier:
+    """The reference set's ``encoder-tiny-256x2-seq64`` (d 256, 4 heads, 2 layers; seq 64 is the
+    input's)."""
     return build_encoder(REFERENCE_TRANSFORMERS[2][1])
 
 

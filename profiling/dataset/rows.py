@@ -204,10 +204,14 @@ def model_row(
 
 
 def task_row(**fields) -> dict:
+    """A ``tasks.csv`` row from keyword fields: every task column (None where not given); an
+    ExanteError for an unknown column."""
     return _complete(dict(fields), TASK_COLUMNS, "task")
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    """An ExanteError naming ``name`` and the accepted ``choices`` unless ``value`` is one of
+    them."""
     if value not in choices:
         raise ExanteError(f"unknown {name} {value!r}; accepted: {', '.join(map(str, choices))}")
 

@@ -221,14 +221,17 @@ class CsvTable:
 
 
 def layer_table(directory: str | os.PathLike) -> CsvTable:
+    """The ``layers.csv`` table of the dataset in ``directory``."""
     return CsvTable(os.path.join(os.fspath(directory), LAYER_FILE), LAYER_COLUMNS)
 
 
 def model_table(directory: str | os.PathLike) -> CsvTable:
+    """The ``models.csv`` table of the dataset in ``directory``."""
     return CsvTable(os.path.join(os.fspath(directory), MODEL_FILE), MODEL_COLUMNS)
 
 
 def task_table(directory: str | os.PathLike) -> CsvTable:
+    """The ``tasks.csv`` table (resume bookkeeping) of the dataset in ``directory``."""
     return CsvTable(os.path.join(os.fspath(directory), TASK_FILE), TASK_COLUMNS)
 
 

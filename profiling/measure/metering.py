@@ -19,11 +19,14 @@ logger = logging.getLogger(__name__)
 
 
 def period_text(meter: EnergyMeter) -> str:
+    """The meter's counter update period as text (``"~0.1 s"``), or ``"unknown"``."""
     p = getattr(meter, "counter_period_s", None)
     return f"~{p:g} s" if p else "unknown"
 
 
 def check_number(name: str, value, *, minimum: float = 0.0, strict: bool = False) -> float:
+    """``value`` as a float, checked finite and >= ``minimum`` (> with ``strict``); else one
+    ExanteError line naming ``name``."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -35,6 +38,7 @@ def check_number(name: str, value, *, minimum: float = 0.0, strict: bool = False
 
 
 def opt_float(x) -> float | None:
+    """``float(x)``, or None when ``x`` is None or not a number."""
     try:
         return None if x is None else float(x)
     except (TypeError, ValueError):

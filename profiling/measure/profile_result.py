@@ -15,6 +15,9 @@ __all__ = ["ProfileResult"]
 
 @dataclass
 class ProfileResult:
+    """One profile: layer rows and the model row (per call: ``time_s`` s, ``energy_j`` J,
+    ``power_w`` W), reference rows, what was unsupported, skipped or reused, and the run's
+    settings and env."""
     layer_rows: list
     model_row: dict | None
     reference_rows: list

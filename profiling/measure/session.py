@@ -40,6 +40,7 @@ RATED_POWER_W = {"h100": 700.0, "h200": 700.0, "a100": 400.0}
 
 
 def now_iso() -> str:
+    """The current UTC time, ISO 8601 to the second (``2026-12-03T04:00:00+00:00``)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 

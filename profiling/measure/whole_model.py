@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def input_shapes(xs) -> list:
+    """Shapes (lists of ints) of the tensors among inputs ``xs`` (a tuple or a dict)."""
     return [list(x.shape) for x in replay.input_tensors(xs)]
 
 

@@ -67,6 +67,8 @@ def _closed():
 
 
 def resolve_device(device=None) -> torch.device:
+    """The device to measure on: ``device``, else CUDA when available, else CPU (a bare
+    ``cuda`` gets the current index); an ExanteError when CUDA is asked for but absent."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -92,6 +94,7 @@ def autocast_context(dtype: str, device: torch.device, *, cache_enabled: bool | 
 
 
 def sync(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (``torch.cuda.synchronize``); a no-op on CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -147,6 +150,8 @@ def materialize(module: nn.Module, device: torch.device) -> nn.Module:
 
 
 def first_tensor(out) -> torch.Tensor | None:
+    """The first tensor of a model output: the tensor itself, its ``.logits``, or the first found
+    depth-first in a dict/list/tuple; None when there is none."""
     if isinstance(out, torch.Tensor):
         return out
     logits = getattr(out, "logits", None)
@@ -163,6 +168,8 @@ def first_tensor(out) -> torch.Tensor | None:
 
 
 def min_embedding_rows(module: nn.Module) -> int | None:
+    """The smallest ``num_embeddings`` of the module's Embedding/EmbeddingBag layers (a bound for
+    synthetic ids), or None when it has none."""
     rows = [m.num_embeddings for m in module.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
     return min(rows) if rows else None
 
@@ -173,6 +180,8 @@ def synth_like(t: torch.Tensor, device: torch.device, *, int_high: int = 2) -> t
 
 
 def synth_tensor(shape, dtype: torch.dtype, device: torch.device, *, int_high: int = 2) -> torch.Tensor:
+    """A random tensor of ``shape`` and ``dtype`` on ``device``: randn for floats, random bools,
+    integers in ``[0, int_high)``."""
     shape = tuple(int(s) for s in shape)
     if dtype == torch.bool:
         return torch.rand(shape, device=device) > 0.5
@@ -208,20 +217,25 @@ def prepare_inputs(inputs, device: torch.device, *, int_high: int = 2):
 
 
 def call_model(model: nn.Module, xs):
+    """``model(**xs)`` for a dict of inputs, ``model(*xs)`` for a tuple."""
     return model(**xs) if isinstance(xs, dict) else model(*xs)
 
 
 def input_tensors(xs) -> list:
+    """The tensors among ``xs`` (a tuple's items or a dict's values), in order."""
     vals = xs.values() if isinstance(xs, dict) else xs
     return [x for x in vals if isinstance(x, torch.Tensor)]
 
 
 def set_grads_none(tensors) -> None:
+    """Set ``.grad = None`` on each tensor (drops the gradients; frees their memory)."""
     for t in tensors:
         t.grad = None
 
 
 def torch_dtype(name) -> torch.dtype | None:
+    """The ``torch.dtype`` of a name (``"fp32"``, ``"bfloat16"``, ``"torch.int64"`` ...) or dtype;
+    None for None or an unknown name."""
     if isinstance(name, torch.dtype):
         return name
     if name is None:

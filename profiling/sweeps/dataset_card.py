@@ -98,6 +98,9 @@ def _fmt_q(q: dict | None, pct: bool = False) -> str:
 
 
 def counts_markdown(stats: dict) -> str:
+    """The dataset card's counts section (between ``COUNTS_BEGIN``/``COUNTS_END``) from
+    :func:`dataset_card_stats`: rows by mode/exec/dtype/type/family/sweep, window spread and
+    additivity ratios (median, p10, p90)."""
     def table(title, d):
         if not d:
             return f"- {title}: none\n"

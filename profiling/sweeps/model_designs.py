@@ -199,6 +199,8 @@ def mixed_design(n: int = 16, seed: int = SEED + 3) -> list[SweepTask]:
 
 
 def layers_smoke_design() -> list[SweepTask]:
+    """The ``layers-smoke`` sweep: 8 tiny single layers over inference, forward_backward and
+    train_step (sgd, adam), fp32 (sdpa bf16); types without registered features are left out."""
     specs = [
         ({"family": "layer", "type": "Linear", "batch": 8, "in": 64, "out": 32, "seq": None}, INFER, "fp32"),
         ({"family": "layer", "type": "Conv2d", "batch": 2, "cin": 3, "cout": 8, "k": 3, "stride": 1, "res": 16,
@@ -216,6 +218,8 @@ def layers_smoke_design() -> list[SweepTask]:
 
 
 def models_smoke_design() -> list[SweepTask]:
+    """The ``models-smoke`` sweep: 5 tiny models (3 MLPs, a residual CNN, a one-layer transformer),
+    inference and train_step, eager only."""
     mk = lambda spec, m, dt="fp32": make_task("model", spec, m[0], dt, m[1], execs=("eager",))  # noqa: E731
     return [
         mk(_mlp_spec(16, 2, 32, 1, 8), INFER),

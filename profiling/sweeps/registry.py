@@ -40,6 +40,7 @@ SWEEPS: dict[str, SweepDefinition] = {}
 
 
 def register(sweep: SweepDefinition) -> SweepDefinition:
+    """Add ``sweep`` to :data:`SWEEPS` under its name (replacing one of that name); returns it."""
     SWEEPS[sweep.name] = sweep
     return sweep
 
@@ -116,6 +117,8 @@ for _name, _s in EXPECTED_DURATION_S.items():
 
 
 def get_sweep(name: str) -> SweepDefinition:
+    """The registered sweep called ``name`` (a SweepDefinition is returned as is); else an
+    ExanteError listing the names."""
     if isinstance(name, SweepDefinition):
         return name
     if name not in SWEEPS:

@@ -22,6 +22,8 @@ from profiling.sweeps.tasks import REFERENCE_EVERY, SweepDefinition, SweepTask
 
 @dataclass
 class SweepSummary:
+    """What :func:`run_sweep` returns: task counts (planned, done before, run, ok, failed), rows
+    written, wall time ``elapsed_s`` (s), why it stopped early, its sessions and first 20 errors."""
     name: str
     sweep_id: str
     out_dir: str

@@ -45,6 +45,8 @@ class SweepTask:
 
 def make_task(kind: str, spec: dict, mode: str, dtype: str, optimizer: str | None, *, execs=("eager", "graph"),
               model_ref: str | None = None) -> SweepTask:
+    """A :class:`SweepTask` for ``spec``; its key is ``family:label:mode:dtype:optimizer:b<batch>#``
+    plus a sha1 of the spec and run settings. The optimizer is kept only for ``train_step``."""
     optimizer = optimizer if mode == "train_step" else None
     ident = _canon({"spec": spec, "mode": mode, "dtype": dtype, "optimizer": optimizer, "execs": list(execs)})
     h = hashlib.sha1(ident.encode()).hexdigest()[:10]

@@ -116,3 +116,31 @@ def test_module_size(path):
 
 def test_cycle_finder_finds_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# module-level public names still without a docstring: temporary, to be emptied (an entry that
+# gains a docstring must leave this set -- the test below says so)
+UNDOCUMENTED_ALLOWED = {"predictor/engine/physics.py::stack"}
+
+
+def _undocumented(source: str) -> list[str]:
+    """Module-level public functions and classes of ``source`` that have no docstring."""
+    return [n.name for n in ast.parse(source).body
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and not n.name.startswith("_") and ast.get_docstring(n) is None]
+
+
+def test_public_names_have_docstrings():
+    found = {f"{p.relative_to(ROOT).as_posix()}::{name}"
+             for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))
+             for name in _undocumented(p.read_text())}
+    assert not found - UNDOCUMENTED_ALLOWED, \
+        "public names without a docstring:\n" + "\n".join(sorted(found - UNDOCUMENTED_ALLOWED))
+    assert not UNDOCUMENTED_ALLOWED - found, \
+        f"documented now, drop from UNDOCUMENTED_ALLOWED: {sorted(UNDOCUMENTED_ALLOWED - found)}"
+
+
+def test_docstring_finder_finds_a_missing_one():
+    src = ('def f():\n    """Doc."""\n\ndef g():\n    pass\n\nclass C:\n    x: int\n\n'
+           'def _private():\n    pass\n\nasync def h():\n    return 1\n')
+    assert _undocumented(src) == ["g", "C", "h"]
