@@ -5,8 +5,10 @@ fp32 convolutions on TF32 tensor cores (cuDNN's default ``allow_tf32=True``), 16
 (autocast) ones on 16-bit tensor cores; 16-bit dense convolutions in NCHW pay cuDNN's NHWC
 transposes, ``channels_last`` does not; grouped/depthwise convolutions are their own
 (memory-bound) class; ``nn.MultiheadAttention`` on the inference fast path is one native
-call whose kernels cost launches but no Python.  Training: a GEMM's backward is two GEMMs
-(dX, dW) plus the bias gradient's reduction.  Units: FLOPs and bytes per call.
+call whose kernels cost launches but no Python; ``F.scaled_dot_product_attention`` is one
+fused kernel on torch 2.x and, on torch 1.x (which lacks it), the math path models wrote.
+Training: a GEMM's backward is two GEMMs (dX, dW) plus the bias gradient's reduction.  Units:
+FLOPs and bytes per call.
 """
 
 from __future__ import annotations
