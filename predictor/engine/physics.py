@@ -165,6 +165,9 @@ class Stack:
 
 
 def stack(lowered: list[LoweredWorkload]) -> Stack:
+    """Concatenate lowered workloads into one :class:`Stack` (host event counts per workload;
+    GPU kernel entries with FLOPs, bytes and kernel counts already multiplied by their call
+    multiplicity) so :func:`evaluate` prices many workloads in one vectorised pass."""
     H = np.array([lw.host for lw in lowered], float).reshape(len(lowered), len(HOST_FEATURES))
     w = np.concatenate([np.full(len(lw.cls), i) for i, lw in enumerate(lowered)] or [np.zeros(0)])
     cat = (lambda a: np.concatenate([getattr(lw, a) for lw in lowered])) if lowered else (
