@@ -24,7 +24,7 @@ from predictor.engine.rules.core import (
     register_lowering_rule,
 )
 
-__all__ = ["NCHW_SHARE", "attn_class", "legacy_nhwc_grouped_bwd", "mm_class"]
+__all__ = ["NCHW_SHARE", "attn_class", "mm_class"]
 
 #: share of a 16-bit NCHW convolution's input + output that cuDNN transposes to NHWC (it has
 #: native NCHW tensor-core kernels for many shapes): 1/4 puts timm's ResNet-50-like nets ~15 %
@@ -86,21 +86,6 @@ def grouped_mm_rule(ctx: LayerCtx, e: Emitter) -> None:
     bwd(ctx, e, mm, 2 * ctx.flops, 2 * ctx.nbytes, 2, par=ctx.out_el)
 
 
-def legacy_nhwc_grouped_bwd(ctx: LayerCtx) -> bool:
-    """Whether the backward of a wide-group convolution (1 < groups, more than 8 channels
-    per group: ``conv_bf16`` forward) runs cuDNN's grouped *direct* kernels instead of tensor
-    cores: 16-bit, ``channels_last``, training, torch 1.x.  pytorch/pytorch#34977 profiles
-    fp16 channels_last grouped convs (64 channels per group) spending their time in
-    ``wgrad2d_grouped_direct_kernel`` and ``conv2d_grouped_direct_kernel`` -- the CUDA-core
-    kernels the ``conv_grouped`` class prices for depthwise / narrow-group convs; timm's
-    RTX 3090 torch 1.12 (cuDNN 8.3) AMP training runs regnet, nfnet, resnest, repvgg-g4 and
-    ig_resnext101_32x32d 2.4-3.5x slower in channels_last than in NCHW (group width <= 8, e.g.
-    resnext50_32x4d: 0.66x).  Inference is not included: timm's torch 1.13 and 2.1 NHWC
-    inference of the same models is no slower than NCHW (0.3-1.3x), so only the backward's
-    dgrad and wgrad are re-classed."""
-    return bool(ctx.torch_major == 1 and ctx.train and ctx.low and not ctx.nchw)
-
-
 @register_lowering_rule("conv", autocast="lowp")
 def conv_rule(ctx: LayerCtx, e: Emitter) -> None:
     """Convolutions: cuDNN kernels (TF32 / 16-bit tensor cores; grouped and depthwise ones
@@ -109,7 +94,6 @@ def conv_rule(ctx: LayerCtx, e: Emitter) -> None:
     groups = int(ctx.hp.get("groups", 1) or 1)
     grouped = groups > 1 and bool(groups >= ctx.cin // 8)
     cls = "conv_grouped" if grouped else ("conv_bf16" if ctx.low else "conv_tf32")
-    direct_bwd = groups > 1 and not grouped and legacy_nhwc_grouped_bwd(ctx)
     bias = 1 if ctx.hp.get("bias", False) else 0
     e.host("conv", ctx.n)
     if ctx.low and ctx.nchw and not grouped:
@@ -123,8 +107,8 @@ def conv_rule(ctx: LayerCtx, e: Emitter) -> None:
         nd=0.0 if grouped else ctx.cout)
     if bias:
         fwd(ctx, e, "mem", 0.0, 2 * ctx.out_bytes)
-    if grouped or direct_bwd:
-        bwd(ctx, e, "conv_grouped", 2 * ctx.flops, 2 * ctx.nbytes, 2, 2)
+    if grouped:
+        bwd(ctx, e, cls, 2 * ctx.flops, 2 * ctx.nbytes, 2, 2)
     else:
         bwd_mm(ctx, e, cls, ctx.flops, ctx.nbytes, conv=1)
     if bias:
