@@ -153,19 +153,24 @@ def readme_section(res: dict) -> str:
             f"split/train.csv and split/test.csv), then `exante bench ecnas --train "
             f"split/train.csv --test split/test.csv --json` ({ec['command_wall_s']} s here).", ""]
     if ze:
+        in_sample = {n.split(":", 1)[0] for n in ze.get("notes", []) if "in-sample" in n}
         lines += [
             "**Zeus** (You, Chung, Chowdhury, NSDI 2023; github.com/ml-energy/zeus): GPU energy "
             "(NVML) of one training epoch per batch size at the card's maximum power limit, on "
-            "three GPUs exante never measured. *Datasheet*: the H100 model transferred by the "
-            "catalogue's datasheet alone; *calibrated*: after `exante calibrate` on 3 of the "
+            "three GPUs exante never measured. *Datasheet*: `--hardware GPU` with no calibration "
+            "(the GPU's shipped model, else the datasheet-driven joint model); *calibrated*: after `exante calibrate` on 3 of the "
             "GPU's rows (the most host-bound, the most GPU-bound of another network, the median "
             "of the third); *TDP × time*: the ML CO2 calculator's method with the measured time; "
             "*FLOPs × c*: one J/FLOP constant fitted on the same 3 rows. MAPE over the other rows "
-            "(goal of issue 13: datasheet ≤ 25 %, calibrated ≤ 10 %).", "",
+            "(goal of issue 13: datasheet ≤ 25 %, calibrated ≤ 10 %)."
+            + (" *(in-sample)*: the GPU's shipped model was fitted on these traces, so its "
+               "datasheet column is not a held-out number (the leave-one-GPU-out ones are in "
+               "the next section)." if in_sample else ""), "",
             "| GPU (catalogue) | datasheet | calibrated (3 rows) | TDP × time | FLOPs × c | rows |",
             "|---|---|---|---|---|---|"]
         for g, v in ze["per_gpu"].items():
-            lines.append(f"| {g} ({v['hardware']}) | {_f(v['datasheet_mape_pct'], 1)} % | "
+            tag = " (in-sample)" if g in in_sample else ""
+            lines.append(f"| {g} ({v['hardware']}) | {_f(v['datasheet_mape_pct'], 1)} %{tag} | "
                          f"{_f(v['calibrated_mape_pct'], 1)} % | {_f(v['tdp_proxy_mape_pct'], 1)} % "
                          f"| {_f(v['flops_proxy_mape_pct'], 1)} % | {v['n']} |")
         nets = sorted({n for v in ze["per_gpu"].values() for n in v.get("per_network", {})})
