@@ -27,9 +27,10 @@ def _registry() -> dict:
 
 
 def _builtin_type_name(name: str) -> bool:
-    """``name`` is torch's: an ``nn`` layer class, or an op/functional type (``add``, ``F.relu``)."""
-    return (name.startswith("F.") or name[:1].islower()
-            or isinstance(getattr(nn, name, None), type))
+    """``name`` is one of exante's built-in layer/op types (a user's own registrations aside)."""
+    from profiling.features.families import BUILTIN_FEATURE_TYPES  # lazy, like _registry()
+
+    return name in BUILTIN_FEATURE_TYPES
 
 
 def module_type_name(module_or_cls) -> str:
@@ -38,7 +39,7 @@ def module_type_name(module_or_cls) -> str:
     Torch classes: the class name. A user subclass that keeps a torch layer's ``forward``
     gets that layer's name (``class MyConv(nn.Conv2d)`` -> ``"Conv2d"``); a user class with
     its own ``forward`` keeps its class name, qualified by its module when the bare name
-    would collide with a torch layer or op name (``class Linear(nn.Module)``); a name the user
+    would collide with a built-in layer or op type (``class Linear(nn.Module)``); a name the user
     registered features for (``@register("MyScan")``) is kept as it is.
     """
     cls = module_or_cls if isinstance(module_or_cls, type) else type(module_or_cls)

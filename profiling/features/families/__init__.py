@@ -62,5 +62,8 @@ from profiling.features.families.registry import (
            register,
 )
 
-__all__ = ["CORE_FEATURES", "DTYPE_BYTES", "FEATURE_REGISTRY", "UnsupportedLayerWarning",
-           "layer_features", "register"]
+#: the types exante's own families registered (a user's later ``register`` calls are not in it)
+BUILTIN_FEATURE_TYPES = frozenset(FEATURE_REGISTRY)
+
+__all__ = ["BUILTIN_FEATURE_TYPES", "CORE_FEATURES", "DTYPE_BYTES", "FEATURE_REGISTRY",
+           "UnsupportedLayerWarning", "layer_features", "register"]
