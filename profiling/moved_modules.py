@@ -22,19 +22,28 @@ _TABLE: dict[str, str] = {}
 _REMOVED: dict[str, str] = {}
 
 
+def _old_prefix(table: dict[str, str], module: str) -> str | None:
+    """The longest key of ``table`` that is ``module`` or a dotted prefix of it (None: none)."""
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:n])
+        if prefix in table:
+            return prefix
+    return None
+
+
 def new_name(module: str) -> str:
     """The current dotted path of ``module`` (unchanged when it did not move)."""
-    for old in sorted(_TABLE, key=len, reverse=True):
-        if module == old or module.startswith(old + "."):
-            return _TABLE[old] + module[len(old):]
-    return module
+    old = _old_prefix(_TABLE, module)
+    return module if old is None else _TABLE[old] + module[len(old):]
 
 
 class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname, path=None, target=None):
-        for old, why in _REMOVED.items():
-            if fullname == old or fullname.startswith(old + "."):
-                raise ModuleNotFoundError(f"{fullname} no longer exists: {why}", name=fullname)
+        gone = _old_prefix(_REMOVED, fullname)
+        if gone is not None:
+            raise ModuleNotFoundError(f"{fullname} no longer exists: {_REMOVED[gone]}",
+                                      name=fullname)
         if new_name(fullname) == fullname:
             return None
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)

@@ -27,6 +27,7 @@ import zlib
 
 import joblib.numpy_pickle as _jnp
 
+from predictor.moved import REMOVED
 from profiling.errors import ExanteError
 from profiling.moved_modules import new_name
 
@@ -47,8 +48,8 @@ _DENIED_CLASSES = {("numpy", "memmap"), ("numpy._core.memmap", "memmap"),
 _SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex",
                   "bool", "str", "bytes", "bytearray", "slice", "range", "object"}
 # the per-layer regression engine (removed in issue 19): its artifacts' classes and manifest method
-RETIRED_MODULES = ("predictor.fit.regression", "predictor.engine.predict_regression",
-                   "predictor.regression", "predictor.predict_regression")
+# (their paths between the layout move and the removal, and the old ones predictor.moved refuses)
+RETIRED_MODULES = ("predictor.fit.regression", "predictor.engine.predict_regression", *REMOVED)
 RETIRED_METHOD = "per-layer regression"
 ALLOWED_FUNCTIONS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
