@@ -149,6 +149,8 @@ def reference_workload(device=None, *, size: int | None = None) -> ReplayCall:
 
 
 def __getattr__(name: str):
-    """``Workload``: the old name of :class:`ReplayCall` (deprecated)."""
-    from profiling.measure import workload
-    return getattr(workload, name)
+    """``Workload``: the old name of :class:`ReplayCall` (deprecated; warns)."""
+    if name == "Workload":
+        from profiling.measure import workload
+        return workload.Workload
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
