@@ -78,19 +78,10 @@ def _cuda_version_of(tag: str) -> str:
 
 
 def resolve_gpu_name(name: str):
-    """The catalogue spec of a GPU named in a file name (``rtx3090``, ``a100``, ``t4`` ...)."""
-    try:
-        return lookup(name)
-    except ExanteError:
-        pass
-    for pre in ("nvidia", "geforce"):
-        if name.lower().startswith(pre):
-            try:
-                return lookup(name[len(pre):])
-            except ExanteError:
-                pass
-    spaced = re.sub(r"(?<=[A-Za-z])(?=\d)", " ", name.replace("_", " "))
-    return lookup(spaced)       # raises with close matches and the known devices
+    """The catalogue spec of a GPU named in a file name (``rtx3090``, ``4090``, ``5090``,
+    ``pro6000maxq``, ``a100``, ``t4`` ...: :func:`predictor.carbon.hardware.lookup`, which
+    also takes a bare RTX model number); ExanteError with close matches otherwise."""
+    return lookup(name)
 
 
 def parse_file_name(path) -> dict:

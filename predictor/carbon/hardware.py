@@ -191,9 +191,27 @@ def close_matches(name: str, n: int = 6) -> list[str]:
     return list(dict.fromkeys(index[c].key for c in close))[:n]
 
 
+#: a GeForce/RTX model number without its brand ("5090", "3080ti", "pro6000maxq", "a6000")
+_BARE_RTX = re.compile(r"^(\d{4}|pro\d{4}|a\d{4})")
+
+
+def _candidates(n: str) -> list[str]:
+    """Normalised names to try for ``n``: itself; without a leading ``nvidia``/``geforce``
+    ("NVIDIA L40S", "GeForce RTX 3090"); a bare RTX model number with ``rtx`` in front
+    ("5090" -> "rtx5090", "pro6000maxq" -> "rtxpro6000maxq", as timm's file names write them)."""
+    out = [n]
+    for pre in ("nvidia", "geforce"):
+        if out[-1].startswith(pre):
+            out.append(out[-1][len(pre):])
+    if _BARE_RTX.match(out[-1]):
+        out.append("rtx" + out[-1])
+    return out
+
+
 def lookup(name: str) -> HardwareSpec:
     """Resolve a device by key, canonical name or alias, ignoring case, spaces, ``-`` and ``_``
-    (``"h100"``, ``"H100 SXM"``, ``"NVIDIA H100 80GB HBM3"`` — what NVML reports — all work).
+    (``"h100"``, ``"H100 SXM"``, ``"NVIDIA H100 80GB HBM3"`` — what NVML reports — all work;
+    so does a bare RTX model number, ``"5090"`` or ``"pro6000maxq"``, as file names write it).
 
     Returns the catalogue row: ``tdp_w`` (W), ``peak_tflops`` (dense TFLOP/s per dtype),
     ``memory_gb`` (GB), ``mem_bw_gbs`` (GB/s), each with its source.  Raises
@@ -204,11 +222,9 @@ def lookup(name: str) -> HardwareSpec:
     if not isinstance(name, str) or not name.strip():
         raise ExanteError(f"device must be a non-empty name like 'h100' or 'V100', got {name!r}")
     index = _lookup_index()
-    n = _norm(name)
-    if n in index:
-        return index[n]
-    if n.startswith("nvidia") and n[6:] in index:  # "NVIDIA L40S", "nvidia t4", ...
-        return index[n[6:]]
+    for n in _candidates(_norm(name)):
+        if n in index:
+            return index[n]
     close_keys = close_matches(name, 8)
     hint = f"close matches: {', '.join(close_keys)}; " if close_keys else ""
     raise ExanteError(f"unknown device {name!r}; {hint}accepted: a catalogue key, name or "

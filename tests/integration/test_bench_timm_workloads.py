@@ -78,6 +78,10 @@ def test_file_names():
         "train_step", "contiguous", "1.12", "rtx3090")
     for gpu in ("v100", "t4", "l4", "h100"):
         assert parse_file_name(f"benchmark-infer-amp-nchw-pt240-cu124-{gpu}.csv")["hardware"]
+    # newer files write the GPU without its brand and CUDA 13 as cu130
+    for gpu, key in (("4090", "rtx4090"), ("5090", "rtx5090"), ("pro6000maxq", "rtx-pro6000-maxq")):
+        c = parse_file_name(f"benchmark-infer-amp-nchw-pt291-cu130-{gpu}.csv")
+        assert (c["hardware"], c["torch_version"], c["cuda_version"]) == (key, "2.9.1", "13.0")
     with pytest.raises(ExanteError, match="not eager"):
         parse_file_name("benchmark-infer-amp-nchw-pt240-cu124-rtx3090-dynamo.csv")
     with pytest.raises(ExanteError, match="expected benchmark-"):

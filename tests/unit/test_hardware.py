@@ -125,6 +125,16 @@ def test_issue17_catalogue_devices_resolve_by_nvidia_smi_name():
         assert lookup(smi).key == key, smi
 
 
+def test_bare_rtx_model_numbers_resolve_as_file_names_write_them():
+    # timm's newer benchmark files name the GPU "4090", "5090", "pro6000maxq"
+    for bare, key in [("5090", "rtx5090"), ("4090", "rtx4090"), ("3080ti", "rtx3080ti"),
+                      ("pro6000maxq", "rtx-pro6000-maxq"), ("pro6000", "rtx-pro6000"),
+                      ("a6000", "rtx-a6000"), ("GeForce RTX 3090", "rtx3090")]:
+        assert lookup(bare).key == key, bare
+    with pytest.raises(ExanteError, match="unknown device '9999'"):
+        lookup("9999")          # the rtx fallback finds nothing: the usual error
+
+
 def test_new_columns_sourced_and_generation_set():
     for spec in catalogue():
         if spec.sm_count is not None or spec.boost_clock_mhz is not None:
