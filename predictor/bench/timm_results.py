@@ -89,6 +89,8 @@ def parse_file_name(path) -> dict:
     the name does not follow the pattern or names no catalogue GPU."""
     name = Path(path).name
     m = _NAME_RE.match(name)
+    if not m and re.match(r"^benchmark-.*-pt\d{3,4}-cpu-", name, re.IGNORECASE):
+        raise ExanteError(f"{name}: a CPU run; only GPU files are scored ({FILE_PATTERN})")
     if not m:
         raise ExanteError(f"{name}: not a timm benchmark file name; expected {FILE_PATTERN}")
     mode, prec, layout, pt, cu, gpu = m.groups()

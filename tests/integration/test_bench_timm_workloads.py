@@ -84,6 +84,8 @@ def test_file_names():
         assert (c["hardware"], c["torch_version"], c["cuda_version"]) == (key, "2.9.1", "13.0")
     with pytest.raises(ExanteError, match="not eager"):
         parse_file_name("benchmark-infer-amp-nchw-pt240-cu124-rtx3090-dynamo.csv")
+    with pytest.raises(ExanteError, match="a CPU run"):
+        parse_file_name("benchmark-infer-fp32-nchw-pt240-cpu-i9_10940x-dynamo.csv")
     with pytest.raises(ExanteError, match="expected benchmark-"):
         parse_file_name("results-imagenet.csv")
     with pytest.raises(ExanteError, match="unknown device"):
