@@ -93,11 +93,15 @@ class Datasheet:
     def from_spec(cls, spec, idle_w: float | None = None) -> "Datasheet":
         pk = spec.peak_tflops
         fp32 = pk.get("fp32")
-        if not fp32 or not spec.mem_bw_gbs or not spec.tdp_w:
-            raise ValueError(f"{spec.name}: the catalogue lacks fp32 peak, bandwidth or TDP")
+        missing = [n for n, v in (("fp32 peak", fp32), ("memory bandwidth", spec.mem_bw_gbs),
+                                  ("TDP", spec.tdp_w)) if not v]
+        if missing:
+            raise ValueError(f"{spec.name}: the catalogue lacks its {', '.join(missing)}")
         tf32 = pk.get("tf32") or fp32
-        bf16 = pk.get("bf16") or pk.get("fp16") or tf32
-        fp16 = pk.get("fp16") or bf16
+        # a 16-bit rate below the fp32 one (consumer Pascal's 1/64-rate FP16) is not what
+        # autocast runs at: cuBLAS/cuDNN then compute the 16-bit tensors in fp32
+        bf16 = max(pk.get("bf16") or pk.get("fp16") or tf32, fp32)
+        fp16 = max(pk.get("fp16") or bf16, fp32)
         idle = idle_w or spec.idle_w or 0.18 * spec.tdp_w
         sm = getattr(spec, "sm_count", None)
         clk = getattr(spec, "boost_clock_mhz", None)

@@ -34,6 +34,8 @@ class Target:
     name: str
     spec: HardwareSpec | None
     datasheet: Datasheet | None
+    #: why a catalogue device has no datasheet transfer ("" when it has one or is unknown)
+    no_datasheet: str = ""
 
 
 def resolve(hardware: str) -> Target:
@@ -47,7 +49,7 @@ def resolve(hardware: str) -> Target:
         ds = datasheet_of(spec)
     except ExanteError as exc:
         log.debug("no datasheet transfer to %s: %s", spec.key, exc)
-        ds = None
+        return Target(hardware, spec, None, str(exc))
     return Target(hardware, spec, ds)
 
 
@@ -55,7 +57,13 @@ def load_engine(target: Target, artifact_dir=None) -> Artifact:
     """The artifact of ``target``: its own under the given name; else, for a catalogue GPU
     with a datasheet, the joint model or a datasheet transfer (labelled in every prediction's
     warnings); else :func:`~predictor.artifacts.load_artifact`'s clear ``ExanteError``."""
-    if target.name not in available_hardware(artifact_dir) and target.datasheet is not None \
-            and target.spec is not None:
+    fitted = available_hardware(artifact_dir)
+    if target.name not in fitted and target.datasheet is not None and target.spec is not None:
         return transferred_artifact(target.spec, artifact_dir, dst=target.datasheet)
+    if target.no_datasheet and target.spec is not None and target.spec.key not in fitted:
+        note = f" (catalogue note: {target.spec.notes})" if target.spec.notes else ""
+        raise ExanteError(f"{target.no_datasheet}{note}; no fitted model for it either. "
+                          "Predict a GPU whose datasheet is complete (`exante calc "
+                          "--list-hardware`), or measure this one (`exante sweep`, then "
+                          "`exante fit --hardware " + target.spec.key + "`)")
     return load_artifact(target.name, artifact_dir)

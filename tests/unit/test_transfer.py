@@ -121,8 +121,11 @@ def test_non_gpu_and_unknown_are_errors():
     m = resolve_model_on_meta("mlp:in=8,depth=1,width=8,out=1")
     with pytest.raises(ExanteError, match="no fitted model"):
         predict(m, (2, 8), hardware="tpu-v4")
-    with pytest.raises(ExanteError, match="lacks fp32 peak, bandwidth or TDP"):
-        datasheet_of("gtx1080ti")        # the catalogue has no bandwidth for it
+    with pytest.raises(ExanteError, match="lacks its fp32 peak, memory bandwidth"):
+        datasheet_of("m40")              # the catalogue has only its TDP
+    # consumer Pascal's 1/64-rate FP16 is not what autocast runs at: the fp32 rate is
+    d = datasheet_of("gtx1080ti")
+    assert d.fp16_peak == d.peak_bf16 == d.peak_fp32 == pytest.approx(11.34e12)
 
 
 def test_cli_predict_hardware_a100_json(capsys):
@@ -175,3 +178,16 @@ def test_datasheet_transfer_computes_the_distance_once(monkeypatch):
     d = real(_h100().datasheet, datasheet_of("t4"))
     assert art.model.info["datasheet_distance"] == d
     assert art.model.widen == transfer_halfwidth(_h100().datasheet, datasheet_of("t4"))
+
+
+def test_catalogue_gpu_without_datasheet_numbers_says_what_is_missing():
+    """A catalogue GPU whose datasheet lacks what the transfer needs (GH200: no GPU-only TDP)
+    is refused naming the missing numbers and the catalogue's note, not as 'no fitted model'."""
+    from predictor.engine.target import load_engine, resolve
+    t = resolve("gh200")
+    assert t.datasheet is None and "lacks its TDP" in t.no_datasheet
+    with pytest.raises(ExanteError, match=r"lacks its TDP.*catalogue note: .*Grace CPU"):
+        load_engine(t)
+    t = resolve("rtx-pro4000")
+    with pytest.raises(ExanteError, match=r"lacks its fp32 peak \(needed"):
+        load_engine(t)
