@@ -162,7 +162,7 @@ def fit_joint_artifacts(datasets_dir="datasets", out_dir=None, *, coverage: floa
                               "time_mape_pct_in_sample": float(np.nanmean(ape[:, 0]))}
     joint = {"model": jm.to_dict(), "training_data_digest": digest,
              "reference_halfwidth": {f"{k[0]}/{k[1]}": v for k, v in ch_ref.halfwidth.items()},
-             "reference_domain": ch_ref.domain, "coverage": coverage,
+             "reference_domain": _domain(datas, gpu, None, ch_ref), "coverage": coverage,
              "transfer_halfwidth": ({"gpu": logo, "host": max(logo, 0.55)} if logo else None),
              "transfer_halfwidth_source": ("leave-one-GPU-out residuals, "
                                            "experiments/multigpu/run.py" if logo else None),
@@ -201,13 +201,15 @@ def _save_reference(ch_ref, report, data, folders, out) -> dict:
             "energy_mape_pct_lofo": float(ape_e.mean())}
 
 
-def _domain(datas: dict, gpu, g: str, ch_ref) -> dict:
-    """The fitted domain of GPU ``g``: its own rows' modes, dtypes, batches; families of all."""
+def _domain(datas: dict, gpu, g: str | None, ch_ref) -> dict:
+    """The fitted domain of GPU ``g``: its own rows' modes, dtypes, batches; families of all.
+    ``g=None``: of every GPU's rows together -- the domain of the joint model, which serves
+    the GPUs never measured (its fp16 and batches up to 1,024 come from the timm GPUs)."""
     import pandas as pd
 
     f = pd.concat([d.frame for d in datas.values()], ignore_index=True)
     hw = f["hardware"].astype(str) if "hardware" in f else pd.Series([""] * len(f))
-    mine = f[hw.to_numpy() == g]
+    mine = f if g is None else f[hw.to_numpy() == g]
     if mine.empty:
         return dict(ch_ref.domain)
     return {**ch_ref.domain, "modes": sorted(set(mine["mode"])),

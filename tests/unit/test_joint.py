@@ -157,3 +157,26 @@ def test_power_never_exceeds_the_board_limit():
     for ds in (REF, SMALL, OTHER):
         t = gpu_theta(hot, sl, np.zeros(len(CORRECTIONS)), REF, ds)
         assert t[i] <= 1.05 * ds.tdp_w + 1e-9
+
+
+def test_joint_domain_is_every_gpus_rows_together():
+    """The joint model serves GPUs never measured: its domain (dtypes, batches, modes) is that
+    of all fitted rows, not the H100's alone (fp16 and batch 1,024 come from the timm GPUs)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from predictor.fit.joint_fit import _domain
+    h100 = pd.DataFrame({"hardware": ["h100"] * 2, "mode": ["inference", "train_step"],
+                         "dtype": ["bf16", "fp32"], "batch": [1, 32]})
+    timm = pd.DataFrame({"hardware": ["rtx3090"] * 2, "mode": ["inference"] * 2,
+                         "dtype": ["fp16"] * 2, "batch": [64, 1024]})
+    datas = {"h100": SimpleNamespace(frame=h100), "rtx3090": SimpleNamespace(frame=timm)}
+    ref = SimpleNamespace(domain={"families": ["conv"], "dtypes": ["bf16", "fp32"],
+                                  "batch_range": (1, 32), "modes": ["inference", "train_step"]})
+    every = _domain(datas, None, None, ref)
+    assert every["dtypes"] == ["bf16", "fp16", "fp32"] and every["batch_range"] == (1, 1024)
+    assert every["families"] == ["conv"] and every["n_workloads"] == 4
+    mine = _domain(datas, None, "rtx3090", ref)
+    assert mine["dtypes"] == ["fp16"] and mine["batch_range"] == (64, 1024)
+    assert _domain(datas, None, "t4", ref) == ref.domain      # no rows: the reference's
