@@ -2,7 +2,8 @@
 
 Its parameters are the joint model's shared ones carried to its datasheet
 (:func:`predictor.engine.joint.gpu_theta`) with the corrections of the measured GPUs nearest to it by
-datasheet (:meth:`predictor.engine.joint.JointPhysicsModel.corrections_for`); its interval is the
+datasheet, but the shared host costs of a generic machine
+(:meth:`predictor.engine.joint.JointPhysicsModel.corrections_for`); its interval is the
 H100's widened, in quadrature, by the leave-one-GPU-out residual quantile of
 ``experiments/multigpu/run.py`` (stored in ``joint.json``; without it, the datasheet-distance
 formula of :func:`predictor.engine.transferred.transfer_halfwidth`).  Every prediction says so, and
@@ -70,7 +71,7 @@ def joint_artifact(spec: HardwareSpec, dst: Datasheet, artifact_dir=None) -> Art
     gpus = ", ".join(jm.gpus_)
     label = (f"datasheet-driven: {spec.key} was never measured; parameters of the joint model "
              f"fitted on {gpus}, carried to its datasheet with the corrections of the measured "
-             "GPUs nearest to it; energy: " + jm.energy_source(spec.key) + "; interval widened "
+             "GPUs nearest to it (host costs: a generic machine's); energy: " + jm.energy_source(spec.key) + "; interval widened "
              f"x/÷{math.exp(widen['gpu']):.2f} GPU-bound, x/÷{math.exp(widen['host']):.2f} "
              "host-bound (in quadrature; "
              + (d.get("transfer_halfwidth_source") or "datasheet-distance formula") + ")")
