@@ -191,3 +191,30 @@ def test_catalogue_gpu_without_datasheet_numbers_says_what_is_missing():
     t = resolve("rtx-pro4000")
     with pytest.raises(ExanteError, match=r"lacks its fp32 peak \(needed"):
         load_engine(t)
+
+
+def test_every_priceable_catalogue_gpu_gives_finite_positive_predictions():
+    """Every catalogue GPU whose datasheet the model can use prices fp16 inference and a bf16
+    training step to finite positive numbers (odd datasheets -- Pascal's 1/64-rate FP16,
+    GPUs without TF32 or bf16 -- must not give NaN, zero or an exception); the rest are
+    refused by `datasheet_of` with the reason."""
+    from predictor.carbon.hardware import catalogue
+    from profiling.model_refs import build_mlp
+    m = build_mlp(64, 2, 128, 10)
+    priced = 0
+    for spec in catalogue():
+        if spec.kind != "gpu":
+            continue
+        try:
+            datasheet_of(spec)
+        except ExanteError as exc:
+            assert "lacks its" in str(exc), (spec.key, str(exc))
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for dtype, mode, opt in (("fp16", "inference", None), ("bf16", "train_step", "adamw")):
+                p = predict(m, (16, 64), hardware=spec.key, dtype=dtype, mode=mode, optimizer=opt)
+                assert math.isfinite(p.time_s) and p.time_s > 0, (spec.key, dtype)
+                assert math.isfinite(p.energy_j) and p.energy_j > 0, (spec.key, dtype)
+        priced += 1
+    assert priced >= 75
