@@ -77,13 +77,6 @@ def _cuda_version_of(tag: str) -> str:
     return f"{int(tag[:-1])}.{tag[-1]}"
 
 
-def resolve_gpu_name(name: str):
-    """The catalogue spec of a GPU named in a file name (``rtx3090``, ``4090``, ``5090``,
-    ``pro6000maxq``, ``a100``, ``t4`` ...: :func:`predictor.carbon.hardware.lookup`, which
-    also takes a bare RTX model number); ExanteError with close matches otherwise."""
-    return lookup(name)
-
-
 def parse_file_name(path) -> dict:
     """Conditions of a benchmark file from its name (see module docstring); ExanteError when
     the name does not follow the pattern or names no catalogue GPU."""
@@ -98,7 +91,7 @@ def parse_file_name(path) -> dict:
     if extra:
         raise ExanteError(f"{name}: a {'/'.join(extra)} run, not eager step time; only eager "
                           f"files are scored ({FILE_PATTERN})")
-    spec = resolve_gpu_name(gpu)
+    spec = lookup(gpu)     # also a bare RTX model number: "4090", "5090", "pro6000maxq"
     return {"mode": _MODES[mode.lower()], "dtype": _DTYPES[prec.lower()],
             "memory_format": _FORMATS[layout.lower()], "torch_version": torch_version_of(pt),
             "cuda_version": _cuda_version_of(cu), "gpu_name": gpu, "hardware": spec.key}

@@ -14,9 +14,10 @@ Every row carries its GPU's :class:`~predictor.engine.physics.Datasheet`.  The p
 * **per GPU** -- log-scale corrections (:data:`CORRECTIONS`: compute, bandwidth, launch/tail,
   host, idle and busy power) with a zero-centred prior, for GPUs that have rows only; a GPU
   with no rows gets the datasheet-nearest measured GPUs' corrections, shrunk (the host one
-  excepted: its machine is unknown, so the shared host costs), see :meth:`corrections_for`.  Power corrections are
-  only informed where the GPU has energy rows; elsewhere energy is the power model learned on
-  the GPUs with power data, in fractions of TDP and idle (:meth:`energy_source`).
+  excepted: its machine is unknown, so the shared host costs), see :meth:`corrections_for`.
+  Power corrections are only informed where the GPU has energy rows; elsewhere energy is the
+  power model learned on the GPUs with power data, in fractions of TDP and idle
+  (:meth:`energy_source`).
 
 Loss: log relative error of time (every row) and energy (rows with finite energy: time-only
 rows mask it), soft-L1, rows weighted by ``sample_weight`` (callers give each GPU x source
@@ -44,6 +45,10 @@ __all__ = ["JointPhysicsModel", "CORRECTIONS", "SLOPES", "gpu_theta", "group_wei
 log = logging.getLogger(__name__)
 
 CORRECTIONS = ("k_compute", "k_bw", "k_tau", "k_host", "k_p0", "k_pdyn")
+#: the corrections that belong to the GPU itself (compute, bandwidth, launch tails; an unseen
+#: GPU borrows them, not ``k_host``) and its power ones (informed by energy rows only)
+_GPU_CORR = slice(0, CORRECTIONS.index("k_host"))
+_POWER_CORR = slice(CORRECTIONS.index("k_p0"), len(CORRECTIONS))
 SLOPES = ("a_compute", "a_bw")
 _EFF_COMPUTE = ("eff_mm_fp32", "eff_conv_tf32", "eff_mm_bf16", "eff_conv_bf16", "eff_grouped",
                 "eff_attn")
@@ -213,7 +218,7 @@ class JointPhysicsModel(RegressorMixin, BaseEstimator):
             c = z[nP + nS:].reshape(G, nC).copy()
             for j, g in enumerate(gpus):
                 if not e_gpu[g]:
-                    c[j, 4:] = 0.0
+                    c[j, _POWER_CORR] = 0.0
             return th, sl, c
 
         def resid(z):
@@ -270,7 +275,7 @@ class JointPhysicsModel(RegressorMixin, BaseEstimator):
             return np.asarray(self.corrections_[g], float)
         ds = ds or self._ds(g)
         out = np.zeros(len(CORRECTIONS))
-        for cols, pool in ((slice(0, 3), self.gpus_), (slice(4, 6), self.energy_gpus_)):
+        for cols, pool in ((_GPU_CORR, self.gpus_), (_POWER_CORR, self.energy_gpus_)):
             num, den = np.zeros(cols.stop - cols.start), self.neighbour_shrink
             for j in pool:
                 k = math.exp(-_distance(ds, self.datasheets_[j]) / self.neighbour_scale)

@@ -71,7 +71,8 @@ def joint_artifact(spec: HardwareSpec, dst: Datasheet, artifact_dir=None) -> Art
     gpus = ", ".join(jm.gpus_)
     label = (f"datasheet-driven: {spec.key} was never measured; parameters of the joint model "
              f"fitted on {gpus}, carried to its datasheet with the corrections of the measured "
-             "GPUs nearest to it (host costs: a generic machine's); energy: " + jm.energy_source(spec.key) + "; interval widened "
+             "GPUs nearest to it (host costs: a generic machine's); energy: "
+             + jm.energy_source(spec.key) + "; interval widened "
              f"x/÷{math.exp(widen['gpu']):.2f} GPU-bound, x/÷{math.exp(widen['host']):.2f} "
              "host-bound (in quadrature; "
              + (d.get("transfer_halfwidth_source") or "datasheet-distance formula") + ")")
