@@ -16,6 +16,18 @@ from profiling.errors import ExanteError
 KEYS = ("energy_j", "energy_j_low", "energy_j_high", "time_s", "time_s_low", "time_s_high")
 
 
+def _assert_vectorised_equals_general(obj, specs, label):
+    """``obj.score_many`` (all vectorised) equals building and predicting each spec, to 1e-9."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = obj.score_many(specs)
+        slow = [obj.general(s) for s in specs]
+    assert obj.calls["vectorised"] == len(specs)
+    for i, s in enumerate(specs):
+        for k in KEYS:
+            assert fast[k][i] == pytest.approx(getattr(slow[i], k), rel=1e-9), (label(s), k)
+
+
 def _random_specs(rng, dtype):
     specs = [MLPSpec(int(rng.integers(1, 300)),
                      tuple(int(x) for x in rng.integers(1, 600, size=rng.integers(1, 7))),
@@ -41,14 +53,7 @@ def test_vectorised_equals_build_and_predict(mode, dtype, batch, opt):
     rng = np.random.default_rng(abs(hash((mode, dtype, batch))) % 2**32)
     obj = EnergyObjective("h100", mode=mode, batch=batch, dtype=dtype, optimizer=opt)
     specs = _random_specs(rng, dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fast = obj.score_many(specs)
-        slow = [obj.general(s) for s in specs]
-    assert obj.calls["vectorised"] == len(specs)
-    for i, s in enumerate(specs):
-        for k in KEYS:
-            assert fast[k][i] == pytest.approx(getattr(slow[i], k), rel=1e-9), (s, k)
+    _assert_vectorised_equals_general(obj, specs, label=lambda s: s)
 
 
 def test_padded_arrays_and_single_call_match():
@@ -128,14 +133,7 @@ def test_nb101_vectorised_equals_build_and_predict(mode, batch, opt, n):
         ((0, 1, 1, 0, 0, 0, 1), (0, 0, 0, 1, 0, 0, 0), (0, 0, 0, 0, 1, 0, 1),
          (0, 0, 0, 0, 0, 1, 0), (0, 0, 0, 0, 0, 1, 0), (0, 0, 0, 0, 0, 0, 1), (0,) * 7))
     assert len({len(s.ops) for s in specs}) > 1 or n < 10
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fast = obj.score_many(specs)
-        slow = [obj.general(s) for s in specs]
-    assert obj.calls["vectorised"] == len(specs)
-    for i, s in enumerate(specs):
-        for k in KEYS:
-            assert fast[k][i] == pytest.approx(getattr(slow[i], k), rel=1e-9), (s.ref, k)
+    _assert_vectorised_equals_general(obj, specs, label=lambda s: s.ref)
 
 
 def test_nb101_padded_arrays_and_errors():
